@@ -1,0 +1,723 @@
+// SPDX-License-Identifier: (GPL-2.0-only OR BSD-2-Clause)
+/*
+ * Tiers 1 and 2: the kernel's FIB mutation functions themselves.
+ *
+ * Every report hook is written once, as report_<fn>(args..., ret, attach),
+ * and wrapped twice: as fexit (tier 1: args and result in one program) and as
+ * kprobe + kretprobe (tier 2: args stashed per thread at entry, reported at
+ * return). User space picks, per hook, the best pair that loads and attaches.
+ *
+ * Context hooks (ioctl entry points, netdev/inetaddr notifiers, IPv6 link
+ * down, nexthop removal, IPv6 GC) only note which kernel path is running, so
+ * that the FIB hooks under them can say why a change happened and whether
+ * the current task is really the actor.
+ */
+#include "include/common.h"
+#include "include/rtnl_parse.h"
+
+char LICENSE[] SEC("license") = "Dual BSD/GPL";
+
+#define NLM_F_REPLACE_ 0x100
+#define KEYLENGTH 32
+
+enum hook_id {
+	H_FIB_TABLE_INSERT = 1,
+	H_FIB_TABLE_DELETE,
+	H_FIB_TABLE_FLUSH,
+	H_FIB6_ADD,
+	H_FIB6_DEL,
+	H_IP6_ROUTE_DEL,
+	H_NEWRULE,
+	H_DELRULE,
+	H_NEW_NEXTHOP,
+	H_DEL_NEXTHOP,
+	H_CTX,
+};
+
+/* Arguments stashed by a kprobe for its kretprobe. */
+struct stash_key {
+	__u64 id;
+	__u64 hook;
+};
+
+struct hook_args {
+	__u64 a[5];
+};
+
+struct {
+	__uint(type, BPF_MAP_TYPE_HASH);
+	__uint(max_entries, 8192);
+	__type(key, struct stash_key);
+	__type(value, struct hook_args);
+} stash SEC(".maps");
+
+/* The kernel path the current thread is in (set by context hooks). */
+struct task_ctx {
+	__u16 path;     /* enum rt_path of the outermost context hook */
+	__u16 in_flush; /* inside fib_table_flush */
+	__u32 detailed; /* per-route records emitted by the current flush */
+};
+
+struct {
+	__uint(type, BPF_MAP_TYPE_HASH);
+	__uint(max_entries, 8192);
+	__type(key, __u64);
+	__type(value, struct task_ctx);
+} task_ctxs SEC(".maps");
+
+/* IPv6 GC runs from a timer, in softirq, on top of whatever task it
+ * interrupted: a per-CPU flag, since a softirq neither sleeps nor migrates. */
+struct {
+	__uint(type, BPF_MAP_TYPE_PERCPU_ARRAY);
+	__uint(max_entries, 1);
+	__type(key, __u32);
+	__type(value, __u32);
+} in_gc SEC(".maps");
+
+/* Older kernels' names for fields that were renamed. */
+struct fib_config___pre_5_18 {
+	u8 fc_tos;
+};
+
+struct fib_config___pre_5_2 {
+	__be32 fc_gw;
+};
+
+static __always_inline int stash_args(__u64 hook, __u64 a0, __u64 a1, __u64 a2, __u64 a3)
+{
+	struct stash_key k = { .id = bpf_get_current_pid_tgid(), .hook = hook };
+	struct hook_args v = { .a = { a0, a1, a2, a3, 0 } };
+
+	bpf_map_update_elem(&stash, &k, &v, BPF_ANY);
+	return 0;
+}
+
+static __always_inline int take_args(__u64 hook, struct hook_args *out)
+{
+	struct stash_key k = { .id = bpf_get_current_pid_tgid(), .hook = hook };
+	struct hook_args *v = bpf_map_lookup_elem(&stash, &k);
+
+	if (!v)
+		return -1;
+	*out = *v;
+	bpf_map_delete_elem(&stash, &k);
+	return 0;
+}
+
+static __always_inline struct task_ctx *current_ctx(void)
+{
+	__u64 id = bpf_get_current_pid_tgid();
+
+	return bpf_map_lookup_elem(&task_ctxs, &id);
+}
+
+static __always_inline int gc_running(void)
+{
+	__u32 zero = 0;
+	__u32 *n = bpf_map_lookup_elem(&in_gc, &zero);
+
+	return n && *n > 0;
+}
+
+static __always_inline void ctx_enter(__u16 path)
+{
+	__u64 id = bpf_get_current_pid_tgid();
+	struct task_ctx *c = bpf_map_lookup_elem(&task_ctxs, &id);
+	struct task_ctx fresh = {};
+
+	if (c) {
+		if (path == RT_PATH_FIB_TABLE_FLUSH) {
+			c->in_flush = 1;
+			c->detailed = 0;
+		} else if (!c->path) {
+			c->path = path;
+		}
+		return;
+	}
+	if (path == RT_PATH_FIB_TABLE_FLUSH)
+		fresh.in_flush = 1;
+	else
+		fresh.path = path;
+	bpf_map_update_elem(&task_ctxs, &id, &fresh, BPF_ANY);
+}
+
+static __always_inline void ctx_exit(__u16 path)
+{
+	__u64 id = bpf_get_current_pid_tgid();
+	struct task_ctx *c = bpf_map_lookup_elem(&task_ctxs, &id);
+
+	if (!c)
+		return;
+	if (path == RT_PATH_FIB_TABLE_FLUSH)
+		c->in_flush = 0;
+	else if (c->path == path)
+		c->path = 0;
+	if (!c->path && !c->in_flush)
+		bpf_map_delete_elem(&task_ctxs, &id);
+}
+
+/* Origin of a change: a netlink request (nlh set), else an ioctl or a
+ * kernel path, from the context hooks. */
+static __always_inline void set_origin(struct rt_event *e, struct nlmsghdr *nlh, __u32 portid)
+{
+	struct task_ctx *c;
+
+	if (gc_running()) {
+		e->origin = RT_ORIGIN_KERNEL;
+		e->path = RT_PATH_FIB6_RUN_GC;
+		e->flags |= RT_F_IN_SOFTIRQ;
+		return;
+	}
+	if (nlh) {
+		e->origin = RT_ORIGIN_NETLINK;
+		e->portid = portid;
+		e->seq = BPF_CORE_READ(nlh, nlmsg_seq);
+		e->nlmsg_type = BPF_CORE_READ(nlh, nlmsg_type);
+		e->nlmsg_flags = BPF_CORE_READ(nlh, nlmsg_flags);
+		return;
+	}
+	e->origin = RT_ORIGIN_KERNEL;
+	c = current_ctx();
+	if (!c)
+		return;
+	if (c->path == RT_PATH_IP_RT_IOCTL || c->path == RT_PATH_IPV6_ROUTE_IOCTL)
+		e->origin = RT_ORIGIN_IOCTL;
+	e->path = c->path;
+	if (!e->path && c->in_flush)
+		e->path = RT_PATH_FIB_TABLE_FLUSH;
+}
+
+static __always_inline struct rt_event *change_event(__u8 attach)
+{
+	struct rt_heap *h = rt_heap();
+
+	if (!h)
+		return NULL;
+	return rt_new_event(h, RT_KIND_CHANGE, attach);
+}
+
+/* --- IPv4 routes --- */
+
+static __always_inline void fill_route4_cfg(struct rt_event *e, struct fib_table *tb, struct fib_config *cfg)
+{
+	__be32 dst = BPF_CORE_READ(cfg, fc_dst);
+
+	e->object = RT_OBJ_ROUTE;
+	e->family = AF_INET;
+	e->netns = BPF_CORE_READ(cfg, fc_nlinfo.nl_net, ns.inum);
+	e->table = BPF_CORE_READ(tb, tb_id);
+	e->dst_len = BPF_CORE_READ(cfg, fc_dst_len);
+	__builtin_memcpy(e->dst, &dst, 4);
+	e->protocol = BPF_CORE_READ(cfg, fc_protocol);
+	e->scope = BPF_CORE_READ(cfg, fc_scope);
+	e->type = BPF_CORE_READ(cfg, fc_type);
+	e->priority = BPF_CORE_READ(cfg, fc_priority);
+	e->oif = BPF_CORE_READ(cfg, fc_oif);
+	if (bpf_core_field_exists(cfg->fc_nh_id))
+		e->nh_id = BPF_CORE_READ(cfg, fc_nh_id);
+	if (bpf_core_field_exists(cfg->fc_dscp)) {
+		BPF_CORE_READ_INTO(&e->tos, cfg, fc_dscp); /* dscp_t is one byte */
+	} else {
+		struct fib_config___pre_5_18 *old = (void *)cfg;
+
+		e->tos = BPF_CORE_READ(old, fc_tos);
+	}
+	if (bpf_core_field_exists(cfg->fc_gw_family)) {
+		e->gw_family = BPF_CORE_READ(cfg, fc_gw_family);
+		if (e->gw_family == AF_INET) {
+			__be32 gw = BPF_CORE_READ(cfg, fc_gw4);
+
+			__builtin_memcpy(e->gw, &gw, 4);
+		} else if (e->gw_family == AF_INET6) {
+			BPF_CORE_READ_INTO(&e->gw, cfg, fc_gw6);
+		}
+	} else {
+		struct fib_config___pre_5_2 *old = (void *)cfg;
+		__be32 gw = BPF_CORE_READ(old, fc_gw);
+
+		if (gw) {
+			e->gw_family = AF_INET;
+			__builtin_memcpy(e->gw, &gw, 4);
+		}
+	}
+	set_origin(e, BPF_CORE_READ(cfg, fc_nlinfo.nlh), BPF_CORE_READ(cfg, fc_nlinfo.portid));
+}
+
+static __always_inline int report_fib_table_insert(struct net *net, struct fib_table *tb, struct fib_config *cfg,
+						   int ret, __u8 attach)
+{
+	struct rt_event *e = change_event(attach);
+
+	if (!e)
+		return 0;
+	fill_route4_cfg(e, tb, cfg);
+	e->op = (BPF_CORE_READ(cfg, fc_nlflags) & NLM_F_REPLACE_) ? RT_OP_REPLACE : RT_OP_ADD;
+	e->err = ret;
+	rt_emit(e);
+	return 0;
+}
+
+static __always_inline int report_fib_table_delete(struct net *net, struct fib_table *tb, struct fib_config *cfg,
+						   int ret, __u8 attach)
+{
+	struct rt_event *e = change_event(attach);
+
+	if (!e)
+		return 0;
+	fill_route4_cfg(e, tb, cfg);
+	e->op = RT_OP_DELETE;
+	e->err = ret;
+	rt_emit(e);
+	return 0;
+}
+
+/* Link-down and address-removal flushes never call fib_table_delete and
+ * send no RTM_DELROUTE: each removed alias is reported from
+ * fib_notify_alias_delete while a flush runs, and the flush itself with the
+ * count it returns. */
+static __always_inline int report_fib_table_flush(struct net *net, struct fib_table *tb, bool flush_all, int ret,
+						  __u8 attach)
+{
+	struct task_ctx *c = current_ctx();
+	struct rt_event *e;
+	__u32 detailed = c ? c->detailed : 0;
+
+	ctx_exit(RT_PATH_FIB_TABLE_FLUSH);
+	if (ret <= 0)
+		return 0;
+	e = change_event(attach);
+	if (!e)
+		return 0;
+	e->op = RT_OP_FLUSH;
+	e->object = RT_OBJ_ROUTE;
+	e->family = AF_INET;
+	e->netns = rt_net_inum(net);
+	e->table = BPF_CORE_READ(tb, tb_id);
+	e->count = ret;
+	e->reserved = detailed;
+	set_origin(e, NULL, 0);
+	if (!e->path)
+		e->path = RT_PATH_FIB_TABLE_FLUSH;
+	rt_emit(e);
+	return 0;
+}
+
+static __always_inline int report_alias_delete(struct net *net, __u32 key, struct fib_alias *fa, __u8 attach)
+{
+	struct task_ctx *c = current_ctx();
+	struct fib_info *fi;
+	struct rt_event *e;
+	__be32 dst = bpf_htonl(key);
+
+	if (!c || !c->in_flush)
+		return 0; /* fib_table_delete reports the others */
+	c->detailed++;
+	e = change_event(attach);
+	if (!e)
+		return 0;
+	fi = BPF_CORE_READ(fa, fa_info);
+	e->op = RT_OP_DELETE;
+	e->object = RT_OBJ_ROUTE;
+	e->family = AF_INET;
+	e->netns = rt_net_inum(net);
+	e->table = BPF_CORE_READ(fa, tb_id);
+	e->dst_len = KEYLENGTH - BPF_CORE_READ(fa, fa_slen);
+	__builtin_memcpy(e->dst, &dst, 4);
+	e->type = BPF_CORE_READ(fa, fa_type);
+	e->protocol = BPF_CORE_READ(fi, fib_protocol);
+	e->scope = BPF_CORE_READ(fi, fib_scope);
+	e->priority = BPF_CORE_READ(fi, fib_priority);
+	if (BPF_CORE_READ(fi, nh))
+		e->nh_id = BPF_CORE_READ(fi, nh, id);
+	else {
+		struct net_device *dev = BPF_CORE_READ(fi, fib_nh[0].nh_common.nhc_dev);
+
+		e->oif = BPF_CORE_READ(dev, ifindex);
+		e->gw_family = BPF_CORE_READ(fi, fib_nh[0].nh_common.nhc_gw_family);
+		if (e->gw_family == AF_INET)
+			BPF_CORE_READ_INTO(e->gw, fi, fib_nh[0].nh_common.nhc_gw.ipv4);
+		else if (e->gw_family == AF_INET6)
+			BPF_CORE_READ_INTO(e->gw, fi, fib_nh[0].nh_common.nhc_gw.ipv6);
+	}
+	set_origin(e, NULL, 0);
+	rt_emit(e);
+	return 0;
+}
+
+/* --- IPv6 routes --- */
+
+static __always_inline void fill_route6(struct rt_event *e, struct fib6_info *rt, struct nl_info *info)
+{
+	struct nexthop *nh = BPF_CORE_READ(rt, nh);
+
+	e->object = RT_OBJ_ROUTE;
+	e->family = AF_INET6;
+	e->table = BPF_CORE_READ(rt, fib6_table, tb6_id);
+	BPF_CORE_READ_INTO(e->dst, rt, fib6_dst.addr);
+	e->dst_len = BPF_CORE_READ(rt, fib6_dst.plen);
+	BPF_CORE_READ_INTO(e->src, rt, fib6_src.addr);
+	e->src_len = BPF_CORE_READ(rt, fib6_src.plen);
+	e->priority = BPF_CORE_READ(rt, fib6_metric);
+	e->protocol = BPF_CORE_READ(rt, fib6_protocol);
+	e->type = BPF_CORE_READ(rt, fib6_type);
+	if (nh) {
+		e->nh_id = BPF_CORE_READ(nh, id);
+	} else {
+		struct net_device *dev = BPF_CORE_READ(rt, fib6_nh[0].nh_common.nhc_dev);
+
+		e->oif = BPF_CORE_READ(dev, ifindex);
+		e->gw_family = BPF_CORE_READ(rt, fib6_nh[0].nh_common.nhc_gw_family);
+		if (e->gw_family)
+			BPF_CORE_READ_INTO(e->gw, rt, fib6_nh[0].nh_common.nhc_gw.ipv6);
+	}
+	if (info) {
+		e->netns = BPF_CORE_READ(info, nl_net, ns.inum);
+		set_origin(e, BPF_CORE_READ(info, nlh), BPF_CORE_READ(info, portid));
+	} else {
+		set_origin(e, NULL, 0);
+	}
+}
+
+static __always_inline int report_fib6_add(struct fib6_node *root, struct fib6_info *rt, struct nl_info *info,
+					   int ret, __u8 attach)
+{
+	struct rt_event *e = change_event(attach);
+
+	if (!e)
+		return 0;
+	fill_route6(e, rt, info);
+	e->op = (e->nlmsg_flags & NLM_F_REPLACE_) ? RT_OP_REPLACE : RT_OP_ADD;
+	e->err = ret;
+	rt_emit(e);
+	return 0;
+}
+
+static __always_inline int report_fib6_del(struct fib6_info *rt, struct nl_info *info, int ret, __u8 attach)
+{
+	struct rt_event *e = change_event(attach);
+
+	if (!e)
+		return 0;
+	fill_route6(e, rt, info);
+	e->op = RT_OP_DELETE;
+	e->err = ret;
+	rt_emit(e);
+	return 0;
+}
+
+/* A failed IPv6 delete never reaches fib6_del: report it from here. */
+static __always_inline int report_ip6_route_del(struct fib6_config *cfg, int ret, __u8 attach)
+{
+	struct rt_event *e;
+
+	if (ret == 0)
+		return 0; /* fib6_del reported it */
+	e = change_event(attach);
+	if (!e)
+		return 0;
+	e->op = RT_OP_DELETE;
+	e->object = RT_OBJ_ROUTE;
+	e->family = AF_INET6;
+	e->err = ret;
+	e->netns = BPF_CORE_READ(cfg, fc_nlinfo.nl_net, ns.inum);
+	e->table = BPF_CORE_READ(cfg, fc_table);
+	BPF_CORE_READ_INTO(e->dst, cfg, fc_dst);
+	e->dst_len = BPF_CORE_READ(cfg, fc_dst_len);
+	e->priority = BPF_CORE_READ(cfg, fc_metric);
+	e->protocol = BPF_CORE_READ(cfg, fc_protocol);
+	e->oif = BPF_CORE_READ(cfg, fc_ifindex);
+	BPF_CORE_READ_INTO(e->gw, cfg, fc_gateway);
+	if (e->gw[0] || e->gw[15])
+		e->gw_family = AF_INET6;
+	set_origin(e, BPF_CORE_READ(cfg, fc_nlinfo.nlh), BPF_CORE_READ(cfg, fc_nlinfo.portid));
+	rt_emit(e);
+	return 0;
+}
+
+/* --- rules and nexthops: the request is all these functions get --- */
+
+static __always_inline int report_request(struct net *net, struct sk_buff *skb, struct nlmsghdr *nlh, int ret,
+					  __u8 attach)
+{
+	struct rt_heap *h = rt_heap();
+	struct rt_event *e;
+	__u32 n, portid = 0;
+
+	if (!h)
+		return 0;
+	e = rt_new_event(h, RT_KIND_CHANGE, attach);
+	n = BPF_CORE_READ(nlh, nlmsg_len);
+	if (n > RT_SCRATCH)
+		n = RT_SCRATCH;
+	if (bpf_probe_read_kernel(h->buf, n & (RT_SCRATCH * 2 - 1), nlh))
+		return 0;
+	if (rtnl_parse_heap(n) != RT_PARSE_OK)
+		return 0;
+	if (!net)
+		net = BPF_CORE_READ(skb, sk, __sk_common.skc_net.net);
+	e->netns = rt_net_inum(net);
+	bpf_probe_read_kernel(&portid, sizeof(portid),
+			      (__u8 *)&skb->cb + bpf_core_field_offset(struct netlink_skb_parms, portid));
+	e->origin = RT_ORIGIN_NETLINK;
+	e->portid = portid;
+	e->err = ret;
+	rt_emit(e);
+	return 0;
+}
+
+/* --- wrappers: one report function, two attach tiers --- */
+
+/* Tier 2 halves: the kprobe stashes up to three arguments, the kretprobe
+ * hands them back with the result. fexit (tier 1) needs every argument of
+ * the kernel function declared, since the result follows the last one. */
+#define KPROBE_PAIR(kfn, hook, T1, T2, T3, CALL)                             \
+	SEC("kprobe/" #kfn)                                                  \
+	int BPF_KPROBE(kprobe_##kfn, T1 a1, T2 a2, T3 a3)                    \
+	{                                                                    \
+		return stash_args(hook, (__u64)a1, (__u64)a2, (__u64)a3, 0); \
+	}                                                                    \
+	SEC("kretprobe/" #kfn)                                               \
+	int BPF_KRETPROBE(kretprobe_##kfn, int ret)                          \
+	{                                                                    \
+		struct hook_args a;                                          \
+		T1 a1;                                                       \
+		T2 a2;                                                       \
+		T3 a3;                                                       \
+		if (take_args(hook, &a))                                     \
+			return 0;                                            \
+		a1 = (T1)a.a[0];                                             \
+		a2 = (T2)a.a[1];                                             \
+		a3 = (T3)a.a[2];                                             \
+		(void)a1, (void)a2, (void)a3;                                \
+		CALL;                                                        \
+		return 0;                                                    \
+	}
+
+#define ATTACH RT_ATTACH_KPROBE
+KPROBE_PAIR(fib_table_insert, H_FIB_TABLE_INSERT, struct net *, struct fib_table *, struct fib_config *,
+	    report_fib_table_insert(a1, a2, a3, ret, ATTACH))
+KPROBE_PAIR(fib_table_delete, H_FIB_TABLE_DELETE, struct net *, struct fib_table *, struct fib_config *,
+	    report_fib_table_delete(a1, a2, a3, ret, ATTACH))
+KPROBE_PAIR(fib6_add, H_FIB6_ADD, struct fib6_node *, struct fib6_info *, struct nl_info *,
+	    report_fib6_add(a1, a2, a3, ret, ATTACH))
+KPROBE_PAIR(fib6_del, H_FIB6_DEL, struct fib6_info *, struct nl_info *, void *, report_fib6_del(a1, a2, ret, ATTACH))
+KPROBE_PAIR(ip6_route_del, H_IP6_ROUTE_DEL, struct fib6_config *, void *, void *,
+	    report_ip6_route_del(a1, ret, ATTACH))
+KPROBE_PAIR(fib_nl_newrule, H_NEWRULE, struct sk_buff *, struct nlmsghdr *, void *,
+	    report_request(NULL, a1, a2, ret, ATTACH))
+KPROBE_PAIR(fib_nl_delrule, H_DELRULE, struct sk_buff *, struct nlmsghdr *, void *,
+	    report_request(NULL, a1, a2, ret, ATTACH))
+KPROBE_PAIR(fib_newrule, H_NEWRULE, struct net *, struct sk_buff *, struct nlmsghdr *,
+	    report_request(a1, a2, a3, ret, ATTACH))
+KPROBE_PAIR(fib_delrule, H_DELRULE, struct net *, struct sk_buff *, struct nlmsghdr *,
+	    report_request(a1, a2, a3, ret, ATTACH))
+KPROBE_PAIR(rtm_new_nexthop, H_NEW_NEXTHOP, struct sk_buff *, struct nlmsghdr *, void *,
+	    report_request(NULL, a1, a2, ret, ATTACH))
+KPROBE_PAIR(rtm_del_nexthop, H_DEL_NEXTHOP, struct sk_buff *, struct nlmsghdr *, void *,
+	    { ctx_exit(RT_PATH_REMOVE_NEXTHOP); report_request(NULL, a1, a2, ret, ATTACH); })
+KPROBE_PAIR(fib_table_flush, H_FIB_TABLE_FLUSH, struct net *, struct fib_table *, void *,
+	    report_fib_table_flush(a1, a2, 0, ret, ATTACH))
+#undef ATTACH
+
+#define ATTACH RT_ATTACH_FENTRY
+SEC("fexit/fib_table_insert")
+int BPF_PROG(fexit_fib_table_insert, struct net *net, struct fib_table *tb, struct fib_config *cfg,
+	     struct netlink_ext_ack *extack, int ret)
+{
+	return report_fib_table_insert(net, tb, cfg, ret, ATTACH);
+}
+
+SEC("fexit/fib_table_delete")
+int BPF_PROG(fexit_fib_table_delete, struct net *net, struct fib_table *tb, struct fib_config *cfg,
+	     struct netlink_ext_ack *extack, int ret)
+{
+	return report_fib_table_delete(net, tb, cfg, ret, ATTACH);
+}
+
+SEC("fexit/fib6_add")
+int BPF_PROG(fexit_fib6_add, struct fib6_node *root, struct fib6_info *rt, struct nl_info *info,
+	     struct netlink_ext_ack *extack, int ret)
+{
+	return report_fib6_add(root, rt, info, ret, ATTACH);
+}
+
+SEC("fexit/fib6_del")
+int BPF_PROG(fexit_fib6_del, struct fib6_info *rt, struct nl_info *info, int ret)
+{
+	return report_fib6_del(rt, info, ret, ATTACH);
+}
+
+SEC("fexit/ip6_route_del")
+int BPF_PROG(fexit_ip6_route_del, struct fib6_config *cfg, struct netlink_ext_ack *extack, int ret)
+{
+	return report_ip6_route_del(cfg, ret, ATTACH);
+}
+
+SEC("fexit/fib_nl_newrule")
+int BPF_PROG(fexit_fib_nl_newrule, struct sk_buff *skb, struct nlmsghdr *nlh, struct netlink_ext_ack *extack,
+	     int ret)
+{
+	return report_request(NULL, skb, nlh, ret, ATTACH);
+}
+
+SEC("fexit/fib_nl_delrule")
+int BPF_PROG(fexit_fib_nl_delrule, struct sk_buff *skb, struct nlmsghdr *nlh, struct netlink_ext_ack *extack,
+	     int ret)
+{
+	return report_request(NULL, skb, nlh, ret, ATTACH);
+}
+
+/* Since 6.15 the rtnetlink handlers are thin wrappers that may be inlined;
+ * these take the same request one level down. */
+SEC("fexit/fib_newrule")
+int BPF_PROG(fexit_fib_newrule, struct net *net, struct sk_buff *skb, struct nlmsghdr *nlh,
+	     struct netlink_ext_ack *extack, bool rtnl_held, int ret)
+{
+	return report_request(net, skb, nlh, ret, ATTACH);
+}
+
+SEC("fexit/fib_delrule")
+int BPF_PROG(fexit_fib_delrule, struct net *net, struct sk_buff *skb, struct nlmsghdr *nlh,
+	     struct netlink_ext_ack *extack, bool rtnl_held, int ret)
+{
+	return report_request(net, skb, nlh, ret, ATTACH);
+}
+
+SEC("fexit/rtm_new_nexthop")
+int BPF_PROG(fexit_rtm_new_nexthop, struct sk_buff *skb, struct nlmsghdr *nlh, struct netlink_ext_ack *extack,
+	     int ret)
+{
+	return report_request(NULL, skb, nlh, ret, ATTACH);
+}
+
+SEC("fexit/rtm_del_nexthop")
+int BPF_PROG(fexit_rtm_del_nexthop, struct sk_buff *skb, struct nlmsghdr *nlh, struct netlink_ext_ack *extack,
+	     int ret)
+{
+	ctx_exit(RT_PATH_REMOVE_NEXTHOP);
+	return report_request(NULL, skb, nlh, ret, ATTACH);
+}
+
+SEC("fexit/fib_table_flush")
+int BPF_PROG(fexit_fib_table_flush, struct net *net, struct fib_table *tb, bool flush_all, int ret)
+{
+	return report_fib_table_flush(net, tb, flush_all, ret, ATTACH);
+}
+#undef ATTACH
+
+/* Per-route detail of a flush: the alias being removed, seen before it is. */
+SEC("fentry/fib_notify_alias_delete")
+int BPF_PROG(fentry_fib_notify_alias_delete, struct net *net, u32 key, struct hlist_head *fah, struct fib_alias *fa)
+{
+	return report_alias_delete(net, key, fa, RT_ATTACH_FENTRY);
+}
+
+SEC("kprobe/fib_notify_alias_delete")
+int BPF_KPROBE(kprobe_fib_notify_alias_delete, struct net *net, u32 key, struct hlist_head *fah, struct fib_alias *fa)
+{
+	return report_alias_delete(net, key, fa, RT_ATTACH_KPROBE);
+}
+
+/* --- context hooks: entry notes the path, exit clears it --- */
+
+#define CONTEXT_HOOK(kfn, path)                     \
+	SEC("fentry/" #kfn)                         \
+	int BPF_PROG(fentry_##kfn)                  \
+	{                                           \
+		ctx_enter(path);                    \
+		return 0;                           \
+	}                                           \
+	SEC("fexit/" #kfn)                          \
+	int BPF_PROG(fexit_##kfn)                   \
+	{                                           \
+		ctx_exit(path);                     \
+		return 0;                           \
+	}                                           \
+	SEC("kprobe/" #kfn)                         \
+	int BPF_KPROBE(kprobe_##kfn)                \
+	{                                           \
+		ctx_enter(path);                    \
+		return 0;                           \
+	}                                           \
+	SEC("kretprobe/" #kfn)                      \
+	int BPF_KRETPROBE(kretprobe_##kfn)          \
+	{                                           \
+		ctx_exit(path);                     \
+		return 0;                           \
+	}
+
+CONTEXT_HOOK(ip_rt_ioctl, RT_PATH_IP_RT_IOCTL)
+CONTEXT_HOOK(ipv6_route_ioctl, RT_PATH_IPV6_ROUTE_IOCTL)
+CONTEXT_HOOK(fib_netdev_event, RT_PATH_FIB_NETDEV_EVENT)
+CONTEXT_HOOK(fib_inetaddr_event, RT_PATH_FIB_INETADDR_EVENT)
+CONTEXT_HOOK(rt6_sync_down_dev, RT_PATH_RT6_SYNC_DOWN_DEV)
+
+/* Entry halves of report hooks that also set a context. */
+SEC("fentry/rtm_del_nexthop")
+int BPF_PROG(fentry_rtm_del_nexthop)
+{
+	ctx_enter(RT_PATH_REMOVE_NEXTHOP);
+	return 0;
+}
+
+SEC("kprobe/rtm_del_nexthop")
+int BPF_KPROBE(kprobe_rtm_del_nexthop_ctx)
+{
+	ctx_enter(RT_PATH_REMOVE_NEXTHOP);
+	return 0;
+}
+
+SEC("fentry/fib_table_flush")
+int BPF_PROG(fentry_fib_table_flush)
+{
+	ctx_enter(RT_PATH_FIB_TABLE_FLUSH);
+	return 0;
+}
+
+SEC("kprobe/fib_table_flush")
+int BPF_KPROBE(kprobe_fib_table_flush_ctx)
+{
+	ctx_enter(RT_PATH_FIB_TABLE_FLUSH);
+	return 0;
+}
+
+static __always_inline void gc_mark(int delta)
+{
+	__u32 zero = 0;
+	__u32 *n = bpf_map_lookup_elem(&in_gc, &zero);
+
+	if (!n)
+		return;
+	if (delta > 0)
+		*n += 1;
+	else if (*n > 0)
+		*n -= 1;
+}
+
+SEC("fentry/fib6_run_gc")
+int BPF_PROG(fentry_fib6_run_gc)
+{
+	gc_mark(1);
+	return 0;
+}
+
+SEC("fexit/fib6_run_gc")
+int BPF_PROG(fexit_fib6_run_gc)
+{
+	gc_mark(-1);
+	return 0;
+}
+
+SEC("kprobe/fib6_run_gc")
+int BPF_KPROBE(kprobe_fib6_run_gc)
+{
+	gc_mark(1);
+	return 0;
+}
+
+SEC("kretprobe/fib6_run_gc")
+int BPF_KRETPROBE(kretprobe_fib6_run_gc)
+{
+	gc_mark(-1);
+	return 0;
+}

@@ -1,0 +1,138 @@
+/* SPDX-License-Identifier: (GPL-2.0-only OR BSD-2-Clause) */
+/* Maps and helpers shared by every routetrace object. */
+#ifndef ROUTETRACE_COMMON_H
+#define ROUTETRACE_COMMON_H
+
+/* -Wpadded guards our own record layouts, not the kernel's. */
+#pragma clang diagnostic push
+#pragma clang diagnostic ignored "-Wpadded"
+#include "vmlinux.h"
+#include <bpf/bpf_helpers.h>
+#include <bpf/bpf_core_read.h>
+#include <bpf/bpf_tracing.h>
+#include <bpf/bpf_endian.h>
+#pragma clang diagnostic pop
+#include "routetrace.h"
+
+/* vmlinux.h comes from an x86-64 kernel; CO-RE relocates kernel structs on
+ * any architecture, but kprobe register access on arm64 uses this user ABI
+ * struct, which only arm64's headers define. */
+#if defined(__TARGET_ARCH_arm64)
+struct user_pt_regs {
+	__u64 regs[31];
+	__u64 sp;
+	__u64 pc;
+	__u64 pstate;
+};
+#endif
+
+#ifndef AF_INET
+#define AF_INET 2
+#endif
+#ifndef AF_INET6
+#define AF_INET6 10
+#endif
+#ifndef AF_NETLINK
+#define AF_NETLINK 16
+#endif
+#define NETLINK_ROUTE 0
+#define PF_KTHREAD 0x00200000
+
+/* Size of the per-CPU copy of one rtnetlink message. A power of two: offsets
+ * are masked with RT_SCRATCH_MASK, and the buffer has as much slack again so
+ * that a masked offset plus a 16-byte read always stays inside it. */
+#define RT_SCRATCH 512
+#define RT_SCRATCH_MASK (RT_SCRATCH - 1)
+
+/* Loaded once from user space, never written: settings known at load time. */
+const volatile __u32 self_tgid = 0; /* routetrace itself: its own requests are not traced */
+
+struct {
+	__uint(type, BPF_MAP_TYPE_RINGBUF);
+	__uint(max_entries, 8 << 20);
+} events SEC(".maps");
+
+/* Records the ring buffer had no room for: counted, never silent. */
+struct {
+	__uint(type, BPF_MAP_TYPE_PERCPU_ARRAY);
+	__uint(max_entries, 1);
+	__type(key, __u32);
+	__type(value, __u64);
+} lost SEC(".maps");
+
+/* Per-CPU working space: a copy of one request, and the event being built. */
+struct rt_heap {
+	__u8 buf[RT_SCRATCH * 2];
+	struct rt_event ev;
+};
+
+struct {
+	__uint(type, BPF_MAP_TYPE_PERCPU_ARRAY);
+	__uint(max_entries, 1);
+	__type(key, __u32);
+	__type(value, struct rt_heap);
+} heap SEC(".maps");
+
+/* Forces bpf2go to emit the Go type. */
+const struct rt_event *unused_rt_event __attribute__((unused));
+
+static __always_inline struct rt_heap *rt_heap(void)
+{
+	__u32 zero = 0;
+	return bpf_map_lookup_elem(&heap, &zero);
+}
+
+static __always_inline void rt_count_lost(void)
+{
+	__u32 zero = 0;
+	__u64 *n = bpf_map_lookup_elem(&lost, &zero);
+	if (n)
+		*n += 1;
+}
+
+static __always_inline void rt_emit(struct rt_event *e)
+{
+	if (bpf_ringbuf_output(&events, e, sizeof(*e), 0) != 0)
+		rt_count_lost();
+}
+
+static __always_inline __u32 rt_net_inum(struct net *net)
+{
+	return BPF_CORE_READ(net, ns.inum);
+}
+
+/* Who is running: everything the kernel knows now, since a short-lived
+ * process is gone before user space could look it up. */
+static __always_inline void rt_fill_actor(struct rt_event *e)
+{
+	struct task_struct *task = (struct task_struct *)bpf_get_current_task();
+	struct task_struct *parent;
+	__u64 id = bpf_get_current_pid_tgid();
+
+	e->ts_ns = bpf_ktime_get_ns();
+	e->pid = (__u32)id;
+	e->tgid = id >> 32;
+	e->uid = (__u32)bpf_get_current_uid_gid();
+	e->cgroup_id = bpf_get_current_cgroup_id();
+	bpf_get_current_comm(e->comm, sizeof(e->comm));
+	parent = BPF_CORE_READ(task, real_parent);
+	e->ppid = BPF_CORE_READ(parent, tgid);
+	BPF_CORE_READ_STR_INTO(&e->pcomm, parent, comm);
+	e->actor_netns = BPF_CORE_READ(task, nsproxy, net_ns, ns.inum);
+	if (BPF_CORE_READ(task, flags) & PF_KTHREAD)
+		e->flags |= RT_F_KTHREAD;
+}
+
+/* A fresh event in the per-CPU heap, actor filled. */
+static __always_inline struct rt_event *rt_new_event(struct rt_heap *h, __u8 kind, __u8 attach)
+{
+	struct rt_event *e = &h->ev;
+
+	__builtin_memset(e, 0, sizeof(*e));
+	e->kind = kind;
+	e->attach = attach;
+	rt_fill_actor(e);
+	return e;
+}
+
+#endif

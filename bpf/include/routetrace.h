@@ -1,0 +1,124 @@
+/* SPDX-License-Identifier: (GPL-2.0-only OR BSD-2-Clause) */
+/*
+ * The record every routetrace BPF program writes to the ring buffer.
+ *
+ * One layout for all attach tiers, so that user space has one decoder and
+ * every sink consumes the same event model. Fields are ordered by size and
+ * padded explicitly: the object is compiled with -Wpadded and the Go type is
+ * generated from this struct's BTF (bpf2go -type rt_event).
+ */
+#ifndef ROUTETRACE_H
+#define ROUTETRACE_H
+
+#define RT_COMM_LEN 16
+#define RT_IFNAME_LEN 16
+
+/* What a record describes. */
+enum rt_kind {
+	RT_KIND_CHANGE = 1,  /* a change seen at a FIB hook, with its result */
+	RT_KIND_REQUEST = 2, /* an rtnetlink or ioctl request seen at the syscall */
+	RT_KIND_ACK = 3,     /* an NLMSG_ERROR answer read by the requester */
+};
+
+enum rt_op {
+	RT_OP_ADD = 1,
+	RT_OP_REPLACE = 2,
+	RT_OP_DELETE = 3,
+	RT_OP_FLUSH = 4, /* a bulk removal reported as one record with a count */
+};
+
+enum rt_object {
+	RT_OBJ_ROUTE = 1,
+	RT_OBJ_RULE = 2,
+	RT_OBJ_NEXTHOP = 3,
+	RT_OBJ_ADDR = 4, /* only as the cause of kernel-internal removals */
+	RT_OBJ_LINK = 5, /* likewise */
+};
+
+enum rt_origin {
+	RT_ORIGIN_NETLINK = 1,
+	RT_ORIGIN_IOCTL = 2,
+	RT_ORIGIN_KERNEL = 3,
+};
+
+enum rt_attach {
+	RT_ATTACH_FENTRY = 1,
+	RT_ATTACH_KPROBE = 2,
+	RT_ATTACH_TRACEPOINT = 3,
+};
+
+/* The kernel path that drove a kernel-internal change. */
+enum rt_path {
+	RT_PATH_NONE = 0,
+	RT_PATH_FIB_TABLE_FLUSH = 1,
+	RT_PATH_FIB_NETDEV_EVENT = 2,   /* link down/unregister */
+	RT_PATH_FIB_INETADDR_EVENT = 3, /* IPv4 address removal */
+	RT_PATH_FIB6_RUN_GC = 4,
+	RT_PATH_RT6_SYNC_DOWN_DEV = 5,
+	RT_PATH_REMOVE_NEXTHOP = 6,
+	RT_PATH_IP_RT_IOCTL = 7,
+	RT_PATH_IPV6_ROUTE_IOCTL = 8,
+};
+
+/* rt_event.flags */
+#define RT_F_KTHREAD     (1 << 0) /* the current task is a kernel thread */
+#define RT_F_TRUNCATED   (1 << 1) /* the request was longer than we copy */
+#define RT_F_LINK_DOWN   (1 << 2) /* a link request that clears IFF_UP */
+#define RT_F_IN_SOFTIRQ  (1 << 3) /* ran from a timer: current is not the actor */
+#define RT_F_MULTIPATH   (1 << 4) /* the route has RTA_MULTIPATH nexthops */
+
+struct rt_event {
+	__u64 ts_ns;     /* bpf_ktime_get_ns() */
+	__u64 cgroup_id; /* cgroup v2 id of the actor */
+
+	__u32 pid;  /* thread id of the actor */
+	__u32 tgid; /* process id of the actor */
+	__u32 ppid; /* process id of the actor's parent */
+	__u32 uid;
+	__u32 actor_netns; /* netns inode of the actor */
+	__u32 netns;       /* netns inode the change applies to */
+	__u32 portid;      /* requester's netlink portid, 0 for ioctl/kernel */
+	__u32 seq;         /* request sequence number */
+	__s32 err;         /* 0 or -errno (changes and acks) */
+	__u32 count;       /* routes removed (flush records) */
+
+	__u8 kind;   /* enum rt_kind */
+	__u8 op;     /* enum rt_op */
+	__u8 object; /* enum rt_object */
+	__u8 family; /* AF_INET, AF_INET6, ... */
+	__u8 origin; /* enum rt_origin */
+	__u8 attach; /* enum rt_attach */
+	__u16 path;  /* enum rt_path */
+	__u16 nlmsg_type;
+	__u16 nlmsg_flags;
+	__u16 flags; /* RT_F_* */
+	__u8 dst_len;
+	__u8 src_len;
+
+	__u32 table;
+	__u32 oif;      /* route output ifindex, link/addr ifindex */
+	__u32 priority; /* route metric or rule priority */
+	__u32 nh_id;    /* nexthop object id */
+	__u32 fwmark;
+	__u32 fwmask;
+	__u32 goto_target; /* rule FRA_GOTO target */
+
+	__u8 protocol;
+	__u8 scope;
+	__u8 type;        /* route type (RTN_*) */
+	__u8 tos;         /* tos or dscp */
+	__u8 rule_action; /* FR_ACT_* */
+	__u8 gw_family;
+	__u8 pad[2];
+
+	__u8 dst[16];
+	__u8 src[16];
+	__u8 gw[16];
+	char iifname[RT_IFNAME_LEN]; /* rule selectors */
+	char oifname[RT_IFNAME_LEN];
+	char comm[RT_COMM_LEN];
+	char pcomm[RT_COMM_LEN];
+	__u32 reserved; /* flush records: how many routes were reported one by one */
+};
+
+#endif

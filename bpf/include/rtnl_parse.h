@@ -1,0 +1,360 @@
+/* SPDX-License-Identifier: (GPL-2.0-only OR BSD-2-Clause) */
+/*
+ * The one rtnetlink request parser: used by the syscall capture (tier 3), by
+ * the rule and nexthop hooks (which only get the request), and by the LSM
+ * enforcer. It reads the per-CPU heap's copy of one message, h->buf, and
+ * fills the request fields of h->ev.
+ *
+ * rtnl_parse_heap is a global function so the verifier checks it once, not
+ * once per call site or loop iteration; for the same reason it takes only a
+ * scalar and finds its buffers itself.
+ */
+#ifndef ROUTETRACE_RTNL_PARSE_H
+#define ROUTETRACE_RTNL_PARSE_H
+
+#include "common.h"
+
+#define NLMSG_HDRLEN 16
+#define NLMSG_ERROR 2
+#define NLM_F_REPLACE 0x100
+#define NLA_TYPE_MASK 0x3fff
+#define IFF_UP 0x1
+
+#define RTM_NEWLINK 16
+#define RTM_DELLINK 17
+#define RTM_SETLINK 19
+#define RTM_NEWADDR 20
+#define RTM_DELADDR 21
+#define RTM_NEWROUTE 24
+#define RTM_DELROUTE 25
+#define RTM_NEWRULE 32
+#define RTM_DELRULE 33
+#define RTM_NEWNEXTHOP 104
+#define RTM_DELNEXTHOP 105
+
+#define RT_MAX_ATTRS 32
+
+/* rtnl_parse_heap results */
+#define RT_PARSE_OK 0
+#define RT_PARSE_IGNORED 1 /* a well-formed message routetrace does not report */
+#define RT_PARSE_SHORT -1  /* shorter than its headers */
+#define RT_PARSE_BADLEN -2 /* nlmsg_len smaller than a header */
+#define RT_PARSE_BADATTR -3 /* an attribute runs past the message */
+#define RT_PARSE_NOHEAP -4
+
+/* Whether a message type is one routetrace reports or uses as a cause. */
+static __always_inline int rtnl_type_wanted(__u16 type)
+{
+	switch (type) {
+	case RTM_NEWROUTE:
+	case RTM_DELROUTE:
+	case RTM_NEWRULE:
+	case RTM_DELRULE:
+	case RTM_NEWNEXTHOP:
+	case RTM_DELNEXTHOP:
+	case RTM_DELADDR:
+	case RTM_NEWLINK:
+	case RTM_SETLINK:
+	case RTM_DELLINK:
+		return 1;
+	}
+	return 0;
+}
+
+static __always_inline __u16 rd16(const __u8 *b, __u32 off)
+{
+	return *(const __u16 *)&b[off & RT_SCRATCH_MASK];
+}
+
+static __always_inline __u32 rd32(const __u8 *b, __u32 off)
+{
+	return *(const __u32 *)&b[off & RT_SCRATCH_MASK];
+}
+
+static __always_inline __u8 rd8(const __u8 *b, __u32 off)
+{
+	return b[off & RT_SCRATCH_MASK];
+}
+
+/* Copies an address attribute; the heap's slack makes 16 bytes always safe,
+ * bytes past plen are cleared so events compare equal. */
+static __always_inline void rd_addr(__u8 *dst, const __u8 *b, __u32 off, __u32 plen)
+{
+	__builtin_memcpy(dst, &b[off & RT_SCRATCH_MASK], 16);
+	if (plen < 16)
+		__builtin_memset(dst + 4, 0, 12);
+	if (plen < 4)
+		__builtin_memset(dst, 0, 4);
+}
+
+static __always_inline void rd_name(char *dst, const __u8 *b, __u32 off)
+{
+	__builtin_memcpy(dst, &b[off & RT_SCRATCH_MASK], RT_IFNAME_LEN);
+	dst[RT_IFNAME_LEN - 1] = 0;
+}
+
+static __always_inline void rtnl_route_attr(struct rt_event *e, const __u8 *b, __u16 type, __u32 p, __u32 plen)
+{
+	switch (type) {
+	case 1: /* RTA_DST */
+		rd_addr(e->dst, b, p, plen);
+		break;
+	case 2: /* RTA_SRC */
+		rd_addr(e->src, b, p, plen);
+		break;
+	case 4: /* RTA_OIF */
+		if (plen >= 4)
+			e->oif = rd32(b, p);
+		break;
+	case 5: /* RTA_GATEWAY */
+		rd_addr(e->gw, b, p, plen);
+		e->gw_family = e->family;
+		break;
+	case 6: /* RTA_PRIORITY */
+		if (plen >= 4)
+			e->priority = rd32(b, p);
+		break;
+	case 9: /* RTA_MULTIPATH */
+		e->flags |= RT_F_MULTIPATH;
+		break;
+	case 15: /* RTA_TABLE */
+		if (plen >= 4)
+			e->table = rd32(b, p);
+		break;
+	case 18: /* RTA_VIA: __kernel_sa_family_t, then the address */
+		if (plen >= 2) {
+			e->gw_family = rd8(b, p);
+			rd_addr(e->gw, b, p + 2, plen - 2);
+		}
+		break;
+	case 30: /* RTA_NH_ID */
+		if (plen >= 4)
+			e->nh_id = rd32(b, p);
+		break;
+	}
+}
+
+static __always_inline void rtnl_rule_attr(struct rt_event *e, const __u8 *b, __u16 type, __u32 p, __u32 plen)
+{
+	switch (type) {
+	case 1: /* FRA_DST */
+		rd_addr(e->dst, b, p, plen);
+		break;
+	case 2: /* FRA_SRC */
+		rd_addr(e->src, b, p, plen);
+		break;
+	case 3: /* FRA_IIFNAME */
+		rd_name(e->iifname, b, p);
+		break;
+	case 4: /* FRA_GOTO */
+		if (plen >= 4)
+			e->goto_target = rd32(b, p);
+		break;
+	case 6: /* FRA_PRIORITY */
+		if (plen >= 4)
+			e->priority = rd32(b, p);
+		break;
+	case 10: /* FRA_FWMARK */
+		if (plen >= 4)
+			e->fwmark = rd32(b, p);
+		break;
+	case 15: /* FRA_TABLE */
+		if (plen >= 4)
+			e->table = rd32(b, p);
+		break;
+	case 16: /* FRA_FWMASK */
+		if (plen >= 4)
+			e->fwmask = rd32(b, p);
+		break;
+	case 17: /* FRA_OIFNAME */
+		rd_name(e->oifname, b, p);
+		break;
+	case 21: /* FRA_PROTOCOL */
+		if (plen >= 1)
+			e->protocol = rd8(b, p);
+		break;
+	}
+}
+
+static __always_inline void rtnl_nexthop_attr(struct rt_event *e, const __u8 *b, __u16 type, __u32 p, __u32 plen)
+{
+	switch (type) {
+	case 1: /* NHA_ID */
+		if (plen >= 4)
+			e->nh_id = rd32(b, p);
+		break;
+	case 2: /* NHA_GROUP */
+		e->flags |= RT_F_MULTIPATH;
+		break;
+	case 4: /* NHA_BLACKHOLE */
+		e->type = 6; /* RTN_BLACKHOLE */
+		break;
+	case 5: /* NHA_OIF */
+		if (plen >= 4)
+			e->oif = rd32(b, p);
+		break;
+	case 6: /* NHA_GATEWAY */
+		rd_addr(e->gw, b, p, plen);
+		e->gw_family = e->family;
+		break;
+	}
+}
+
+static __always_inline void rtnl_addr_attr(struct rt_event *e, const __u8 *b, __u16 type, __u32 p, __u32 plen)
+{
+	if (type == 2 /* IFA_LOCAL */ || (type == 1 /* IFA_ADDRESS */ && !e->dst[0] && !e->dst[1]))
+		rd_addr(e->dst, b, p, plen);
+}
+
+static __always_inline void rtnl_link_attr(struct rt_event *e, const __u8 *b, __u16 type, __u32 p, __u32 plen)
+{
+	if (type == 3 /* IFLA_IFNAME */)
+		rd_name(e->oifname, b, p);
+}
+
+/* Parses the message at h->buf[0:len] into h->ev. len is what was copied,
+ * at most RT_SCRATCH; a longer message is parsed up to that and flagged. */
+__noinline int rtnl_parse_heap(__u32 len)
+{
+	struct rt_heap *h = rt_heap();
+	struct rt_event *e;
+	__u32 nlmsg_len, off, hdrlen, i;
+	__u16 type, flags;
+	__u8 *b;
+
+	if (!h)
+		return RT_PARSE_NOHEAP;
+	b = h->buf;
+	e = &h->ev;
+	if (len > RT_SCRATCH)
+		len = RT_SCRATCH;
+	if (len < NLMSG_HDRLEN)
+		return RT_PARSE_SHORT;
+
+	nlmsg_len = rd32(b, 0);
+	type = rd16(b, 4);
+	flags = rd16(b, 6);
+	if (nlmsg_len < NLMSG_HDRLEN)
+		return RT_PARSE_BADLEN;
+	if (nlmsg_len > len)
+		e->flags |= RT_F_TRUNCATED;
+	else
+		len = nlmsg_len;
+
+	e->nlmsg_type = type;
+	e->nlmsg_flags = flags;
+	e->seq = rd32(b, 8);
+
+	switch (type) {
+	case RTM_NEWROUTE:
+	case RTM_DELROUTE:
+		hdrlen = 12; /* struct rtmsg */
+		if (len < NLMSG_HDRLEN + hdrlen)
+			return RT_PARSE_SHORT;
+		e->object = RT_OBJ_ROUTE;
+		e->family = rd8(b, 16);
+		e->dst_len = rd8(b, 17);
+		e->src_len = rd8(b, 18);
+		e->tos = rd8(b, 19);
+		e->table = rd8(b, 20);
+		e->protocol = rd8(b, 21);
+		e->scope = rd8(b, 22);
+		e->type = rd8(b, 23);
+		break;
+	case RTM_NEWRULE:
+	case RTM_DELRULE:
+		hdrlen = 12; /* struct fib_rule_hdr */
+		if (len < NLMSG_HDRLEN + hdrlen)
+			return RT_PARSE_SHORT;
+		e->object = RT_OBJ_RULE;
+		e->family = rd8(b, 16);
+		e->dst_len = rd8(b, 17);
+		e->src_len = rd8(b, 18);
+		e->tos = rd8(b, 19);
+		e->table = rd8(b, 20);
+		e->rule_action = rd8(b, 23);
+		break;
+	case RTM_NEWNEXTHOP:
+	case RTM_DELNEXTHOP:
+		hdrlen = 8; /* struct nhmsg */
+		if (len < NLMSG_HDRLEN + hdrlen)
+			return RT_PARSE_SHORT;
+		e->object = RT_OBJ_NEXTHOP;
+		e->family = rd8(b, 16);
+		e->scope = rd8(b, 17);
+		e->protocol = rd8(b, 18);
+		break;
+	case RTM_DELADDR:
+		hdrlen = 8; /* struct ifaddrmsg */
+		if (len < NLMSG_HDRLEN + hdrlen)
+			return RT_PARSE_SHORT;
+		e->object = RT_OBJ_ADDR;
+		e->family = rd8(b, 16);
+		e->dst_len = rd8(b, 17);
+		e->scope = rd8(b, 19);
+		e->oif = rd32(b, 20);
+		break;
+	case RTM_NEWLINK:
+	case RTM_SETLINK:
+	case RTM_DELLINK:
+		hdrlen = 16; /* struct ifinfomsg */
+		if (len < NLMSG_HDRLEN + hdrlen)
+			return RT_PARSE_SHORT;
+		e->object = RT_OBJ_LINK;
+		e->family = rd8(b, 16);
+		e->oif = rd32(b, 20);
+		/* ifi_change says which ifi_flags bits the request sets */
+		if ((rd32(b, 28) & IFF_UP) && !(rd32(b, 24) & IFF_UP))
+			e->flags |= RT_F_LINK_DOWN;
+		break;
+	default:
+		return RT_PARSE_IGNORED;
+	}
+
+	if (type == RTM_NEWROUTE || type == RTM_NEWRULE || type == RTM_NEWNEXTHOP || type == RTM_NEWLINK ||
+	    type == RTM_SETLINK)
+		e->op = (flags & NLM_F_REPLACE) ? RT_OP_REPLACE : RT_OP_ADD;
+	else
+		e->op = RT_OP_DELETE;
+
+	off = NLMSG_HDRLEN + hdrlen;
+	for (i = 0; i < RT_MAX_ATTRS; i++) {
+		__u32 alen, plen, p;
+		__u16 atype;
+
+		if (off + 4 > len)
+			break;
+		alen = rd16(b, off);
+		atype = rd16(b, off + 2) & NLA_TYPE_MASK;
+		if (alen < 4)
+			return RT_PARSE_BADATTR;
+		if (off + alen > len) {
+			if (!(e->flags & RT_F_TRUNCATED))
+				return RT_PARSE_BADATTR;
+			break; /* cut by our copy, not by the sender */
+		}
+		p = off + 4;
+		plen = alen - 4;
+		switch (e->object) {
+		case RT_OBJ_ROUTE:
+			rtnl_route_attr(e, b, atype, p, plen);
+			break;
+		case RT_OBJ_RULE:
+			rtnl_rule_attr(e, b, atype, p, plen);
+			break;
+		case RT_OBJ_NEXTHOP:
+			rtnl_nexthop_attr(e, b, atype, p, plen);
+			break;
+		case RT_OBJ_ADDR:
+			rtnl_addr_attr(e, b, atype, p, plen);
+			break;
+		case RT_OBJ_LINK:
+			rtnl_link_attr(e, b, atype, p, plen);
+			break;
+		}
+		off += (alen + 3) & ~3U;
+	}
+	return RT_PARSE_OK;
+}
+
+#endif

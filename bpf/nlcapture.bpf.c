@@ -1,0 +1,438 @@
+// SPDX-License-Identifier: (GPL-2.0-only OR BSD-2-Clause)
+/*
+ * Tier 3: rtnetlink and route-ioctl requests captured at the syscalls.
+ *
+ * Used where neither fentry nor kprobes load. rtnetlink handles a request
+ * synchronously inside sendmsg, so the task at sys_enter is the actor. Each
+ * request message becomes an RT_KIND_REQUEST record carrying the socket's
+ * portid and the message's seq; user space joins them with the kernel's
+ * notifications (same portid and seq) so that only changes the kernel really
+ * made are reported. Failures never produce a notification: the NLMSG_ERROR
+ * answers the requester reads back become RT_KIND_ACK records.
+ */
+#include "include/common.h"
+#include "include/rtnl_parse.h"
+
+char LICENSE[] SEC("license") = "Dual BSD/GPL";
+
+#define MAX_MSGS_PER_BUF 64 /* an `ip route flush` batch is ~60 IPv4 deletes */
+#define MAX_IOVS 2
+#define MAX_MMSGS 4
+#define MAX_ACKS_PER_READ 32
+
+#define SIOCADDRT 0x890B
+#define SIOCDELRT 0x890C
+
+/* A netlink read in flight: where the answer lands. */
+struct pending_read {
+	__u64 buf;
+	__u32 portid;
+	__u32 netns;
+};
+
+struct {
+	__uint(type, BPF_MAP_TYPE_HASH);
+	__uint(max_entries, 4096);
+	__type(key, __u64);
+	__type(value, struct pending_read);
+} reads SEC(".maps");
+
+/* A route ioctl in flight: the request, waiting for its result. */
+struct {
+	__uint(type, BPF_MAP_TYPE_HASH);
+	__uint(max_entries, 1024);
+	__type(key, __u64);
+	__type(value, struct rt_event);
+} ioctls SEC(".maps");
+
+struct sock_info {
+	__u32 portid;
+	__u32 netns;
+	__u16 family;
+	__u16 protocol;
+};
+
+/* Looks up fd in the current task's file table; fills si for a socket. */
+static __always_inline int sock_of_fd(__u64 fd, struct sock_info *si)
+{
+	struct task_struct *task = (struct task_struct *)bpf_get_current_task();
+	struct fdtable *fdt = BPF_CORE_READ(task, files, fdt);
+	struct file **fds;
+	struct file *file = NULL;
+	struct socket *sock;
+	struct sock *sk;
+
+	if (!fdt || fd >= BPF_CORE_READ(fdt, max_fds))
+		return -1;
+	fds = BPF_CORE_READ(fdt, fd);
+	if (bpf_probe_read_kernel(&file, sizeof(file), &fds[fd]) || !file)
+		return -1;
+	sock = BPF_CORE_READ(file, private_data);
+	if (!sock || BPF_CORE_READ(sock, file) != file)
+		return -1; /* not a socket: its private_data does not point back */
+	sk = BPF_CORE_READ(sock, sk);
+	if (!sk)
+		return -1;
+	si->family = BPF_CORE_READ(sk, __sk_common.skc_family);
+	si->protocol = BPF_CORE_READ(sk, sk_protocol);
+	si->netns = BPF_CORE_READ(sk, __sk_common.skc_net.net, ns.inum);
+	si->portid = 0;
+	if (si->family == AF_NETLINK)
+		si->portid = BPF_CORE_READ((struct netlink_sock *)sk, portid);
+	return 0;
+}
+
+static __always_inline int rtnl_sock(__u64 fd, struct sock_info *si)
+{
+	if (self_tgid && (bpf_get_current_pid_tgid() >> 32) == self_tgid)
+		return -1;
+	if (sock_of_fd(fd, si))
+		return -1;
+	if (si->family != AF_NETLINK || si->protocol != NETLINK_ROUTE)
+		return -1;
+	return 0;
+}
+
+/* Emits one request record per wanted message in a user buffer. */
+static __always_inline void capture_buf(const __u8 *ubuf, __u64 len, struct sock_info *si)
+{
+	struct rt_heap *h = rt_heap();
+	__u64 off = 0;
+	int i;
+
+	if (!h)
+		return;
+	for (i = 0; i < MAX_MSGS_PER_BUF; i++) {
+		struct nlmsghdr nlh;
+		__u32 n;
+
+		if (off + NLMSG_HDRLEN > len)
+			return;
+		if (bpf_probe_read_user(&nlh, sizeof(nlh), ubuf + off))
+			return;
+		if (nlh.nlmsg_len < NLMSG_HDRLEN || off + nlh.nlmsg_len > len)
+			return;
+		if (rtnl_type_wanted(nlh.nlmsg_type)) {
+			n = nlh.nlmsg_len;
+			if (n > RT_SCRATCH)
+				n = RT_SCRATCH;
+			if (bpf_probe_read_user(h->buf, n & (RT_SCRATCH * 2 - 1), ubuf + off) == 0) {
+				struct rt_event *e = rt_new_event(h, RT_KIND_REQUEST, RT_ATTACH_TRACEPOINT);
+
+				e->origin = RT_ORIGIN_NETLINK;
+				e->portid = si->portid;
+				e->netns = si->netns;
+				if (rtnl_parse_heap(n) == RT_PARSE_OK)
+					rt_emit(e);
+			}
+		}
+		off += (nlh.nlmsg_len + 3) & ~3U;
+	}
+	/* More messages than one pass covers: user space attributes the rest
+	 * by the socket's portid, so say where the pass stopped. */
+	if (off < len) {
+		struct rt_event *e = rt_new_event(h, RT_KIND_REQUEST, RT_ATTACH_TRACEPOINT);
+
+		e->origin = RT_ORIGIN_NETLINK;
+		e->portid = si->portid;
+		e->netns = si->netns;
+		e->flags |= RT_F_TRUNCATED;
+		rt_emit(e);
+	}
+}
+
+static __always_inline void capture_msghdr(const struct user_msghdr *umsg, struct sock_info *si)
+{
+	struct user_msghdr msg;
+	int i;
+
+	if (bpf_probe_read_user(&msg, sizeof(msg), umsg))
+		return;
+	if (msg.msg_name) {
+		struct sockaddr_nl sa = {};
+
+		/* Only requests addressed to the kernel (nl_pid 0) change routes. */
+		if (bpf_probe_read_user(&sa, sizeof(sa), msg.msg_name) == 0 && sa.nl_pid != 0)
+			return;
+	}
+	for (i = 0; i < MAX_IOVS; i++) {
+		struct iovec iov;
+
+		if (i >= msg.msg_iovlen)
+			return;
+		if (bpf_probe_read_user(&iov, sizeof(iov), &msg.msg_iov[i]))
+			return;
+		capture_buf(iov.iov_base, iov.iov_len, si);
+	}
+}
+
+SEC("tracepoint/syscalls/sys_enter_sendmsg")
+int rt_sendmsg(struct trace_event_raw_sys_enter *ctx)
+{
+	struct sock_info si;
+
+	if (rtnl_sock(ctx->args[0], &si))
+		return 0;
+	capture_msghdr((const struct user_msghdr *)ctx->args[1], &si);
+	return 0;
+}
+
+SEC("tracepoint/syscalls/sys_enter_sendmmsg")
+int rt_sendmmsg(struct trace_event_raw_sys_enter *ctx)
+{
+	const struct mmsghdr *vec = (const struct mmsghdr *)ctx->args[1];
+	struct sock_info si;
+	int i;
+
+	if (rtnl_sock(ctx->args[0], &si))
+		return 0;
+	for (i = 0; i < MAX_MMSGS; i++) {
+		if (i >= ctx->args[2])
+			break;
+		capture_msghdr(&vec[i].msg_hdr, &si);
+	}
+	return 0;
+}
+
+SEC("tracepoint/syscalls/sys_enter_sendto")
+int rt_sendto(struct trace_event_raw_sys_enter *ctx)
+{
+	struct sock_info si;
+
+	if (rtnl_sock(ctx->args[0], &si))
+		return 0;
+	if (ctx->args[4]) {
+		struct sockaddr_nl sa = {};
+
+		if (bpf_probe_read_user(&sa, sizeof(sa), (void *)ctx->args[4]) == 0 && sa.nl_pid != 0)
+			return 0;
+	}
+	capture_buf((const __u8 *)ctx->args[1], ctx->args[2], &si);
+	return 0;
+}
+
+SEC("tracepoint/syscalls/sys_enter_write")
+int rt_write(struct trace_event_raw_sys_enter *ctx)
+{
+	struct sock_info si;
+
+	if (rtnl_sock(ctx->args[0], &si))
+		return 0;
+	capture_buf((const __u8 *)ctx->args[1], ctx->args[2], &si);
+	return 0;
+}
+
+/* --- answers: NLMSG_ERROR records read back by the requester --- */
+
+static __always_inline void stash_read(__u64 fd, __u64 buf)
+{
+	__u64 id = bpf_get_current_pid_tgid();
+	struct pending_read pr = {};
+	struct sock_info si;
+
+	if (!buf || rtnl_sock(fd, &si))
+		return;
+	pr.buf = buf;
+	pr.portid = si.portid;
+	pr.netns = si.netns;
+	bpf_map_update_elem(&reads, &id, &pr, BPF_ANY);
+}
+
+SEC("tracepoint/syscalls/sys_enter_recvmsg")
+int rt_recvmsg_enter(struct trace_event_raw_sys_enter *ctx)
+{
+	struct user_msghdr msg;
+	struct iovec iov;
+
+	if (bpf_probe_read_user(&msg, sizeof(msg), (void *)ctx->args[1]) || msg.msg_iovlen < 1)
+		return 0;
+	if (bpf_probe_read_user(&iov, sizeof(iov), msg.msg_iov))
+		return 0;
+	stash_read(ctx->args[0], (__u64)iov.iov_base);
+	return 0;
+}
+
+SEC("tracepoint/syscalls/sys_enter_recvfrom")
+int rt_recvfrom_enter(struct trace_event_raw_sys_enter *ctx)
+{
+	stash_read(ctx->args[0], ctx->args[1]);
+	return 0;
+}
+
+static __always_inline void scan_acks(long ret)
+{
+	__u64 id = bpf_get_current_pid_tgid();
+	struct pending_read *pr = bpf_map_lookup_elem(&reads, &id);
+	struct rt_heap *h;
+	__u64 off = 0;
+	int i;
+
+	if (!pr)
+		return;
+	h = rt_heap();
+	if (!h || ret <= 0)
+		goto out;
+	for (i = 0; i < MAX_ACKS_PER_READ; i++) {
+		struct {
+			struct nlmsghdr hdr;
+			__s32 error;
+			struct nlmsghdr orig;
+		} ack;
+
+		if (off + NLMSG_HDRLEN > (__u64)ret)
+			break;
+		if (bpf_probe_read_user(&ack, sizeof(ack), (const __u8 *)pr->buf + off))
+			break;
+		if (ack.hdr.nlmsg_len < NLMSG_HDRLEN)
+			break;
+		if (ack.hdr.nlmsg_type == NLMSG_ERROR && ack.error != 0 && rtnl_type_wanted(ack.orig.nlmsg_type)) {
+			struct rt_event *e = rt_new_event(h, RT_KIND_ACK, RT_ATTACH_TRACEPOINT);
+
+			e->origin = RT_ORIGIN_NETLINK;
+			e->portid = pr->portid;
+			e->netns = pr->netns;
+			e->err = ack.error;
+			e->seq = ack.orig.nlmsg_seq;
+			e->nlmsg_type = ack.orig.nlmsg_type;
+			e->nlmsg_flags = ack.orig.nlmsg_flags;
+			rt_emit(e);
+		}
+		off += (ack.hdr.nlmsg_len + 3) & ~3U;
+	}
+out:
+	bpf_map_delete_elem(&reads, &id);
+}
+
+SEC("tracepoint/syscalls/sys_exit_recvmsg")
+int rt_recvmsg_exit(struct trace_event_raw_sys_exit *ctx)
+{
+	scan_acks(ctx->ret);
+	return 0;
+}
+
+SEC("tracepoint/syscalls/sys_exit_recvfrom")
+int rt_recvfrom_exit(struct trace_event_raw_sys_exit *ctx)
+{
+	scan_acks(ctx->ret);
+	return 0;
+}
+
+/* --- the legacy ioctl path (net-tools `route`) --- */
+
+struct rtentry_user {
+	unsigned long rt_pad1;
+	struct sockaddr rt_dst;
+	struct sockaddr rt_gateway;
+	struct sockaddr rt_genmask;
+	unsigned short rt_flags;
+	short rt_pad2;
+	__u32 pad_a; /* the ABI's own alignment, spelled out */
+	unsigned long rt_pad3;
+	void *rt_pad4;
+	short rt_metric;
+	__u16 pad_b[3];
+	char *rt_dev;
+	unsigned long rt_mtu;
+	unsigned long rt_window;
+	unsigned short rt_irtt;
+	__u16 pad_c[3];
+};
+
+struct in6_rtmsg_user {
+	struct in6_addr rtmsg_dst;
+	struct in6_addr rtmsg_src;
+	struct in6_addr rtmsg_gateway;
+	__u32 rtmsg_type;
+	__u16 rtmsg_dst_len;
+	__u16 rtmsg_src_len;
+	__u32 rtmsg_metric;
+	__u32 pad1; /* the ABI's own alignment, spelled out */
+	unsigned long rtmsg_info;
+	__u32 rtmsg_flags;
+	int rtmsg_ifindex;
+};
+
+SEC("tracepoint/syscalls/sys_enter_ioctl")
+int rt_ioctl_enter(struct trace_event_raw_sys_enter *ctx)
+{
+	__u64 id = bpf_get_current_pid_tgid();
+	__u64 cmd = ctx->args[1];
+	struct sock_info si;
+	struct rt_heap *h;
+	struct rt_event *e;
+
+	if (cmd != SIOCADDRT && cmd != SIOCDELRT)
+		return 0;
+	if (self_tgid && (id >> 32) == self_tgid)
+		return 0;
+	if (sock_of_fd(ctx->args[0], &si))
+		return 0;
+	h = rt_heap();
+	if (!h)
+		return 0;
+	e = rt_new_event(h, RT_KIND_REQUEST, RT_ATTACH_TRACEPOINT);
+	e->origin = RT_ORIGIN_IOCTL;
+	e->object = RT_OBJ_ROUTE;
+	e->op = cmd == SIOCADDRT ? RT_OP_ADD : RT_OP_DELETE;
+	e->netns = si.netns;
+	e->table = 254; /* RT_TABLE_MAIN: the ioctl cannot name another */
+	if (si.family == AF_INET6) {
+		struct in6_rtmsg_user r;
+
+		if (bpf_probe_read_user(&r, sizeof(r), (void *)ctx->args[2]))
+			return 0;
+		e->family = AF_INET6;
+		__builtin_memcpy(e->dst, &r.rtmsg_dst, 16);
+		__builtin_memcpy(e->gw, &r.rtmsg_gateway, 16);
+		e->dst_len = r.rtmsg_dst_len;
+		e->priority = r.rtmsg_metric;
+		e->oif = r.rtmsg_ifindex;
+		if (r.rtmsg_flags & 0x2 /* RTF_GATEWAY */)
+			e->gw_family = AF_INET6;
+	} else {
+		struct rtentry_user r;
+		struct sockaddr_in *dst, *gw, *mask;
+		__u32 m;
+		int i;
+
+		if (bpf_probe_read_user(&r, sizeof(r), (void *)ctx->args[2]))
+			return 0;
+		e->family = AF_INET;
+		dst = (struct sockaddr_in *)&r.rt_dst;
+		gw = (struct sockaddr_in *)&r.rt_gateway;
+		mask = (struct sockaddr_in *)&r.rt_genmask;
+		__builtin_memcpy(e->dst, &dst->sin_addr, 4);
+		if (r.rt_flags & 0x2 /* RTF_GATEWAY */) {
+			__builtin_memcpy(e->gw, &gw->sin_addr, 4);
+			e->gw_family = AF_INET;
+		}
+		m = bpf_ntohl(mask->sin_addr.s_addr);
+		if (r.rt_flags & 0x4 /* RTF_HOST */)
+			m = 0xffffffff;
+		for (i = 0; i < 32; i++) {
+			if (!(m & (0x80000000U >> i)))
+				break;
+			e->dst_len++;
+		}
+		/* route(8) passes metric+1, the kernel stores metric-1 */
+		e->priority = r.rt_metric > 0 ? r.rt_metric - 1 : 0;
+		if (r.rt_dev)
+			bpf_probe_read_user_str(e->oifname, sizeof(e->oifname), r.rt_dev);
+	}
+	bpf_map_update_elem(&ioctls, &id, e, BPF_ANY);
+	return 0;
+}
+
+SEC("tracepoint/syscalls/sys_exit_ioctl")
+int rt_ioctl_exit(struct trace_event_raw_sys_exit *ctx)
+{
+	__u64 id = bpf_get_current_pid_tgid();
+	struct rt_event *e = bpf_map_lookup_elem(&ioctls, &id);
+
+	if (!e)
+		return 0;
+	e->err = ctx->ret;
+	rt_emit(e);
+	bpf_map_delete_elem(&ioctls, &id);
+	return 0;
+}

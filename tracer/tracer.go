@@ -1,0 +1,511 @@
+// Package tracer loads routetrace's BPF programs, attaches each FIB hook
+// with the best tier the kernel allows, reads the ring buffer and turns
+// records into events (joining tier 3's requests with the kernel's
+// notifications).
+package tracer
+
+import (
+	"context"
+	"errors"
+	"fmt"
+	"log/slog"
+	"os"
+	"path/filepath"
+	"strings"
+	"sync"
+	"sync/atomic"
+	"time"
+
+	"github.com/cilium/ebpf"
+	"github.com/cilium/ebpf/btf"
+	"github.com/cilium/ebpf/ringbuf"
+	"github.com/cilium/ebpf/rlimit"
+
+	"github.com/routetrace/routetrace/event"
+	"github.com/routetrace/routetrace/rtnl"
+)
+
+// Options configure a Tracer.
+type Options struct {
+	// Attach forces one tier: "auto" (default), "fentry", "kprobe" or
+	// "tracepoint".
+	Attach string
+	// Netns names extra network namespaces tier 3 listens to (names in
+	// /run/netns or paths); the tracer's own is always included. Tiers 1
+	// and 2 see every namespace.
+	Netns []string
+	// Logger receives progress and problems; nil means slog.Default().
+	Logger *slog.Logger
+}
+
+// Stats counts what was not reported, so that no loss is silent.
+type Stats struct {
+	Records atomic.Uint64 // ring buffer records read
+	// Lost is set from the kernel's count of records the ring buffer had
+	// no room for (see Tracer.Lost).
+	NotificationsLost atomic.Uint64 // rtnetlink notification overruns (ENOBUFS)
+	Unconfirmed       atomic.Uint64 // tier 3 requests with no notification or error
+	ReadErrors        atomic.Uint64
+}
+
+// HookStatus is what one hook got, and why better tiers were refused.
+type HookStatus struct {
+	Fn        string // the kernel function attached (an alternative's when used)
+	What      string
+	Essential bool
+	Tier      event.Attach // AttachUnknown: none
+	Refused   []Refusal
+}
+
+// Refusal is one tier a hook could not have.
+type Refusal struct {
+	Tier event.Attach
+	Err  error
+}
+
+// Tracer is a loaded and attached set of programs.
+type Tracer struct {
+	opts     Options
+	log      *slog.Logger
+	hooks    []HookStatus
+	tier3    coverage
+	objs     []*object
+	attached []*attached
+	reader   *ringbuf.Reader
+	lostMap  *ebpf.Map
+	netns    []string // tier 3 namespaces, "" for our own
+	names    map[nameKey]event.Name
+	clock    clock
+	stats    Stats
+	closed   sync.Once
+}
+
+type nameKey struct{ netns, ifindex uint32 }
+
+var errNoTier = errors.New("no attach tier left to try")
+
+// tiersFor returns the tiers to try, best first, for an --attach mode.
+func tiersFor(mode string) ([]event.Attach, error) {
+	switch mode {
+	case "", "auto":
+		return []event.Attach{event.AttachFentry, event.AttachKprobe}, nil
+	case "fentry":
+		return []event.Attach{event.AttachFentry}, nil
+	case "kprobe":
+		return []event.Attach{event.AttachKprobe}, nil
+	case "tracepoint":
+		return nil, nil
+	}
+	return nil, fmt.Errorf("unknown attach mode %q (want auto, fentry, kprobe or tracepoint)", mode)
+}
+
+// New checks the environment, loads the programs and attaches them.
+func New(opts Options) (*Tracer, error) {
+	log := opts.Logger
+	if log == nil {
+		log = slog.Default()
+	}
+	tiers, err := tiersFor(opts.Attach)
+	if err != nil {
+		return nil, err
+	}
+	if err := checkPrivileges(); err != nil {
+		return nil, err
+	}
+	ensureMounts(log)
+	if err := rlimit.RemoveMemlock(); err != nil {
+		return nil, fmt.Errorf("raising RLIMIT_MEMLOCK: %w", err)
+	}
+
+	t := &Tracer{opts: opts, log: log, names: make(map[nameKey]event.Name), clock: newClock()}
+	ok := false
+	defer func() {
+		if !ok {
+			t.Close()
+		}
+	}()
+
+	self := uint32(os.Getpid())
+	cache := btf.NewCache()
+	spec, err := loadFib()
+	if err != nil {
+		return nil, fmt.Errorf("reading the fib BPF object: %w", err)
+	}
+	fib, err := openObject("fib", spec, self, nil, cache)
+	if err != nil {
+		return nil, explainLoadError(err)
+	}
+	t.objs = append(t.objs, fib)
+
+	for _, h := range hooks() {
+		st, a := attachHook(fib, h, tiers)
+		t.hooks = append(t.hooks, st)
+		if a != nil {
+			t.attached = append(t.attached, a)
+			continue
+		}
+		if h.Essential {
+			t.tier3 |= h.Covers
+			if opts.Attach == "fentry" || opts.Attach == "kprobe" {
+				return nil, fmt.Errorf("--attach=%s: %s (%s) cannot attach: %w", opts.Attach, h.Fn, h.What, lastRefusal(st))
+			}
+		}
+		log.Debug("hook not attached", "fn", h.Fn, "refused", st.Refused)
+	}
+	if opts.Attach == "tracepoint" {
+		t.tier3 = coverAll
+	}
+	if t.tier3 != 0 {
+		if err := t.startTier3(self, fib, cache); err != nil {
+			return nil, err
+		}
+	}
+	t.lostMap = fib.maps["lost"]
+	t.reader, err = ringbuf.NewReader(fib.maps["events"])
+	if err != nil {
+		return nil, fmt.Errorf("opening the ring buffer: %w", err)
+	}
+	ok = true
+	return t, nil
+}
+
+func lastRefusal(st HookStatus) error {
+	if len(st.Refused) == 0 {
+		return errNoTier
+	}
+	return st.Refused[len(st.Refused)-1].Err
+}
+
+// attachHook tries each tier in order, each with the hook's function and
+// then its alternatives, and keeps the first that loads and attaches.
+func attachHook(obj *object, h hook, tiers []event.Attach) (HookStatus, *attached) {
+	st := HookStatus{Fn: h.Fn, What: h.What, Essential: h.Essential}
+	fns := append([]hookAlt{{Fn: h.Fn, Fentry: h.Fentry, Kprobe: h.Kprobe}}, h.Alternatives...)
+	for _, tier := range tiers {
+		var firstErr error
+		for _, fn := range fns {
+			progs := fn.Fentry
+			if tier == event.AttachKprobe {
+				progs = fn.Kprobe
+			}
+			a, err := attachAll(obj, progs)
+			if err == nil {
+				st.Fn = fn.Fn
+				st.Tier = tier
+				return st, a
+			}
+			if firstErr == nil {
+				firstErr = err
+			}
+		}
+		st.Refused = append(st.Refused, Refusal{Tier: tier, Err: firstErr})
+	}
+	return st, nil
+}
+
+// startTier3 attaches the syscall capture and opens the notification
+// listeners for the objects no FIB hook covers.
+func (t *Tracer) startTier3(self uint32, fib *object, cache *btf.Cache) error {
+	spec, err := loadNlcapture()
+	if err != nil {
+		return fmt.Errorf("reading the nlcapture BPF object: %w", err)
+	}
+	shared := map[string]*ebpf.Map{"events": fib.maps["events"], "lost": fib.maps["lost"], "heap": fib.maps["heap"]}
+	obj, err := openObject("nlcapture", spec, self, shared, cache)
+	if err != nil {
+		return explainLoadError(err)
+	}
+	t.objs = append(t.objs, obj)
+	names := make([]string, len(tracepoints))
+	for i, tp := range tracepoints {
+		names[i] = tp.Prog
+	}
+	a, err := attachAll(obj, names)
+	if err != nil {
+		return fmt.Errorf("attaching the syscall tracepoints (tier 3): %w", explainLoadError(err))
+	}
+	t.attached = append(t.attached, a)
+
+	t.netns = []string{""}
+	for _, n := range t.opts.Netns {
+		p := n
+		if !strings.ContainsRune(n, '/') {
+			p = filepath.Join("/run/netns", n)
+		}
+		if _, err := os.Stat(p); err != nil {
+			return fmt.Errorf("--netns %s: %w (name one from `ip netns list` or give a path like /proc/PID/ns/net)", n, err)
+		}
+		t.netns = append(t.netns, p)
+	}
+	t.log.Info("tier 3: capturing rtnetlink requests at the syscalls", "objects", t.tier3.String(), "netns", len(t.netns))
+	return nil
+}
+
+func (c coverage) String() string {
+	var parts []string
+	for _, p := range []struct {
+		bit  coverage
+		name string
+	}{{coverRoute4, "inet routes"}, {coverRoute6, "inet6 routes"}, {coverRule, "rules"}, {coverNexthop, "nexthops"}} {
+		if c&p.bit != 0 {
+			parts = append(parts, p.name)
+		}
+	}
+	return strings.Join(parts, ", ")
+}
+
+// Hooks reports, per hook, the tier it got.
+func (t *Tracer) Hooks() []HookStatus { return t.hooks }
+
+// Tier3 reports whether any object is traced at the syscalls.
+func (t *Tracer) Tier3() bool { return t.tier3 != 0 }
+
+// Stats returns the tracer's counters.
+func (t *Tracer) Stats() *Stats { return &t.stats }
+
+// Lost is the kernel's count of records the ring buffer had no room for.
+func (t *Tracer) Lost() uint64 {
+	if t.lostMap == nil {
+		return 0
+	}
+	var perCPU []uint64
+	if err := t.lostMap.Lookup(uint32(0), &perCPU); err != nil {
+		return 0
+	}
+	var n uint64
+	for _, v := range perCPU {
+		n += v
+	}
+	return n
+}
+
+// Close detaches everything. It is safe to call more than once.
+func (t *Tracer) Close() error {
+	t.closed.Do(func() {
+		if t.reader != nil {
+			t.reader.Close()
+		}
+		for _, a := range t.attached {
+			a.close()
+		}
+		for _, o := range t.objs {
+			o.close()
+		}
+	})
+	return nil
+}
+
+// drainWait is how long Run keeps reading after ctx ends, so that the
+// notifications and records of the last changes are reported.
+const drainWait = 200 * time.Millisecond
+
+// Run reports events to emit until ctx ends. emit's event is only valid
+// during the call.
+func (t *Tracer) Run(ctx context.Context, emit func(*event.Event)) error {
+	recs := make(chan record, 4096)
+	notes := make(chan event.Event, 4096)
+	var wg sync.WaitGroup
+
+	wg.Add(1)
+	go func() {
+		defer wg.Done()
+		defer close(recs)
+		t.readRing(recs)
+	}()
+
+	var listeners []*rtnl.Listener
+	var lwg sync.WaitGroup
+	if t.tier3 != 0 {
+		for _, ns := range t.netns {
+			l, err := rtnl.Listen(ns, 64<<20)
+			if err != nil {
+				for _, l := range listeners {
+					l.Close()
+				}
+				t.reader.SetDeadline(time.Now())
+				wg.Wait()
+				return fmt.Errorf("listening to rtnetlink notifications in netns %q: %w", nsLabel(ns), err)
+			}
+			listeners = append(listeners, l)
+			t.loadNames(ns, l.Netns())
+			lwg.Add(1)
+			go func() {
+				defer lwg.Done()
+				t.readNotifications(l, notes)
+			}()
+		}
+	}
+	go func() {
+		lwg.Wait()
+		close(notes)
+	}()
+
+	var j *joiner
+	out := func(ev *event.Event) {
+		t.resolveDev(ev)
+		emit(ev)
+	}
+	if t.tier3 != 0 {
+		j = newJoiner(t.tier3, out, &t.stats)
+	}
+
+	tick := time.NewTicker(50 * time.Millisecond)
+	defer tick.Stop()
+	var ev event.Event
+	done := ctx.Done()
+	var drainTimer <-chan time.Time
+	for recs != nil || notes != nil {
+		select {
+		case <-done:
+			done = nil
+			drainTimer = time.After(drainWait)
+		case <-drainTimer:
+			drainTimer = nil
+			// Everything the kernel did before ctx ended is in the ring
+			// buffer and the sockets by now: read to the end and stop.
+			t.reader.SetDeadline(time.Now())
+			for _, l := range listeners {
+				l.Close()
+			}
+		case r, ok := <-recs:
+			if !ok {
+				recs = nil
+				continue
+			}
+			t.handleRecord(&r, &ev, j, out)
+		case n, ok := <-notes:
+			if !ok {
+				notes = nil
+				continue
+			}
+			if j == nil {
+				continue
+			}
+			if n.Object == event.ObjectLink {
+				t.names[nameKey{n.Netns, n.Oif}] = n.Dev
+				continue
+			}
+			if n.Object == event.ObjectAddr {
+				continue
+			}
+			j.notification(&n, monoNow())
+		case <-tick.C:
+			if j != nil {
+				j.expire(monoNow(), false)
+			}
+		}
+	}
+	wg.Wait()
+	if j != nil {
+		j.expire(monoNow(), true)
+	}
+	return nil
+}
+
+func nsLabel(ns string) string {
+	if ns == "" {
+		return "self"
+	}
+	return ns
+}
+
+func (t *Tracer) handleRecord(r *record, ev *event.Event, j *joiner, out func(*event.Event)) {
+	decodeRecord(&t.clock, r, ev)
+	switch r.Kind {
+	case kindChange:
+		if j != nil && j.cover.covers(ev.Object, ev.Family) {
+			return // not expected: this object is traced at the syscalls
+		}
+		out(ev)
+	case kindRequest:
+		if j != nil {
+			j.request(ev, r.Flags, monoNow())
+		}
+	case kindAck:
+		if j != nil {
+			j.ack(ev, r.NlmsgType)
+		}
+	}
+}
+
+// readRing copies records out of the ring buffer until it is closed or
+// its deadline passes with nothing left to read.
+func (t *Tracer) readRing(recs chan<- record) {
+	var rec ringbuf.Record
+	var r record
+	for {
+		err := t.reader.ReadInto(&rec)
+		switch {
+		case err == nil:
+		case errors.Is(err, ringbuf.ErrClosed), errors.Is(err, os.ErrDeadlineExceeded):
+			return
+		default:
+			// Never spin on a failing read: count it, say it, go on.
+			t.stats.ReadErrors.Add(1)
+			t.log.Warn("reading the ring buffer", "err", err)
+			time.Sleep(10 * time.Millisecond)
+			continue
+		}
+		if readRecord(rec.RawSample, &r) != nil {
+			t.stats.ReadErrors.Add(1)
+			continue
+		}
+		t.stats.Records.Add(1)
+		recs <- r
+	}
+}
+
+func (t *Tracer) readNotifications(l *rtnl.Listener, notes chan<- event.Event) {
+	buf := make([]byte, 1<<20)
+	var ev event.Event
+	netns := l.Netns()
+	for {
+		n, err := l.Read(buf)
+		if errors.Is(err, rtnl.ErrOverrun) {
+			t.stats.NotificationsLost.Add(1)
+			t.log.Warn("rtnetlink notifications were dropped by the kernel (socket buffer full)", "netns", netns)
+			continue
+		}
+		if err != nil {
+			return // closed
+		}
+		now := time.Now()
+		rest := buf[:n]
+		for len(rest) > 0 {
+			h, msg, next, err := rtnl.Next(rest)
+			if err != nil {
+				break
+			}
+			rest = next
+			ev = event.Event{}
+			if rtnl.Decode(h, msg, &ev) != nil {
+				continue
+			}
+			ev.Netns = netns
+			ev.Time = now
+			notes <- ev
+		}
+	}
+}
+
+func (t *Tracer) loadNames(ns string, inode uint32) {
+	links, err := rtnl.Links(ns)
+	if err != nil {
+		t.log.Debug("listing links", "netns", nsLabel(ns), "err", err)
+		return
+	}
+	for idx, name := range links {
+		var n event.Name
+		n.Set(name)
+		t.names[nameKey{inode, idx}] = n
+	}
+}
+
+func (t *Tracer) resolveDev(ev *event.Event) {
+	if ev.Oif == 0 || ev.Dev[0] != 0 {
+		return
+	}
+	if n, ok := t.names[nameKey{ev.Netns, ev.Oif}]; ok {
+		ev.Dev = n
+	}
+}
