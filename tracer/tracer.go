@@ -77,6 +77,7 @@ type Tracer struct {
 	names    map[nameKey]event.Name
 	clock    clock
 	stats    Stats
+	stopping atomic.Bool // Run is draining: readRing stops once the ring is empty
 	closed   sync.Once
 }
 
@@ -182,6 +183,10 @@ func attachHook(obj *object, h hook, tiers []event.Attach) (HookStatus, *attache
 	st := HookStatus{Fn: h.Fn, What: h.What, Essential: h.Essential}
 	fns := append([]hookAlt{{Fn: h.Fn, Fentry: h.Fentry, Kprobe: h.Kprobe}}, h.Alternatives...)
 	for _, tier := range tiers {
+		if err := tierAvailable(tier); err != nil {
+			st.Refused = append(st.Refused, Refusal{Tier: tier, Err: err})
+			continue
+		}
 		var firstErr error
 		for _, fn := range fns {
 			progs := fn.Fentry
@@ -322,7 +327,7 @@ func (t *Tracer) Run(ctx context.Context, emit func(*event.Event)) error {
 				for _, l := range listeners {
 					l.Close()
 				}
-				t.reader.SetDeadline(time.Now())
+				t.stopping.Store(true)
 				wg.Wait()
 				return fmt.Errorf("listening to rtnetlink notifications in netns %q: %w", nsLabel(ns), err)
 			}
@@ -363,7 +368,7 @@ func (t *Tracer) Run(ctx context.Context, emit func(*event.Event)) error {
 			drainTimer = nil
 			// Everything the kernel did before ctx ended is in the ring
 			// buffer and the sockets by now: read to the end and stop.
-			t.reader.SetDeadline(time.Now())
+			t.stopping.Store(true)
 			for _, l := range listeners {
 				l.Close()
 			}
@@ -428,16 +433,24 @@ func (t *Tracer) handleRecord(r *record, ev *event.Event, j *joiner, out func(*e
 	}
 }
 
-// readRing copies records out of the ring buffer until it is closed or
-// its deadline passes with nothing left to read.
+// readRing copies records out of the ring buffer until it is closed, or
+// until Run is stopping and nothing is left to read. The deadline is set
+// here, by the reading goroutine: the reader holds its lock while it waits,
+// so another goroutine setting it would wait for the next record.
 func (t *Tracer) readRing(recs chan<- record) {
 	var rec ringbuf.Record
 	var r record
 	for {
+		t.reader.SetDeadline(time.Now().Add(100 * time.Millisecond))
 		err := t.reader.ReadInto(&rec)
 		switch {
 		case err == nil:
-		case errors.Is(err, ringbuf.ErrClosed), errors.Is(err, os.ErrDeadlineExceeded):
+		case errors.Is(err, os.ErrDeadlineExceeded):
+			if t.stopping.Load() && t.reader.AvailableBytes() == 0 {
+				return
+			}
+			continue
+		case errors.Is(err, ringbuf.ErrClosed):
 			return
 		default:
 			// Never spin on a failing read: count it, say it, go on.

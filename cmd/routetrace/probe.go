@@ -1,0 +1,103 @@
+package main
+
+import (
+	"errors"
+	"fmt"
+	"io"
+	"log/slog"
+	"strings"
+	"text/tabwriter"
+
+	"github.com/urfave/cli/v2"
+
+	"github.com/routetrace/routetrace/event"
+	"github.com/routetrace/routetrace/tracer"
+)
+
+func probeCommand() *cli.Command {
+	return &cli.Command{
+		Name:  "probe",
+		Usage: "show which attach tier each kernel hook gets here, and why better ones were refused",
+		Description: "Loads and attaches every hook with every tier (fentry, then kprobe), detaches again and\n" +
+			"prints a table, plus BTF, bpffs/tracefs/securityfs, BPF LSM, lockdown and capability status.\n" +
+			"Exit status 0 means `routetrace trace` can run here; 1 means it cannot (the table says why).\n\n" +
+			"Example:\n  sudo routetrace probe",
+		Action: func(c *cli.Context) error {
+			r := tracer.Probe(slog.Default())
+			printReport(c.App.Writer, r)
+			if !r.CanTrace() {
+				return cli.Exit("tracing cannot run on this host (see above)", 1)
+			}
+			return nil
+		},
+	}
+}
+
+func printReport(w io.Writer, r *tracer.Report) {
+	fmt.Fprintf(w, "kernel      %s (%s)\n", r.Kernel, r.Arch)
+	fmt.Fprintf(w, "BTF         %s\n", status(r.BTF, "/sys/kernel/btf/vmlinux"))
+	fmt.Fprintf(w, "ring buffer %s\n", status(r.RingBuf, "supported"))
+	for _, m := range r.Mounts {
+		s := "mounted"
+		if !m.Mounted {
+			s = fmt.Sprintf("NOT mounted (mount -t %s %s %s)", m.FS, m.FS, m.Path)
+		}
+		fmt.Fprintf(w, "%-11s %s at %s\n", m.FS, s, m.Path)
+	}
+	lsm := "inactive (enforce mode needs lsm=...,bpf on the kernel command line)"
+	if r.BPFLSM() {
+		lsm = "active"
+	}
+	fmt.Fprintf(w, "BPF LSM     %s [%s]\n", lsm, r.LSMs)
+	if r.Lockdown != "" {
+		fmt.Fprintf(w, "lockdown    %s\n", r.Lockdown)
+	}
+	if len(r.MissingCaps) > 0 {
+		fmt.Fprintf(w, "privileges  MISSING %s (run as root)\n", strings.Join(r.MissingCaps, ", "))
+	} else {
+		fmt.Fprintf(w, "privileges  ok\n")
+	}
+	fmt.Fprintln(w)
+
+	tw := tabwriter.NewWriter(w, 0, 4, 2, ' ', 0)
+	fmt.Fprintln(tw, "HOOK\tTIER\tCARRIES\tREFUSED")
+	for _, h := range r.Hooks {
+		tier := h.Tier.String()
+		if h.Tier == event.AttachUnknown {
+			tier = "-"
+			if h.Essential {
+				tier = "tracepoint"
+			}
+		}
+		var refused []string
+		for _, rf := range h.Refused {
+			refused = append(refused, fmt.Sprintf("%s: %s", rf.Tier, shortErr(rf.Err)))
+		}
+		fmt.Fprintf(tw, "%s\t%s\t%s\t%s\n", h.Fn, tier, h.What, strings.Join(refused, "; "))
+	}
+	tw.Flush()
+	fmt.Fprintf(w, "\ntier 3 (syscall tracepoints + rtnetlink notifications): %s\n", status(r.Tracepoints, "available"))
+}
+
+func status(err error, ok string) string {
+	if err == nil {
+		return ok
+	}
+	return "UNAVAILABLE: " + shortErr(err)
+}
+
+// shortErr keeps the innermost cause: the table's rows must stay readable,
+// and "operation not permitted" says more than the wrapping around it.
+func shortErr(err error) string {
+	for {
+		next := errors.Unwrap(err)
+		if next == nil {
+			s := err.Error()
+			if i := strings.Index(s, " (MEMLOCK may be too low"); i >= 0 {
+				s = s[:i] // cilium/ebpf's guess, wrong once the limit is raised
+			}
+			return s
+		}
+		err = next
+	}
+}

@@ -1,0 +1,224 @@
+package main
+
+import (
+	"context"
+	"fmt"
+	"log/slog"
+	"net/netip"
+	"os"
+	"os/signal"
+	"strconv"
+	"strings"
+	"syscall"
+	"time"
+
+	"github.com/urfave/cli/v2"
+
+	"github.com/routetrace/routetrace/event"
+	"github.com/routetrace/routetrace/exporter"
+	"github.com/routetrace/routetrace/tracer"
+)
+
+func traceCommand() *cli.Command {
+	return &cli.Command{
+		Name:  "trace",
+		Usage: "report routing changes live, with who made them",
+		Description: "Prints one line per route, rule or nexthop change until interrupted (Ctrl-C) or --duration\n" +
+			"ends, then a summary (by actor, by operation, lost records) on stderr.\n\n" +
+			"Examples:\n" +
+			"  sudo routetrace trace\n" +
+			"  sudo routetrace trace --op delete --dst 10.244.0.0/16\n" +
+			"  sudo routetrace trace --output json --duration 10m > changes.jsonl\n" +
+			"  sudo routetrace trace --comm systemd-networkd --object rule\n" +
+			"  sudo routetrace trace --attach tracepoint --netns cni-1234   # another namespace, tier 3",
+		Flags: []cli.Flag{
+			&cli.StringFlag{Name: "output", Aliases: []string{"o"}, Value: "text", Usage: "text (aligned lines) or json (JSON lines, fields in the README)"},
+			&cli.StringFlag{Name: "color", Value: "auto", Usage: "auto, always or never (text output)"},
+			&cli.StringFlag{Name: "attach", Value: "auto", Usage: "auto, fentry, kprobe or tracepoint: force one attach tier"},
+			&cli.StringSliceFlag{Name: "netns", Usage: "tier 3 only: also trace this network namespace (name in /run/netns or a path); repeatable"},
+			&cli.StringSliceFlag{Name: "op", Usage: "only these operations: add, replace, delete, flush"},
+			&cli.StringSliceFlag{Name: "object", Usage: "only these objects: route, rule, nexthop"},
+			&cli.StringSliceFlag{Name: "family", Usage: "only this family: inet or inet6"},
+			&cli.StringSliceFlag{Name: "table", Usage: "only these tables: a number, or main, local, default"},
+			&cli.StringSliceFlag{Name: "dst", Usage: "only destinations inside this CIDR (10.244.0.0/16 matches 10.244.3.0/24)"},
+			&cli.StringSliceFlag{Name: "comm", Usage: "only changes by processes with this command name"},
+			&cli.StringSliceFlag{Name: "pid", Usage: "only changes by this process id"},
+			&cli.DurationFlag{Name: "duration", Usage: "stop after this long (default: until interrupted)"},
+			&cli.StringFlag{Name: "ready-file", Hidden: true, Usage: "touch this file once attached (for tests)"},
+		},
+		Action: runTrace,
+	}
+}
+
+func runTrace(c *cli.Context) error {
+	filter, err := parseFilter(c)
+	if err != nil {
+		return err
+	}
+	sink, err := newSink(c)
+	if err != nil {
+		return err
+	}
+	t, err := tracer.New(tracer.Options{
+		Attach: c.String("attach"),
+		Netns:  c.StringSlice("netns"),
+		Logger: slog.Default(),
+	})
+	if err != nil {
+		return cli.Exit(err.Error(), 1)
+	}
+	defer t.Close()
+	logTiers(t)
+
+	ctx, stop := signal.NotifyContext(c.Context, os.Interrupt, syscall.SIGTERM)
+	defer stop()
+	if d := c.Duration("duration"); d > 0 {
+		var cancel context.CancelFunc
+		ctx, cancel = context.WithTimeout(ctx, d)
+		defer cancel()
+	}
+	if f := c.String("ready-file"); f != "" {
+		if err := os.WriteFile(f, nil, 0o644); err != nil {
+			return fmt.Errorf("writing --ready-file: %w", err)
+		}
+	}
+
+	var summary exporter.Summary
+	var writeErr error
+	err = t.Run(ctx, func(ev *event.Event) {
+		if !filter.Match(ev) {
+			return
+		}
+		summary.Write(ev)
+		if err := sink.Write(ev); err != nil && writeErr == nil {
+			writeErr = err
+			stop() // stdout is gone (closed pipe): nothing left to report to
+		}
+	})
+	if cerr := sink.Close(); err == nil {
+		err = cerr
+	}
+	summary.SetLost(t.Lost())
+	fmt.Fprintln(os.Stderr, summary.String())
+	if n := t.Stats().NotificationsLost.Load(); n > 0 {
+		fmt.Fprintf(os.Stderr, "warning: the kernel dropped rtnetlink notifications %d times (tier 3 may have missed changes)\n", n)
+	}
+	if err != nil {
+		return err
+	}
+	if writeErr != nil {
+		return fmt.Errorf("writing output: %w", writeErr)
+	}
+	return nil
+}
+
+func logTiers(t *tracer.Tracer) {
+	counts := map[event.Attach]int{}
+	for _, h := range t.Hooks() {
+		counts[h.Tier]++
+	}
+	slog.Info("attached", "fentry", counts[event.AttachFentry], "kprobe", counts[event.AttachKprobe],
+		"syscall_tracepoints", t.Tier3(), "hint", "`routetrace probe` shows each hook")
+}
+
+func newSink(c *cli.Context) (exporter.Sink, error) {
+	out := c.App.Writer
+	switch c.String("output") {
+	case "text":
+		color := false
+		switch c.String("color") {
+		case "auto":
+			color = exporter.IsTerminal(out) && os.Getenv("NO_COLOR") == ""
+		case "always":
+			color = true
+		case "never":
+		default:
+			return nil, fmt.Errorf("--color %q: want auto, always or never", c.String("color"))
+		}
+		return exporter.NewText(out, exporter.TextOptions{Color: color}), nil
+	case "json":
+		return exporter.NewJSON(out), nil
+	}
+	return nil, fmt.Errorf("--output %q: want text or json", c.String("output"))
+}
+
+// parseFilter turns the filter flags into an event.Filter, naming the flag
+// and the accepted values on a bad one.
+func parseFilter(c *cli.Context) (*event.Filter, error) {
+	var f event.Filter
+	for _, s := range splitAll(c.StringSlice("op")) {
+		op, ok := event.ParseOp(s)
+		if !ok {
+			return nil, fmt.Errorf("--op %q: want add, replace, delete or flush", s)
+		}
+		f.Ops = append(f.Ops, op)
+	}
+	for _, s := range splitAll(c.StringSlice("object")) {
+		obj, ok := event.ParseObject(s)
+		if !ok || obj > event.ObjectNexthop {
+			return nil, fmt.Errorf("--object %q: want route, rule or nexthop", s)
+		}
+		f.Objects = append(f.Objects, obj)
+	}
+	for _, s := range splitAll(c.StringSlice("family")) {
+		switch s {
+		case "inet", "ipv4", "4":
+			f.Families = append(f.Families, event.FamilyInet)
+		case "inet6", "ipv6", "6":
+			f.Families = append(f.Families, event.FamilyInet6)
+		default:
+			return nil, fmt.Errorf("--family %q: want inet or inet6", s)
+		}
+	}
+	for _, s := range splitAll(c.StringSlice("table")) {
+		switch s {
+		case "main":
+			f.Tables = append(f.Tables, 254)
+		case "local":
+			f.Tables = append(f.Tables, 255)
+		case "default":
+			f.Tables = append(f.Tables, 253)
+		default:
+			n, err := strconv.ParseUint(s, 10, 32)
+			if err != nil {
+				return nil, fmt.Errorf("--table %q: want a number, main, local or default", s)
+			}
+			f.Tables = append(f.Tables, uint32(n))
+		}
+	}
+	for _, s := range splitAll(c.StringSlice("dst")) {
+		p, err := netip.ParsePrefix(s)
+		if err != nil {
+			a, aerr := netip.ParseAddr(s)
+			if aerr != nil {
+				return nil, fmt.Errorf("--dst %q: want a CIDR like 10.244.0.0/16 or an address", s)
+			}
+			p = netip.PrefixFrom(a, a.BitLen())
+		}
+		f.Dst = append(f.Dst, p.Masked())
+	}
+	f.Comms = splitAll(c.StringSlice("comm"))
+	for _, s := range splitAll(c.StringSlice("pid")) {
+		n, err := strconv.ParseUint(s, 10, 32)
+		if err != nil {
+			return nil, fmt.Errorf("--pid %q: want a process id", s)
+		}
+		f.Pids = append(f.Pids, uint32(n))
+	}
+	return &f, nil
+}
+
+// splitAll accepts both repeated flags and comma-separated values.
+func splitAll(vals []string) []string {
+	var out []string
+	for _, v := range vals {
+		for _, s := range strings.Split(v, ",") {
+			if s = strings.TrimSpace(s); s != "" {
+				out = append(out, s)
+			}
+		}
+	}
+	return out
+}
+
+var _ = time.Second

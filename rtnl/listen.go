@@ -1,0 +1,296 @@
+package rtnl
+
+import (
+	"errors"
+	"fmt"
+	"io"
+	"log/slog"
+	"os"
+	"runtime"
+	"sync"
+	"sync/atomic"
+	"syscall"
+	"unsafe"
+
+	"github.com/vishvananda/netlink"
+	"github.com/vishvananda/netns"
+	"golang.org/x/sys/unix"
+)
+
+// ErrOverrun is returned by Read when the kernel dropped notifications
+// because the socket's receive buffer was full (ENOBUFS). The listener
+// stays usable: count the overrun and read again.
+var ErrOverrun = errors.New("rtnetlink notifications dropped: receive buffer overrun")
+
+// rtnetlink multicast groups (RTNLGRP_*). Joined with
+// NETLINK_ADD_MEMBERSHIP rather than the bind mask because the bind mask
+// only reaches group 32 minus one and RTNLGRP_NEXTHOP is 32.
+var groups = [...]struct {
+	id   int
+	name string
+}{
+	{1, "link"},
+	{5, "ipv4-ifaddr"},
+	{7, "ipv4-route"},
+	{8, "ipv4-rule"},
+	{9, "ipv6-ifaddr"},
+	{11, "ipv6-route"},
+	{19, "ipv6-rule"},
+	{32, "nexthop"},
+}
+
+// Listener receives rtnetlink notifications from one network namespace.
+type Listener struct {
+	f      *os.File
+	rc     syscall.RawConn
+	netns  uint32
+	closed atomic.Bool
+
+	// Read state, kept here rather than in a closure so that a Read does
+	// not allocate; mu makes concurrent Reads safe.
+	mu     sync.Mutex
+	readFn func(fd uintptr) bool
+	rbuf   []byte
+	rn     int
+	rerr   unix.Errno
+}
+
+// Listen opens a NETLINK_ROUTE socket in the network namespace at nsPath
+// ("" for the caller's own, else e.g. /run/netns/NAME or
+// /proc/PID/ns/net) and joins the route, rule, nexthop, address and link
+// groups. rcvbuf sets the receive buffer (0 keeps the default); it is
+// forced past net.core.rmem_max when the process has CAP_NET_ADMIN.
+func Listen(nsPath string, rcvbuf int) (*Listener, error) {
+	ino, err := NetnsInode(nsPath)
+	if err != nil {
+		return nil, err
+	}
+	fd, err := socketIn(nsPath)
+	if err != nil {
+		return nil, err
+	}
+	if err := setup(fd, rcvbuf); err != nil {
+		unix.Close(fd)
+		return nil, err
+	}
+	// A non-blocking fd given to os.NewFile is registered with the runtime
+	// poller, so a Read parks the goroutine and Close wakes it.
+	f := os.NewFile(uintptr(fd), "rtnetlink:"+nsPath)
+	rc, err := f.SyscallConn()
+	if err != nil {
+		f.Close()
+		return nil, fmt.Errorf("getting raw conn of rtnetlink socket: %w", err)
+	}
+	l := &Listener{f: f, rc: rc, netns: ino}
+	l.readFn = l.recv
+	return l, nil
+}
+
+// socketIn creates the socket inside the namespace at nsPath. A socket
+// belongs to the namespace it was created in for its whole life, so only
+// the socket call needs to run there.
+func socketIn(nsPath string) (int, error) {
+	if nsPath == "" {
+		return socket()
+	}
+	type result struct {
+		fd  int
+		err error
+	}
+	ch := make(chan result, 1)
+	// A goroutine of its own: if switching back fails, it exits still
+	// locked to its thread and the runtime discards that thread instead
+	// of letting other goroutines run in the wrong namespace.
+	go func() {
+		runtime.LockOSThread()
+		orig, err := netns.Get()
+		if err != nil {
+			runtime.UnlockOSThread()
+			ch <- result{-1, fmt.Errorf("getting current netns: %w", err)}
+			return
+		}
+		defer orig.Close()
+		target, err := netns.GetFromPath(nsPath)
+		if err != nil {
+			runtime.UnlockOSThread()
+			ch <- result{-1, fmt.Errorf("opening netns %s: %w", nsPath, err)}
+			return
+		}
+		defer target.Close()
+		if err := netns.Set(target); err != nil {
+			runtime.UnlockOSThread()
+			ch <- result{-1, fmt.Errorf("entering netns %s: %w", nsPath, err)}
+			return
+		}
+		fd, err := socket()
+		if err := netns.Set(orig); err != nil {
+			if fd >= 0 {
+				unix.Close(fd)
+			}
+			ch <- result{-1, fmt.Errorf("returning from netns %s: %w", nsPath, err)}
+			return // thread stays locked and dies with this goroutine
+		}
+		runtime.UnlockOSThread()
+		ch <- result{fd, err}
+	}()
+	r := <-ch
+	return r.fd, r.err
+}
+
+func socket() (int, error) {
+	fd, err := unix.Socket(unix.AF_NETLINK, unix.SOCK_RAW|unix.SOCK_CLOEXEC|unix.SOCK_NONBLOCK, unix.NETLINK_ROUTE)
+	if err != nil {
+		return -1, fmt.Errorf("creating rtnetlink socket: %w", err)
+	}
+	return fd, nil
+}
+
+func setup(fd, rcvbuf int) error {
+	if err := unix.Bind(fd, &unix.SockaddrNetlink{Family: unix.AF_NETLINK}); err != nil {
+		return fmt.Errorf("binding rtnetlink socket: %w", err)
+	}
+	if rcvbuf > 0 {
+		err := unix.SetsockoptInt(fd, unix.SOL_SOCKET, unix.SO_RCVBUFFORCE, rcvbuf)
+		if errors.Is(err, unix.EPERM) {
+			// Without CAP_NET_ADMIN the kernel caps it at rmem_max.
+			err = unix.SetsockoptInt(fd, unix.SOL_SOCKET, unix.SO_RCVBUF, rcvbuf)
+		}
+		if err != nil {
+			return fmt.Errorf("setting receive buffer to %d: %w", rcvbuf, err)
+		}
+	}
+	for _, g := range groups {
+		err := unix.SetsockoptInt(fd, unix.SOL_NETLINK, unix.NETLINK_ADD_MEMBERSHIP, g.id)
+		if errors.Is(err, unix.EINVAL) {
+			// Kernels older than the group (nexthop: 5.3) refuse it;
+			// the others still tell us most of what happens.
+			slog.Warn("rtnetlink group not supported, skipping", "group", g.name, "id", g.id)
+			continue
+		}
+		if err != nil {
+			return fmt.Errorf("joining netlink group %d (%s): %w", g.id, g.name, err)
+		}
+	}
+	return nil
+}
+
+// Netns returns the inode of the network namespace the listener watches.
+func (l *Listener) Netns() uint32 { return l.netns }
+
+// Read receives one datagram of notifications into buf; split it with
+// Next. It blocks until one arrives or the listener is closed (then it
+// returns os.ErrClosed). ErrOverrun means notifications were lost and
+// reading may go on. A buffer of at least 32 KiB holds any datagram the
+// kernel sends; a longer one returns io.ErrShortBuffer.
+func (l *Listener) Read(buf []byte) (int, error) {
+	l.mu.Lock()
+	defer l.mu.Unlock()
+	l.rbuf, l.rn, l.rerr = buf, 0, 0
+	err := l.rc.Read(l.readFn)
+	l.rbuf = nil
+	if err != nil {
+		if l.closed.Load() {
+			return 0, os.ErrClosed
+		}
+		return 0, fmt.Errorf("waiting for rtnetlink socket: %w", err)
+	}
+	switch l.rerr {
+	case 0:
+	case unix.ENOBUFS:
+		return 0, ErrOverrun
+	case unix.EBADF:
+		if l.closed.Load() {
+			return 0, os.ErrClosed
+		}
+		fallthrough
+	default:
+		return 0, fmt.Errorf("receiving rtnetlink notifications: %w", l.rerr)
+	}
+	if l.rn > len(buf) {
+		return len(buf), fmt.Errorf("receiving a %d byte datagram into %d bytes: %w", l.rn, len(buf), io.ErrShortBuffer)
+	}
+	return l.rn, nil
+}
+
+// recv is the poller callback. It calls recvfrom(2) directly because
+// unix.Recvfrom allocates the sender's address on every call; MSG_TRUNC
+// makes the kernel report a datagram's full length so truncation shows.
+func (l *Listener) recv(fd uintptr) bool {
+	var p unsafe.Pointer
+	if len(l.rbuf) > 0 {
+		p = unsafe.Pointer(&l.rbuf[0])
+	}
+	for {
+		n, _, e := unix.Syscall6(unix.SYS_RECVFROM, fd, uintptr(p), uintptr(len(l.rbuf)), unix.MSG_TRUNC, 0, 0)
+		switch e {
+		case unix.EINTR:
+			// Retry here: the poller is edge-triggered, so waiting
+			// for it with data still queued could block for good.
+			continue
+		case unix.EAGAIN:
+			return false // wait for the poller
+		}
+		l.rn, l.rerr = int(n), e
+		return true
+	}
+}
+
+// Close closes the socket and unblocks a Read in progress.
+func (l *Listener) Close() error {
+	if l.closed.Swap(true) {
+		return nil
+	}
+	if err := l.f.Close(); err != nil {
+		return fmt.Errorf("closing rtnetlink socket: %w", err)
+	}
+	return nil
+}
+
+// NetnsInode returns the inode that identifies the network namespace at
+// nsPath ("" for the caller's own), the value events carry as Netns.
+func NetnsInode(nsPath string) (uint32, error) {
+	if nsPath == "" {
+		nsPath = "/proc/self/ns/net"
+	}
+	var st unix.Stat_t
+	if err := unix.Stat(nsPath, &st); err != nil {
+		return 0, fmt.Errorf("reading netns inode of %s: %w", nsPath, err)
+	}
+	// Namespace inodes come from the kernel's proc inode allocator,
+	// which hands out 32-bit numbers.
+	return uint32(st.Ino), nil
+}
+
+// Links returns the name of every interface in the network namespace at
+// nsPath ("" for the caller's own), by index. Meant for startup: later
+// changes arrive as link notifications.
+func Links(nsPath string) (map[uint32]string, error) {
+	var (
+		h   *netlink.Handle
+		err error
+	)
+	if nsPath == "" {
+		h, err = netlink.NewHandle(unix.NETLINK_ROUTE)
+	} else {
+		var ns netns.NsHandle
+		if ns, err = netns.GetFromPath(nsPath); err != nil {
+			return nil, fmt.Errorf("opening netns %s: %w", nsPath, err)
+		}
+		defer ns.Close()
+		h, err = netlink.NewHandleAt(ns, unix.NETLINK_ROUTE)
+	}
+	if err != nil {
+		return nil, fmt.Errorf("opening netlink handle in netns %q: %w", nsPath, err)
+	}
+	defer h.Close()
+	links, err := h.LinkList()
+	if err != nil {
+		return nil, fmt.Errorf("listing links in netns %q: %w", nsPath, err)
+	}
+	m := make(map[uint32]string, len(links))
+	for _, l := range links {
+		a := l.Attrs()
+		m[uint32(a.Index)] = a.Name
+	}
+	return m, nil
+}

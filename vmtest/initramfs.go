@@ -1,0 +1,292 @@
+package main
+
+import (
+	"debug/elf"
+	_ "embed"
+	"errors"
+	"fmt"
+	"io"
+	"io/fs"
+	"log/slog"
+	"os"
+	"path"
+	"path/filepath"
+	"regexp"
+	"sort"
+	"strings"
+)
+
+//go:embed init.sh
+var initScript []byte
+
+// userland is the guest's handful of programs: busybox for mounts, awk and
+// the like; iproute2's ip because busybox's ip applet has no netns; dash as
+// /bin/sh because Debian's busybox ash runs its own applets before searching
+// PATH, so `sh -c "ip ..."` in a test would get busybox's ip.
+type userland struct {
+	busybox string
+	ip      string
+	shell   string
+}
+
+// findUserland takes busybox and ip from the host when the guest runs the
+// host's architecture, and from Debian packages of the guest architecture
+// otherwise.
+func findUserland(a *arch, c *cache) (*userland, error) {
+	if a.native() {
+		bb, err := needTool("busybox", "busybox-static")
+		if err != nil {
+			return nil, err
+		}
+		ip := firstExisting("/usr/sbin/ip", "/usr/bin/ip", "/sbin/ip", "/bin/ip")
+		if ip == "" {
+			return nil, fmt.Errorf("ip not found: install it with `apt-get install iproute2`")
+		}
+		sh := firstExisting("/usr/bin/dash", "/bin/dash")
+		if sh == "" {
+			return nil, fmt.Errorf("dash not found: install it with `apt-get install dash`")
+		}
+		return &userland{busybox: bb, ip: ip, shell: sh}, nil
+	}
+	// A foreign guest needs foreign binaries; their shared libraries must
+	// be installed as multiarch packages (see addELF).
+	u := &userland{}
+	for _, p := range []struct {
+		pkg  string
+		dst  *string
+		name string
+	}{{"busybox-static", &u.busybox, "busybox"}, {"iproute2", &u.ip, "ip"}, {"dash", &u.shell, "dash"}} {
+		tree := c.path("userland", a.name, p.pkg)
+		if !fileExists(tree) {
+			deb, err := c.download(a.aptName(p.pkg), p.pkg)
+			if err != nil {
+				return nil, fmt.Errorf("%w (foreign guests need `dpkg --add-architecture %s && apt-get update`)", err, a.name)
+			}
+			if err := os.MkdirAll(filepath.Dir(tree), 0o755); err != nil {
+				return nil, fmt.Errorf("caching %s: %w", p.pkg, err)
+			}
+			if err := c.unpack(deb, tree); err != nil {
+				return nil, err
+			}
+		}
+		var cands []string
+		for _, d := range []string{"bin", "sbin", "usr/bin", "usr/sbin"} {
+			cands = append(cands, filepath.Join(tree, d, p.name))
+		}
+		if *p.dst = firstExisting(cands...); *p.dst == "" {
+			return nil, fmt.Errorf("package %s:%s has no %s binary", p.pkg, a.name, p.name)
+		}
+	}
+	return u, nil
+}
+
+func firstExisting(paths ...string) string {
+	for _, p := range paths {
+		if fileExists(p) {
+			return p
+		}
+	}
+	return ""
+}
+
+// baseImage builds, or reuses from the cache, the part of the initramfs that
+// depends only on the kernel and the host: busybox, ip with its libraries,
+// and modules. Test binaries change every run and go in a second archive.
+func baseImage(k *kernel, a *arch, u *userland, c *cache, moduleNames []string) (string, error) {
+	im := image{}
+	im.chardev("dev/console", 5, 1) // PID 1 gets its stdio from here before devtmpfs is mounted
+	for _, d := range []string{"proc", "sys", "dev", "run", "tmp", "root", "etc", "sbin", "usr/bin", "usr/sbin", "usr/local/bin", "vmtest/bin"} {
+		im.dir(d)
+	}
+	if err := addELF(im, "bin/busybox", u.busybox, a); err != nil {
+		return "", err
+	}
+	if err := addELF(im, "bin/sh", u.shell, a); err != nil {
+		return "", err
+	}
+	if err := addELF(im, "usr/sbin/ip", u.ip, a); err != nil {
+		return "", err
+	}
+	// ip reads table and protocol names from here; without them it prints
+	// numbers, which tests comparing against `ip route` output would trip on.
+	// Newer iproute2 keeps the defaults in /usr/share and overrides in /etc.
+	if a.native() {
+		for _, dir := range []string{"/etc/iproute2", "/usr/share/iproute2"} {
+			filepath.WalkDir(dir, func(p string, d fs.DirEntry, err error) error {
+				if err == nil && d.Type().IsRegular() {
+					im.file(p, p, 0o644)
+				}
+				return nil
+			})
+		}
+	}
+	im.data("etc/passwd", []byte("root:x:0:0:root:/root:/bin/sh\nnobody:x:65534:65534:nobody:/nonexistent:/bin/false\n"), 0o644)
+	im.data("etc/group", []byte("root:x:0:\nnogroup:x:65534:\n"), 0o644)
+	im.data("etc/hosts", []byte("127.0.0.1 localhost\n::1 localhost\n"), 0o644)
+
+	mods, err := resolveModules(k, c, moduleNames)
+	if err != nil {
+		return "", err
+	}
+	var order strings.Builder
+	for _, m := range mods {
+		dst := path.Join("lib/modules", k.release, m.name+".ko")
+		im.file(dst, m.path, 0o644)
+		fmt.Fprintf(&order, "/%s\n", dst)
+	}
+	im.data("vmtest/modules", []byte(order.String()), 0o644)
+
+	fp, err := im.fingerprint()
+	if err != nil {
+		return "", err
+	}
+	dst := c.path("initramfs", fmt.Sprintf("%s-%s-%s.cpio", k.release, a.name, fp[:16]))
+	if fileExists(dst) {
+		slog.Info("reusing cached initramfs", "kernel", k.release, "path", dst)
+		return dst, nil
+	}
+	slog.Info("building initramfs", "kernel", k.release, "modules", moduleList(mods), "path", dst)
+	return dst, im.writeFile(dst)
+}
+
+func moduleList(mods []module) string {
+	names := make([]string, len(mods))
+	for i, m := range mods {
+		names[i] = m.name
+	}
+	return strings.Join(names, ",")
+}
+
+// runSpec is what the guest does once booted.
+type runSpec struct {
+	binaries []string          // host paths of test binaries
+	tiers    []string          // ROUTETRACE_ATTACH values; "auto" leaves it unset
+	testArgs []string          // appended to every test binary's arguments
+	env      []string          // K=V exported for the tests
+	extra    map[string]string // guest path -> host path
+	arch     *arch
+}
+
+var envKeyRE = regexp.MustCompile(`^[A-Za-z_][A-Za-z0-9_]*$`)
+
+// overlayImage holds the per-run part: init, its configuration, test
+// binaries and extra files. The kernel unpacks concatenated archives in
+// order, so these land on top of the base image.
+func overlayImage(spec *runSpec, dst string) error {
+	im := image{}
+	im.data("init", initScript, 0o755)
+
+	var cfg strings.Builder
+	cfg.WriteString("# Generated by the vmtest harness for this run.\n")
+	fmt.Fprintf(&cfg, "VMTEST_TIERS=%s\n", shellQuote(strings.Join(spec.tiers, " ")))
+	var names []string
+	seen := map[string]string{}
+	for _, b := range spec.binaries {
+		name := filepath.Base(b)
+		if prev, ok := seen[name]; ok {
+			return fmt.Errorf("test binaries %s and %s share the name %s; rename one with go test -c -o", prev, b, name)
+		}
+		seen[name] = b
+		names = append(names, name)
+		if err := addELF(im, "vmtest/bin/"+name, b, spec.arch); err != nil {
+			return err
+		}
+	}
+	fmt.Fprintf(&cfg, "VMTEST_BINARIES=%s\n", shellQuote(strings.Join(names, " ")))
+	cfg.WriteString("set --")
+	for _, a := range spec.testArgs {
+		cfg.WriteString(" " + shellQuote(a))
+	}
+	cfg.WriteString("\n")
+	// Tests use this to turn "cannot run here" skips into failures: in the
+	// VM everything they need is present.
+	cfg.WriteString("export ROUTETRACE_VMTEST=1\n")
+	for _, kv := range spec.env {
+		k, v, ok := strings.Cut(kv, "=")
+		if !ok || !envKeyRE.MatchString(k) {
+			return fmt.Errorf("--env %q: want NAME=VALUE", kv)
+		}
+		fmt.Fprintf(&cfg, "export %s=%s\n", k, shellQuote(v))
+	}
+	im.data("vmtest/config.sh", []byte(cfg.String()), 0o644)
+
+	guests := make([]string, 0, len(spec.extra))
+	for g := range spec.extra {
+		guests = append(guests, g)
+	}
+	sort.Strings(guests)
+	for _, g := range guests {
+		if err := addELF(im, g, spec.extra[g], spec.arch); err != nil {
+			return err
+		}
+	}
+	return im.writeFile(dst)
+}
+
+func shellQuote(s string) string { return "'" + strings.ReplaceAll(s, "'", `'\''`) + "'" }
+
+// addELF adds a host file and, if it is a dynamic ELF, its interpreter and
+// shared libraries at the paths they have on the host. Libraries are found
+// by walking DT_NEEDED rather than with ldd, because ldd executes the
+// binary's loader and so cannot inspect a foreign-architecture binary.
+func addELF(im image, dst, src string, a *arch) error {
+	st, err := os.Stat(src)
+	if err != nil {
+		return fmt.Errorf("adding %s to initramfs: %w", src, err)
+	}
+	im.file(dst, src, st.Mode().Perm())
+	f, err := elf.Open(src)
+	if err != nil {
+		var fe *elf.FormatError
+		if errors.As(err, &fe) || errors.Is(err, io.EOF) {
+			return nil // scripts and data files need nothing else
+		}
+		return fmt.Errorf("reading %s: %w", src, err)
+	}
+	defer f.Close()
+	if f.Machine != a.elfMachine {
+		return fmt.Errorf("%s is built for %s, the guest is %s", src, f.Machine, a.name)
+	}
+	for _, p := range f.Progs {
+		if p.Type != elf.PT_INTERP {
+			continue
+		}
+		raw, err := io.ReadAll(p.Open())
+		if err != nil {
+			return fmt.Errorf("reading interpreter of %s: %w", src, err)
+		}
+		interp := strings.TrimRight(string(raw), "\x00")
+		if !fileExists(interp) {
+			return fmt.Errorf("%s needs %s, missing on this host: install libc6:%s", src, interp, a.name)
+		}
+		im.file(interp, interp, 0o755)
+	}
+	needed, err := f.DynString(elf.DT_NEEDED)
+	if err != nil {
+		return nil // no dynamic section: static binary
+	}
+	for _, lib := range needed {
+		host := findLib(lib, a)
+		if host == "" {
+			return fmt.Errorf("%s needs %s, not found in the %s library directories: install the package that ships it (for %s)", src, lib, a.triplet, a.name)
+		}
+		if _, done := im[clean(host)]; done {
+			continue
+		}
+		if err := addELF(im, host, host, a); err != nil {
+			return err
+		}
+	}
+	return nil
+}
+
+// findLib searches the directories the Debian loader searches by default;
+// the guest has no ld.so.cache, so a library outside them would not load.
+func findLib(name string, a *arch) string {
+	for _, d := range []string{"/lib/" + a.triplet, "/usr/lib/" + a.triplet, "/lib", "/usr/lib"} {
+		if p := filepath.Join(d, name); fileExists(p) {
+			return p
+		}
+	}
+	return ""
+}

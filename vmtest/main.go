@@ -1,0 +1,190 @@
+// Command vmtest boots Debian kernels under QEMU and runs routetrace's Go
+// test binaries inside each one, once per BPF attach tier, then prints a
+// kernel x tier table of results. It exists because the host kernel cannot
+// tell us how the tracer behaves on the kernels users run.
+//
+// Usage, from the repository root, as root (QEMU, apt-get download):
+//
+//	CGO_ENABLED=0 go test -c -o /tmp/tracer.test ./tracer
+//	go run ./vmtest --test-binary /tmp/tracer.test \
+//	    --tiers fentry,kprobe,tracepoint --summary-md /tmp/kernels.md
+//
+// Each binary runs in the guest as `X -test.v -test.count=1 <--test-args>`
+// with ROUTETRACE_VMTEST=1 and ROUTETRACE_ATTACH=<tier> set (tier "auto"
+// leaves ROUTETRACE_ATTACH unset). The guest is a busybox initramfs with
+// iproute2's ip, bpffs, tracefs, debugfs, securityfs, cgroup2, /run/netns
+// and the modules named by --modules; BPF LSM is enabled on the command
+// line. Use --extra-file to add programs such as the routetrace binary.
+//
+// Kernels, packages, initramfs images and per-run console logs live under
+// $XDG_CACHE_HOME/routetrace/vmtest (default ~/.cache/routetrace/vmtest).
+// Host tools needed: qemu-system-x86 (or qemu-system-arm), busybox-static,
+// iproute2, xz-utils; the harness names the package when one is missing.
+//
+// Adding a kernel: add a line to vmtest/kernels.txt, either a series such
+// as "6.6", which picks the newest linux-image-6.6.*-cloud-<arch>-unsigned
+// package apt knows, or an exact package name to pin it. Try it alone with
+// --kernel 6.6 first.
+package main
+
+import (
+	"context"
+	"errors"
+	"flag"
+	"fmt"
+	"log/slog"
+	"os"
+	"os/signal"
+	"runtime"
+	"strings"
+	"syscall"
+	"time"
+)
+
+type options struct {
+	kernelsFile string
+	kernel      string
+	binaries    listFlag
+	testArgs    string
+	env         listFlag
+	tiers       string
+	timeout     time.Duration
+	accel       string
+	cpus        int
+	memory      int
+	extraFiles  listFlag
+	arch        string
+	modules     string
+	kernelArgs  string
+	summaryMD   string
+	quiet       bool
+	debug       bool
+}
+
+// listFlag is a repeatable flag; with split set it also accepts
+// comma-separated values.
+type listFlag struct {
+	vals  []string
+	split bool
+}
+
+func (l *listFlag) String() string { return strings.Join(l.vals, ",") }
+func (l *listFlag) Set(s string) error {
+	if l.split {
+		for _, v := range strings.Split(s, ",") {
+			if v = strings.TrimSpace(v); v != "" {
+				l.vals = append(l.vals, v)
+			}
+		}
+		return nil
+	}
+	l.vals = append(l.vals, s)
+	return nil
+}
+
+func parseFlags(args []string) (*options, error) {
+	o := &options{binaries: listFlag{split: true}}
+	fs := flag.NewFlagSet("vmtest", flag.ContinueOnError)
+	fs.StringVar(&o.kernelsFile, "kernels", "vmtest/kernels.txt", "`file` listing kernels, one series (6.1) or package name per line")
+	fs.StringVar(&o.kernel, "kernel", "", "run only this kernel (series or package `name`), listed or not")
+	fs.Var(&o.binaries, "test-binary", "Go test binary built with CGO_ENABLED=0 go test -c (repeatable or comma-separated)")
+	fs.StringVar(&o.testArgs, "test-args", "", "arguments for every test binary, shell-quoted, e.g. \"-test.run 'TestA|TestB'\"")
+	fs.Var(&o.env, "env", "`K=V` exported for the tests in the guest (repeatable)")
+	fs.StringVar(&o.tiers, "tiers", "auto", "comma-separated attach tiers; each binary runs once per tier with ROUTETRACE_ATTACH set (auto: unset)")
+	fs.DurationVar(&o.timeout, "timeout", 10*time.Minute, "per-kernel limit for boot plus all tests; QEMU is killed after it")
+	fs.StringVar(&o.accel, "accel", "auto", "auto (KVM if a probe boot works, else TCG), kvm or tcg")
+	fs.IntVar(&o.cpus, "cpus", 1, "guest vCPUs (one boots most reliably under TCG)")
+	fs.IntVar(&o.memory, "memory", 1024, "guest memory in MiB; the initramfs lives in it")
+	fs.Var(&o.extraFiles, "extra-file", "`SRC:DST` host file to copy into the guest (repeatable)")
+	fs.StringVar(&o.arch, "arch", runtime.GOARCH, "guest architecture: amd64 or arm64")
+	fs.StringVar(&o.modules, "modules", "veth,dummy", "comma-separated kernel modules to load in the guest, with their dependencies")
+	fs.StringVar(&o.kernelArgs, "kernel-args", "", "extra kernel command line arguments")
+	fs.StringVar(&o.summaryMD, "summary-md", "", "also write the summary table as Markdown to this `path`")
+	fs.BoolVar(&o.quiet, "quiet", false, "do not stream guest consoles; they are always in the run's log files")
+	fs.BoolVar(&o.debug, "debug", false, "debug logging, including QEMU command lines")
+	fs.Usage = func() {
+		fmt.Fprintf(fs.Output(), "usage: go run ./vmtest [flags]\n\nexample:\n"+
+			"  CGO_ENABLED=0 go test -c -o /tmp/tracer.test ./tracer\n"+
+			"  go run ./vmtest --test-binary /tmp/tracer.test --tiers fentry,kprobe,tracepoint\n\nflags:\n")
+		fs.PrintDefaults()
+	}
+	if err := fs.Parse(args); err != nil {
+		return nil, err
+	}
+	if fs.NArg() > 0 {
+		return nil, fmt.Errorf("unexpected arguments %q", fs.Args())
+	}
+	return o, nil
+}
+
+func main() {
+	o, err := parseFlags(os.Args[1:])
+	if err != nil {
+		os.Exit(2)
+	}
+	level := slog.LevelInfo
+	if o.debug {
+		level = slog.LevelDebug
+	}
+	slog.SetDefault(slog.New(slog.NewTextHandler(os.Stderr, &slog.HandlerOptions{Level: level})))
+
+	ctx, stop := signal.NotifyContext(context.Background(), os.Interrupt, syscall.SIGTERM)
+	defer stop()
+	ok, err := run(ctx, o)
+	if err != nil {
+		slog.Error("vmtest failed", "err", err)
+		os.Exit(2)
+	}
+	if !ok {
+		os.Exit(1)
+	}
+}
+
+// splitArgs splits a command line the way a POSIX shell would for the
+// common cases: whitespace, single quotes, double quotes and backslashes.
+func splitArgs(s string) ([]string, error) {
+	var args []string
+	var cur strings.Builder
+	inArg := false
+	var quote rune
+	escaped := false
+	for _, c := range s {
+		switch {
+		case escaped:
+			cur.WriteRune(c)
+			escaped = false
+		case quote == '\'':
+			if c == '\'' {
+				quote = 0
+			} else {
+				cur.WriteRune(c)
+			}
+		case c == '\\' && quote != '\'':
+			escaped, inArg = true, true
+		case quote == '"':
+			if c == '"' {
+				quote = 0
+			} else {
+				cur.WriteRune(c)
+			}
+		case c == '\'' || c == '"':
+			quote, inArg = c, true
+		case c == ' ' || c == '\t' || c == '\n':
+			if inArg {
+				args = append(args, cur.String())
+				cur.Reset()
+				inArg = false
+			}
+		default:
+			cur.WriteRune(c)
+			inArg = true
+		}
+	}
+	if quote != 0 || escaped {
+		return nil, errors.New("unterminated quote or escape")
+	}
+	if inArg {
+		args = append(args, cur.String())
+	}
+	return args, nil
+}

@@ -1,0 +1,246 @@
+package main
+
+import (
+	"context"
+	"fmt"
+	"io"
+	"log/slog"
+	"os"
+	"path/filepath"
+	"strings"
+	"time"
+)
+
+// harness is the state shared by every kernel of one run.
+type harness struct {
+	opts     *options
+	arch     *arch
+	qemu     string
+	cache    *cache
+	user     *userland
+	spec     *runSpec
+	runDir   string
+	overlay  string
+	accel    string // decided on the first kernel, when there is one to probe with
+	tiers    []string
+	binNames []string
+}
+
+// run returns whether every kernel booted and no test failed; err is for
+// problems that stop the whole run, such as a missing tool.
+func run(ctx context.Context, o *options) (bool, error) {
+	a, err := lookupArch(o.arch)
+	if err != nil {
+		return false, err
+	}
+	h := &harness{opts: o, arch: a}
+	if h.qemu, err = needTool(a.qemu, a.qemuPkg); err != nil {
+		return false, err
+	}
+	switch o.accel {
+	case "auto":
+		if !a.native() {
+			h.accel = "tcg" // KVM cannot run a foreign architecture
+		}
+	case "kvm", "tcg":
+		h.accel = o.accel
+	default:
+		return false, fmt.Errorf("--accel %q: want auto, kvm or tcg", o.accel)
+	}
+	if o.cpus < 1 || o.memory < 256 {
+		return false, fmt.Errorf("--cpus must be >= 1 and --memory >= 256")
+	}
+
+	entries := []string{o.kernel}
+	if o.kernel == "" {
+		if entries, err = readKernelList(o.kernelsFile); err != nil {
+			return false, err
+		}
+	}
+	if h.cache, err = openCache(); err != nil {
+		return false, err
+	}
+	if h.user, err = findUserland(a, h.cache); err != nil {
+		return false, err
+	}
+	if h.spec, err = buildSpec(o, a); err != nil {
+		return false, err
+	}
+	for _, t := range strings.Split(o.tiers, ",") {
+		if t = strings.TrimSpace(t); t != "" {
+			h.tiers = append(h.tiers, t)
+		}
+	}
+	if len(h.tiers) == 0 {
+		h.tiers = []string{"auto"}
+	}
+	h.spec.tiers = h.tiers
+	for _, b := range h.spec.binaries {
+		h.binNames = append(h.binNames, filepath.Base(b))
+	}
+
+	h.cache.pruneRuns(keepRuns)
+	// MkdirTemp, not a bare timestamp: two runs may start in the same second.
+	if h.runDir, err = os.MkdirTemp(h.cache.path("runs"), time.Now().Format("20060102-150405-")); err != nil {
+		return false, fmt.Errorf("creating run directory: %w", err)
+	}
+	h.overlay = filepath.Join(h.runDir, "overlay.cpio")
+	if err := overlayImage(h.spec, h.overlay); err != nil {
+		return false, err
+	}
+	// The overlay holds copies of the test binaries; logs are what a later
+	// look at the run needs.
+	defer os.Remove(h.overlay)
+	slog.Info("run started", "kernels", entries, "tiers", h.tiers, "binaries", h.binNames, "logs", h.runDir)
+
+	var results []*kernelResult
+	for _, e := range entries {
+		if ctx.Err() != nil {
+			break
+		}
+		results = append(results, h.runKernel(ctx, e))
+	}
+
+	ok := len(results) == len(entries)
+	for _, r := range results {
+		if r.err != nil {
+			ok = false
+		}
+		for _, c := range summarize(r, h.tiers, h.binNames) {
+			ok = ok && c.ok()
+		}
+	}
+	writeSummary(os.Stdout, results, h.tiers, h.binNames)
+	fmt.Printf("\nconsole logs: %s\n", h.runDir)
+	if o.summaryMD != "" {
+		f, err := os.Create(o.summaryMD)
+		if err != nil {
+			return ok, fmt.Errorf("writing markdown summary: %w", err)
+		}
+		writeMarkdown(f, results, h.tiers, h.binNames)
+		if err := f.Close(); err != nil {
+			return ok, fmt.Errorf("writing markdown summary: %w", err)
+		}
+	}
+	return ok, nil
+}
+
+func buildSpec(o *options, a *arch) (*runSpec, error) {
+	spec := &runSpec{env: o.env.vals, extra: map[string]string{}, arch: a}
+	for _, b := range o.binaries.vals {
+		abs, err := filepath.Abs(b)
+		if err != nil {
+			return nil, fmt.Errorf("test binary %s: %w", b, err)
+		}
+		if !fileExists(abs) {
+			return nil, fmt.Errorf("test binary %s does not exist; build it with CGO_ENABLED=0 go test -c -o %s ./pkg", b, b)
+		}
+		spec.binaries = append(spec.binaries, abs)
+	}
+	for _, e := range o.extraFiles.vals {
+		src, dst, ok := strings.Cut(e, ":")
+		if !ok || src == "" || !strings.HasPrefix(dst, "/") {
+			return nil, fmt.Errorf("--extra-file %q: want SRC:/absolute/guest/path", e)
+		}
+		if !fileExists(src) {
+			return nil, fmt.Errorf("--extra-file %s: no such file", src)
+		}
+		spec.extra[dst] = src
+	}
+	args, err := splitArgs(o.testArgs)
+	if err != nil {
+		return nil, fmt.Errorf("--test-args: %w", err)
+	}
+	spec.testArgs = args
+	return spec, nil
+}
+
+// runKernel fetches, boots and tests one kernel. Its failures end up in the
+// result rather than stopping the run, so one broken kernel still leaves a
+// table for the others.
+func (h *harness) runKernel(ctx context.Context, entry string) *kernelResult {
+	start := time.Now()
+	r := &kernelResult{label: entry}
+	defer func() { r.total = time.Since(start) }()
+
+	pkg, err := resolveKernel(entry, h.arch, h.cache)
+	if err != nil {
+		r.err = err
+		return r
+	}
+	if r.k, err = fetchKernel(pkg, h.arch, h.cache); err != nil {
+		r.err = err
+		return r
+	}
+	k := r.k
+	base, err := baseImage(k, h.arch, h.user, h.cache, strings.Split(h.opts.modules, ","))
+	if err != nil {
+		r.err = err
+		return r
+	}
+	initrd := filepath.Join(h.runDir, k.release+".initrd")
+	if err := concatFiles(initrd, base, h.overlay); err != nil {
+		r.err = err
+		return r
+	}
+	defer os.Remove(initrd)
+
+	v := vm{
+		arch: h.arch, qemu: h.qemu, cpus: h.opts.cpus, memory: h.opts.memory,
+		kernel: k.image, initrd: initrd, cmdline: kernelCmdline(h.arch, h.opts.kernelArgs),
+	}
+	if h.accel == "" {
+		h.accel = h.chooseAccel(ctx, v)
+	}
+	v.accel, r.accel = h.accel, h.accel
+
+	r.logPath = filepath.Join(h.runDir, k.release+".log")
+	logFile, err := os.Create(r.logPath)
+	if err != nil {
+		r.err = fmt.Errorf("creating console log: %w", err)
+		return r
+	}
+	defer logFile.Close()
+	var console io.Writer = os.Stdout
+	if h.opts.quiet {
+		console = io.Discard
+	}
+	prefix := "[" + k.version + "] "
+
+	slog.Info("booting", "kernel", k.version, "package", k.pkg, "accel", v.accel, "timeout", h.opts.timeout, "log", r.logPath)
+	bootCtx, cancel := context.WithTimeoutCause(ctx, h.opts.timeout, fmt.Errorf("timed out after %s", h.opts.timeout))
+	defer cancel()
+	p := &consoleParser{res: r, start: time.Now()}
+	err = v.run(bootCtx, func(line string) {
+		fmt.Fprintln(logFile, line)
+		fmt.Fprintln(console, prefix+line)
+		p.line(line)
+	})
+	switch {
+	case err != nil:
+		r.err = fmt.Errorf("guest did not finish: %w (log: %s)", err, r.logPath)
+	case !r.done && r.panic != "":
+		r.err = fmt.Errorf("guest stopped before its tests finished: %s (log: %s)", r.panic, r.logPath)
+	case !r.done:
+		r.err = fmt.Errorf("guest stopped before its tests finished (log: %s)", r.logPath)
+	}
+	slog.Info("kernel finished", "kernel", k.version, "guest_ok", r.err == nil, "took", time.Since(start).Round(100*time.Millisecond))
+	return r
+}
+
+// chooseAccel picks KVM only if a throwaway boot with it works.
+func (h *harness) chooseAccel(ctx context.Context, v vm) string {
+	probe := filepath.Join(h.runDir, "kvm-probe.cpio")
+	defer os.Remove(probe)
+	if err := probeImage(h.arch, h.user, probe); err != nil {
+		slog.Warn("cannot build KVM probe image, using TCG", "err", err)
+		return "tcg"
+	}
+	start := time.Now()
+	if err := probeKVM(ctx, v, probe); err != nil {
+		slog.Info("KVM probe failed, using TCG (slower)", "err", err, "took", time.Since(start).Round(100*time.Millisecond))
+		return "tcg"
+	}
+	slog.Info("KVM probe booted, using KVM", "took", time.Since(start).Round(100*time.Millisecond))
+	return "kvm"
+}
