@@ -18,6 +18,9 @@
 char LICENSE[] SEC("license") = "Dual BSD/GPL";
 
 #define NLM_F_REPLACE_ 0x100
+
+/* BPF_CORE_READ_INTO copies sizeof(*dst) bytes: pass &e->gw (16 bytes) for
+ * an in6_addr, and a __be32 pointer for an IPv4 address, never e->gw. */
 #define KEYLENGTH 32
 
 enum hook_id {
@@ -196,6 +199,26 @@ static __always_inline struct rt_event *change_event(__u8 attach)
 	return rt_new_event(h, RT_KIND_CHANGE, attach);
 }
 
+/* What fib_table_delete removed, as the kernel had it: the request may
+ * name only a prefix, and the report should say what was really deleted. */
+struct alias_info {
+	__u32 oif;
+	__u32 priority;
+	__u32 nh_id;
+	__u8 protocol;
+	__u8 scope;
+	__u8 type;
+	__u8 gw_family;
+	__u8 gw[16];
+};
+
+struct {
+	__uint(type, BPF_MAP_TYPE_HASH);
+	__uint(max_entries, 4096);
+	__type(key, __u64);
+	__type(value, struct alias_info);
+} deleted_alias SEC(".maps");
+
 /* --- IPv4 routes --- */
 
 static __always_inline void fill_route4_cfg(struct rt_event *e, struct fib_table *tb, struct fib_config *cfg)
@@ -257,6 +280,26 @@ static __always_inline int report_fib_table_insert(struct net *net, struct fib_t
 	return 0;
 }
 
+static __always_inline void merge_deleted_alias(struct rt_event *e, int ret)
+{
+	__u64 id = bpf_get_current_pid_tgid();
+	struct alias_info *ai = bpf_map_lookup_elem(&deleted_alias, &id);
+
+	if (!ai)
+		return;
+	if (ret == 0) {
+		e->oif = ai->oif;
+		e->priority = ai->priority;
+		e->nh_id = ai->nh_id;
+		e->protocol = ai->protocol;
+		e->scope = ai->scope;
+		e->type = ai->type;
+		e->gw_family = ai->gw_family;
+		__builtin_memcpy(e->gw, ai->gw, sizeof(e->gw));
+	}
+	bpf_map_delete_elem(&deleted_alias, &id);
+}
+
 static __always_inline int report_fib_table_delete(struct net *net, struct fib_table *tb, struct fib_config *cfg,
 						   int ret, __u8 attach)
 {
@@ -267,6 +310,7 @@ static __always_inline int report_fib_table_delete(struct net *net, struct fib_t
 	fill_route4_cfg(e, tb, cfg);
 	e->op = RT_OP_DELETE;
 	e->err = ret;
+	merge_deleted_alias(e, ret);
 	rt_emit(e);
 	return 0;
 }
@@ -302,20 +346,57 @@ static __always_inline int report_fib_table_flush(struct net *net, struct fib_ta
 	return 0;
 }
 
+static __always_inline void fill_alias(struct rt_event *e, struct fib_alias *fa)
+{
+	struct fib_info *fi = BPF_CORE_READ(fa, fa_info);
+
+	e->type = BPF_CORE_READ(fa, fa_type);
+	e->protocol = BPF_CORE_READ(fi, fib_protocol);
+	e->scope = BPF_CORE_READ(fi, fib_scope);
+	e->priority = BPF_CORE_READ(fi, fib_priority);
+	if (BPF_CORE_READ(fi, nh)) {
+		e->nh_id = BPF_CORE_READ(fi, nh, id);
+	} else {
+		struct net_device *dev = BPF_CORE_READ(fi, fib_nh[0].nh_common.nhc_dev);
+
+		e->oif = BPF_CORE_READ(dev, ifindex);
+		e->gw_family = BPF_CORE_READ(fi, fib_nh[0].nh_common.nhc_gw_family);
+		if (e->gw_family == AF_INET)
+			BPF_CORE_READ_INTO((__be32 *)e->gw, fi, fib_nh[0].nh_common.nhc_gw.ipv4);
+		else if (e->gw_family == AF_INET6)
+			BPF_CORE_READ_INTO(&e->gw, fi, fib_nh[0].nh_common.nhc_gw.ipv6);
+	}
+}
+
+/* Called for every alias the kernel removes: inside a flush it is the only
+ * report of that route; inside fib_table_delete it records what the
+ * delete removed, for the report at its exit. */
 static __always_inline int report_alias_delete(struct net *net, __u32 key, struct fib_alias *fa, __u8 attach)
 {
 	struct task_ctx *c = current_ctx();
-	struct fib_info *fi;
-	struct rt_event *e;
+	struct rt_event *e = change_event(attach);
+	__u64 id = bpf_get_current_pid_tgid();
 	__be32 dst = bpf_htonl(key);
 
-	if (!c || !c->in_flush)
-		return 0; /* fib_table_delete reports the others */
-	c->detailed++;
-	e = change_event(attach);
 	if (!e)
 		return 0;
-	fi = BPF_CORE_READ(fa, fa_info);
+	fill_alias(e, fa);
+	if (!c || !c->in_flush) {
+		struct alias_info ai = {
+			.oif = e->oif,
+			.priority = e->priority,
+			.nh_id = e->nh_id,
+			.protocol = e->protocol,
+			.scope = e->scope,
+			.type = e->type,
+			.gw_family = e->gw_family,
+		};
+
+		__builtin_memcpy(ai.gw, e->gw, sizeof(ai.gw));
+		bpf_map_update_elem(&deleted_alias, &id, &ai, BPF_ANY);
+		return 0;
+	}
+	c->detailed++;
 	e->op = RT_OP_DELETE;
 	e->object = RT_OBJ_ROUTE;
 	e->family = AF_INET;
@@ -323,22 +404,6 @@ static __always_inline int report_alias_delete(struct net *net, __u32 key, struc
 	e->table = BPF_CORE_READ(fa, tb_id);
 	e->dst_len = KEYLENGTH - BPF_CORE_READ(fa, fa_slen);
 	__builtin_memcpy(e->dst, &dst, 4);
-	e->type = BPF_CORE_READ(fa, fa_type);
-	e->protocol = BPF_CORE_READ(fi, fib_protocol);
-	e->scope = BPF_CORE_READ(fi, fib_scope);
-	e->priority = BPF_CORE_READ(fi, fib_priority);
-	if (BPF_CORE_READ(fi, nh))
-		e->nh_id = BPF_CORE_READ(fi, nh, id);
-	else {
-		struct net_device *dev = BPF_CORE_READ(fi, fib_nh[0].nh_common.nhc_dev);
-
-		e->oif = BPF_CORE_READ(dev, ifindex);
-		e->gw_family = BPF_CORE_READ(fi, fib_nh[0].nh_common.nhc_gw_family);
-		if (e->gw_family == AF_INET)
-			BPF_CORE_READ_INTO(e->gw, fi, fib_nh[0].nh_common.nhc_gw.ipv4);
-		else if (e->gw_family == AF_INET6)
-			BPF_CORE_READ_INTO(e->gw, fi, fib_nh[0].nh_common.nhc_gw.ipv6);
-	}
 	set_origin(e, NULL, 0);
 	rt_emit(e);
 	return 0;
@@ -353,9 +418,9 @@ static __always_inline void fill_route6(struct rt_event *e, struct fib6_info *rt
 	e->object = RT_OBJ_ROUTE;
 	e->family = AF_INET6;
 	e->table = BPF_CORE_READ(rt, fib6_table, tb6_id);
-	BPF_CORE_READ_INTO(e->dst, rt, fib6_dst.addr);
+	BPF_CORE_READ_INTO(&e->dst, rt, fib6_dst.addr);
 	e->dst_len = BPF_CORE_READ(rt, fib6_dst.plen);
-	BPF_CORE_READ_INTO(e->src, rt, fib6_src.addr);
+	BPF_CORE_READ_INTO(&e->src, rt, fib6_src.addr);
 	e->src_len = BPF_CORE_READ(rt, fib6_src.plen);
 	e->priority = BPF_CORE_READ(rt, fib6_metric);
 	e->protocol = BPF_CORE_READ(rt, fib6_protocol);
@@ -368,7 +433,7 @@ static __always_inline void fill_route6(struct rt_event *e, struct fib6_info *rt
 		e->oif = BPF_CORE_READ(dev, ifindex);
 		e->gw_family = BPF_CORE_READ(rt, fib6_nh[0].nh_common.nhc_gw_family);
 		if (e->gw_family)
-			BPF_CORE_READ_INTO(e->gw, rt, fib6_nh[0].nh_common.nhc_gw.ipv6);
+			BPF_CORE_READ_INTO(&e->gw, rt, fib6_nh[0].nh_common.nhc_gw.ipv6);
 	}
 	if (info) {
 		e->netns = BPF_CORE_READ(info, nl_net, ns.inum);
@@ -421,12 +486,12 @@ static __always_inline int report_ip6_route_del(struct fib6_config *cfg, int ret
 	e->err = ret;
 	e->netns = BPF_CORE_READ(cfg, fc_nlinfo.nl_net, ns.inum);
 	e->table = BPF_CORE_READ(cfg, fc_table);
-	BPF_CORE_READ_INTO(e->dst, cfg, fc_dst);
+	BPF_CORE_READ_INTO(&e->dst, cfg, fc_dst);
 	e->dst_len = BPF_CORE_READ(cfg, fc_dst_len);
 	e->priority = BPF_CORE_READ(cfg, fc_metric);
 	e->protocol = BPF_CORE_READ(cfg, fc_protocol);
 	e->oif = BPF_CORE_READ(cfg, fc_ifindex);
-	BPF_CORE_READ_INTO(e->gw, cfg, fc_gateway);
+	BPF_CORE_READ_INTO(&e->gw, cfg, fc_gateway);
 	if (e->gw[0] || e->gw[15])
 		e->gw_family = AF_INET6;
 	set_origin(e, BPF_CORE_READ(cfg, fc_nlinfo.nlh), BPF_CORE_READ(cfg, fc_nlinfo.portid));

@@ -186,7 +186,7 @@ func Decode(h Header, msg []byte, ev *event.Event) error {
 		err = decodeNexthop(body, ev)
 	case rtmNewAddr, rtmDelAddr:
 		err = decodeAddr(body, ev)
-	case rtmNewLink, rtmDelLink:
+	case rtmNewLink, rtmSetLink, rtmDelLink:
 		err = decodeLink(body, ev)
 	default:
 		return ErrUnknownType

@@ -13,6 +13,18 @@ import (
 	"github.com/cilium/ebpf"
 )
 
+type fibAliasInfo struct {
+	_        structs.HostLayout
+	Oif      uint32
+	Priority uint32
+	NhId     uint32
+	Protocol uint8
+	Scope    uint8
+	Type     uint8
+	GwFamily uint8
+	Gw       [16]uint8
+}
+
 type fibHookArgs struct {
 	_ structs.HostLayout
 	A [5]uint64
@@ -91,6 +103,7 @@ type fibTaskCtx struct {
 //
 // Used for safe lookups in a Collection or CollectionSpec.
 const (
+	fibMapDeletedAlias                = "deleted_alias"
 	fibMapEvents                      = "events"
 	fibMapHeap                        = "heap"
 	fibMapInGc                        = "in_gc"
@@ -281,12 +294,13 @@ type fibProgramSpecs struct {
 //
 // It can be passed ebpf.CollectionSpec.Assign.
 type fibMapSpecs struct {
-	Events   *ebpf.MapSpec `ebpf:"events"`
-	Heap     *ebpf.MapSpec `ebpf:"heap"`
-	InGc     *ebpf.MapSpec `ebpf:"in_gc"`
-	Lost     *ebpf.MapSpec `ebpf:"lost"`
-	Stash    *ebpf.MapSpec `ebpf:"stash"`
-	TaskCtxs *ebpf.MapSpec `ebpf:"task_ctxs"`
+	DeletedAlias *ebpf.MapSpec `ebpf:"deleted_alias"`
+	Events       *ebpf.MapSpec `ebpf:"events"`
+	Heap         *ebpf.MapSpec `ebpf:"heap"`
+	InGc         *ebpf.MapSpec `ebpf:"in_gc"`
+	Lost         *ebpf.MapSpec `ebpf:"lost"`
+	Stash        *ebpf.MapSpec `ebpf:"stash"`
+	TaskCtxs     *ebpf.MapSpec `ebpf:"task_ctxs"`
 }
 
 // fibVariableSpecs contains global variables before they are loaded into the kernel.
@@ -317,16 +331,18 @@ func (o *fibObjects) Close() error {
 //
 // It can be passed to loadFibObjects or ebpf.CollectionSpec.LoadAndAssign.
 type fibMaps struct {
-	Events   *ebpf.Map `ebpf:"events"`
-	Heap     *ebpf.Map `ebpf:"heap"`
-	InGc     *ebpf.Map `ebpf:"in_gc"`
-	Lost     *ebpf.Map `ebpf:"lost"`
-	Stash    *ebpf.Map `ebpf:"stash"`
-	TaskCtxs *ebpf.Map `ebpf:"task_ctxs"`
+	DeletedAlias *ebpf.Map `ebpf:"deleted_alias"`
+	Events       *ebpf.Map `ebpf:"events"`
+	Heap         *ebpf.Map `ebpf:"heap"`
+	InGc         *ebpf.Map `ebpf:"in_gc"`
+	Lost         *ebpf.Map `ebpf:"lost"`
+	Stash        *ebpf.Map `ebpf:"stash"`
+	TaskCtxs     *ebpf.Map `ebpf:"task_ctxs"`
 }
 
 func (m *fibMaps) Close() error {
 	return _FibClose(
+		m.DeletedAlias,
 		m.Events,
 		m.Heap,
 		m.InGc,

@@ -34,6 +34,9 @@ type Options struct {
 	// /run/netns or paths); the tracer's own is always included. Tiers 1
 	// and 2 see every namespace.
 	Netns []string
+	// TraceSelf reports changes made by this process too; by default the
+	// tracer's own netlink traffic is not captured.
+	TraceSelf bool
 	// Logger receives progress and problems; nil means slog.Default().
 	Logger *slog.Logger
 }
@@ -65,20 +68,21 @@ type Refusal struct {
 
 // Tracer is a loaded and attached set of programs.
 type Tracer struct {
-	opts     Options
-	log      *slog.Logger
-	hooks    []HookStatus
-	tier3    coverage
-	objs     []*object
-	attached []*attached
-	reader   *ringbuf.Reader
-	lostMap  *ebpf.Map
-	netns    []string // tier 3 namespaces, "" for our own
-	names    map[nameKey]event.Name
-	clock    clock
-	stats    Stats
-	stopping atomic.Bool // Run is draining: readRing stops once the ring is empty
-	closed   sync.Once
+	opts      Options
+	log       *slog.Logger
+	hooks     []HookStatus
+	tier3     coverage
+	objs      []*object
+	attached  []*attached
+	reader    *ringbuf.Reader
+	lostMap   *ebpf.Map
+	netns     []string // tier 3 namespaces, "" for our own
+	names     map[nameKey]event.Name
+	clock     clock
+	stats     Stats
+	stopping  atomic.Bool // Run is draining: readRing stops once the ring is empty
+	listeners []*rtnl.Listener
+	closed    sync.Once
 }
 
 type nameKey struct{ netns, ifindex uint32 }
@@ -127,6 +131,9 @@ func New(opts Options) (*Tracer, error) {
 	}()
 
 	self := uint32(os.Getpid())
+	if opts.TraceSelf {
+		self = 0
+	}
 	cache := btf.NewCache()
 	spec, err := loadFib()
 	if err != nil {
@@ -242,6 +249,15 @@ func (t *Tracer) startTier3(self uint32, fib *object, cache *btf.Cache) error {
 		}
 		t.netns = append(t.netns, p)
 	}
+	// Listen before New returns: a change made right after must be seen.
+	for _, ns := range t.netns {
+		l, err := rtnl.Listen(ns, 64<<20)
+		if err != nil {
+			return fmt.Errorf("listening to rtnetlink notifications in netns %q: %w", nsLabel(ns), err)
+		}
+		t.listeners = append(t.listeners, l)
+		t.loadNames(ns, l.Netns())
+	}
 	t.log.Info("tier 3: capturing rtnetlink requests at the syscalls", "objects", t.tier3.String(), "netns", len(t.netns))
 	return nil
 }
@@ -290,6 +306,9 @@ func (t *Tracer) Close() error {
 		if t.reader != nil {
 			t.reader.Close()
 		}
+		for _, l := range t.listeners {
+			l.Close()
+		}
 		for _, a := range t.attached {
 			a.close()
 		}
@@ -318,27 +337,14 @@ func (t *Tracer) Run(ctx context.Context, emit func(*event.Event)) error {
 		t.readRing(recs)
 	}()
 
-	var listeners []*rtnl.Listener
+	listeners := t.listeners
 	var lwg sync.WaitGroup
-	if t.tier3 != 0 {
-		for _, ns := range t.netns {
-			l, err := rtnl.Listen(ns, 64<<20)
-			if err != nil {
-				for _, l := range listeners {
-					l.Close()
-				}
-				t.stopping.Store(true)
-				wg.Wait()
-				return fmt.Errorf("listening to rtnetlink notifications in netns %q: %w", nsLabel(ns), err)
-			}
-			listeners = append(listeners, l)
-			t.loadNames(ns, l.Netns())
-			lwg.Add(1)
-			go func() {
-				defer lwg.Done()
-				t.readNotifications(l, notes)
-			}()
-		}
+	for _, l := range listeners {
+		lwg.Add(1)
+		go func() {
+			defer lwg.Done()
+			t.readNotifications(l, notes)
+		}()
 	}
 	go func() {
 		lwg.Wait()

@@ -87,10 +87,17 @@ static __always_inline void rd_addr(__u8 *dst, const __u8 *b, __u32 off, __u32 p
 		__builtin_memset(dst, 0, 4);
 }
 
-static __always_inline void rd_name(char *dst, const __u8 *b, __u32 off)
+/* Copies an interface name attribute. The kernel accepts names without a
+ * NUL, so bytes past plen (the next attribute, or an earlier message in the
+ * heap) are cleared rather than reported. */
+static __always_inline void rd_name(char *dst, const __u8 *b, __u32 off, __u32 plen)
 {
-	__builtin_memcpy(dst, &b[off & RT_SCRATCH_MASK], RT_IFNAME_LEN);
-	dst[RT_IFNAME_LEN - 1] = 0;
+	__u32 n = plen < RT_IFNAME_LEN - 1 ? plen : RT_IFNAME_LEN - 1;
+
+	__builtin_memset(dst, 0, RT_IFNAME_LEN);
+	/* one helper call, not a byte loop: a loop here, inside the attribute
+	 * loop, multiplies the verifier's states past its limit */
+	bpf_probe_read_kernel(dst, n & (RT_IFNAME_LEN - 1), &b[off & RT_SCRATCH_MASK]);
 }
 
 static __always_inline void rtnl_route_attr(struct rt_event *e, const __u8 *b, __u16 type, __u32 p, __u32 plen)
@@ -144,7 +151,7 @@ static __always_inline void rtnl_rule_attr(struct rt_event *e, const __u8 *b, __
 		rd_addr(e->src, b, p, plen);
 		break;
 	case 3: /* FRA_IIFNAME */
-		rd_name(e->iifname, b, p);
+		rd_name(e->iifname, b, p, plen);
 		break;
 	case 4: /* FRA_GOTO */
 		if (plen >= 4)
@@ -167,7 +174,7 @@ static __always_inline void rtnl_rule_attr(struct rt_event *e, const __u8 *b, __
 			e->fwmask = rd32(b, p);
 		break;
 	case 17: /* FRA_OIFNAME */
-		rd_name(e->oifname, b, p);
+		rd_name(e->oifname, b, p, plen);
 		break;
 	case 21: /* FRA_PROTOCOL */
 		if (plen >= 1)
@@ -200,16 +207,25 @@ static __always_inline void rtnl_nexthop_attr(struct rt_event *e, const __u8 *b,
 	}
 }
 
+/* IFA_LOCAL is the address; IFA_ADDRESS is the peer on point-to-point links
+ * and the address otherwise. The peer waits in src until the end of the
+ * message, where it becomes dst if no IFA_LOCAL came (the last of each wins,
+ * as in the kernel). */
 static __always_inline void rtnl_addr_attr(struct rt_event *e, const __u8 *b, __u16 type, __u32 p, __u32 plen)
 {
-	if (type == 2 /* IFA_LOCAL */ || (type == 1 /* IFA_ADDRESS */ && !e->dst[0] && !e->dst[1]))
+	if (type == 2 /* IFA_LOCAL */) {
 		rd_addr(e->dst, b, p, plen);
+		e->gw_family = 1; /* marks "IFA_LOCAL seen"; cleared after the loop */
+	} else if (type == 1 /* IFA_ADDRESS */) {
+		rd_addr(e->src, b, p, plen);
+		e->src_len = 1;
+	}
 }
 
 static __always_inline void rtnl_link_attr(struct rt_event *e, const __u8 *b, __u16 type, __u32 p, __u32 plen)
 {
 	if (type == 3 /* IFLA_IFNAME */)
-		rd_name(e->oifname, b, p);
+		rd_name(e->oifname, b, p, plen);
 }
 
 /* Parses the message at h->buf[0:len] into h->ev. len is what was copied,
@@ -304,7 +320,7 @@ __noinline int rtnl_parse_heap(__u32 len)
 		e->family = rd8(b, 16);
 		e->oif = rd32(b, 20);
 		/* ifi_change says which ifi_flags bits the request sets */
-		if ((rd32(b, 28) & IFF_UP) && !(rd32(b, 24) & IFF_UP))
+		if (type != RTM_DELLINK && (rd32(b, 28) & IFF_UP) && !(rd32(b, 24) & IFF_UP))
 			e->flags |= RT_F_LINK_DOWN;
 		break;
 	default:
@@ -353,6 +369,17 @@ __noinline int rtnl_parse_heap(__u32 len)
 			break;
 		}
 		off += (alen + 3) & ~3U;
+	}
+	/* Attributes beyond what one pass reads: say the request was not read
+	 * whole, so that no decision (the enforcer's above all) rests on it. */
+	if (i == RT_MAX_ATTRS && off + 4 <= len)
+		e->flags |= RT_F_TRUNCATED;
+	if (e->object == RT_OBJ_ADDR) {
+		if (!e->gw_family && e->src_len)
+			__builtin_memcpy(e->dst, e->src, sizeof(e->dst));
+		__builtin_memset(e->src, 0, sizeof(e->src));
+		e->src_len = 0;
+		e->gw_family = 0;
 	}
 	return RT_PARSE_OK;
 }
