@@ -685,37 +685,42 @@ int BPF_KPROBE(kprobe_fib_notify_alias_delete, struct net *net, u32 key, struct 
 
 /* --- context hooks: entry notes the path, exit clears it --- */
 
-#define CONTEXT_HOOK(kfn, path)                     \
-	SEC("fentry/" #kfn)                         \
-	int BPF_PROG(fentry_##kfn)                  \
-	{                                           \
-		ctx_enter(path);                    \
-		return 0;                           \
-	}                                           \
-	SEC("fexit/" #kfn)                          \
-	int BPF_PROG(fexit_##kfn)                   \
-	{                                           \
-		ctx_exit(path);                     \
-		return 0;                           \
-	}                                           \
-	SEC("kprobe/" #kfn)                         \
-	int BPF_KPROBE(kprobe_##kfn)                \
-	{                                           \
-		ctx_enter(path);                    \
-		return 0;                           \
-	}                                           \
-	SEC("kretprobe/" #kfn)                      \
-	int BPF_KRETPROBE(kretprobe_##kfn)          \
-	{                                           \
-		ctx_exit(path);                     \
-		return 0;                           \
+#define CONTEXT_HOOK_NAMED(kfn, name, path)  \
+	SEC("fentry/" #kfn)                   \
+	int BPF_PROG(fentry_##name)           \
+	{                                     \
+		ctx_enter(path);              \
+		return 0;                     \
+	}                                     \
+	SEC("fexit/" #kfn)                    \
+	int BPF_PROG(fexit_##name)            \
+	{                                     \
+		ctx_exit(path);               \
+		return 0;                     \
+	}                                     \
+	SEC("kprobe/" #kfn)                   \
+	int BPF_KPROBE(kprobe_##name)         \
+	{                                     \
+		ctx_enter(path);              \
+		return 0;                     \
+	}                                     \
+	SEC("kretprobe/" #kfn)                \
+	int BPF_KRETPROBE(kretprobe_##name)   \
+	{                                     \
+		ctx_exit(path);               \
+		return 0;                     \
 	}
+
+#define CONTEXT_HOOK(kfn, path) CONTEXT_HOOK_NAMED(kfn, kfn, path)
 
 CONTEXT_HOOK(ip_rt_ioctl, RT_PATH_IP_RT_IOCTL)
 CONTEXT_HOOK(ipv6_route_ioctl, RT_PATH_IPV6_ROUTE_IOCTL)
 CONTEXT_HOOK(fib_netdev_event, RT_PATH_FIB_NETDEV_EVENT)
 CONTEXT_HOOK(fib_inetaddr_event, RT_PATH_FIB_INETADDR_EVENT)
-CONTEXT_HOOK(rt6_sync_down_dev, RT_PATH_RT6_SYNC_DOWN_DEV)
+/* Notifier callbacks, not the functions under them: a callback is called
+ * through a pointer and so never inlined, while rt6_sync_down_dev (say) can
+ * have an attachable copy that its real caller does not use. */
+CONTEXT_HOOK(addrconf_notify, RT_PATH_ADDRCONF_NOTIFY)
 
 /* Entry halves of report hooks that also set a context. */
 SEC("fentry/rtm_del_nexthop")

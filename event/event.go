@@ -112,19 +112,22 @@ const (
 	PathFibNetdevEvent
 	PathFibInetaddrEvent
 	PathFib6RunGC
-	PathRt6SyncDownDev
+	PathAddrconfNotify
 	PathRemoveNexthop
 	PathIPRtIoctl
 	PathIPv6RouteIoctl
 	// PathNotification: seen only as an rtnetlink notification with no
 	// requester (tier 3 cannot see which kernel function sent it).
-	PathNotification
+	PathNotification Path = 255
 )
 
 var pathNames = [...]string{"", "fib_table_flush", "fib_netdev_event", "fib_inetaddr_event", "fib6_run_gc",
-	"rt6_sync_down_dev", "remove_nexthop", "ip_rt_ioctl", "ipv6_route_ioctl", "notification"}
+	"addrconf_notify", "remove_nexthop", "ip_rt_ioctl", "ipv6_route_ioctl"}
 
 func (p Path) String() string {
+	if p == PathNotification {
+		return "notification"
+	}
 	if int(p) < len(pathNames) {
 		return pathNames[p]
 	}

@@ -195,7 +195,7 @@ func Decode(h Header, msg []byte, ev *event.Event) error {
 		return err
 	}
 	switch h.Type {
-	case rtmNewRoute, rtmNewRule, rtmNewNexthop, rtmNewAddr, rtmNewLink:
+	case rtmNewRoute, rtmNewRule, rtmNewNexthop, rtmNewAddr, rtmNewLink, rtmSetLink:
 		ev.Op = event.OpAdd
 		if h.Flags&nlmFReplace != 0 {
 			ev.Op = event.OpReplace

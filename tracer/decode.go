@@ -166,7 +166,8 @@ func decodeRecord(c *clock, r *record, ev *event.Event) {
 		return
 	}
 	ev.Cause = event.Cause{Valid: true, Object: causeObject(ev.Path), Op: event.OpDelete, Actor: ev.Actor}
-	if ev.Path == event.PathFibNetdevEvent || ev.Path == event.PathRt6SyncDownDev {
+	switch ev.Path {
+	case event.PathFibNetdevEvent, event.PathAddrconfNotify:
 		ev.Cause.Op = event.OpReplace // the link was set down, not deleted
 	}
 	ev.Actor = event.Actor{Kernel: true}
@@ -174,7 +175,7 @@ func decodeRecord(c *clock, r *record, ev *event.Event) {
 
 func causeObject(p event.Path) event.Object {
 	switch p {
-	case event.PathFibNetdevEvent, event.PathRt6SyncDownDev:
+	case event.PathFibNetdevEvent, event.PathAddrconfNotify:
 		return event.ObjectLink
 	case event.PathFibInetaddrEvent:
 		return event.ObjectAddr

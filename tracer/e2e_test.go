@@ -97,6 +97,12 @@ func (s *session) stop() []event.Event {
 	return evs
 }
 
+func (s *session) logHooks() {
+	for _, h := range s.tr.Hooks() {
+		s.t.Logf("hook %s: %s %v", h.Fn, h.Tier, h.Refused)
+	}
+}
+
 func (s *session) wantAttach() event.Attach {
 	switch attachMode() {
 	case "fentry":
@@ -469,7 +475,8 @@ func TestLinkDownRemovesIPv6Routes(t *testing.T) {
 	}
 	c := found.Cause
 	if !c.Valid || c.Object != event.ObjectLink || c.Actor.Tgid != down || c.Actor.Comm.String() != "ip" {
-		t.Errorf("cause %+v, want link set down by ip[%d]", c, down)
+		t.Errorf("cause %+v (path %s), want link set down by ip[%d]; event %+v", c, found.Path, down, *found)
+		s.logHooks()
 	}
 }
 

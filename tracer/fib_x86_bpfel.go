@@ -110,6 +110,7 @@ const (
 	fibMapLost                        = "lost"
 	fibMapStash                       = "stash"
 	fibMapTaskCtxs                    = "task_ctxs"
+	fibProgFentryAddrconfNotify       = "fentry_addrconf_notify"
 	fibProgFentryFib6RunGc            = "fentry_fib6_run_gc"
 	fibProgFentryFibInetaddrEvent     = "fentry_fib_inetaddr_event"
 	fibProgFentryFibNetdevEvent       = "fentry_fib_netdev_event"
@@ -117,8 +118,8 @@ const (
 	fibProgFentryFibTableFlush        = "fentry_fib_table_flush"
 	fibProgFentryIpRtIoctl            = "fentry_ip_rt_ioctl"
 	fibProgFentryIpv6RouteIoctl       = "fentry_ipv6_route_ioctl"
-	fibProgFentryRt6SyncDownDev       = "fentry_rt6_sync_down_dev"
 	fibProgFentryRtmDelNexthop        = "fentry_rtm_del_nexthop"
+	fibProgFexitAddrconfNotify        = "fexit_addrconf_notify"
 	fibProgFexitFib6Add               = "fexit_fib6_add"
 	fibProgFexitFib6Del               = "fexit_fib6_del"
 	fibProgFexitFib6RunGc             = "fexit_fib6_run_gc"
@@ -134,9 +135,9 @@ const (
 	fibProgFexitIp6RouteDel           = "fexit_ip6_route_del"
 	fibProgFexitIpRtIoctl             = "fexit_ip_rt_ioctl"
 	fibProgFexitIpv6RouteIoctl        = "fexit_ipv6_route_ioctl"
-	fibProgFexitRt6SyncDownDev        = "fexit_rt6_sync_down_dev"
 	fibProgFexitRtmDelNexthop         = "fexit_rtm_del_nexthop"
 	fibProgFexitRtmNewNexthop         = "fexit_rtm_new_nexthop"
+	fibProgKprobeAddrconfNotify       = "kprobe_addrconf_notify"
 	fibProgKprobeFib6Add              = "kprobe_fib6_add"
 	fibProgKprobeFib6Del              = "kprobe_fib6_del"
 	fibProgKprobeFib6RunGc            = "kprobe_fib6_run_gc"
@@ -154,10 +155,10 @@ const (
 	fibProgKprobeIp6RouteDel          = "kprobe_ip6_route_del"
 	fibProgKprobeIpRtIoctl            = "kprobe_ip_rt_ioctl"
 	fibProgKprobeIpv6RouteIoctl       = "kprobe_ipv6_route_ioctl"
-	fibProgKprobeRt6SyncDownDev       = "kprobe_rt6_sync_down_dev"
 	fibProgKprobeRtmDelNexthop        = "kprobe_rtm_del_nexthop"
 	fibProgKprobeRtmDelNexthopCtx     = "kprobe_rtm_del_nexthop_ctx"
 	fibProgKprobeRtmNewNexthop        = "kprobe_rtm_new_nexthop"
+	fibProgKretprobeAddrconfNotify    = "kretprobe_addrconf_notify"
 	fibProgKretprobeFib6Add           = "kretprobe_fib6_add"
 	fibProgKretprobeFib6Del           = "kretprobe_fib6_del"
 	fibProgKretprobeFib6RunGc         = "kretprobe_fib6_run_gc"
@@ -173,7 +174,6 @@ const (
 	fibProgKretprobeIp6RouteDel       = "kretprobe_ip6_route_del"
 	fibProgKretprobeIpRtIoctl         = "kretprobe_ip_rt_ioctl"
 	fibProgKretprobeIpv6RouteIoctl    = "kretprobe_ipv6_route_ioctl"
-	fibProgKretprobeRt6SyncDownDev    = "kretprobe_rt6_sync_down_dev"
 	fibProgKretprobeRtmDelNexthop     = "kretprobe_rtm_del_nexthop"
 	fibProgKretprobeRtmNewNexthop     = "kretprobe_rtm_new_nexthop"
 	fibVarSelfTgid                    = "self_tgid"
@@ -222,6 +222,7 @@ type fibSpecs struct {
 //
 // It can be passed ebpf.CollectionSpec.Assign.
 type fibProgramSpecs struct {
+	FentryAddrconfNotify       *ebpf.ProgramSpec `ebpf:"fentry_addrconf_notify"`
 	FentryFib6RunGc            *ebpf.ProgramSpec `ebpf:"fentry_fib6_run_gc"`
 	FentryFibInetaddrEvent     *ebpf.ProgramSpec `ebpf:"fentry_fib_inetaddr_event"`
 	FentryFibNetdevEvent       *ebpf.ProgramSpec `ebpf:"fentry_fib_netdev_event"`
@@ -229,8 +230,8 @@ type fibProgramSpecs struct {
 	FentryFibTableFlush        *ebpf.ProgramSpec `ebpf:"fentry_fib_table_flush"`
 	FentryIpRtIoctl            *ebpf.ProgramSpec `ebpf:"fentry_ip_rt_ioctl"`
 	FentryIpv6RouteIoctl       *ebpf.ProgramSpec `ebpf:"fentry_ipv6_route_ioctl"`
-	FentryRt6SyncDownDev       *ebpf.ProgramSpec `ebpf:"fentry_rt6_sync_down_dev"`
 	FentryRtmDelNexthop        *ebpf.ProgramSpec `ebpf:"fentry_rtm_del_nexthop"`
+	FexitAddrconfNotify        *ebpf.ProgramSpec `ebpf:"fexit_addrconf_notify"`
 	FexitFib6Add               *ebpf.ProgramSpec `ebpf:"fexit_fib6_add"`
 	FexitFib6Del               *ebpf.ProgramSpec `ebpf:"fexit_fib6_del"`
 	FexitFib6RunGc             *ebpf.ProgramSpec `ebpf:"fexit_fib6_run_gc"`
@@ -246,9 +247,9 @@ type fibProgramSpecs struct {
 	FexitIp6RouteDel           *ebpf.ProgramSpec `ebpf:"fexit_ip6_route_del"`
 	FexitIpRtIoctl             *ebpf.ProgramSpec `ebpf:"fexit_ip_rt_ioctl"`
 	FexitIpv6RouteIoctl        *ebpf.ProgramSpec `ebpf:"fexit_ipv6_route_ioctl"`
-	FexitRt6SyncDownDev        *ebpf.ProgramSpec `ebpf:"fexit_rt6_sync_down_dev"`
 	FexitRtmDelNexthop         *ebpf.ProgramSpec `ebpf:"fexit_rtm_del_nexthop"`
 	FexitRtmNewNexthop         *ebpf.ProgramSpec `ebpf:"fexit_rtm_new_nexthop"`
+	KprobeAddrconfNotify       *ebpf.ProgramSpec `ebpf:"kprobe_addrconf_notify"`
 	KprobeFib6Add              *ebpf.ProgramSpec `ebpf:"kprobe_fib6_add"`
 	KprobeFib6Del              *ebpf.ProgramSpec `ebpf:"kprobe_fib6_del"`
 	KprobeFib6RunGc            *ebpf.ProgramSpec `ebpf:"kprobe_fib6_run_gc"`
@@ -266,10 +267,10 @@ type fibProgramSpecs struct {
 	KprobeIp6RouteDel          *ebpf.ProgramSpec `ebpf:"kprobe_ip6_route_del"`
 	KprobeIpRtIoctl            *ebpf.ProgramSpec `ebpf:"kprobe_ip_rt_ioctl"`
 	KprobeIpv6RouteIoctl       *ebpf.ProgramSpec `ebpf:"kprobe_ipv6_route_ioctl"`
-	KprobeRt6SyncDownDev       *ebpf.ProgramSpec `ebpf:"kprobe_rt6_sync_down_dev"`
 	KprobeRtmDelNexthop        *ebpf.ProgramSpec `ebpf:"kprobe_rtm_del_nexthop"`
 	KprobeRtmDelNexthopCtx     *ebpf.ProgramSpec `ebpf:"kprobe_rtm_del_nexthop_ctx"`
 	KprobeRtmNewNexthop        *ebpf.ProgramSpec `ebpf:"kprobe_rtm_new_nexthop"`
+	KretprobeAddrconfNotify    *ebpf.ProgramSpec `ebpf:"kretprobe_addrconf_notify"`
 	KretprobeFib6Add           *ebpf.ProgramSpec `ebpf:"kretprobe_fib6_add"`
 	KretprobeFib6Del           *ebpf.ProgramSpec `ebpf:"kretprobe_fib6_del"`
 	KretprobeFib6RunGc         *ebpf.ProgramSpec `ebpf:"kretprobe_fib6_run_gc"`
@@ -285,7 +286,6 @@ type fibProgramSpecs struct {
 	KretprobeIp6RouteDel       *ebpf.ProgramSpec `ebpf:"kretprobe_ip6_route_del"`
 	KretprobeIpRtIoctl         *ebpf.ProgramSpec `ebpf:"kretprobe_ip_rt_ioctl"`
 	KretprobeIpv6RouteIoctl    *ebpf.ProgramSpec `ebpf:"kretprobe_ipv6_route_ioctl"`
-	KretprobeRt6SyncDownDev    *ebpf.ProgramSpec `ebpf:"kretprobe_rt6_sync_down_dev"`
 	KretprobeRtmDelNexthop     *ebpf.ProgramSpec `ebpf:"kretprobe_rtm_del_nexthop"`
 	KretprobeRtmNewNexthop     *ebpf.ProgramSpec `ebpf:"kretprobe_rtm_new_nexthop"`
 }
@@ -364,6 +364,7 @@ type fibVariables struct {
 //
 // It can be passed to loadFibObjects or ebpf.CollectionSpec.LoadAndAssign.
 type fibPrograms struct {
+	FentryAddrconfNotify       *ebpf.Program `ebpf:"fentry_addrconf_notify"`
 	FentryFib6RunGc            *ebpf.Program `ebpf:"fentry_fib6_run_gc"`
 	FentryFibInetaddrEvent     *ebpf.Program `ebpf:"fentry_fib_inetaddr_event"`
 	FentryFibNetdevEvent       *ebpf.Program `ebpf:"fentry_fib_netdev_event"`
@@ -371,8 +372,8 @@ type fibPrograms struct {
 	FentryFibTableFlush        *ebpf.Program `ebpf:"fentry_fib_table_flush"`
 	FentryIpRtIoctl            *ebpf.Program `ebpf:"fentry_ip_rt_ioctl"`
 	FentryIpv6RouteIoctl       *ebpf.Program `ebpf:"fentry_ipv6_route_ioctl"`
-	FentryRt6SyncDownDev       *ebpf.Program `ebpf:"fentry_rt6_sync_down_dev"`
 	FentryRtmDelNexthop        *ebpf.Program `ebpf:"fentry_rtm_del_nexthop"`
+	FexitAddrconfNotify        *ebpf.Program `ebpf:"fexit_addrconf_notify"`
 	FexitFib6Add               *ebpf.Program `ebpf:"fexit_fib6_add"`
 	FexitFib6Del               *ebpf.Program `ebpf:"fexit_fib6_del"`
 	FexitFib6RunGc             *ebpf.Program `ebpf:"fexit_fib6_run_gc"`
@@ -388,9 +389,9 @@ type fibPrograms struct {
 	FexitIp6RouteDel           *ebpf.Program `ebpf:"fexit_ip6_route_del"`
 	FexitIpRtIoctl             *ebpf.Program `ebpf:"fexit_ip_rt_ioctl"`
 	FexitIpv6RouteIoctl        *ebpf.Program `ebpf:"fexit_ipv6_route_ioctl"`
-	FexitRt6SyncDownDev        *ebpf.Program `ebpf:"fexit_rt6_sync_down_dev"`
 	FexitRtmDelNexthop         *ebpf.Program `ebpf:"fexit_rtm_del_nexthop"`
 	FexitRtmNewNexthop         *ebpf.Program `ebpf:"fexit_rtm_new_nexthop"`
+	KprobeAddrconfNotify       *ebpf.Program `ebpf:"kprobe_addrconf_notify"`
 	KprobeFib6Add              *ebpf.Program `ebpf:"kprobe_fib6_add"`
 	KprobeFib6Del              *ebpf.Program `ebpf:"kprobe_fib6_del"`
 	KprobeFib6RunGc            *ebpf.Program `ebpf:"kprobe_fib6_run_gc"`
@@ -408,10 +409,10 @@ type fibPrograms struct {
 	KprobeIp6RouteDel          *ebpf.Program `ebpf:"kprobe_ip6_route_del"`
 	KprobeIpRtIoctl            *ebpf.Program `ebpf:"kprobe_ip_rt_ioctl"`
 	KprobeIpv6RouteIoctl       *ebpf.Program `ebpf:"kprobe_ipv6_route_ioctl"`
-	KprobeRt6SyncDownDev       *ebpf.Program `ebpf:"kprobe_rt6_sync_down_dev"`
 	KprobeRtmDelNexthop        *ebpf.Program `ebpf:"kprobe_rtm_del_nexthop"`
 	KprobeRtmDelNexthopCtx     *ebpf.Program `ebpf:"kprobe_rtm_del_nexthop_ctx"`
 	KprobeRtmNewNexthop        *ebpf.Program `ebpf:"kprobe_rtm_new_nexthop"`
+	KretprobeAddrconfNotify    *ebpf.Program `ebpf:"kretprobe_addrconf_notify"`
 	KretprobeFib6Add           *ebpf.Program `ebpf:"kretprobe_fib6_add"`
 	KretprobeFib6Del           *ebpf.Program `ebpf:"kretprobe_fib6_del"`
 	KretprobeFib6RunGc         *ebpf.Program `ebpf:"kretprobe_fib6_run_gc"`
@@ -427,13 +428,13 @@ type fibPrograms struct {
 	KretprobeIp6RouteDel       *ebpf.Program `ebpf:"kretprobe_ip6_route_del"`
 	KretprobeIpRtIoctl         *ebpf.Program `ebpf:"kretprobe_ip_rt_ioctl"`
 	KretprobeIpv6RouteIoctl    *ebpf.Program `ebpf:"kretprobe_ipv6_route_ioctl"`
-	KretprobeRt6SyncDownDev    *ebpf.Program `ebpf:"kretprobe_rt6_sync_down_dev"`
 	KretprobeRtmDelNexthop     *ebpf.Program `ebpf:"kretprobe_rtm_del_nexthop"`
 	KretprobeRtmNewNexthop     *ebpf.Program `ebpf:"kretprobe_rtm_new_nexthop"`
 }
 
 func (p *fibPrograms) Close() error {
 	return _FibClose(
+		p.FentryAddrconfNotify,
 		p.FentryFib6RunGc,
 		p.FentryFibInetaddrEvent,
 		p.FentryFibNetdevEvent,
@@ -441,8 +442,8 @@ func (p *fibPrograms) Close() error {
 		p.FentryFibTableFlush,
 		p.FentryIpRtIoctl,
 		p.FentryIpv6RouteIoctl,
-		p.FentryRt6SyncDownDev,
 		p.FentryRtmDelNexthop,
+		p.FexitAddrconfNotify,
 		p.FexitFib6Add,
 		p.FexitFib6Del,
 		p.FexitFib6RunGc,
@@ -458,9 +459,9 @@ func (p *fibPrograms) Close() error {
 		p.FexitIp6RouteDel,
 		p.FexitIpRtIoctl,
 		p.FexitIpv6RouteIoctl,
-		p.FexitRt6SyncDownDev,
 		p.FexitRtmDelNexthop,
 		p.FexitRtmNewNexthop,
+		p.KprobeAddrconfNotify,
 		p.KprobeFib6Add,
 		p.KprobeFib6Del,
 		p.KprobeFib6RunGc,
@@ -478,10 +479,10 @@ func (p *fibPrograms) Close() error {
 		p.KprobeIp6RouteDel,
 		p.KprobeIpRtIoctl,
 		p.KprobeIpv6RouteIoctl,
-		p.KprobeRt6SyncDownDev,
 		p.KprobeRtmDelNexthop,
 		p.KprobeRtmDelNexthopCtx,
 		p.KprobeRtmNewNexthop,
+		p.KretprobeAddrconfNotify,
 		p.KretprobeFib6Add,
 		p.KretprobeFib6Del,
 		p.KretprobeFib6RunGc,
@@ -497,7 +498,6 @@ func (p *fibPrograms) Close() error {
 		p.KretprobeIp6RouteDel,
 		p.KretprobeIpRtIoctl,
 		p.KretprobeIpv6RouteIoctl,
-		p.KretprobeRt6SyncDownDev,
 		p.KretprobeRtmDelNexthop,
 		p.KretprobeRtmNewNexthop,
 	)

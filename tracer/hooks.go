@@ -98,7 +98,7 @@ func hooks() []hook {
 		contextHook("ipv6_route_ioctl", "IPv6 route ioctl: origin"),
 		contextHook("fib_netdev_event", "link down/unregister: cause of IPv4 flushes"),
 		contextHook("fib_inetaddr_event", "IPv4 address removal: cause of IPv4 flushes"),
-		contextHook("rt6_sync_down_dev", "IPv6 link down: cause of IPv6 removals"),
+		contextHook("addrconf_notify", "IPv6 link down/unregister: cause of IPv6 removals"),
 		contextHook("fib6_run_gc", "IPv6 garbage collection: timer removals"),
 		reportHook("fib_table_insert", "IPv4 route add/replace", true, coverRoute4),
 		reportHook("fib_table_delete", "IPv4 route delete", true, coverRoute4),

@@ -54,7 +54,7 @@ enum rt_path {
 	RT_PATH_FIB_NETDEV_EVENT = 2,   /* link down/unregister */
 	RT_PATH_FIB_INETADDR_EVENT = 3, /* IPv4 address removal */
 	RT_PATH_FIB6_RUN_GC = 4,
-	RT_PATH_RT6_SYNC_DOWN_DEV = 5,
+	RT_PATH_ADDRCONF_NOTIFY = 5,    /* IPv6 link down/unregister */
 	RT_PATH_REMOVE_NEXTHOP = 6,
 	RT_PATH_IP_RT_IOCTL = 7,
 	RT_PATH_IPV6_ROUTE_IOCTL = 8,

@@ -66,6 +66,9 @@ func runBench(c *cli.Context) error {
 	if rounds < 1 {
 		return fmt.Errorf("--rounds %d: want at least 1", rounds)
 	}
+	if err := checkAttach(c.String("attach")); err != nil {
+		return err
+	}
 	b, err := newBenchNetns(n)
 	if err != nil {
 		return err

@@ -51,6 +51,9 @@ func traceCommand() *cli.Command {
 }
 
 func runTrace(c *cli.Context) error {
+	if err := checkAttach(c.String("attach")); err != nil {
+		return err
+	}
 	filter, err := parseFilter(c)
 	if err != nil {
 		return err
@@ -206,6 +209,15 @@ func parseFilter(c *cli.Context) (*event.Filter, error) {
 		f.Pids = append(f.Pids, uint32(n))
 	}
 	return &f, nil
+}
+
+// checkAttach rejects a bad --attach before anything is loaded: tracer.New
+// would refuse it too, but without naming the flag.
+func checkAttach(mode string) error {
+	if _, ok := event.ParseAttach(mode); ok || mode == "auto" {
+		return nil
+	}
+	return fmt.Errorf("--attach %q: want auto, fentry, kprobe or tracepoint", mode)
 }
 
 // splitAll accepts both repeated flags and comma-separated values.
