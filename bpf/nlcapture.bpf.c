@@ -20,6 +20,8 @@ char LICENSE[] SEC("license") = "Dual BSD/GPL";
 #define MAX_MMSGS 4
 #define MAX_ACKS_PER_READ 32
 
+#define MSG_PEEK 0x2
+
 #define SIOCADDRT 0x890B
 #define SIOCDELRT 0x890C
 
@@ -244,6 +246,9 @@ int rt_recvmsg_enter(struct trace_event_raw_sys_enter *ctx)
 	struct user_msghdr msg;
 	struct iovec iov;
 
+	/* iproute2 peeks to size its buffer, then reads: scan the read only */
+	if (ctx->args[2] & MSG_PEEK)
+		return 0;
 	if (bpf_probe_read_user(&msg, sizeof(msg), (void *)ctx->args[1]) || msg.msg_iovlen < 1)
 		return 0;
 	if (bpf_probe_read_user(&iov, sizeof(iov), msg.msg_iov))
@@ -255,6 +260,8 @@ int rt_recvmsg_enter(struct trace_event_raw_sys_enter *ctx)
 SEC("tracepoint/syscalls/sys_enter_recvfrom")
 int rt_recvfrom_enter(struct trace_event_raw_sys_enter *ctx)
 {
+	if (ctx->args[3] & MSG_PEEK)
+		return 0;
 	stash_read(ctx->args[0], ctx->args[1]);
 	return 0;
 }

@@ -22,16 +22,18 @@ SEC("socket")
 int parse_rtnl(struct __sk_buff *skb)
 {
 	struct rt_heap *h = rt_heap();
-	__u32 zero = 0, len = skb->len;
-	int ret;
+	__u32 zero = 0;
+	int ret, len = skb->len;
 
 	if (!h)
 		return 0;
 	__builtin_memset(&h->ev, 0, sizeof(h->ev));
+	/* A signed test: 6.1's verifier learns nothing from "!= 0" (clang's
+	 * form of an unsigned "< 1"), but raises the lower bound on "s< 1". */
+	if (len <= 0)
+		return 100 + RT_PARSE_SHORT;
 	if (len > RT_SCRATCH)
 		len = RT_SCRATCH;
-	if (len < 1)
-		return 100 + RT_PARSE_SHORT;
 	if (bpf_skb_load_bytes(skb, 0, h->buf, len))
 		return 0;
 	ret = rtnl_parse_heap(skb->len);

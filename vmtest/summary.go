@@ -121,6 +121,9 @@ func writeNotes(w io.Writer, results []*kernelResult, bullet string) {
 		}
 		for _, run := range r.runs {
 			for _, s := range run.skips {
+				if strings.Contains(s.test, "/") {
+					continue // a subtest's skip is a case's note; its test's row counts it
+				}
 				lines = append(lines, fmt.Sprintf("%s%s %s %s %s skipped: %s", bullet, name, run.tier, run.binary, s.test, orDash(s.reason)))
 			}
 		}

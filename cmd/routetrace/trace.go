@@ -10,7 +10,6 @@ import (
 	"strconv"
 	"strings"
 	"syscall"
-	"time"
 
 	"github.com/urfave/cli/v2"
 
@@ -68,7 +67,7 @@ func runTrace(c *cli.Context) error {
 		Logger: slog.Default(),
 	})
 	if err != nil {
-		return cli.Exit(err.Error(), 1)
+		return fmt.Errorf("starting the tracer: %w", err)
 	}
 	defer t.Close()
 	logTiers(t)
@@ -103,6 +102,9 @@ func runTrace(c *cli.Context) error {
 	}
 	summary.SetLost(t.Lost())
 	fmt.Fprintln(os.Stderr, summary.String())
+	if d := summary.Detail(); d != "" {
+		fmt.Fprintln(os.Stderr, d)
+	}
 	if n := t.Stats().NotificationsLost.Load(); n > 0 {
 		fmt.Fprintf(os.Stderr, "warning: the kernel dropped rtnetlink notifications %d times (tier 3 may have missed changes)\n", n)
 	}
@@ -232,5 +234,3 @@ func splitAll(vals []string) []string {
 	}
 	return out
 }
-
-var _ = time.Second

@@ -1,0 +1,781 @@
+package main
+
+// End-to-end tests of the built binary, in the manner of cilium/pwru's: the
+// binary is built once, started as a subprocess with the hidden
+// --ready-file flag, the test changes routes in its own network namespace
+// with real iproute2, stops the tracer with SIGINT and checks what it
+// printed, field by field. ROUTETRACE_ATTACH forces a tier, as in the
+// tracer package's tests.
+
+import (
+	"bytes"
+	"context"
+	"encoding/json"
+	"errors"
+	"fmt"
+	"os"
+	"os/exec"
+	"path/filepath"
+	"regexp"
+	"runtime"
+	"slices"
+	"strconv"
+	"strings"
+	"testing"
+	"time"
+
+	"github.com/routetrace/routetrace/internal/testnet"
+)
+
+// binary is the routetrace under test: ROUTETRACE_BINARY when set (a VM
+// without a Go toolchain), else one TestMain builds from this package.
+var binary = os.Getenv("ROUTETRACE_BINARY")
+
+func TestMain(m *testing.M) {
+	if binary != "" {
+		os.Exit(m.Run())
+	}
+	dir, err := os.MkdirTemp("", "routetrace-e2e")
+	if err != nil {
+		fmt.Fprintln(os.Stderr, "creating the build directory:", err)
+		os.Exit(1)
+	}
+	binary = filepath.Join(dir, "routetrace")
+	if out, err := exec.Command("go", "build", "-o", binary, ".").CombinedOutput(); err != nil {
+		fmt.Fprintf(os.Stderr, "building routetrace: %v\n%s", err, out)
+		os.RemoveAll(dir)
+		os.Exit(1)
+	}
+	code := m.Run()
+	os.RemoveAll(dir)
+	os.Exit(code)
+}
+
+// Generous deadlines: a loaded CI machine is slow, and a hang must still
+// end with the tracer's stderr in the log.
+const (
+	readyTimeout = 30 * time.Second
+	stopTimeout  = 30 * time.Second
+	runTimeout   = 2 * time.Minute
+)
+
+// traceProc is a running `routetrace trace`.
+type traceProc struct {
+	t              *testing.T
+	cmd            *exec.Cmd
+	stdout, stderr bytes.Buffer
+	exited         chan struct{}
+	waitErr        error
+}
+
+// startTrace starts `routetrace trace --netns NS args...` and returns once
+// the tracer has attached. The namespace is quieted first (see quiet).
+func startTrace(t *testing.T, ns *testnet.Netns, args ...string) *traceProc {
+	t.Helper()
+	quiet(t, ns)
+	ready := filepath.Join(t.TempDir(), "ready")
+	args = append([]string{"trace", "--netns", ns.Name, "--ready-file", ready}, args...)
+	mode := os.Getenv("ROUTETRACE_ATTACH")
+	if mode != "" {
+		args = append(args, "--attach", mode)
+	}
+	p := &traceProc{t: t, cmd: exec.Command(binary, args...), exited: make(chan struct{})}
+	p.cmd.Stdout, p.cmd.Stderr = &p.stdout, &p.stderr
+	if err := p.cmd.Start(); err != nil {
+		t.Fatalf("starting routetrace: %v", err)
+	}
+	go func() {
+		p.waitErr = p.cmd.Wait()
+		close(p.exited)
+	}()
+	t.Cleanup(func() {
+		p.cmd.Process.Kill()
+		<-p.exited
+	})
+
+	deadline := time.After(readyTimeout)
+	for {
+		if _, err := os.Stat(ready); err == nil {
+			return p
+		}
+		select {
+		case <-p.exited:
+			if (mode == "fentry" || mode == "kprobe") && isRefusal(p.stderr.String()) {
+				t.Skipf("--attach=%s refused on this kernel (vmtest runs it on real kernels): %s", mode, p.stderr.String())
+			}
+			t.Fatalf("routetrace %s exited before it was ready: %v\nstderr:\n%s", strings.Join(args, " "), p.waitErr, p.stderr.String())
+		case <-deadline:
+			t.Fatalf("routetrace not ready after %v\nstderr:\n%s", readyTimeout, p.safeStderr())
+		case <-time.After(20 * time.Millisecond):
+		}
+	}
+}
+
+// safeStderr is stderr while the process may still write to it.
+func (p *traceProc) safeStderr() string {
+	p.cmd.Process.Kill()
+	<-p.exited
+	return p.stderr.String()
+}
+
+func isRefusal(stderr string) bool {
+	for _, s := range []string{"operation not permitted", "no such file", "not supported", "no kprobes"} {
+		if strings.Contains(stderr, s) {
+			return true
+		}
+	}
+	return false
+}
+
+// stop interrupts the tracer as Ctrl-C would, requires exit status 0 and
+// returns what it printed.
+func (p *traceProc) stop() (stdout, stderr string) {
+	p.t.Helper()
+	if err := p.cmd.Process.Signal(os.Interrupt); err != nil {
+		p.t.Fatalf("interrupting routetrace: %v", err)
+	}
+	select {
+	case <-p.exited:
+	case <-time.After(stopTimeout):
+		p.t.Fatalf("routetrace still running %v after SIGINT\nstderr:\n%s", stopTimeout, p.safeStderr())
+	}
+	if p.waitErr != nil {
+		p.t.Fatalf("routetrace: %v\nstderr:\n%s", p.waitErr, p.stderr.String())
+	}
+	return p.stdout.String(), p.stderr.String()
+}
+
+// quiet turns IPv6 off in ns before tracing. Otherwise the kernel adds the
+// local routes of v0's and v1's link-local addresses when their duplicate
+// address detection ends, during the test, and they count in the summary.
+func quiet(t *testing.T, ns *testnet.Netns) {
+	t.Helper()
+	if _, out, err := ns.Exec("sysctl", "-qw", "net.ipv6.conf.all.disable_ipv6=1"); err != nil {
+		t.Fatalf("disabling IPv6 in %s: %v: %s", ns.Name, err, out)
+	}
+}
+
+// wantAttach is the attach field every event must carry: the forced tier,
+// or tracepoint when the tracer logged that no FIB hook attached.
+func wantAttach(stderr string) any {
+	if mode := os.Getenv("ROUTETRACE_ATTACH"); mode != "" && mode != "auto" {
+		return mode
+	}
+	if strings.Contains(stderr, "msg=attached fentry=0 kprobe=0 syscall_tracepoints=true") {
+		return "tracepoint"
+	}
+	return oneOf{"fentry", "kprobe", "tracepoint"}
+}
+
+// change is one command the test ran, and when.
+type change struct {
+	pid      uint32
+	from, to time.Time
+}
+
+func ip(ns *testnet.Netns, args ...string) change {
+	from := time.Now()
+	pid := ns.IP(args...)
+	return change{pid, from, time.Now()}
+}
+
+// ipFails runs an ip command that must fail with ESRCH.
+func ipFails(t *testing.T, ns *testnet.Netns, args ...string) change {
+	t.Helper()
+	from := time.Now()
+	pid, out, err := ns.TryIP(args...)
+	if err == nil || !strings.Contains(out, "No such process") {
+		t.Fatalf("ip %s: err %v, output %q; want ESRCH", strings.Join(args, " "), err, out)
+	}
+	return change{pid, from, time.Now()}
+}
+
+// runAs runs `ip -n NS args...` from a copy of ip named comm, to make a
+// change by a process with another name.
+func runAs(t *testing.T, comm string, ns *testnet.Netns, args ...string) change {
+	t.Helper()
+	path, err := exec.LookPath("ip")
+	if err != nil {
+		t.Fatal(err)
+	}
+	b, err := os.ReadFile(path)
+	if err != nil {
+		t.Fatal(err)
+	}
+	cp := filepath.Join(t.TempDir(), comm)
+	if err := os.WriteFile(cp, b, 0o755); err != nil {
+		t.Fatal(err)
+	}
+	from := time.Now()
+	pid, out, err := testnet.Run(cp, append([]string{"-n", ns.Name}, args...)...)
+	if err != nil {
+		t.Fatalf("%s %s: %v: %s", comm, strings.Join(args, " "), err, out)
+	}
+	return change{pid, from, time.Now()}
+}
+
+// inWindow reports whether an event's time lies within its command's run,
+// with a little slack for the tracer's conversion from the kernel's clock.
+func (c change) inWindow(tm time.Time) bool {
+	const slack = 10 * time.Millisecond
+	return !tm.Before(c.from.Add(-slack)) && !tm.After(c.to.Add(slack))
+}
+
+// A jsonLine is one output line with nested objects flattened: the actor's
+// pid is "actor.pid". Numbers stay json.Number, to be compared as text.
+type jsonLine map[string]any
+
+func parseJSONLines(t *testing.T, out string) []jsonLine {
+	t.Helper()
+	if out != "" && !strings.HasSuffix(out, "\n") {
+		t.Errorf("output does not end with a newline: %q", out[max(0, len(out)-80):])
+	}
+	var lines []jsonLine
+	for i, s := range strings.Split(strings.TrimSuffix(out, "\n"), "\n") {
+		if s == "" {
+			if out != "" {
+				t.Errorf("line %d is empty", i+1)
+			}
+			continue
+		}
+		d := json.NewDecoder(strings.NewReader(s))
+		d.UseNumber()
+		var m map[string]any
+		if err := d.Decode(&m); err != nil {
+			t.Fatalf("line %d is not JSON: %v\n%s", i+1, err, s)
+		}
+		if d.More() {
+			t.Fatalf("line %d holds more than one value:\n%s", i+1, s)
+		}
+		l := jsonLine{}
+		flatten(l, "", m)
+		lines = append(lines, l)
+	}
+	return lines
+}
+
+func flatten(dst jsonLine, prefix string, m map[string]any) {
+	for k, v := range m {
+		if sub, ok := v.(map[string]any); ok {
+			flatten(dst, prefix+k+".", sub)
+		} else {
+			dst[prefix+k] = v
+		}
+	}
+}
+
+func (l jsonLine) String() string {
+	keys := make([]string, 0, len(l))
+	for k := range l {
+		keys = append(keys, k)
+	}
+	slices.Sort(keys)
+	var b strings.Builder
+	for _, k := range keys {
+		fmt.Fprintf(&b, " %s=%s", k, show(l[k], true))
+	}
+	return strings.TrimPrefix(b.String(), " ")
+}
+
+func show(v any, present bool) string {
+	if !present {
+		return "(absent)"
+	}
+	b, _ := json.Marshal(v)
+	return string(b)
+}
+
+// fields is what a test states about a line: a string or a bool must match
+// exactly, an integer must be a JSON number with that value, nil means the
+// field must be absent, oneOf accepts any of its strings.
+type fields map[string]any
+
+type oneOf []string
+
+func merge(fs ...fields) fields {
+	out := fields{}
+	for _, f := range fs {
+		for k, v := range f {
+			out[k] = v
+		}
+	}
+	return out
+}
+
+func checkFields(t *testing.T, label string, got jsonLine, want fields) {
+	t.Helper()
+	keys := make([]string, 0, len(want))
+	for k := range want {
+		keys = append(keys, k)
+	}
+	slices.Sort(keys)
+	for _, k := range keys {
+		g, present := got[k]
+		ok := false
+		switch w := want[k].(type) {
+		case nil:
+			ok = !present
+		case string:
+			s, isString := g.(string)
+			ok = present && isString && s == w
+		case bool:
+			b, isBool := g.(bool)
+			ok = present && isBool && b == w
+		case oneOf:
+			s, isString := g.(string)
+			ok = present && isString && slices.Contains(w, s)
+		default:
+			n, isNumber := g.(json.Number)
+			ok = present && isNumber && n.String() == fmt.Sprint(w)
+		}
+		if !ok {
+			t.Errorf("%s: %s = %s, want %s", label, k, show(g, present), show(want[k], want[k] != nil))
+		}
+	}
+}
+
+// expect is the line one change must produce.
+type expect struct {
+	c      change
+	fields fields
+}
+
+// checkJSON asserts that the requested changes in ns are exactly the
+// expected ones, one line per command, each field as stated, each time
+// within its command's run.
+func checkJSON(t *testing.T, lines []jsonLine, ns *testnet.Netns, expects ...expect) {
+	t.Helper()
+	var ours []jsonLine
+	for _, l := range lines {
+		if fmt.Sprint(l["netns"]) == fmt.Sprint(ns.Inode) && l["origin"] != "kernel" {
+			ours = append(ours, l)
+		}
+	}
+	if len(ours) != len(expects) {
+		for _, l := range lines {
+			t.Logf("got  %s", l)
+		}
+		t.Fatalf("got %d requested changes in %s (netns %d), want %d", len(ours), ns.Name, ns.Inode, len(expects))
+	}
+	for i, e := range expects {
+		label := fmt.Sprintf("change %d (pid %d)", i+1, e.c.pid)
+		var match []jsonLine
+		for _, l := range ours {
+			if fmt.Sprint(l["actor.pid"]) == fmt.Sprint(e.c.pid) {
+				match = append(match, l)
+			}
+		}
+		if len(match) != 1 {
+			for _, l := range ours {
+				t.Logf("got  %s", l)
+			}
+			t.Errorf("%s: %d lines by this process, want 1", label, len(match))
+			continue
+		}
+		l := match[0]
+		checkFields(t, label, l, e.fields)
+		s, _ := l["time"].(string)
+		tm, err := time.Parse(time.RFC3339Nano, s)
+		if err != nil {
+			t.Errorf("%s: time %q: %v", label, s, err)
+		} else if !e.c.inWindow(tm) {
+			t.Errorf("%s: time %s is outside the command's run, %s to %s", label, s,
+				e.c.from.UTC().Format(time.RFC3339Nano), e.c.to.UTC().Format(time.RFC3339Nano))
+		}
+	}
+}
+
+// checkSummary asserts the summary line on stderr, and that the kernel
+// dropped no notifications.
+func checkSummary(t *testing.T, stderr, want string) {
+	t.Helper()
+	if !slices.Contains(strings.Split(stderr, "\n"), want) {
+		t.Errorf("stderr has no summary line %q:\n%s", want, stderr)
+	}
+	if strings.Contains(stderr, "warning:") {
+		t.Errorf("stderr has a warning:\n%s", stderr)
+	}
+}
+
+// selfComm is this test binary's command name, the parent of every ip.
+func selfComm(t *testing.T) string {
+	b, err := os.ReadFile("/proc/self/comm")
+	if err != nil {
+		t.Fatal(err)
+	}
+	return strings.TrimSpace(string(b))
+}
+
+// byIP is what every change made by one of the test's ip commands carries.
+func byIP(t *testing.T, ns *testnet.Netns, stderr string, c change) fields {
+	return fields{"origin": "netlink", "attach": wantAttach(stderr), "netns": ns.Inode,
+		"actor.pid": c.pid, "actor.tid": c.pid, "actor.comm": "ip", "actor.ppid": os.Getpid(),
+		"actor.pcomm": selfComm(t), "actor.uid": 0, "actor.netns": ns.Inode, "actor.kernel": nil, "cause.op": nil}
+}
+
+// routeFields is the route of TestTraceJSON's add and delete.
+func routeFields(ns *testnet.Netns) fields {
+	return fields{"object": "route", "family": "inet", "dst": "198.51.100.0/24", "src": nil, "gateway": "192.0.2.2",
+		"table": 100, "protocol": "static", "protocol_num": 4, "scope": "global", "type": "unicast", "metric": 77,
+		"oif": ns.V0, "dev": "v0", "errno": 0, "error": nil}
+}
+
+func TestTraceJSON(t *testing.T) {
+	testnet.RequireRoot(t)
+	ns := testnet.New(t)
+	p := startTrace(t, ns, "--output", "json")
+
+	add := ip(ns, "route", "add", "198.51.100.0/24", "via", "192.0.2.2", "dev", "v0", "proto", "static", "metric", "77", "table", "100")
+	rule := ip(ns, "rule", "add", "pref", "512", "from", "10.244.1.5", "lookup", "100")
+	del := ip(ns, "route", "del", "198.51.100.0/24", "table", "100", "metric", "77")
+	missing := ipFails(t, ns, "route", "del", "10.9.9.0/24")
+
+	stdout, stderr := p.stop()
+	checkJSON(t, parseJSONLines(t, stdout), ns,
+		expect{add, merge(byIP(t, ns, stderr, add), routeFields(ns), fields{"op": "add"})},
+		expect{rule, merge(byIP(t, ns, stderr, rule), fields{"op": "add", "object": "rule", "family": "inet",
+			"priority": 512, "src": "10.244.1.5/32", "dst": nil, "table": 100, "action": "lookup", "errno": 0, "error": nil,
+			"gateway": nil, "protocol": nil, "metric": nil, "oif": nil, "dev": nil, "iif": nil})},
+		expect{del, merge(byIP(t, ns, stderr, del), routeFields(ns), fields{"op": "delete"})},
+		expect{missing, merge(byIP(t, ns, stderr, missing), fields{"op": "delete", "object": "route", "family": "inet",
+			"dst": "10.9.9.0/24", "gateway": nil, "table": 254, "protocol": "unspec", "metric": 0,
+			"oif": nil, "dev": nil, "errno": 3, "error": "ESRCH"})},
+	)
+	checkSummary(t, stderr, "3 changes by 3 processes (ip 3); 1 failed; 0 lost")
+}
+
+// textLine matches a line of text output: the time, then the rest.
+var textLine = regexp.MustCompile(`^(\d\d:\d\d:\d\d\.\d{3})  (.*)$`)
+
+func TestTraceText(t *testing.T) {
+	testnet.RequireRoot(t)
+	ns := testnet.New(t)
+	p := startTrace(t, ns, "--color", "never")
+
+	add := ip(ns, "route", "add", "198.51.100.0/24", "via", "192.0.2.2", "dev", "v0", "proto", "static", "metric", "77", "table", "100")
+	rule := ip(ns, "rule", "add", "pref", "512", "from", "10.244.1.5", "lookup", "100")
+	del := ip(ns, "route", "del", "198.51.100.0/24", "table", "100", "metric", "77")
+	missing := ipFails(t, ns, "route", "del", "10.9.9.0/24")
+
+	stdout, stderr := p.stop()
+	if strings.Contains(stdout, "\x1b") {
+		t.Errorf("--color never printed an escape sequence:\n%q", stdout)
+	}
+	const route = "198.51.100.0/24 via 192.0.2.2 dev v0 table 100 proto static metric 77"
+	wants := []struct {
+		c                        change
+		op, object, desc, status string
+	}{
+		{add, "add", "route", route, "ok"},
+		{rule, "add", "rule", "pref 512 from 10.244.1.5 lookup 100", "ok"},
+		{del, "delete", "route", route, "ok"},
+		{missing, "delete", "route", "10.9.9.0/24 table main", "ESRCH"},
+	}
+	lines := strings.Split(strings.TrimSuffix(stdout, "\n"), "\n")
+	for i, w := range wants {
+		actor := fmt.Sprintf("ip[%d] uid=0", w.c.pid)
+		var match []string
+		for _, l := range lines {
+			if strings.Contains(l, " ip["+strconv.Itoa(int(w.c.pid))+"] ") {
+				match = append(match, l)
+			}
+		}
+		if len(match) != 1 {
+			t.Errorf("change %d: %d lines by ip[%d], want 1; output:\n%s", i+1, len(match), w.c.pid, stdout)
+			continue
+		}
+		m := textLine.FindStringSubmatch(match[0])
+		if m == nil {
+			t.Errorf("change %d: line does not start with a time:\n%q", i+1, match[0])
+			continue
+		}
+		// The columns: op and object padded to 7 and 8, the description
+		// to 52 and the actor to 29, each followed by two spaces.
+		if want := fmt.Sprintf("%-7s %-8s %-52s  %-29s  %s", w.op, w.object, w.desc, actor, w.status); m[2] != want {
+			t.Errorf("change %d:\n got  %q\n want %q", i+1, m[2], want)
+		}
+		if !w.c.inLocalClock(m[1]) {
+			t.Errorf("change %d: time %s is outside the command's run, %s to %s", i+1, m[1],
+				w.c.from.Format("15:04:05.000"), w.c.to.Format("15:04:05.000"))
+		}
+	}
+	if len(lines) != len(wants) {
+		t.Errorf("got %d lines, want %d:\n%s", len(lines), len(wants), stdout)
+	}
+	checkSummary(t, stderr, "3 changes by 3 processes (ip 3); 1 failed; 0 lost")
+}
+
+// inLocalClock reports whether a text line's local time of day (to the
+// millisecond) lies within the command's run.
+func (c change) inLocalClock(clock string) bool {
+	for _, day := range []time.Time{c.from, c.to} {
+		tm, err := time.ParseInLocation("2006-01-02 15:04:05.000", day.Format("2006-01-02 ")+clock, time.Local)
+		if err == nil && c.inWindow(tm) {
+			return true
+		}
+	}
+	return false
+}
+
+func TestTraceFilters(t *testing.T) {
+	testnet.RequireRoot(t)
+	tests := []struct {
+		name string
+		args []string
+		// do makes the changes and returns those the filter must let
+		// through.
+		do func(t *testing.T, ns *testnet.Netns) []expect
+		// summary is the stderr summary: it counts what passed the filter.
+		summary string
+	}{{
+		name: "op delete, dst",
+		args: []string{"--op", "delete", "--dst", "198.51.0.0/16"},
+		do: func(t *testing.T, ns *testnet.Netns) []expect {
+			ip(ns, "route", "add", "198.51.100.0/24", "dev", "v0", "table", "100")
+			ip(ns, "route", "add", "203.0.113.0/24", "dev", "v0", "table", "100")
+			del := ip(ns, "route", "del", "198.51.100.0/24", "dev", "v0", "table", "100")
+			ip(ns, "route", "del", "203.0.113.0/24", "dev", "v0", "table", "100")
+			return []expect{{del, fields{"op": "delete", "object": "route", "dst": "198.51.100.0/24", "table": 100,
+				"protocol": "boot", "oif": ns.V0, "dev": "v0", "errno": 0}}}
+		},
+		summary: "1 change by 1 process (ip 1); 0 lost",
+	}, {
+		name: "comm, object",
+		args: []string{"--comm", "ip", "--object", "rule"},
+		do: func(t *testing.T, ns *testnet.Netns) []expect {
+			add := ip(ns, "rule", "add", "pref", "512", "from", "10.244.1.5", "lookup", "100")
+			runAs(t, "rtip", ns, "rule", "add", "pref", "513", "from", "10.244.1.6", "lookup", "100")
+			ip(ns, "route", "add", "198.51.100.0/24", "dev", "v0", "table", "100")
+			del := ip(ns, "rule", "del", "pref", "512", "from", "10.244.1.5", "lookup", "100")
+			return []expect{
+				{add, fields{"op": "add", "object": "rule", "priority": 512, "src": "10.244.1.5/32", "table": 100}},
+				{del, fields{"op": "delete", "object": "rule", "priority": 512, "src": "10.244.1.5/32", "table": 100, "errno": 0}},
+			}
+		},
+		summary: "2 changes by 2 processes (ip 2); 0 lost",
+	}, {
+		name: "table main",
+		args: []string{"--table", "main"},
+		do: func(t *testing.T, ns *testnet.Netns) []expect {
+			route := ip(ns, "route", "add", "198.51.100.0/24", "dev", "v0")
+			ip(ns, "route", "add", "203.0.113.0/24", "dev", "v0", "table", "100")
+			ip(ns, "rule", "add", "pref", "512", "from", "10.244.1.5", "lookup", "100")
+			rule := ip(ns, "rule", "add", "pref", "513", "from", "10.244.1.6", "lookup", "main")
+			return []expect{
+				{route, fields{"op": "add", "object": "route", "dst": "198.51.100.0/24", "table": 254}},
+				{rule, fields{"op": "add", "object": "rule", "priority": 513, "table": 254}},
+			}
+		},
+		summary: "2 changes by 2 processes (ip 2); 0 lost",
+	}}
+	for _, tt := range tests {
+		t.Run(tt.name, func(t *testing.T) {
+			ns := testnet.New(t)
+			p := startTrace(t, ns, append([]string{"--output", "json"}, tt.args...)...)
+			expects := tt.do(t, ns)
+			stdout, stderr := p.stop()
+			for i := range expects {
+				expects[i].fields = merge(byIP(t, ns, stderr, expects[i].c), expects[i].fields)
+			}
+			lines := parseJSONLines(t, stdout)
+			// The filter applies to the kernel's own changes too: none
+			// of ns's may pass.
+			for _, l := range lines {
+				if fmt.Sprint(l["netns"]) == fmt.Sprint(ns.Inode) && l["origin"] == "kernel" {
+					t.Errorf("a change by the kernel passed the filter: %s", l)
+				}
+			}
+			checkJSON(t, lines, ns, expects...)
+			checkSummary(t, stderr, tt.summary)
+		})
+	}
+}
+
+// result is a finished run of the binary.
+type result struct {
+	stdout, stderr string
+	code           int
+	took           time.Duration
+}
+
+// run runs the binary to its end; it must end within timeout.
+func run(t *testing.T, timeout time.Duration, args ...string) result {
+	t.Helper()
+	ctx, cancel := context.WithTimeout(context.Background(), timeout)
+	defer cancel()
+	cmd := exec.CommandContext(ctx, binary, args...)
+	var stdout, stderr bytes.Buffer
+	cmd.Stdout, cmd.Stderr = &stdout, &stderr
+	start := time.Now()
+	err := cmd.Run()
+	r := result{stdout: stdout.String(), stderr: stderr.String(), took: time.Since(start)}
+	var exit *exec.ExitError
+	switch {
+	case ctx.Err() != nil:
+		t.Fatalf("routetrace %s still running after %v\nstderr:\n%s", strings.Join(args, " "), timeout, r.stderr)
+	case errors.As(err, &exit):
+		r.code = exit.ExitCode()
+	case err != nil:
+		t.Fatalf("running routetrace %s: %v", strings.Join(args, " "), err)
+	}
+	return r
+}
+
+func TestFlagErrors(t *testing.T) {
+	tests := []struct {
+		args []string
+		want []string // in stderr: the flag, the value, what is accepted
+	}{
+		{[]string{"trace", "--op", "nosuch"}, []string{`--op "nosuch"`, "add, replace, delete or flush"}},
+		{[]string{"trace", "--object", "link"}, []string{`--object "link"`, "route, rule or nexthop"}},
+		{[]string{"trace", "--family", "inet7"}, []string{`--family "inet7"`, "inet or inet6"}},
+		{[]string{"trace", "--dst", "notacidr"}, []string{`--dst "notacidr"`, "a CIDR like 10.244.0.0/16 or an address"}},
+		{[]string{"trace", "--table", "x"}, []string{`--table "x"`, "a number, main, local or default"}},
+		{[]string{"trace", "--pid", "init"}, []string{`--pid "init"`, "a process id"}},
+		{[]string{"trace", "--output", "xml"}, []string{`--output "xml"`, "text or json"}},
+		{[]string{"trace", "--color", "rainbow"}, []string{`--color "rainbow"`, "auto, always or never"}},
+		{[]string{"trace", "--attach", "bogus"}, []string{`--attach "bogus"`, "auto, fentry, kprobe or tracepoint"}},
+		{[]string{"bench", "--attach", "bogus"}, []string{`--attach "bogus"`, "auto, fentry, kprobe or tracepoint"}},
+		{[]string{"bench", "--n", "0"}, []string{"--n 0", "want 1 to"}},
+		{[]string{"--log-level", "loud", "version"}, []string{"--log-level", "loud"}},
+	}
+	for _, tt := range tests {
+		t.Run(strings.Join(tt.args, " "), func(t *testing.T) {
+			r := run(t, 10*time.Second, tt.args...)
+			if r.code == 0 {
+				t.Fatalf("exit status 0, want an error; stderr:\n%s", r.stderr)
+			}
+			for _, w := range tt.want {
+				if !strings.Contains(r.stderr, w) {
+					t.Errorf("stderr does not contain %q:\n%s", w, r.stderr)
+				}
+			}
+			if !strings.HasPrefix(r.stderr, "routetrace: ") {
+				t.Errorf("stderr does not start with \"routetrace: \":\n%s", r.stderr)
+			}
+			if r.took > 5*time.Second {
+				t.Errorf("took %v to reject a flag", r.took)
+			}
+		})
+	}
+}
+
+func TestProbe(t *testing.T) {
+	testnet.RequireRoot(t)
+	r := run(t, runTimeout, "probe")
+	if r.code != 0 {
+		t.Fatalf("exit status %d, want 0\nstdout:\n%s\nstderr:\n%s", r.code, r.stdout, r.stderr)
+	}
+	tiers := map[string]string{} // hook -> tier column
+	for _, l := range strings.Split(r.stdout, "\n") {
+		if f := strings.Fields(l); len(f) >= 2 {
+			tiers[f[0]] = f[1]
+		}
+	}
+	// The hooks that carry changes: each must get a tier, tier 3 at least.
+	for _, hook := range [][]string{
+		{"fib_table_insert"}, {"fib_table_delete"}, {"fib6_add"}, {"fib6_del"},
+		{"fib_nl_newrule", "fib_newrule"}, {"fib_nl_delrule", "fib_delrule"},
+		{"rtm_new_nexthop"}, {"rtm_del_nexthop"},
+	} {
+		i := slices.IndexFunc(hook, func(h string) bool { _, ok := tiers[h]; return ok })
+		if i < 0 {
+			t.Errorf("no row for %s", strings.Join(hook, " or "))
+			continue
+		}
+		if tier := tiers[hook[i]]; !slices.Contains([]string{"fentry", "kprobe", "tracepoint"}, tier) {
+			t.Errorf("%s: tier %q, want fentry, kprobe or tracepoint", hook[i], tier)
+		}
+	}
+	const tier3 = "tier 3 (syscall tracepoints + rtnetlink notifications): available"
+	if !slices.Contains(strings.Split(r.stdout, "\n"), tier3) {
+		t.Errorf("no line %q:\n%s", tier3, r.stdout)
+	}
+	if t.Failed() {
+		t.Logf("stdout:\n%s", r.stdout)
+	}
+}
+
+func TestHelp(t *testing.T) {
+	for _, cmd := range []string{"trace", "probe", "bench"} {
+		t.Run(cmd, func(t *testing.T) {
+			r := run(t, 10*time.Second, cmd, "--help")
+			if r.code != 0 {
+				t.Fatalf("exit status %d, want 0; stderr:\n%s", r.code, r.stderr)
+			}
+			for _, w := range []string{"routetrace " + cmd, "Example", "sudo routetrace " + cmd} {
+				if !strings.Contains(r.stdout, w) {
+					t.Errorf("help does not contain %q:\n%s", w, r.stdout)
+				}
+			}
+		})
+	}
+}
+
+func TestBenchJSON(t *testing.T) {
+	testnet.RequireRoot(t)
+	args := []string{"bench", "--n", "2000", "--rounds", "1", "--output", "json"}
+	mode := os.Getenv("ROUTETRACE_ATTACH")
+	if mode != "" {
+		args = append(args, "--attach", mode)
+	}
+	r := run(t, runTimeout, args...)
+	if r.code != 0 {
+		if (mode == "fentry" || mode == "kprobe") && isRefusal(r.stderr) {
+			t.Skipf("--attach=%s refused on this kernel (vmtest runs it on real kernels): %s", mode, r.stderr)
+		}
+		t.Fatalf("exit status %d, want 0\nstdout:\n%s\nstderr:\n%s", r.code, r.stdout, r.stderr)
+	}
+	var res struct {
+		N          *int     `json:"n"`
+		Rounds     *int     `json:"rounds"`
+		Attach     *string  `json:"attach"`
+		Expected   *uint64  `json:"expected"`
+		Reported   *uint64  `json:"reported"`
+		Lost       *uint64  `json:"lost"`
+		RatioBatch *float64 `json:"ratio_batch"`
+		RatioFlush *float64 `json:"ratio_flush"`
+		RSSMiB     *float64 `json:"rss_mib"`
+	}
+	d := json.NewDecoder(strings.NewReader(r.stdout))
+	if err := d.Decode(&res); err != nil {
+		t.Fatalf("stdout is not JSON: %v\n%s", err, r.stdout)
+	}
+	if d.More() {
+		t.Errorf("stdout holds more than one JSON value:\n%s", r.stdout)
+	}
+	if res.N == nil || res.Rounds == nil || res.Attach == nil || res.Expected == nil || res.Reported == nil ||
+		res.Lost == nil || res.RatioBatch == nil || res.RatioFlush == nil || res.RSSMiB == nil {
+		t.Fatalf("a field is missing:\n%s", r.stdout)
+	}
+	if *res.N != 2000 || *res.Rounds != 1 {
+		t.Errorf("n %d, rounds %d; want 2000, 1", *res.N, *res.Rounds)
+	}
+	if *res.Expected != 4000 || *res.Reported != *res.Expected || *res.Lost != 0 {
+		t.Errorf("expected %d, reported %d, lost %d; want 4000, 4000, 0", *res.Expected, *res.Reported, *res.Lost)
+	}
+	if *res.RatioBatch <= 0 || *res.RatioFlush <= 0 || *res.RSSMiB <= 0 {
+		t.Errorf("ratio_batch %v, ratio_flush %v, rss_mib %v; want each > 0", *res.RatioBatch, *res.RatioFlush, *res.RSSMiB)
+	}
+	if want := wantAttach(r.stderr); fmt.Sprint(want) != *res.Attach {
+		if o, ok := want.(oneOf); !ok || !slices.Contains(o, *res.Attach) {
+			t.Errorf("attach %q, want %v", *res.Attach, want)
+		}
+	}
+	if t.Failed() {
+		t.Logf("stderr:\n%s", r.stderr)
+	}
+}
+
+func TestVersion(t *testing.T) {
+	r := run(t, 10*time.Second, "version")
+	if r.code != 0 {
+		t.Fatalf("exit status %d; stderr:\n%s", r.code, r.stderr)
+	}
+	if !strings.HasPrefix(r.stdout, "routetrace ") || !strings.HasSuffix(r.stdout, "\n") {
+		t.Errorf("got %q, want \"routetrace VERSION (...)\\n\"", r.stdout)
+	}
+	if want := fmt.Sprintf(", %s/%s)\n", runtime.GOOS, runtime.GOARCH); !strings.Contains(r.stdout, want) {
+		t.Errorf("got %q, want it to name %s", r.stdout, want)
+	}
+}
