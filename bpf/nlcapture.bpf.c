@@ -39,6 +39,17 @@ struct {
 	__type(value, struct pending_read);
 } reads SEC(".maps");
 
+/* Threads that sent a routing request: only their reads are scanned for
+ * NLMSG_ERROR answers, so every other recvmsg on the node costs one hash
+ * lookup instead of a walk from fd to socket. LRU: a thread that exits is
+ * forgotten in time. */
+struct {
+	__uint(type, BPF_MAP_TYPE_LRU_HASH);
+	__uint(max_entries, 4096);
+	__type(key, __u64);
+	__type(value, __u8);
+} requesters SEC(".maps");
+
 /* A route ioctl in flight: the request, waiting for its result. */
 struct {
 	__uint(type, BPF_MAP_TYPE_HASH);
@@ -124,8 +135,13 @@ static __always_inline void capture_buf(const __u8 *ubuf, __u64 len, struct sock
 				e->origin = RT_ORIGIN_NETLINK;
 				e->portid = si->portid;
 				e->netns = si->netns;
-				if (rtnl_parse_heap(n) == RT_PARSE_OK)
+				if (rtnl_parse_heap(n) == RT_PARSE_OK) {
+					__u64 id = bpf_get_current_pid_tgid();
+					__u8 one = 1;
+
 					rt_emit(e);
+					bpf_map_update_elem(&requesters, &id, &one, BPF_ANY);
+				}
 			}
 		}
 		off += (nlh.nlmsg_len + 3) & ~3U;
@@ -232,7 +248,9 @@ static __always_inline void stash_read(__u64 fd, __u64 buf)
 	struct pending_read pr = {};
 	struct sock_info si;
 
-	if (!buf || rtnl_sock(fd, &si))
+	if (!buf || !bpf_map_lookup_elem(&requesters, &id))
+		return;
+	if (rtnl_sock(fd, &si))
 		return;
 	pr.buf = buf;
 	pr.portid = si.portid;

@@ -46,6 +46,10 @@ type Listener struct {
 	netns  uint32
 	closed atomic.Bool
 
+	// pollFd is the socket of a listener opened with ListenPolled, which
+	// the runtime's poller never sees; -1 once closed.
+	pollFd int
+
 	// Read state, kept here rather than in a closure so that a Read does
 	// not allocate; mu makes concurrent Reads safe.
 	mu     sync.Mutex
@@ -81,9 +85,64 @@ func Listen(nsPath string, rcvbuf int) (*Listener, error) {
 		f.Close()
 		return nil, fmt.Errorf("getting raw conn of rtnetlink socket: %w", err)
 	}
-	l := &Listener{f: f, rc: rc, netns: ino}
+	l := &Listener{f: f, rc: rc, netns: ino, pollFd: -1}
 	l.readFn = l.recv
 	return l, nil
+}
+
+// ListenPolled is Listen for a caller that polls with Poll instead of
+// blocking in Read. The socket is never registered with the runtime's
+// poller: with a waiter, every notification costs the task that caused it
+// a wakeup (several microseconds inside its syscall), and a flush of a
+// hundred thousand routes causes a hundred thousand of them.
+func ListenPolled(nsPath string, rcvbuf int) (*Listener, error) {
+	ino, err := NetnsInode(nsPath)
+	if err != nil {
+		return nil, err
+	}
+	fd, err := socketIn(nsPath)
+	if err != nil {
+		return nil, err
+	}
+	if err := setup(fd, rcvbuf); err != nil {
+		unix.Close(fd)
+		return nil, err
+	}
+	return &Listener{netns: ino, pollFd: fd}, nil
+}
+
+// Poll receives one queued datagram into buf without waiting: 0 and no
+// error when none is queued. Like Read, it returns ErrOverrun when the
+// kernel dropped notifications and os.ErrClosed after Close. Only for a
+// listener from ListenPolled.
+func (l *Listener) Poll(buf []byte) (int, error) {
+	l.mu.Lock()
+	defer l.mu.Unlock()
+	if l.pollFd < 0 || l.closed.Load() {
+		return 0, os.ErrClosed
+	}
+	var p unsafe.Pointer
+	if len(buf) > 0 {
+		p = unsafe.Pointer(&buf[0])
+	}
+	for {
+		n, _, e := unix.Syscall6(unix.SYS_RECVFROM, uintptr(l.pollFd), uintptr(p), uintptr(len(buf)),
+			unix.MSG_TRUNC|unix.MSG_DONTWAIT, 0, 0)
+		switch e {
+		case 0:
+			if int(n) > len(buf) {
+				return len(buf), fmt.Errorf("receiving a %d byte datagram into %d bytes: %w", n, len(buf), io.ErrShortBuffer)
+			}
+			return int(n), nil
+		case unix.EINTR:
+			continue
+		case unix.EAGAIN:
+			return 0, nil
+		case unix.ENOBUFS:
+			return 0, ErrOverrun
+		}
+		return 0, fmt.Errorf("receiving rtnetlink notifications: %w", e)
+	}
 }
 
 // socketIn creates the socket inside the namespace at nsPath. A socket
@@ -238,6 +297,18 @@ func (l *Listener) recv(fd uintptr) bool {
 // Close closes the socket and unblocks a Read in progress.
 func (l *Listener) Close() error {
 	if l.closed.Swap(true) {
+		return nil
+	}
+	if l.f == nil {
+		// Polled: Poll holds mu for its one syscall, so the number is
+		// never closed under it (and reused by another file meanwhile).
+		l.mu.Lock()
+		defer l.mu.Unlock()
+		err := unix.Close(l.pollFd)
+		l.pollFd = -1
+		if err != nil {
+			return fmt.Errorf("closing rtnetlink socket: %w", err)
+		}
 		return nil
 	}
 	if err := l.f.Close(); err != nil {

@@ -406,3 +406,55 @@ func TestReadAllocs(t *testing.T) {
 		t.Errorf("%v allocations per Read, want 0", allocs)
 	}
 }
+
+// TestListenPolled: a polled listener returns 0 while nothing is queued,
+// then the notification of a change, and os.ErrClosed after Close.
+func TestListenPolled(t *testing.T) {
+	needRoot(t)
+	ns := newNetns(t)
+	v0 := addVeth(t, ns)
+	l, err := ListenPolled("/run/netns/"+ns, 1<<20)
+	if err != nil {
+		t.Fatal(err)
+	}
+	buf := make([]byte, 64<<10)
+	if n, err := l.Poll(buf); n != 0 || err != nil {
+		t.Fatalf("Poll on an idle socket = %d, %v; want 0, nil", n, err)
+	}
+	ipIn(t, ns, "route", "add", "198.51.100.0/24", "dev", "v0", "table", "100", "proto", "static")
+
+	var ev event.Event
+	for deadline := time.Now().Add(5 * time.Second); ; {
+		n, err := l.Poll(buf)
+		if err != nil {
+			t.Fatalf("Poll: %v", err)
+		}
+		if n > 0 {
+			h, msg, _, err := Next(buf[:n])
+			if err != nil {
+				t.Fatal(err)
+			}
+			if err := Decode(h, msg, &ev); err != nil {
+				t.Fatal(err)
+			}
+			if ev.Object == event.ObjectRoute {
+				break
+			}
+			continue
+		}
+		if time.Now().After(deadline) {
+			t.Fatal("no route notification within 5s")
+		}
+		time.Sleep(time.Millisecond)
+	}
+	if ev.Op != event.OpAdd || ev.Dst.String() != "198.51.100.0/24" || ev.Table != 100 || ev.Oif != v0 || ev.Protocol != 4 {
+		t.Errorf("got %v %v table %d oif %d proto %d; want add 198.51.100.0/24 table 100 oif %d proto 4",
+			ev.Op, ev.Dst, ev.Table, ev.Oif, ev.Protocol, v0)
+	}
+	if err := l.Close(); err != nil {
+		t.Fatal(err)
+	}
+	if _, err := l.Poll(buf); !errors.Is(err, os.ErrClosed) {
+		t.Errorf("Poll after Close: %v, want os.ErrClosed", err)
+	}
+}

@@ -85,6 +85,7 @@ const (
 	nlcaptureMapIoctls           = "ioctls"
 	nlcaptureMapLost             = "lost"
 	nlcaptureMapReads            = "reads"
+	nlcaptureMapRequesters       = "requesters"
 	nlcaptureProgRtIoctlEnter    = "rt_ioctl_enter"
 	nlcaptureProgRtIoctlExit     = "rt_ioctl_exit"
 	nlcaptureProgRtRecvfromEnter = "rt_recvfrom_enter"
@@ -157,11 +158,12 @@ type nlcaptureProgramSpecs struct {
 //
 // It can be passed ebpf.CollectionSpec.Assign.
 type nlcaptureMapSpecs struct {
-	Events *ebpf.MapSpec `ebpf:"events"`
-	Heap   *ebpf.MapSpec `ebpf:"heap"`
-	Ioctls *ebpf.MapSpec `ebpf:"ioctls"`
-	Lost   *ebpf.MapSpec `ebpf:"lost"`
-	Reads  *ebpf.MapSpec `ebpf:"reads"`
+	Events     *ebpf.MapSpec `ebpf:"events"`
+	Heap       *ebpf.MapSpec `ebpf:"heap"`
+	Ioctls     *ebpf.MapSpec `ebpf:"ioctls"`
+	Lost       *ebpf.MapSpec `ebpf:"lost"`
+	Reads      *ebpf.MapSpec `ebpf:"reads"`
+	Requesters *ebpf.MapSpec `ebpf:"requesters"`
 }
 
 // nlcaptureVariableSpecs contains global variables before they are loaded into the kernel.
@@ -192,11 +194,12 @@ func (o *nlcaptureObjects) Close() error {
 //
 // It can be passed to loadNlcaptureObjects or ebpf.CollectionSpec.LoadAndAssign.
 type nlcaptureMaps struct {
-	Events *ebpf.Map `ebpf:"events"`
-	Heap   *ebpf.Map `ebpf:"heap"`
-	Ioctls *ebpf.Map `ebpf:"ioctls"`
-	Lost   *ebpf.Map `ebpf:"lost"`
-	Reads  *ebpf.Map `ebpf:"reads"`
+	Events     *ebpf.Map `ebpf:"events"`
+	Heap       *ebpf.Map `ebpf:"heap"`
+	Ioctls     *ebpf.Map `ebpf:"ioctls"`
+	Lost       *ebpf.Map `ebpf:"lost"`
+	Reads      *ebpf.Map `ebpf:"reads"`
+	Requesters *ebpf.Map `ebpf:"requesters"`
 }
 
 func (m *nlcaptureMaps) Close() error {
@@ -206,6 +209,7 @@ func (m *nlcaptureMaps) Close() error {
 		m.Ioctls,
 		m.Lost,
 		m.Reads,
+		m.Requesters,
 	)
 }
 

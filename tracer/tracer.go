@@ -251,7 +251,7 @@ func (t *Tracer) startTier3(self uint32, fib *object, cache *btf.Cache) error {
 	}
 	// Listen before New returns: a change made right after must be seen.
 	for _, ns := range t.netns {
-		l, err := rtnl.Listen(ns, 64<<20)
+		l, err := rtnl.ListenPolled(ns, 64<<20)
 		if err != nil {
 			return fmt.Errorf("listening to rtnetlink notifications in netns %q: %w", nsLabel(ns), err)
 		}
@@ -439,6 +439,10 @@ func (t *Tracer) handleRecord(r *record, ev *event.Event, j *joiner, out func(*e
 	}
 }
 
+// ringPoll is how often the ring buffer is read when the kernel does not
+// wake the reader: records are written without a wakeup (see rt_emit).
+const ringPoll = 10 * time.Millisecond
+
 // readRing copies records out of the ring buffer until it is closed, or
 // until Run is stopping and nothing is left to read. The deadline is set
 // here, by the reading goroutine: the reader holds its lock while it waits,
@@ -447,7 +451,7 @@ func (t *Tracer) readRing(recs chan<- record) {
 	var rec ringbuf.Record
 	var r record
 	for {
-		t.reader.SetDeadline(time.Now().Add(100 * time.Millisecond))
+		t.reader.SetDeadline(time.Now().Add(ringPoll))
 		err := t.reader.ReadInto(&rec)
 		switch {
 		case err == nil:
@@ -474,12 +478,20 @@ func (t *Tracer) readRing(recs chan<- record) {
 	}
 }
 
+// notePoll is how often the notification sockets are read when they were
+// found empty; they are polled, not waited on (see rtnl.ListenPolled).
+const notePoll = 5 * time.Millisecond
+
 func (t *Tracer) readNotifications(l *rtnl.Listener, notes chan<- event.Event) {
-	buf := make([]byte, 1<<20)
+	buf := make([]byte, 64<<10)
 	var ev event.Event
 	netns := l.Netns()
 	for {
-		n, err := l.Read(buf)
+		n, err := l.Poll(buf)
+		if err == nil && n == 0 {
+			time.Sleep(notePoll)
+			continue
+		}
 		if errors.Is(err, rtnl.ErrOverrun) {
 			t.stats.NotificationsLost.Add(1)
 			t.log.Warn("rtnetlink notifications were dropped by the kernel (socket buffer full)", "netns", netns)

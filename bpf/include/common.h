@@ -90,9 +90,19 @@ static __always_inline void rt_count_lost(void)
 		*n += 1;
 }
 
+/* Waking the reader on every record costs the changing task an irq_work
+ * and a wakeup, several microseconds: the reader instead polls every few
+ * milliseconds and is woken only when a burst has filled a good part of the
+ * buffer. */
+#define RT_WAKEUP_BYTES (256 << 10)
+
 static __always_inline void rt_emit(struct rt_event *e)
 {
-	if (bpf_ringbuf_output(&events, e, sizeof(*e), 0) != 0)
+	__u64 flags = BPF_RB_NO_WAKEUP;
+
+	if (bpf_ringbuf_query(&events, BPF_RB_AVAIL_DATA) >= RT_WAKEUP_BYTES)
+		flags = BPF_RB_FORCE_WAKEUP;
+	if (bpf_ringbuf_output(&events, e, sizeof(*e), flags) != 0)
 		rt_count_lost();
 }
 
