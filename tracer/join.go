@@ -30,7 +30,14 @@ type reqKey struct {
 
 type portKey struct{ netns, portid uint32 }
 
+// pendingReq keeps a request as its raw record, half the size of the
+// decoded event: a flush of 100k routes can have many in flight.
 type pendingReq struct {
+	rec      record
+	deadline int64
+}
+
+type pendingIoctl struct {
 	ev       event.Event
 	deadline int64
 }
@@ -54,16 +61,19 @@ type joiner struct {
 	orphans   []orphan // FIFO by arrival
 	orphanIdx map[reqKey]int
 	orphanOff int // index of orphans[0] in arrival numbering
-	ioctls    []pendingReq
+	ioctls    []pendingIoctl
 	triggers  []trigger
 	emit      func(*event.Event)
 	stats     *Stats
+	clock     *clock
 	scratch   event.Event
+	req       event.Event // a pending request, decoded again
 }
 
-func newJoiner(cover coverage, emit func(*event.Event), stats *Stats) *joiner {
+func newJoiner(cover coverage, c *clock, emit func(*event.Event), stats *Stats) *joiner {
 	return &joiner{
 		cover:     cover,
+		clock:     c,
 		pending:   make(map[reqKey]pendingReq),
 		lastActor: make(map[portKey]event.Actor),
 		orphanIdx: make(map[reqKey]int),
@@ -76,8 +86,9 @@ func keyOf(ev *event.Event) reqKey {
 	return reqKey{netns: ev.Netns, portid: ev.Portid, seq: ev.Seq, object: ev.Object}
 }
 
-// request handles a request record (kind REQUEST) decoded into ev.
-func (j *joiner) request(ev *event.Event, flags uint16, now int64) {
+// request handles a request record r (kind REQUEST), decoded into ev.
+func (j *joiner) request(r *record, ev *event.Event, now int64) {
+	flags := r.Flags
 	if ev.Origin == event.OriginIoctl {
 		j.ioctl(ev, now)
 		return
@@ -108,7 +119,7 @@ func (j *joiner) request(ev *event.Event, flags uint16, now int64) {
 		j.merge(&o.ev, ev)
 		return
 	}
-	j.pending[k] = pendingReq{ev: *ev, deadline: now + pendingTTLNs}
+	j.pending[k] = pendingReq{rec: *r, deadline: now + pendingTTLNs}
 }
 
 // ack handles an NLMSG_ERROR record: the request failed with ev.Errno.
@@ -120,8 +131,9 @@ func (j *joiner) ack(ev *event.Event, nlmsgType uint16) {
 		return
 	}
 	delete(j.pending, k)
-	p.ev.Errno = ev.Errno
-	j.emit(&p.ev)
+	req := j.decodePending(&p)
+	req.Errno = ev.Errno
+	j.emit(req)
 }
 
 // ioctl handles a completed route ioctl: failures are reported at once,
@@ -142,7 +154,7 @@ func (j *joiner) ioctl(ev *event.Event, now int64) {
 			return
 		}
 	}
-	j.ioctls = append(j.ioctls, pendingReq{ev: *ev, deadline: now + pendingTTLNs})
+	j.ioctls = append(j.ioctls, pendingIoctl{ev: *ev, deadline: now + pendingTTLNs})
 }
 
 func ioctlMatches(req, note *event.Event) bool {
@@ -159,7 +171,7 @@ func (j *joiner) notification(ev *event.Event, now int64) {
 	if ev.Portid != 0 {
 		if p, ok := j.pending[k]; ok {
 			delete(j.pending, k)
-			j.merge(ev, &p.ev)
+			j.merge(ev, j.decodePending(&p))
 			return
 		}
 	} else {
@@ -202,6 +214,11 @@ func (j *joiner) mergeIoctl(note, req *event.Event) {
 	out.Path = req.Path
 	out.Attach = event.AttachTracepoint
 	j.emit(out)
+}
+
+func (j *joiner) decodePending(p *pendingReq) *event.Event {
+	decodeRecord(j.clock, &p.rec, &j.req)
+	return &j.req
 }
 
 func (j *joiner) addTrigger(ev *event.Event, now int64) {

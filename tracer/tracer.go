@@ -11,6 +11,7 @@ import (
 	"log/slog"
 	"os"
 	"path/filepath"
+	"runtime/debug"
 	"strings"
 	"sync"
 	"sync/atomic"
@@ -122,6 +123,10 @@ func New(opts Options) (*Tracer, error) {
 		return nil, fmt.Errorf("raising RLIMIT_MEMLOCK: %w", err)
 	}
 
+	// Loading decodes the kernel's BTF; collecting its garbage sooner keeps
+	// the peak down (the 64 MiB budget of a node agent).
+	defer debug.SetGCPercent(debug.SetGCPercent(25))
+
 	t := &Tracer{opts: opts, log: log, names: make(map[nameKey]event.Name), clock: newClock()}
 	ok := false
 	defer func() {
@@ -173,6 +178,10 @@ func New(opts Options) (*Tracer, error) {
 	if err != nil {
 		return nil, fmt.Errorf("opening the ring buffer: %w", err)
 	}
+	// Loading parsed the kernel's BTF (tens of MiB of Go objects, and a
+	// mapping of vmlinux's) into a cache that dies with this function: give
+	// that memory back now, so that tracing runs in what it really needs.
+	debug.FreeOSMemory()
 	ok = true
 	return t, nil
 }
@@ -357,7 +366,7 @@ func (t *Tracer) Run(ctx context.Context, emit func(*event.Event)) error {
 		emit(ev)
 	}
 	if t.tier3 != 0 {
-		j = newJoiner(t.tier3, out, &t.stats)
+		j = newJoiner(t.tier3, &t.clock, out, &t.stats)
 	}
 
 	tick := time.NewTicker(50 * time.Millisecond)
@@ -430,7 +439,7 @@ func (t *Tracer) handleRecord(r *record, ev *event.Event, j *joiner, out func(*e
 		out(ev)
 	case kindRequest:
 		if j != nil {
-			j.request(ev, r.Flags, monoNow())
+			j.request(r, ev, monoNow())
 		}
 	case kindAck:
 		if j != nil {
