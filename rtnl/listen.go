@@ -65,16 +65,8 @@ type Listener struct {
 // groups. rcvbuf sets the receive buffer (0 keeps the default); it is
 // forced past net.core.rmem_max when the process has CAP_NET_ADMIN.
 func Listen(nsPath string, rcvbuf int) (*Listener, error) {
-	ino, err := NetnsInode(nsPath)
+	fd, ino, err := open(nsPath, rcvbuf)
 	if err != nil {
-		return nil, err
-	}
-	fd, err := socketIn(nsPath)
-	if err != nil {
-		return nil, err
-	}
-	if err := setup(fd, rcvbuf); err != nil {
-		unix.Close(fd)
 		return nil, err
 	}
 	// A non-blocking fd given to os.NewFile is registered with the runtime
@@ -96,19 +88,27 @@ func Listen(nsPath string, rcvbuf int) (*Listener, error) {
 // a wakeup (several microseconds inside its syscall), and a flush of a
 // hundred thousand routes causes a hundred thousand of them.
 func ListenPolled(nsPath string, rcvbuf int) (*Listener, error) {
-	ino, err := NetnsInode(nsPath)
+	fd, ino, err := open(nsPath, rcvbuf)
 	if err != nil {
-		return nil, err
-	}
-	fd, err := socketIn(nsPath)
-	if err != nil {
-		return nil, err
-	}
-	if err := setup(fd, rcvbuf); err != nil {
-		unix.Close(fd)
 		return nil, err
 	}
 	return &Listener{netns: ino, pollFd: fd}, nil
+}
+
+// open creates the socket in the namespace at nsPath, joined to the groups,
+// and returns it with the namespace's inode.
+func open(nsPath string, rcvbuf int) (fd int, ino uint32, err error) {
+	if ino, err = NetnsInode(nsPath); err != nil {
+		return -1, 0, err
+	}
+	if fd, err = socketIn(nsPath); err != nil {
+		return -1, 0, err
+	}
+	if err := setup(fd, rcvbuf); err != nil {
+		unix.Close(fd)
+		return -1, 0, err
+	}
+	return fd, ino, nil
 }
 
 // Poll receives one queued datagram into buf without waiting: 0 and no

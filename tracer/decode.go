@@ -140,8 +140,8 @@ func decodeRecord(c *clock, r *record, ev *event.Event) {
 	case event.ObjectLink:
 		copyName(&ev.Dev, &r.Oifname)
 	}
-	if ev.Op == event.OpFlush || (ev.Object == event.ObjectRoute && r.DstLen == 0 && r.Family == 0) {
-		ev.Dst = netip.Prefix{}
+	if ev.Op == event.OpFlush {
+		ev.Dst = netip.Prefix{} // a count, not a route
 	}
 	if r.GwFamily != 0 {
 		ev.Gateway = addr(r.GwFamily, &r.Gw)

@@ -236,7 +236,8 @@ func (j *joiner) expire(now int64, force bool) {
 	for n < len(j.orphans) && (force || j.orphans[n].deadline <= now) {
 		o := &j.orphans[n]
 		if !o.done {
-			if o.key.portid != 0 {
+			// A later notification with the same key may own the index.
+			if i, ok := j.orphanIdx[o.key]; ok && i == j.orphanOff+n {
 				delete(j.orphanIdx, o.key)
 			}
 			j.settleOrphan(&o.ev, now)
