@@ -538,3 +538,50 @@ func threadComm(t *testing.T, tid uint32) string {
 	}
 	return strings.TrimSpace(string(b))
 }
+
+// TestForcedTiers forces each tier in turn, whatever ROUTETRACE_ATTACH
+// says: on a kernel that refuses one, its subtest skips with the kernel's
+// reason (vmtest runs them where they load).
+func TestForcedTiers(t *testing.T) {
+	for _, tier := range []string{"fentry", "kprobe", "tracepoint"} {
+		t.Run(tier, func(t *testing.T) {
+			t.Setenv("ROUTETRACE_ATTACH", tier)
+			ns := newNetns(t)
+			s := startTracer(t, ns)
+			add := ns.IP("route", "add", "198.51.100.0/24", "dev", "v0", "proto", "static", "table", "100")
+			evs := byRequester(in(s.stop(), ns))
+			s.checkExactly(evs, ns,
+				want{op: event.OpAdd, object: event.ObjectRoute, family: event.FamilyInet, dst: "198.51.100.0/24",
+					table: 100, proto: 4, oif: ns.V0, pid: add, comm: "ip", origin: event.OriginNetlink})
+		})
+	}
+}
+
+// TestNexthopDeleteRemovesRoutes: deleting a nexthop object makes the
+// kernel remove the routes that use it, reported as its doing, caused by
+// the deletion.
+func TestNexthopDeleteRemovesRoutes(t *testing.T) {
+	ns := newNetns(t)
+	ns.IP("-6", "nexthop", "add", "id", "7", "via", "2001:db8::2", "dev", "v0")
+	ns.IP("-6", "route", "add", "2001:db8:7::/64", "nhid", "7", "proto", "static")
+	s := startTracer(t, ns)
+	del := ns.IP("nexthop", "del", "id", "7")
+	evs := in(s.stop(), ns)
+
+	var found *event.Event
+	for i := range evs {
+		if evs[i].Dst == netip.MustParsePrefix("2001:db8:7::/64") && evs[i].Op == event.OpDelete {
+			found = &evs[i]
+		}
+	}
+	if found == nil {
+		t.Fatalf("the removal of 2001:db8:7::/64 was not reported; got %d events", len(evs))
+	}
+	if !found.Actor.Kernel || found.Origin != event.OriginKernel || found.NexthopID != 7 || found.Table != 254 {
+		t.Errorf("got %s nhid %d actor %+v, want a kernel removal of a route via nexthop 7", got(found), found.NexthopID, found.Actor)
+	}
+	if c := found.Cause; !c.Valid || c.Object != event.ObjectNexthop || c.Actor.Tgid != del {
+		t.Errorf("cause %+v, want the nexthop deletion by ip[%d]", c, del)
+		s.logHooks()
+	}
+}

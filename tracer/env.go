@@ -112,8 +112,27 @@ func ensureMounts(log *slog.Logger) {
 	}
 }
 
+// memlockGuess is what cilium/ebpf appends to any EPERM from a load.
+// routetrace raises RLIMIT_MEMLOCK before loading anything, so on its
+// errors the guess only misleads (the cause is lockdown, a sandbox or a
+// missing capability).
+const memlockGuess = " (MEMLOCK may be too low, consider rlimit.RemoveMemlock)"
+
+// withoutMemlockGuess drops that guess from err's text; errors.Is and As
+// still see the original.
+type withoutMemlockGuess struct{ error }
+
+func (e withoutMemlockGuess) Error() string {
+	return strings.ReplaceAll(e.error.Error(), memlockGuess, "")
+}
+func (e withoutMemlockGuess) Unwrap() error { return e.error }
+
 // explainLoadError adds what a user can do about common load failures.
 func explainLoadError(err error) error {
+	if err == nil {
+		return nil
+	}
+	err = withoutMemlockGuess{err}
 	var ve *ebpf.VerifierError
 	switch {
 	case errors.As(err, &ve):

@@ -30,7 +30,7 @@ func tierAvailable(tier event.Attach) error {
 	if tier != event.AttachFentry && tier != event.AttachKprobe {
 		return nil
 	}
-	tierOnce[tier].Do(func() { tierErr[tier] = probeTier(tier) })
+	tierOnce[tier].Do(func() { tierErr[tier] = explainLoadError(probeTier(tier)) })
 	return tierErr[tier]
 }
 

@@ -63,7 +63,7 @@ func (o *object) program(name string) (*ebpf.Program, error) {
 	}
 	coll, err := ebpf.NewCollectionWithOptions(one, ebpf.CollectionOptions{MapReplacements: o.maps, Cache: o.cache})
 	if err != nil {
-		return nil, fmt.Errorf("loading %s: %w", name, err)
+		return nil, fmt.Errorf("loading %s: %w", name, explainLoadError(err))
 	}
 	defer coll.Close()
 	return coll.DetachProgram(name), nil

@@ -6,7 +6,6 @@ import (
 	"fmt"
 	"log/slog"
 	"os"
-	"strings"
 
 	"github.com/urfave/cli/v2"
 )
@@ -33,10 +32,7 @@ func main() {
 		Commands: []*cli.Command{traceCommand(), probeCommand(), benchCommand(), versionCommand()},
 	}
 	if err := app.Run(os.Args); err != nil {
-		// cilium/ebpf guesses at MEMLOCK on any EPERM; routetrace has
-		// raised the limit by then, so the guess only misleads.
-		msg := strings.ReplaceAll(err.Error(), " (MEMLOCK may be too low, consider rlimit.RemoveMemlock)", "")
-		fmt.Fprintln(os.Stderr, "routetrace:", msg)
+		fmt.Fprintln(os.Stderr, "routetrace:", err)
 		if code, ok := err.(cli.ExitCoder); ok {
 			os.Exit(code.ExitCode())
 		}

@@ -92,11 +92,7 @@ func shortErr(err error) string {
 	for {
 		next := errors.Unwrap(err)
 		if next == nil {
-			s := err.Error()
-			if i := strings.Index(s, " (MEMLOCK may be too low"); i >= 0 {
-				s = s[:i] // cilium/ebpf's guess, wrong once the limit is raised
-			}
-			return s
+			return err.Error()
 		}
 		err = next
 	}
