@@ -12,9 +12,6 @@ LDFLAGS  := -X main.version=$(VERSION)
 APT_PKGS := clang-19 llvm-19 libbpf-dev bpftool iproute2 net-tools \
             qemu-system-x86 busybox-static xz-utils git ca-certificates
 
-# The privileged end-to-end tests, run on the host and in every VM tier.
-E2E_TESTS := TestIPv4Routes|TestIPv6Routes|TestRules|TestNexthops|TestNetlinkLibrary|TestFlush|TestIoctl|TestOtherNetns|TestLinkDown|TestAddressRemoval|TestBPFParser
-
 .PHONY: help build install trace generate check-generate vmlinux deps test test-host vmtest bench fuzz clean
 
 help:
@@ -75,7 +72,6 @@ vmtest:
 	$(GO) run ./vmtest --test-binary $(CACHE)/bin/tracer.test \
 		--tiers fentry,kprobe,tracepoint \
 		--extra-file /usr/sbin/route:/usr/sbin/route \
-		--test-args "-test.run '$(E2E_TESTS)'" \
 		--summary-md $(CACHE)/vmtest-summary.md --quiet
 
 bench: build

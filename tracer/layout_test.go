@@ -1,7 +1,10 @@
 package tracer
 
 import (
+	"errors"
 	"fmt"
+	"io/fs"
+	"os"
 	"reflect"
 	"strings"
 	"testing"
@@ -88,6 +91,11 @@ func TestRecordLayoutMatchesBTF(t *testing.T) {
 	for _, o := range objects {
 		t.Run(o.name, func(t *testing.T) {
 			spec, err := o.load()
+			if errors.Is(err, fs.ErrNotExist) && os.Getenv("ROUTETRACE_VMTEST") != "" {
+				// The other architecture's object is read from the source
+				// tree, which a VM does not have; the host run checks it.
+				t.Skipf("loading the spec: %v (no source tree in the VM)", err)
+			}
 			if err != nil {
 				t.Fatalf("loading the spec: %v", err)
 			}
