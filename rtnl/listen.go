@@ -1,6 +1,7 @@
 package rtnl
 
 import (
+	"encoding/binary"
 	"errors"
 	"fmt"
 	"io"
@@ -364,4 +365,50 @@ func Links(nsPath string) (map[uint32]string, error) {
 		m[uint32(a.Index)] = a.Name
 	}
 	return m, nil
+}
+
+// Portid is the listener socket's netlink port id: the portid of the
+// answers to its own requests (RequestRouteDump).
+func (l *Listener) Portid() (uint32, error) {
+	l.mu.Lock()
+	defer l.mu.Unlock()
+	fd := l.pollFd
+	if l.f != nil {
+		fd = int(l.f.Fd())
+	}
+	if fd < 0 {
+		return 0, os.ErrClosed
+	}
+	sa, err := unix.Getsockname(fd)
+	if err != nil {
+		return 0, fmt.Errorf("getsockname of rtnetlink socket: %w", err)
+	}
+	nl, ok := sa.(*unix.SockaddrNetlink)
+	if !ok {
+		return 0, fmt.Errorf("rtnetlink socket has a %T address", sa)
+	}
+	return nl.Pid, nil
+}
+
+// RequestRouteDump asks the kernel for every route of one family, in every
+// table. The answer (RTM_NEWROUTE messages with this seq, then NLMSG_DONE)
+// arrives on the listener's own queue, after every notification queued
+// before it: read in order, the dump is a consistent cut. Only for a
+// listener from ListenPolled.
+func (l *Listener) RequestRouteDump(family uint8, seq uint32) error {
+	var req [HeaderLen + 12]byte // nlmsghdr + rtmsg
+	binary.NativeEndian.PutUint32(req[0:], uint32(len(req)))
+	binary.NativeEndian.PutUint16(req[4:], unix.RTM_GETROUTE)
+	binary.NativeEndian.PutUint16(req[6:], unix.NLM_F_REQUEST|unix.NLM_F_DUMP)
+	binary.NativeEndian.PutUint32(req[8:], seq)
+	req[HeaderLen] = family
+	l.mu.Lock()
+	defer l.mu.Unlock()
+	if l.pollFd < 0 || l.closed.Load() {
+		return os.ErrClosed
+	}
+	if err := unix.Sendto(l.pollFd, req[:], 0, &unix.SockaddrNetlink{Family: unix.AF_NETLINK}); err != nil {
+		return fmt.Errorf("requesting a route dump: %w", err)
+	}
+	return nil
 }

@@ -68,6 +68,15 @@ type joiner struct {
 	clock     *clock
 	scratch   event.Event
 	req       event.Event // a pending request, decoded again
+
+	// netns are the namespaces listened to: tier 3 reports only their
+	// changes, failures included (nil: all, for tests).
+	netns map[uint32]bool
+
+	// IPv4 route caches of the namespaces listened to (see routes4.go).
+	routes  map[uint32]*netnsRoutes
+	dump    func(netns, seq uint32) error
+	dumpSeq uint32
 }
 
 func newJoiner(cover coverage, c *clock, emit func(*event.Event), stats *Stats) *joiner {
@@ -79,6 +88,8 @@ func newJoiner(cover coverage, c *clock, emit func(*event.Event), stats *Stats) 
 		orphanIdx: make(map[reqKey]int),
 		emit:      emit,
 		stats:     stats,
+		routes:    make(map[uint32]*netnsRoutes),
+		dump:      func(uint32, uint32) error { return nil },
 	}
 }
 
@@ -89,6 +100,9 @@ func keyOf(ev *event.Event) reqKey {
 // request handles a request record r (kind REQUEST), decoded into ev.
 func (j *joiner) request(r *record, ev *event.Event, now int64) {
 	flags := r.Flags
+	if j.netns != nil && !j.netns[ev.Netns] {
+		return // its successes are not seen: report none of it
+	}
 	if ev.Origin == event.OriginIoctl {
 		j.ioctl(ev, now)
 		return
@@ -101,11 +115,13 @@ func (j *joiner) request(r *record, ev *event.Event, now int64) {
 	case event.ObjectAddr, event.ObjectLink:
 		if ev.Op == event.OpDelete || flags&flagLinkDown != 0 {
 			j.addTrigger(ev, now)
+			j.scheduleDump(ev.Netns, now)
 		}
 		return
 	case event.ObjectNexthop:
 		if ev.Op == event.OpDelete {
 			j.addTrigger(ev, now)
+			j.scheduleDump(ev.Netns, now)
 		}
 	}
 	if !j.cover.covers(ev.Object, ev.Family) {
@@ -166,6 +182,9 @@ func ioctlMatches(req, note *event.Event) bool {
 func (j *joiner) notification(ev *event.Event, now int64) {
 	if !j.cover.covers(ev.Object, ev.Family) {
 		return
+	}
+	if j.trackRoute(ev) {
+		return // an answer to our own dump, not a change
 	}
 	k := keyOf(ev)
 	if ev.Portid != 0 {
@@ -232,6 +251,7 @@ func (j *joiner) addTrigger(ev *event.Event, now int64) {
 // expire reports orphans whose request never came and drops stale
 // requests. With force, everything still waiting is settled now.
 func (j *joiner) expire(now int64, force bool) {
+	j.startDumps(now)
 	n := 0
 	for n < len(j.orphans) && (force || j.orphans[n].deadline <= now) {
 		o := &j.orphans[n]
@@ -286,18 +306,18 @@ func (j *joiner) settleOrphan(ev *event.Event, now int64) {
 	out.Path = event.PathNotification
 	out.Actor = event.Actor{Kernel: true}
 	if t := j.cause(ev, now); t != nil {
-		out.Cause = event.Cause{
-			Valid:   true,
-			Object:  t.Object,
-			Op:      t.Op,
-			Ifindex: t.Oif,
-			Actor:   t.Actor,
-		}
-		if t.Object == event.ObjectAddr {
-			out.Cause.Prefix = t.Dst
-		}
+		out.Cause = causeOf(t)
 	}
 	j.emit(out)
+}
+
+// causeOf describes the request t as the cause of a kernel removal.
+func causeOf(t *event.Event) event.Cause {
+	c := event.Cause{Valid: true, Object: t.Object, Op: t.Op, Ifindex: t.Oif, Actor: t.Actor}
+	if t.Object == event.ObjectAddr {
+		c.Prefix = t.Dst
+	}
+	return c
 }
 
 // cause finds the most recent request in ev's netns that makes the kernel

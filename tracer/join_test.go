@@ -173,3 +173,73 @@ func TestJoinForeignObjectsIgnored(t *testing.T) {
 		t.Fatalf("got %d events for an object tier 3 does not cover", len(jd.out))
 	}
 }
+
+// TestJoinSilentFlush: IPv4 routes gone from a dump taken after an address
+// deletion, with no notification, are reported as flushed by the kernel,
+// caused by that deletion; routes deleted with a notification are not
+// reported twice, and routes added during the dump are not reported.
+func TestJoinSilentFlush(t *testing.T) {
+	jd := newJoined()
+	var dumps []uint32
+	jd.j.dump = func(netns, seq uint32) error { dumps = append(dumps, seq); return nil }
+	const us = 900 // the listener's portid
+	jd.j.watchRoutes(7, us, 1)
+	answer := func(seq uint32, dst string) {
+		n := notification(us, seq, event.OpAdd, dst)
+		jd.j.notification(&n, 0)
+	}
+	// The first cut: three routes.
+	answer(1, "10.1.0.0/24")
+	answer(1, "10.2.0.0/24")
+	answer(1, "10.3.0.0/24")
+	jd.j.dumpDone(7, us, 1, 0)
+	if len(jd.out) != 0 {
+		t.Fatalf("the first dump reported %d events", len(jd.out))
+	}
+	// 10.2.0.0/24 is deleted by a request (its notification reports it).
+	jd.request(requestRecord(100, 55, 4, uint8(event.OpDelete), "10.2.0.0/24"))
+	n := notification(55, 4, event.OpDelete, "10.2.0.0/24")
+	jd.j.notification(&n, 0)
+	// An address deletion: a dump is due a little later.
+	del := record{Kind: kindRequest, Op: uint8(event.OpDelete), Object: uint8(event.ObjectAddr), Family: event.FamilyInet,
+		Origin: uint8(event.OriginNetlink), Netns: 7, Portid: 61, Seq: 5, Pid: 200, Tgid: 200, Oif: 3, DstLen: 24}
+	copy(del.Dst[:], []byte{192, 0, 2, 1})
+	jd.request(del)
+	jd.j.expire(dumpDelayNs-1, false)
+	if len(dumps) != 0 {
+		t.Fatalf("dump requested before its delay")
+	}
+	jd.j.expire(dumpDelayNs, false)
+	if len(dumps) != 1 {
+		t.Fatalf("%d dumps requested, want 1", len(dumps))
+	}
+	seq := dumps[0]
+	// The dump has 10.1 only; 10.4 is added (notified) while it runs.
+	answer(seq, "10.1.0.0/24")
+	added := notification(56, 1, event.OpAdd, "10.4.0.0/24")
+	jd.j.notification(&added, dumpDelayNs)
+	jd.j.dumpDone(7, us, seq, dumpDelayNs)
+
+	var flushed []event.Event
+	for _, ev := range jd.out {
+		if ev.Origin == event.OriginKernel {
+			flushed = append(flushed, ev)
+		}
+	}
+	if len(flushed) != 1 {
+		t.Fatalf("got %d kernel removals %+v, want 10.3.0.0/24 only", len(flushed), flushed)
+	}
+	f := flushed[0]
+	if f.Dst.String() != "10.3.0.0/24" || f.Op != event.OpDelete || !f.Actor.Kernel || f.Path != event.PathFibTableFlush ||
+		f.Protocol != 4 || f.Oif != 3 || f.Table != 254 {
+		t.Errorf("got %+v, want 10.3.0.0/24 flushed by the kernel", f)
+	}
+	if c := f.Cause; !c.Valid || c.Object != event.ObjectAddr || c.Actor.Tgid != 200 || c.Prefix.String() != "192.0.2.1/24" {
+		t.Errorf("cause %+v, want the deletion of 192.0.2.1/24 by pid 200", c)
+	}
+	// A dump answer for a stale seq changes nothing.
+	jd.j.dumpDone(7, us, seq, dumpDelayNs)
+	if len(jd.out) != 2 {
+		t.Errorf("a second DONE reported more: %d events", len(jd.out))
+	}
+}

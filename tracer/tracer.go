@@ -21,6 +21,7 @@ import (
 	"github.com/cilium/ebpf/btf"
 	"github.com/cilium/ebpf/ringbuf"
 	"github.com/cilium/ebpf/rlimit"
+	"golang.org/x/sys/unix"
 
 	"github.com/routetrace/routetrace/event"
 	"github.com/routetrace/routetrace/rtnl"
@@ -266,6 +267,13 @@ func (t *Tracer) startTier3(self uint32, fib *object, cache *btf.Cache) error {
 		}
 		t.listeners = append(t.listeners, l)
 		t.loadNames(ns, l.Netns())
+		if t.tier3&coverRoute4 != 0 {
+			// The first cut of the IPv4 routes, requested now so that
+			// a flush right after New returns is measured against it.
+			if err := l.RequestRouteDump(event.FamilyInet, primeDumpSeq); err != nil {
+				return err
+			}
+		}
 	}
 	t.log.Info("tier 3: capturing rtnetlink requests at the syscalls", "objects", t.tier3.String(), "netns", len(t.netns))
 	return nil
@@ -336,7 +344,7 @@ const drainWait = 200 * time.Millisecond
 // during the call.
 func (t *Tracer) Run(ctx context.Context, emit func(*event.Event)) error {
 	recs := make(chan record, 4096)
-	notes := make(chan event.Event, 4096)
+	notes := make(chan note, 4096)
 	var wg sync.WaitGroup
 
 	wg.Add(1)
@@ -367,6 +375,13 @@ func (t *Tracer) Run(ctx context.Context, emit func(*event.Event)) error {
 	}
 	if t.tier3 != 0 {
 		j = newJoiner(t.tier3, &t.clock, out, &t.stats)
+		j.netns = make(map[uint32]bool, len(t.listeners))
+		for _, l := range t.listeners {
+			j.netns[l.Netns()] = true
+		}
+		if t.tier3&coverRoute4 != 0 {
+			t.watchRoutes(j)
+		}
 	}
 
 	tick := time.NewTicker(50 * time.Millisecond)
@@ -401,14 +416,18 @@ func (t *Tracer) Run(ctx context.Context, emit func(*event.Event)) error {
 			if j == nil {
 				continue
 			}
-			if n.Object == event.ObjectLink {
-				t.names[nameKey{n.Netns, n.Oif}] = n.Dev
-				continue
+			ev := &n.ev
+			switch {
+			case n.kind == noteDumpEnd:
+				j.dumpDone(ev.Netns, ev.Portid, ev.Seq, monoNow())
+			case n.kind == noteDumpFailed:
+				j.dumpFailed(ev.Netns, ev.Portid, ev.Seq)
+			case ev.Object == event.ObjectLink:
+				t.names[nameKey{ev.Netns, ev.Oif}] = ev.Dev
+			case ev.Object == event.ObjectAddr:
+			default:
+				j.notification(ev, monoNow())
 			}
-			if n.Object == event.ObjectAddr {
-				continue
-			}
-			j.notification(&n, monoNow())
 		case <-tick.C:
 			if j != nil {
 				j.expire(monoNow(), false)
@@ -491,13 +510,57 @@ func (t *Tracer) readRing(recs chan<- record) {
 // found empty; they are polled, not waited on (see rtnl.ListenPolled).
 const notePoll = 5 * time.Millisecond
 
-func (t *Tracer) readNotifications(l *rtnl.Listener, notes chan<- event.Event) {
+// A note is one message read from a notification socket.
+type note struct {
+	ev   event.Event
+	kind uint8
+}
+
+const (
+	noteChange     = iota
+	noteDumpEnd    // NLMSG_DONE of a dump: ev has Netns, Portid, Seq
+	noteDumpFailed // NLMSG_ERROR answering a dump request
+)
+
+// watchRoutes has the joiner keep each namespace's IPv4 routes, asking for
+// dumps through the namespace's own listener.
+func (t *Tracer) watchRoutes(j *joiner) {
+	byNetns := make(map[uint32]*rtnl.Listener, len(t.listeners))
+	for _, l := range t.listeners {
+		portid, err := l.Portid()
+		if err != nil {
+			t.log.Warn("IPv4 flushes will not be seen", "netns", l.Netns(), "err", err)
+			continue
+		}
+		byNetns[l.Netns()] = l
+		j.watchRoutes(l.Netns(), portid, primeDumpSeq)
+	}
+	j.dump = func(netns, seq uint32) error {
+		l := byNetns[netns]
+		if l == nil {
+			return errNoListener
+		}
+		err := l.RequestRouteDump(event.FamilyInet, seq)
+		if err != nil {
+			t.log.Warn("requesting an IPv4 route dump", "netns", netns, "err", err)
+		}
+		return err
+	}
+}
+
+var errNoListener = errors.New("no listener in that network namespace")
+
+// primeDumpSeq is the seq of the dump each listener asks for when it opens.
+const primeDumpSeq = 1
+
+func (t *Tracer) readNotifications(l *rtnl.Listener, notes chan<- note) {
 	buf := make([]byte, 64<<10)
-	var ev event.Event
+	var n note
+	ev := &n.ev
 	netns := l.Netns()
 	for {
-		n, err := l.Poll(buf)
-		if err == nil && n == 0 {
+		size, err := l.Poll(buf)
+		if err == nil && size == 0 {
 			time.Sleep(notePoll)
 			continue
 		}
@@ -510,20 +573,26 @@ func (t *Tracer) readNotifications(l *rtnl.Listener, notes chan<- event.Event) {
 			return // closed
 		}
 		now := time.Now()
-		rest := buf[:n]
+		rest := buf[:size]
 		for len(rest) > 0 {
 			h, msg, next, err := rtnl.Next(rest)
 			if err != nil {
 				break
 			}
 			rest = next
-			ev = event.Event{}
-			if rtnl.Decode(h, msg, &ev) != nil {
-				continue
+			*ev = event.Event{Netns: netns, Portid: h.Portid, Seq: h.Seq}
+			switch h.Type {
+			case unix.NLMSG_DONE:
+				n.kind = noteDumpEnd
+			case unix.NLMSG_ERROR:
+				n.kind = noteDumpFailed
+			default:
+				if rtnl.Decode(h, msg, ev) != nil {
+					continue
+				}
+				ev.Netns, ev.Time, n.kind = netns, now, noteChange
 			}
-			ev.Netns = netns
-			ev.Time = now
-			notes <- ev
+			notes <- n
 		}
 	}
 }

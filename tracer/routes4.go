@@ -1,0 +1,171 @@
+package tracer
+
+import (
+	"net/netip"
+	"time"
+
+	"github.com/routetrace/routetrace/event"
+)
+
+// IPv4 routes removed by the kernel when a link goes down, an address is
+// deleted or a nexthop object goes away are flushed by fib_table_flush,
+// which sends no RTM_DELROUTE. Tiers 1-2 see the flush; tier 3 only sees
+// that a request that can cause one was made. So tier 3 keeps each
+// namespace's IPv4 routes, and after such a request asks the kernel for
+// them again: what is gone without a notification was flushed.
+//
+// The dump is requested on the notification socket itself, so its answer
+// is queued behind every notification sent before it, and read in order it
+// is a consistent cut: a route deleted by a request is removed from the
+// cache by its notification before the dump is compared.
+
+type route4Key struct {
+	table uint32
+	prio  uint32
+	dst   [4]byte
+	bits  uint8
+	tos   uint8
+}
+
+type route4Val struct {
+	oif   uint32
+	nhid  uint32
+	mark  uint32 // the dump epoch this route was last seen in
+	gw    [4]byte
+	proto uint8
+	scope uint8
+	typ   uint8
+	hasGw bool
+}
+
+type netnsRoutes struct {
+	routes map[route4Key]route4Val
+	portid uint32 // the listener's: its dump answers carry it
+	seq    uint32 // the dump in flight, 0 for none
+	epoch  uint32
+	due    int64 // when to ask for a dump (monotonic ns), 0 for no request
+}
+
+// dumpDelay lets the kernel finish the request that causes a flush: its
+// record is written at the syscall's entry.
+const dumpDelayNs = int64(50e6)
+
+func route4KeyOf(ev *event.Event) (route4Key, bool) {
+	if ev.Object != event.ObjectRoute || ev.Family != event.FamilyInet || !ev.Dst.Addr().Is4() {
+		return route4Key{}, false
+	}
+	return route4Key{table: ev.Table, prio: ev.Priority, dst: ev.Dst.Addr().As4(), bits: uint8(ev.Dst.Bits()), tos: ev.TOS}, true
+}
+
+// watchRoutes makes the joiner keep the IPv4 routes of a namespace read
+// through a listener with this portid, whose first dump, with seq, is
+// already under way.
+func (j *joiner) watchRoutes(netns, portid, seq uint32) {
+	j.routes[netns] = &netnsRoutes{routes: make(map[route4Key]route4Val), portid: portid, seq: seq, epoch: 1}
+	if seq > j.dumpSeq {
+		j.dumpSeq = seq
+	}
+}
+
+// trackRoute updates the cache from a notification or a dump answer, and
+// reports whether ev was a dump answer (not a change to report).
+func (j *joiner) trackRoute(ev *event.Event) bool {
+	st := j.routes[ev.Netns]
+	if st == nil {
+		return false
+	}
+	k, ok := route4KeyOf(ev)
+	if !ok {
+		return false
+	}
+	dump := st.seq != 0 && ev.Portid == st.portid && ev.Seq == st.seq
+	if ev.Op == event.OpDelete && !dump {
+		delete(st.routes, k)
+		return false
+	}
+	v := route4Val{oif: ev.Oif, nhid: ev.NexthopID, mark: st.epoch, proto: ev.Protocol, scope: ev.Scope, typ: ev.Type}
+	if ev.Gateway.Is4() {
+		v.gw, v.hasGw = ev.Gateway.As4(), true
+	}
+	st.routes[k] = v
+	return dump
+}
+
+// scheduleDump asks for a dump of netns after a request that may have made
+// the kernel flush IPv4 routes.
+func (j *joiner) scheduleDump(netns uint32, now int64) {
+	if st := j.routes[netns]; st != nil && st.due == 0 {
+		st.due = now + dumpDelayNs
+	}
+}
+
+// startDumps requests the dumps that are due and not already running.
+func (j *joiner) startDumps(now int64) {
+	for netns, st := range j.routes {
+		if st.due == 0 || now < st.due || st.seq != 0 {
+			continue
+		}
+		j.dumpSeq++
+		st.seq, st.due = j.dumpSeq, 0
+		st.epoch++
+		if err := j.dump(netns, st.seq); err != nil {
+			st.seq = 0 // try again with the next request
+		}
+	}
+}
+
+// dumpDone ends the dump of netns with this seq: every cached route it did
+// not contain, and no notification re-added, was flushed by the kernel.
+func (j *joiner) dumpDone(netns, portid, seq uint32, now int64) {
+	st := j.routes[netns]
+	if st == nil || st.seq == 0 || portid != st.portid || seq != st.seq {
+		return
+	}
+	st.seq = 0
+	for k, v := range st.routes {
+		if v.mark == st.epoch {
+			continue
+		}
+		delete(st.routes, k)
+		j.reportFlushed(netns, k, v, now)
+	}
+}
+
+func (j *joiner) reportFlushed(netns uint32, k route4Key, v route4Val, now int64) {
+	out := &j.scratch
+	*out = event.Event{
+		Time:      time.Now(),
+		Op:        event.OpDelete,
+		Object:    event.ObjectRoute,
+		Family:    event.FamilyInet,
+		Origin:    event.OriginKernel,
+		Attach:    event.AttachTracepoint,
+		Path:      event.PathFibTableFlush,
+		Dst:       netip.PrefixFrom(netip.AddrFrom4(k.dst), int(k.bits)),
+		Table:     k.table,
+		Priority:  k.prio,
+		TOS:       k.tos,
+		Protocol:  v.proto,
+		Scope:     v.scope,
+		Type:      v.typ,
+		Oif:       v.oif,
+		NexthopID: v.nhid,
+		Netns:     netns,
+		Actor:     event.Actor{Kernel: true},
+	}
+	if v.hasGw {
+		out.Gateway = netip.AddrFrom4(v.gw)
+	}
+	if t := j.cause(out, now); t != nil {
+		out.Time = t.Time // it happened inside that request
+		out.Cause = causeOf(t)
+	}
+	j.emit(out)
+}
+
+// dumpFailed abandons a dump the kernel refused: nothing is compared.
+func (j *joiner) dumpFailed(netns, portid, seq uint32) {
+	if st := j.routes[netns]; st != nil && st.seq != 0 && portid == st.portid && seq == st.seq {
+		st.seq = 0
+	}
+}
