@@ -455,6 +455,14 @@ func (t *Tracer) handleRecord(r *record, ev *event.Event, j *joiner, out func(*e
 		if j != nil && j.cover.covers(ev.Object, ev.Family) {
 			return // not expected: this object is traced at the syscalls
 		}
+		if ev.Op == event.OpFlush {
+			// fib_notify_alias_delete reported r.Reserved of the routes
+			// one by one: the flush record stands only for the rest.
+			if r.Reserved >= r.Count {
+				return
+			}
+			ev.Count = r.Count - r.Reserved
+		}
 		out(ev)
 	case kindRequest:
 		if j != nil {
