@@ -78,7 +78,9 @@ type Tracer struct {
 	attached  []*attached
 	reader    *ringbuf.Reader
 	lostMap   *ebpf.Map
-	netns     []string // tier 3 namespaces, "" for our own
+	netns     []string          // named namespaces (tier 3 listens to them), "" for our own
+	nsPaths   map[uint32]string // their paths by inode, to look up link names
+	namesAt   map[uint32]int64  // when each one's names were last listed (monotonic ns)
 	names     map[nameKey]event.Name
 	clock     clock
 	stats     Stats
@@ -136,6 +138,9 @@ func New(opts Options) (*Tracer, error) {
 		}
 	}()
 
+	if err := t.resolveNetns(); err != nil {
+		return nil, err
+	}
 	self := uint32(os.Getpid())
 	if opts.TraceSelf {
 		self = 0
@@ -248,17 +253,6 @@ func (t *Tracer) startTier3(self uint32, fib *object, cache *btf.Cache) error {
 	}
 	t.attached = append(t.attached, a)
 
-	t.netns = []string{""}
-	for _, n := range t.opts.Netns {
-		p := n
-		if !strings.ContainsRune(n, '/') {
-			p = filepath.Join("/run/netns", n)
-		}
-		if _, err := os.Stat(p); err != nil {
-			return fmt.Errorf("--netns %s: %w (name one from `ip netns list` or give a path like /proc/PID/ns/net)", n, err)
-		}
-		t.netns = append(t.netns, p)
-	}
 	// Listen before New returns: a change made right after must be seen.
 	for _, ns := range t.netns {
 		l, err := rtnl.ListenPolled(ns, 64<<20)
@@ -605,7 +599,34 @@ func (t *Tracer) readNotifications(l *rtnl.Listener, notes chan<- note) {
 	}
 }
 
+// resolveNetns turns --netns names into paths, and notes each named
+// namespace's inode: in every tier, link names are looked up there.
+func (t *Tracer) resolveNetns() error {
+	t.netns = []string{""}
+	for _, n := range t.opts.Netns {
+		p := n
+		if !strings.ContainsRune(n, '/') {
+			p = filepath.Join("/run/netns", n)
+		}
+		if _, err := os.Stat(p); err != nil {
+			return fmt.Errorf("--netns %s: %w (name one from `ip netns list` or give a path like /proc/PID/ns/net)", n, err)
+		}
+		t.netns = append(t.netns, p)
+	}
+	t.nsPaths = make(map[uint32]string, len(t.netns))
+	t.namesAt = make(map[uint32]int64, len(t.netns))
+	for _, p := range t.netns {
+		ino, err := rtnl.NetnsInode(p)
+		if err != nil {
+			return fmt.Errorf("netns %s: %w", nsLabel(p), err)
+		}
+		t.nsPaths[ino] = p
+	}
+	return nil
+}
+
 func (t *Tracer) loadNames(ns string, inode uint32) {
+	t.namesAt[inode] = monoNow()
 	links, err := rtnl.Links(ns)
 	if err != nil {
 		t.log.Debug("listing links", "netns", nsLabel(ns), "err", err)
@@ -618,11 +639,25 @@ func (t *Tracer) loadNames(ns string, inode uint32) {
 	}
 }
 
+// namesRefresh bounds how often a namespace's links are listed again for
+// an unknown index (tiers 1-2 get no link notifications).
+const namesRefreshNs = int64(time.Second)
+
 func (t *Tracer) resolveDev(ev *event.Event) {
 	if ev.Oif == 0 || ev.Dev[0] != 0 {
 		return
 	}
-	if n, ok := t.names[nameKey{ev.Netns, ev.Oif}]; ok {
-		ev.Dev = n
+	k := nameKey{ev.Netns, ev.Oif}
+	n, ok := t.names[k]
+	if !ok {
+		p, named := t.nsPaths[ev.Netns]
+		if !named || monoNow()-t.namesAt[ev.Netns] < namesRefreshNs {
+			return
+		}
+		t.loadNames(p, ev.Netns)
+		if n, ok = t.names[k]; !ok {
+			return
+		}
 	}
+	ev.Dev = n
 }

@@ -737,6 +737,7 @@ func TestBenchJSON(t *testing.T) {
 		RatioFlush *float64 `json:"ratio_flush"`
 		RSSMiB     *float64 `json:"rss_mib"`
 	}
+	t.Logf("bench: %s", strings.TrimSpace(r.stdout)) // the ratios, for vmtest's logs
 	d := json.NewDecoder(strings.NewReader(r.stdout))
 	if err := d.Decode(&res); err != nil {
 		t.Fatalf("stdout is not JSON: %v\n%s", err, r.stdout)
