@@ -10,16 +10,18 @@ LDFLAGS  := -X main.version=$(VERSION)
 
 # Debian packages the build, the tests and vmtest need.
 APT_PKGS := clang-19 llvm-19 libbpf-dev bpftool iproute2 net-tools \
-            qemu-system-x86 busybox-static xz-utils git ca-certificates
+            qemu-system-x86 busybox-static xz-utils git ca-certificates \
+            debootstrap e2fsprogs
 
-.PHONY: help build install trace generate check-generate vmlinux deps test test-host vmtest bench fuzz clean
+.PHONY: help build install trace generate check-generate vmlinux deps test test-host vmtest incident bench fuzz clean
 
 help:
 	@echo "make install        build routetrace and install it to $(PREFIX)/bin (no clang needed)"
 	@echo "make trace          build and run 'routetrace trace' (as root)"
-	@echo "make test           every test: stale-object check, vet, host tests, vmtest on Debian kernels"
+	@echo "make test           every test: stale-object check, vet, host tests, vmtest, the networkd incident"
 	@echo "make test-host      unit and host end-to-end tests only"
 	@echo "make vmtest         the privileged tests inside VMs, every kernel in vmtest/kernels.txt, every tier"
+	@echo "make incident       the systemd-networkd incident in a Debian VM with systemd, every kernel, every tier"
 	@echo "make bench          tracer on/off benchmark (100k routes)"
 	@echo "make generate       rebuild the BPF objects from bpf/*.c (needs clang-19)"
 	@echo "make deps           install the Debian packages the above need"
@@ -57,7 +59,7 @@ check-generate: generate
 vmlinux:
 	bpftool btf dump file /sys/kernel/btf/vmlinux format c > bpf/include/vmlinux.h
 
-test: deps check-generate test-host vmtest
+test: deps check-generate test-host vmtest incident
 
 test-host:
 	$(GO) vet ./...
@@ -66,13 +68,37 @@ test-host:
 	$(GO) test -count=1 -run '^$$' -fuzz FuzzDecodeRecord -fuzztime 10s ./tracer
 	$(GO) test -count=1 -run '^$$' -fuzz FuzzBPFParser -fuzztime 10s -fuzzminimizetime 5s ./tracer
 
+# The tracer's tests, and the CLI's against a static routetrace binary
+# (the guest has no Go toolchain), once per tier in every kernel.
 vmtest:
 	mkdir -p $(CACHE)/bin
 	CGO_ENABLED=0 $(GO) test -c -o $(CACHE)/bin/tracer.test ./tracer
-	$(GO) run ./vmtest --test-binary $(CACHE)/bin/tracer.test \
+	CGO_ENABLED=0 $(GO) test -c -o $(CACHE)/bin/routetrace.test ./cmd/routetrace
+	CGO_ENABLED=0 $(GO) build -ldflags "$(LDFLAGS)" -o $(CACHE)/bin/routetrace ./cmd/routetrace
+	$(GO) run ./vmtest --test-binary $(CACHE)/bin/tracer.test --test-binary $(CACHE)/bin/routetrace.test \
 		--tiers fentry,kprobe,tracepoint \
 		--extra-file /usr/sbin/route:/usr/sbin/route \
-		--summary-md $(CACHE)/vmtest-summary.md --quiet
+		--extra-file $(CACHE)/bin/routetrace:/usr/local/bin/routetrace \
+		--env ROUTETRACE_BINARY=/usr/local/bin/routetrace \
+		--parallel 2 --summary-md $(CACHE)/vmtest-summary.md --quiet
+
+# reload-noforeign is left out of the default run: like reload it removes
+# nothing, and each variant costs a networkd restart under TCG.
+INCIDENT_SCENARIOS ?= restart,reload,reconfigure,restart-noforeign,reconfigure-noforeign
+
+# The systemd-networkd incident (issue 3): a debootstrap'd bookworm booted
+# with systemd under each kernel; every tier and variant in one boot per
+# kernel, the kernels in parallel. Needs debootstrap and e2fsprogs.
+# Its own bin directory, so it can run beside make vmtest.
+incident:
+	mkdir -p $(CACHE)/bin/incident
+	CGO_ENABLED=0 $(GO) build -ldflags "$(LDFLAGS)" -o $(CACHE)/bin/incident/routetrace ./cmd/routetrace
+	CGO_ENABLED=0 $(GO) build -o $(CACHE)/bin/incident/routetrace-incident ./vmtest/incident
+	$(GO) run ./vmtest --scenario networkd \
+		--routetrace $(CACHE)/bin/incident/routetrace --incident-binary $(CACHE)/bin/incident/routetrace-incident \
+		--tiers fentry,kprobe,tracepoint --parallel 2 --timeout 30m \
+		--scenarios $(INCIDENT_SCENARIOS) \
+		--summary-md $(CACHE)/incident-summary.md --quiet
 
 bench: build
 	./bin/routetrace bench --n 100000 --rounds 3

@@ -57,6 +57,11 @@ type options struct {
 	modules     string
 	kernelArgs  string
 	summaryMD   string
+	scenario    string
+	routetrace  string
+	incidentBin string
+	scenarios   string
+	parallel    int
 	quiet       bool
 	debug       bool
 }
@@ -100,12 +105,18 @@ func parseFlags(args []string) (*options, error) {
 	fs.StringVar(&o.modules, "modules", "veth,dummy", "comma-separated kernel modules to load in the guest, with their dependencies")
 	fs.StringVar(&o.kernelArgs, "kernel-args", "", "extra kernel command line arguments")
 	fs.StringVar(&o.summaryMD, "summary-md", "", "also write the summary table as Markdown to this `path`")
+	fs.StringVar(&o.scenario, "scenario", "", "instead of test binaries, run a scenario: networkd (the systemd-networkd incident, see incident.go)")
+	fs.StringVar(&o.routetrace, "routetrace", "", "networkd scenario: the routetrace `binary` (CGO_ENABLED=0 go build ./cmd/routetrace)")
+	fs.StringVar(&o.incidentBin, "incident-binary", "", "networkd scenario: the guest program (CGO_ENABLED=0 go build ./vmtest/incident)")
+	fs.StringVar(&o.scenarios, "scenarios", "", "networkd scenario: comma-separated variants (default all: restart, reload, reconfigure, each also -noforeign)")
+	fs.IntVar(&o.parallel, "parallel", 1, "kernels booted at once (each QEMU TCG guest keeps one host core busy)")
 	fs.BoolVar(&o.quiet, "quiet", false, "do not stream guest consoles; they are always in the run's log files")
 	fs.BoolVar(&o.debug, "debug", false, "debug logging, including QEMU command lines")
 	fs.Usage = func() {
 		fmt.Fprintf(fs.Output(), "usage: go run ./vmtest [flags]\n\nexample:\n"+
 			"  CGO_ENABLED=0 go test -c -o /tmp/tracer.test ./tracer\n"+
-			"  go run ./vmtest --test-binary /tmp/tracer.test --tiers fentry,kprobe,tracepoint\n\nflags:\n")
+			"  go run ./vmtest --test-binary /tmp/tracer.test --tiers fentry,kprobe,tracepoint\n"+
+			"  go run ./vmtest --scenario networkd --routetrace bin/routetrace --incident-binary /tmp/routetrace-incident\n\nflags:\n")
 		fs.PrintDefaults()
 	}
 	if err := fs.Parse(args); err != nil {

@@ -23,6 +23,7 @@ type vm struct {
 	kernel  string
 	initrd  string
 	cmdline string
+	extra   []string // further QEMU arguments, such as a -drive
 }
 
 // kernelCmdline enables BPF LSM (lsm= must end with bpf; Debian's default
@@ -49,6 +50,7 @@ func (v *vm) args() []string {
 		"-append", v.cmdline,
 	}
 	args = append(args, v.arch.machine...)
+	args = append(args, v.extra...)
 	switch {
 	case v.accel == "kvm":
 		args = append(args, "-cpu", "host")

@@ -8,6 +8,7 @@ import (
 	"os"
 	"path/filepath"
 	"strings"
+	"sync"
 	"time"
 )
 
@@ -24,6 +25,7 @@ type harness struct {
 	accel    string // decided on the first kernel, when there is one to probe with
 	tiers    []string
 	binNames []string
+	prepMu   sync.Mutex // kernels are prepared one at a time (see prepareKernel)
 }
 
 // run returns whether every kernel booted and no test failed; err is for
@@ -63,6 +65,18 @@ func run(ctx context.Context, o *options) (bool, error) {
 	if h.user, err = findUserland(a, h.cache); err != nil {
 		return false, err
 	}
+	if o.scenario != "" {
+		for _, t := range strings.Split(o.tiers, ",") {
+			if t = strings.TrimSpace(t); t != "" {
+				h.tiers = append(h.tiers, t)
+			}
+		}
+		if o.scenario != "networkd" {
+			return false, fmt.Errorf("--scenario %q: the only scenario is networkd", o.scenario)
+		}
+		h.cache.pruneRuns(keepRuns)
+		return h.runIncident(ctx, o)
+	}
 	if h.spec, err = buildSpec(o, a); err != nil {
 		return false, err
 	}
@@ -93,12 +107,28 @@ func run(ctx context.Context, o *options) (bool, error) {
 	defer os.Remove(h.overlay)
 	slog.Info("run started", "kernels", entries, "tiers", h.tiers, "binaries", h.binNames, "logs", h.runDir)
 
+	// Each TCG guest keeps one host core busy: --parallel 2 on two cores
+	// halves the wall time.
+	all := make([]*kernelResult, len(entries))
+	sem := make(chan struct{}, max(1, o.parallel))
+	var wg sync.WaitGroup
+	for i, e := range entries {
+		wg.Add(1)
+		go func() {
+			defer wg.Done()
+			sem <- struct{}{}
+			defer func() { <-sem }()
+			if ctx.Err() == nil {
+				all[i] = h.runKernel(ctx, e)
+			}
+		}()
+	}
+	wg.Wait()
 	var results []*kernelResult
-	for _, e := range entries {
-		if ctx.Err() != nil {
-			break
+	for _, r := range all {
+		if r != nil {
+			results = append(results, r)
 		}
-		results = append(results, h.runKernel(ctx, e))
 	}
 
 	ok := len(results) == len(entries)
@@ -155,36 +185,28 @@ func buildSpec(o *options, a *arch) (*runSpec, error) {
 	return spec, nil
 }
 
-// runKernel fetches, boots and tests one kernel. Its failures end up in the
-// result rather than stopping the run, so one broken kernel still leaves a
-// table for the others.
-func (h *harness) runKernel(ctx context.Context, entry string) *kernelResult {
-	start := time.Now()
-	r := &kernelResult{label: entry}
-	defer func() { r.total = time.Since(start) }()
-
+// prepareKernel fetches a kernel and builds its initrd. Kernels run in
+// parallel (--parallel) but are prepared one at a time: apt and the cache
+// are not shared safely, and KVM is probed once.
+func (h *harness) prepareKernel(ctx context.Context, entry string, r *kernelResult) (vm, string, error) {
+	h.prepMu.Lock()
+	defer h.prepMu.Unlock()
 	pkg, err := resolveKernel(entry, h.arch, h.cache)
 	if err != nil {
-		r.err = err
-		return r
+		return vm{}, "", err
 	}
 	if r.k, err = fetchKernel(pkg, h.arch, h.cache); err != nil {
-		r.err = err
-		return r
+		return vm{}, "", err
 	}
 	k := r.k
 	base, err := baseImage(k, h.arch, h.user, h.cache, strings.Split(h.opts.modules, ","))
 	if err != nil {
-		r.err = err
-		return r
+		return vm{}, "", err
 	}
 	initrd := filepath.Join(h.runDir, k.release+".initrd")
 	if err := concatFiles(initrd, base, h.overlay); err != nil {
-		r.err = err
-		return r
+		return vm{}, "", err
 	}
-	defer os.Remove(initrd)
-
 	v := vm{
 		arch: h.arch, qemu: h.qemu, cpus: h.opts.cpus, memory: h.opts.memory,
 		kernel: k.image, initrd: initrd, cmdline: kernelCmdline(h.arch, h.opts.kernelArgs),
@@ -193,6 +215,24 @@ func (h *harness) runKernel(ctx context.Context, entry string) *kernelResult {
 		h.accel = h.chooseAccel(ctx, v)
 	}
 	v.accel, r.accel = h.accel, h.accel
+	return v, initrd, nil
+}
+
+// runKernel fetches, boots and tests one kernel. Its failures end up in the
+// result rather than stopping the run, so one broken kernel still leaves a
+// table for the others.
+func (h *harness) runKernel(ctx context.Context, entry string) *kernelResult {
+	start := time.Now()
+	r := &kernelResult{label: entry}
+	defer func() { r.total = time.Since(start) }()
+
+	v, initrd, err := h.prepareKernel(ctx, entry, r)
+	if err != nil {
+		r.err = err
+		return r
+	}
+	defer os.Remove(initrd)
+	k := r.k
 
 	r.logPath = filepath.Join(h.runDir, k.release+".log")
 	logFile, err := os.Create(r.logPath)

@@ -1,0 +1,422 @@
+package main
+
+import (
+	"errors"
+	"fmt"
+	"os"
+	"os/exec"
+	"path/filepath"
+	"strconv"
+	"strings"
+	"syscall"
+	"time"
+)
+
+// The link systemd-networkd manages, configured by the image's
+// /etc/systemd/network/10-nd0.{netdev,network}, and the CNI-named veth it
+// does not manage.
+const (
+	managedLink   = "nd0"
+	unmanagedLink = "cali1a2b3c"
+	networkdConf  = "/etc/systemd/networkd.conf"
+	networkdCgrp  = "/sys/fs/cgroup/system.slice/systemd-networkd.service"
+)
+
+// scenario is one way of making networkd act, with or without its foreign
+// route and rule management.
+type scenario struct {
+	name    string
+	foreign bool     // ManageForeignRoutes / ManageForeignRoutingPolicyRules at their default, yes
+	action  []string // the command that makes networkd act
+}
+
+var scenarios = []scenario{
+	{"restart", true, []string{"systemctl", "restart", "systemd-networkd"}},
+	{"reload", true, []string{"networkctl", "reload"}},
+	{"reconfigure", true, []string{"networkctl", "reconfigure", managedLink}},
+	{"restart-noforeign", false, []string{"systemctl", "restart", "systemd-networkd"}},
+	{"reload-noforeign", false, []string{"networkctl", "reload"}},
+	{"reconfigure-noforeign", false, []string{"networkctl", "reconfigure", managedLink}},
+}
+
+func allScenarioNames() []string {
+	var names []string
+	for _, s := range scenarios {
+		names = append(names, s.name)
+	}
+	return names
+}
+
+func scenarioByName(name string) (scenario, bool) {
+	for _, s := range scenarios {
+		if s.name == name {
+			return s, true
+		}
+	}
+	return scenario{}, false
+}
+
+// cniState is what a node running Calico (the veth name, /32 pod routes,
+// the blackhole for its IPAM block with proto bird) and the AWS VPC CNI
+// (per-pod tables and "from <pod IP> lookup <table>" rules) would have,
+// spread over the managed and the unmanaged link, plus an address on the
+// managed link that networkd did not configure and routes that use it as
+// their source, which the kernel flushes when networkd removes it.
+var cniState = [][]string{
+	{"netns", "add", "pod1"},
+	{"link", "add", unmanagedLink, "type", "veth", "peer", "name", "eth0", "netns", "pod1"},
+	{"link", "set", unmanagedLink, "up"},
+	{"-n", "pod1", "link", "set", "eth0", "up"},
+	{"-n", "pod1", "addr", "add", "10.244.0.5/32", "dev", "eth0"},
+	// the unmanaged CNI link
+	{"route", "add", "10.244.0.5/32", "dev", unmanagedLink, "scope", "link", "proto", "static"},
+	{"route", "add", "10.244.0.5/32", "dev", unmanagedLink, "table", "101", "proto", "static"},
+	{"route", "add", "blackhole", "10.244.0.0/26", "proto", "bird"},
+	{"-6", "route", "add", "fd00:244::5/128", "dev", unmanagedLink, "proto", "static"},
+	{"-6", "route", "add", "blackhole", "fd00:244::/64", "proto", "bird"},
+	// the networkd-managed link
+	{"addr", "add", "198.18.0.1/24", "dev", managedLink},
+	{"-6", "addr", "add", "2001:db8:ff::1/64", "dev", managedLink, "nodad"},
+	{"route", "add", "10.244.1.0/24", "via", "198.18.0.254", "dev", managedLink, "src", "198.18.0.1", "proto", "bird"},
+	{"route", "add", "10.244.2.0/24", "dev", managedLink, "proto", "static"},
+	{"route", "add", "10.244.2.0/24", "dev", managedLink, "table", "100", "proto", "static"},
+	{"route", "add", "10.244.3.0/24", "via", "192.0.2.254", "dev", managedLink, "table", "100", "proto", "bird"},
+	{"-6", "route", "add", "2001:db8:244::/64", "dev", managedLink, "proto", "static"},
+	// rules, by pod address and by link
+	{"rule", "add", "to", "10.244.0.5", "lookup", "main", "pref", "512"},
+	{"rule", "add", "from", "10.244.0.5", "lookup", "101", "pref", "1536"},
+	{"rule", "add", "from", "10.244.2.7", "lookup", "100", "pref", "1536"},
+	{"rule", "add", "iif", managedLink, "lookup", "100", "pref", "1600"},
+	{"rule", "add", "iif", unmanagedLink, "lookup", "101", "pref", "1601"},
+	{"-6", "rule", "add", "from", "fd00:244::5", "lookup", "101", "pref", "1536"},
+}
+
+// cniTeardown removes whatever cniState and an earlier scenario left;
+// failures are expected (networkd may already have removed it).
+var cniTeardown = [][]string{
+	{"link", "del", unmanagedLink},
+	{"netns", "del", "pod1"},
+	{"route", "flush", "table", "100"},
+	{"route", "flush", "table", "101"},
+	{"-6", "route", "flush", "table", "101"},
+	{"route", "del", "blackhole", "10.244.0.0/26"},
+	{"-6", "route", "del", "blackhole", "fd00:244::/64"},
+	{"route", "del", "10.244.2.0/24", "dev", managedLink},
+	{"-6", "route", "del", "2001:db8:244::/64", "dev", managedLink},
+	{"addr", "del", "198.18.0.1/24", "dev", managedLink},
+	{"-6", "addr", "del", "2001:db8:ff::1/64", "dev", managedLink},
+	{"rule", "del", "pref", "512"},
+	{"rule", "del", "pref", "1536"},
+	{"rule", "del", "pref", "1536"},
+	{"rule", "del", "pref", "1600"},
+	{"rule", "del", "pref", "1601"},
+	{"-6", "rule", "del", "pref", "1536"},
+}
+
+type guest struct {
+	routetrace string
+	work       string
+	netns      uint64
+	conf       string // networkd.conf as networkd last read it
+}
+
+func (g *guest) prepare() error {
+	var st syscall.Stat_t
+	if err := syscall.Stat("/proc/self/ns/net", &st); err != nil {
+		return fmt.Errorf("reading network namespace: %w", err)
+	}
+	g.netns = st.Ino
+	out, _ := exec.Command(g.routetrace, "probe").CombinedOutput()
+	logBlock("routetrace probe", string(out))
+	out, _ = exec.Command("networkctl", "--version").CombinedOutput()
+	logBlock("networkctl --version", firstLine(string(out)))
+	return g.settle(time.Time{}, 120*time.Second)
+}
+
+// run makes one scenario on one tier and checks routetrace's report.
+func (g *guest) run(tier string, sc scenario) *verdict {
+	v := &verdict{}
+	var phase phases
+	phase.mark("")
+	dir := filepath.Join(g.work, tier+"-"+sc.name)
+	os.RemoveAll(dir)
+	if err := os.MkdirAll(dir, 0o755); err != nil {
+		v.failf("creating %s: %v", dir, err)
+		return v
+	}
+	if err := g.reset(sc); err != nil {
+		v.failf("resetting: %v", err)
+		return v
+	}
+	for _, args := range cniState {
+		if out, err := exec.Command("ip", args...).CombinedOutput(); err != nil {
+			v.failf("installing CNI state: ip %s: %v: %s", strings.Join(args, " "), err, out)
+			return v
+		}
+	}
+
+	phase.mark("reset and install")
+	tr, err := startTracer(g.routetrace, tier, dir)
+	if err != nil {
+		v.failf("starting routetrace --attach %s: %v", tier, err)
+		return v
+	}
+	phase.mark("routetrace start")
+	before, err := takeSnapshot()
+	if err != nil {
+		tr.stop()
+		v.failf("snapshot before: %v", err)
+		return v
+	}
+	start := time.Now()
+	out, err := exec.Command(sc.action[0], sc.action[1:]...).CombinedOutput()
+	if err != nil {
+		tr.stop()
+		v.failf("%s: %v: %s", strings.Join(sc.action, " "), err, out)
+		return v
+	}
+	if err := g.settle(start, 90*time.Second); err != nil {
+		v.notes = append(v.notes, fmt.Sprintf("networkd did not settle: %v", err))
+	}
+	phase.mark("action and settle")
+	after, err := takeSnapshot()
+	if err != nil {
+		tr.stop()
+		v.failf("snapshot after: %v", err)
+		return v
+	}
+	nd, err := networkdIdentity()
+	if err != nil {
+		tr.stop()
+		v.failf("%v", err)
+		return v
+	}
+	// Events are read from the ring buffer in batches: give the last ones
+	// time to reach the output before stopping.
+	time.Sleep(time.Second)
+	if err := tr.stop(); err != nil {
+		v.failf("stopping routetrace: %v", err)
+	}
+	phase.mark("routetrace stop")
+	evs, err := readEvents(tr.out)
+	if err != nil {
+		v.failf("%v", err)
+		return v
+	}
+	for _, ev := range evs {
+		if ev.Attach != "" && ev.Attach != tier {
+			v.failf("event seen by tier %s, routetrace was forced to %s: %s", ev.Attach, tier, ev.line)
+			break
+		}
+	}
+	check(v, evs, before, after, nd, g.netns)
+	if sc.name == "restart" && v.removed == 0 {
+		v.failf("a restart with default settings removed nothing: the incident was not reproduced")
+	}
+
+	logBlock(fmt.Sprintf("%s %s: networkd pid %d cgroup %d; %d events; %s", tier, sc.name, nd.pid, nd.cgroup, len(evs), phase), "")
+	for _, k := range sortedKeys(before.objects()) {
+		if _, ok := after.objects()[k]; !ok {
+			fmt.Printf("INCIDENT-LOG   removed: %s %s\n", k, before.objects()[k])
+		}
+	}
+	for _, n := range v.notes {
+		fmt.Printf("INCIDENT-LOG   note: %s\n", n)
+	}
+	for _, f := range v.failures {
+		fmt.Printf("INCIDENT-LOG   FAIL: %s\n", f)
+	}
+	// The evidence, pass or fail: every removal routetrace reported.
+	for _, ev := range evs {
+		if ev.Op == "delete" || ev.Op == "flush" {
+			fmt.Printf("INCIDENT-LOG   event: %s\n", ev.line)
+		}
+	}
+	return v
+}
+
+// reset brings the node back to networkd's own configuration under the
+// scenario's networkd.conf. The restart it needs is not traced.
+func (g *guest) reset(sc scenario) error {
+	conf := "[Network]\n"
+	if !sc.foreign {
+		conf += "ManageForeignRoutes=no\nManageForeignRoutingPolicyRules=no\n"
+	}
+	for _, args := range cniTeardown {
+		exec.Command("ip", args...).Run()
+	}
+	// networkd reads networkd.conf only when it starts. Restarting it costs
+	// ten seconds under TCG, so only a changed configuration does; the
+	// previous scenario's action left it running and settled otherwise.
+	if conf != g.conf {
+		if err := os.WriteFile(networkdConf, []byte(conf), 0o644); err != nil {
+			return fmt.Errorf("writing %s: %w", networkdConf, err)
+		}
+		if out, err := exec.Command("systemctl", "restart", "systemd-networkd").CombinedOutput(); err != nil {
+			return fmt.Errorf("restarting networkd: %v: %s", err, out)
+		}
+		g.conf = conf
+	}
+	return g.settle(time.Now(), 90*time.Second)
+}
+
+// settle waits until networkd reports the managed link configured and
+// routes, rules and addresses have not changed for two seconds.
+func (g *guest) settle(since time.Time, limit time.Duration) error {
+	deadline := time.Now().Add(limit)
+	for {
+		out, _ := exec.Command("networkctl", "list", "--no-legend", "--no-pager", managedLink).Output()
+		f := strings.Fields(string(out))
+		if len(f) >= 5 && f[4] == "configured" {
+			break
+		}
+		if time.Now().After(deadline) {
+			return fmt.Errorf("%s not configured after %s: networkctl says %q", managedLink, limit, strings.TrimSpace(string(out)))
+		}
+		time.Sleep(300 * time.Millisecond)
+	}
+	var last string
+	stable := 0
+	for {
+		s, err := takeSnapshot()
+		if err != nil {
+			return err
+		}
+		cur := strings.Join(sortedKeys(s.objects()), "\n") + strings.Join(sortedKeys(s.addrs), "\n")
+		if cur == last && time.Since(since) > 3*time.Second {
+			stable++
+			if stable >= 2 {
+				return nil
+			}
+		} else {
+			stable = 0
+		}
+		last = cur
+		if time.Now().After(deadline) {
+			return fmt.Errorf("routes still changing after %s", limit)
+		}
+		time.Sleep(time.Second)
+	}
+}
+
+// networkdIdentity is what a removal by networkd must carry: the unit's
+// MainPID and the inode of its cgroup v2 directory, which is the cgroup id
+// BPF's bpf_get_current_cgroup_id returns.
+func networkdIdentity() (networkd, error) {
+	out, err := exec.Command("systemctl", "show", "-p", "MainPID", "--value", "systemd-networkd").Output()
+	if err != nil {
+		return networkd{}, fmt.Errorf("reading networkd's MainPID: %w", err)
+	}
+	pid, err := strconv.ParseUint(strings.TrimSpace(string(out)), 10, 32)
+	if err != nil || pid == 0 {
+		return networkd{}, fmt.Errorf("networkd's MainPID is %q", strings.TrimSpace(string(out)))
+	}
+	var st syscall.Stat_t
+	if err := syscall.Stat(networkdCgrp, &st); err != nil {
+		return networkd{}, fmt.Errorf("reading networkd's cgroup: %w", err)
+	}
+	return networkd{pid: uint32(pid), cgroup: st.Ino}, nil
+}
+
+// phases times the steps of a run, to see where TCG spends it.
+type phases struct {
+	last  time.Time
+	steps []string
+}
+
+func (p *phases) mark(name string) {
+	now := time.Now()
+	if !p.last.IsZero() {
+		p.steps = append(p.steps, fmt.Sprintf("%s %.1fs", name, now.Sub(p.last).Seconds()))
+	}
+	p.last = now
+}
+
+func (p phases) String() string { return strings.Join(p.steps, ", ") }
+
+type tracer struct {
+	cmd  *exec.Cmd
+	wait <-chan error
+	out  string
+	err  string
+}
+
+// startTracer runs routetrace with its output in dir and waits for its
+// ready file: only then are the probes attached.
+func startTracer(bin, tier, dir string) (*tracer, error) {
+	t := &tracer{out: filepath.Join(dir, "events.json"), err: filepath.Join(dir, "routetrace.stderr")}
+	ready := filepath.Join(dir, "ready")
+	stdout, err := os.Create(t.out)
+	if err != nil {
+		return nil, err
+	}
+	stderr, err := os.Create(t.err)
+	if err != nil {
+		return nil, err
+	}
+	t.cmd = exec.Command(bin, "trace", "--output", "json", "--attach", tier, "--ready-file", ready)
+	t.cmd.Stdout, t.cmd.Stderr = stdout, stderr
+	if err := t.cmd.Start(); err != nil {
+		return nil, err
+	}
+	stdout.Close()
+	stderr.Close()
+	exited := make(chan error, 1)
+	go func() { exited <- t.cmd.Wait() }()
+	deadline := time.After(180 * time.Second)
+	for {
+		if _, err := os.Stat(ready); err == nil {
+			t.wait = exited // Wait is already running
+			return t, nil
+		}
+		select {
+		case err := <-exited:
+			msg, _ := os.ReadFile(t.err)
+			return nil, fmt.Errorf("exited before ready (%v): %s", err, lastLines(string(msg), 5))
+		case <-deadline:
+			t.cmd.Process.Kill()
+			<-exited
+			msg, _ := os.ReadFile(t.err)
+			return nil, fmt.Errorf("not ready after 180s: %s", lastLines(string(msg), 5))
+		case <-time.After(100 * time.Millisecond):
+		}
+	}
+}
+
+func (t *tracer) stop() error {
+	if err := t.cmd.Process.Signal(os.Interrupt); err != nil && !errors.Is(err, os.ErrProcessDone) {
+		return err
+	}
+	select {
+	case err := <-t.wait:
+		msg, _ := os.ReadFile(t.err)
+		logBlock("routetrace summary", lastLines(string(msg), 8))
+		if err != nil {
+			return fmt.Errorf("routetrace: %v: %s", err, lastLines(string(msg), 5))
+		}
+		return nil
+	case <-time.After(60 * time.Second):
+		t.cmd.Process.Kill()
+		<-t.wait
+		return errors.New("routetrace did not exit within 60s of SIGINT")
+	}
+}
+
+func logBlock(title, body string) {
+	fmt.Printf("INCIDENT-LOG %s\n", title)
+	for _, l := range strings.Split(strings.TrimRight(body, "\n"), "\n") {
+		if l != "" {
+			fmt.Printf("INCIDENT-LOG   %s\n", l)
+		}
+	}
+}
+
+func firstLine(s string) string { l, _, _ := strings.Cut(s, "\n"); return l }
+
+func lastLines(s string, n int) string {
+	lines := strings.Split(strings.TrimRight(s, "\n"), "\n")
+	if len(lines) > n {
+		lines = lines[len(lines)-n:]
+	}
+	return strings.Join(lines, " | ")
+}
