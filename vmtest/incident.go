@@ -143,18 +143,9 @@ func (h *harness) runIncident(ctx context.Context, o *options) (bool, error) {
 	slog.Info("incident run started", "kernels", entries, "tiers", tiers, "accel", h.accel, "image", img, "logs", h.runDir)
 
 	results := make([]*incidentKernel, len(entries))
-	sem := make(chan struct{}, max(1, o.parallel))
-	var wg sync.WaitGroup
-	for i, e := range entries {
-		wg.Add(1)
-		go func() {
-			defer wg.Done()
-			sem <- struct{}{}
-			defer func() { <-sem }()
-			results[i] = h.incidentKernel(ctx, e, img, args)
-		}()
-	}
-	wg.Wait()
+	forEachKernel(len(entries), o.parallel, func(i int) {
+		results[i] = h.incidentKernel(ctx, entries[i], img, args)
+	})
 
 	ok := writeIncidentSummary(os.Stdout, results, tiers)
 	fmt.Printf("\ntotal %s; console logs: %s\n", time.Since(start).Round(time.Second), h.runDir)

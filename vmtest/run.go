@@ -107,23 +107,12 @@ func run(ctx context.Context, o *options) (bool, error) {
 	defer os.Remove(h.overlay)
 	slog.Info("run started", "kernels", entries, "tiers", h.tiers, "binaries", h.binNames, "logs", h.runDir)
 
-	// Each TCG guest keeps one host core busy: --parallel 2 on two cores
-	// halves the wall time.
 	all := make([]*kernelResult, len(entries))
-	sem := make(chan struct{}, max(1, o.parallel))
-	var wg sync.WaitGroup
-	for i, e := range entries {
-		wg.Add(1)
-		go func() {
-			defer wg.Done()
-			sem <- struct{}{}
-			defer func() { <-sem }()
-			if ctx.Err() == nil {
-				all[i] = h.runKernel(ctx, e)
-			}
-		}()
-	}
-	wg.Wait()
+	forEachKernel(len(entries), o.parallel, func(i int) {
+		if ctx.Err() == nil {
+			all[i] = h.runKernel(ctx, entries[i])
+		}
+	})
 	var results []*kernelResult
 	for _, r := range all {
 		if r != nil {
@@ -183,6 +172,24 @@ func buildSpec(o *options, a *arch) (*runSpec, error) {
 	}
 	spec.testArgs = args
 	return spec, nil
+}
+
+// forEachKernel calls fn(0..n-1), at most parallel at a time. Each TCG
+// guest keeps one host core busy: --parallel 2 on two cores halves the
+// wall time.
+func forEachKernel(n, parallel int, fn func(i int)) {
+	sem := make(chan struct{}, max(1, parallel))
+	var wg sync.WaitGroup
+	for i := range n {
+		wg.Add(1)
+		go func() {
+			defer wg.Done()
+			sem <- struct{}{}
+			defer func() { <-sem }()
+			fn(i)
+		}()
+	}
+	wg.Wait()
 }
 
 // prepareKernel fetches a kernel and builds its initrd. Kernels run in
