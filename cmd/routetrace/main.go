@@ -6,9 +6,12 @@ import (
 	"fmt"
 	"log/slog"
 	"os"
+	"runtime/debug"
 
 	"github.com/urfave/cli/v2"
 )
+
+const defaultMemoryLimit = 40 << 20
 
 func main() {
 	app := &cli.App{
@@ -22,6 +25,14 @@ func main() {
 			&cli.StringFlag{Name: "log-level", Value: "info", Usage: "debug, info, warn or error (logs go to stderr)"},
 		},
 		Before: func(c *cli.Context) error {
+			// A node agent's budget is 64 MiB of RSS; the Go heap is what
+			// varies (a flush of 100k routes, the tier-3 route cache), so
+			// it gets a soft limit the runtime collects harder near. It is
+			// not a cap: past it the runtime only collects more often.
+			// GOMEMLIMIT overrides it.
+			if os.Getenv("GOMEMLIMIT") == "" {
+				debug.SetMemoryLimit(defaultMemoryLimit)
+			}
 			var level slog.Level
 			if err := level.UnmarshalText([]byte(c.String("log-level"))); err != nil {
 				return fmt.Errorf("--log-level: %w", err)
