@@ -291,19 +291,11 @@ func writeIncidentSummary(w io.Writer, results []*incidentKernel, tiers []string
 	tw := tabwriter.NewWriter(w, 0, 0, 2, ' ', 0)
 	fmt.Fprintln(w)
 	fmt.Fprintf(tw, "KERNEL\tTIER\t%s\n", strings.Join(upper(scen), "\t"))
-	for _, r := range results {
-		name := r.label
-		if r.k != nil {
-			name = r.k.version
+	for _, row := range incidentRows(results, tiers, scen) {
+		for _, c := range row[2:] {
+			ok = ok && strings.HasPrefix(c, "pass")
 		}
-		for _, t := range tiers {
-			cells := make([]string, len(scen))
-			for i, s := range scen {
-				cells[i] = incidentCell(r, t, s)
-				ok = ok && strings.HasPrefix(cells[i], "pass")
-			}
-			fmt.Fprintf(tw, "%s\t%s\t%s\n", name, t, strings.Join(cells, "\t"))
-		}
+		fmt.Fprintln(tw, strings.Join(row, "\t"))
 	}
 	tw.Flush()
 	for _, r := range results {
@@ -327,19 +319,29 @@ func writeIncidentSummary(w io.Writer, results []*incidentKernel, tiers []string
 func writeIncidentMarkdown(w io.Writer, results []*incidentKernel, tiers []string) {
 	scen := incidentScenarios(results)
 	fmt.Fprintf(w, "| Kernel | tier | %s |\n|---|---|%s\n", strings.Join(scen, " | "), strings.Repeat("---|", len(scen)))
+	for _, row := range incidentRows(results, tiers, scen) {
+		fmt.Fprintf(w, "| %s |\n", strings.Join(row, " | "))
+	}
+}
+
+// incidentRows is one row per kernel and tier: kernel, tier, then a cell
+// per scenario.
+func incidentRows(results []*incidentKernel, tiers, scen []string) [][]string {
+	var rows [][]string
 	for _, r := range results {
 		name := r.label
 		if r.k != nil {
 			name = r.k.version
 		}
 		for _, t := range tiers {
-			cells := make([]string, len(scen))
-			for i, s := range scen {
-				cells[i] = incidentCell(r, t, s)
+			row := []string{name, t}
+			for _, s := range scen {
+				row = append(row, incidentCell(r, t, s))
 			}
-			fmt.Fprintf(w, "| %s | %s | %s |\n", name, t, strings.Join(cells, " | "))
+			rows = append(rows, row)
 		}
 	}
+	return rows
 }
 
 // incidentCell: "pass 9/9 (3 kernel)" = 9 routes and rules removed, 9
