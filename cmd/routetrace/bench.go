@@ -8,10 +8,12 @@ import (
 	"log/slog"
 	"os"
 	"os/exec"
+	"os/signal"
 	"path/filepath"
 	"slices"
 	"strconv"
 	"strings"
+	"syscall"
 	"time"
 
 	"github.com/urfave/cli/v2"
@@ -74,6 +76,17 @@ func runBench(c *cli.Context) error {
 		return err
 	}
 	defer b.close()
+	// Ctrl-C must not leave the namespace and its 100k routes behind.
+	sig := make(chan os.Signal, 1)
+	signal.Notify(sig, os.Interrupt, syscall.SIGTERM)
+	defer signal.Stop(sig)
+	go func() {
+		if _, ok := <-sig; ok {
+			b.close()
+			fmt.Fprintln(os.Stderr, "routetrace bench: interrupted; namespace", b.name, "removed")
+			os.Exit(130)
+		}
+	}()
 
 	res := benchResult{N: n, Rounds: rounds, RSSBaseMiB: peakRSSMiB()}
 	var batchOff, batchOn, flushOff, flushOn []float64
