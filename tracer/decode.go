@@ -49,16 +49,14 @@ type clock struct {
 }
 
 func newClock() clock {
-	var ts unix.Timespec
-	_ = unix.ClockGettime(unix.CLOCK_MONOTONIC, &ts)
-	return clock{wall: time.Now(), mono: ts.Nano()}
+	return clock{wall: time.Now(), mono: monoNow()}
 }
 
 func (c clock) at(ktimeNs uint64) time.Time {
 	return c.wall.Add(time.Duration(int64(ktimeNs) - c.mono))
 }
 
-// now is the monotonic clock in the kernel's units.
+// monoNow is the monotonic clock in the kernel's units (bpf_ktime_get_ns).
 func monoNow() int64 {
 	var ts unix.Timespec
 	_ = unix.ClockGettime(unix.CLOCK_MONOTONIC, &ts)

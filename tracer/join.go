@@ -166,7 +166,7 @@ func (j *joiner) ioctl(ev *event.Event, now int64) {
 		o := &j.orphans[i]
 		if !o.done && o.key.portid == 0 && ioctlMatches(ev, &o.ev) {
 			o.done = true
-			j.mergeIoctl(&o.ev, ev)
+			j.merge(&o.ev, ev)
 			return
 		}
 	}
@@ -198,7 +198,7 @@ func (j *joiner) notification(ev *event.Event, now int64) {
 			if ioctlMatches(&j.ioctls[i].ev, ev) {
 				req := j.ioctls[i].ev
 				j.ioctls = append(j.ioctls[:i], j.ioctls[i+1:]...)
-				j.mergeIoctl(ev, &req)
+				j.merge(ev, &req)
 				return
 			}
 		}
@@ -209,29 +209,16 @@ func (j *joiner) notification(ev *event.Event, now int64) {
 	}
 }
 
-// merge reports the kernel's notification note with the actor and op of
-// its request req.
+// merge reports the kernel's notification note with the actor, origin
+// (netlink or ioctl) and op of its request req.
 func (j *joiner) merge(note, req *event.Event) {
 	out := &j.scratch
 	*out = *note
-	out.Time = req.Time
-	out.Actor = req.Actor
-	out.Origin = event.OriginNetlink
+	out.Time, out.Actor, out.Origin, out.Path = req.Time, req.Actor, req.Origin, req.Path
 	out.Attach = event.AttachTracepoint
 	if note.Op != event.OpDelete {
 		out.Op = req.Op
 	}
-	j.emit(out)
-}
-
-func (j *joiner) mergeIoctl(note, req *event.Event) {
-	out := &j.scratch
-	*out = *note
-	out.Time = req.Time
-	out.Actor = req.Actor
-	out.Origin = event.OriginIoctl
-	out.Path = req.Path
-	out.Attach = event.AttachTracepoint
 	j.emit(out)
 }
 
