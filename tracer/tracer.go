@@ -43,14 +43,50 @@ type Options struct {
 	Logger *slog.Logger
 }
 
-// Stats counts what was not reported, so that no loss is silent.
+// Stats counts what was read and what was not reported, so that no loss is
+// silent. Every counter here is printed by the exit summary (see Losses).
 type Stats struct {
-	Records atomic.Uint64 // ring buffer records read
-	// Lost is set from the kernel's count of records the ring buffer had
-	// no room for (see Tracer.Lost).
+	Records           atomic.Uint64 // ring buffer records read
 	NotificationsLost atomic.Uint64 // rtnetlink notification overruns (ENOBUFS)
 	Unconfirmed       atomic.Uint64 // tier 3 requests with no notification or error
-	ReadErrors        atomic.Uint64
+	ReadErrors        atomic.Uint64 // ring buffer or socket reads that failed
+	Truncated         atomic.Uint64 // captures cut short by a kernel-side limit
+	Evicted           atomic.Uint64 // pending requests dropped by the bound on them
+	ListenerGaps      atomic.Uint64 // notification listeners restarted after an error
+	Unlistened        atomic.Uint64 // tier 3 changes seen in a namespace with no listener yet
+}
+
+// Losses is a snapshot of every counter of what may have been missed, by
+// name, in the order the summary prints them.
+type Losses struct {
+	RingRecords  uint64 // records the kernel's ring buffer had no room for
+	Overruns     uint64 // rtnetlink notification overruns (ENOBUFS)
+	Truncated    uint64 // captures cut short by a kernel-side limit
+	Unconfirmed  uint64 // tier 3 requests neither confirmed nor refused
+	Evicted      uint64 // pending tier 3 requests dropped by their bound
+	ReadErrors   uint64 // failed reads of the ring buffer or a socket
+	ListenerGaps uint64 // windows where a namespace's listener was restarted
+	Unlistened   uint64 // changes in namespaces not (yet) listened to
+}
+
+// Total is the sum of every counter: zero means nothing was missed.
+func (l Losses) Total() uint64 {
+	return l.RingRecords + l.Overruns + l.Truncated + l.Unconfirmed + l.Evicted + l.ReadErrors + l.ListenerGaps + l.Unlistened
+}
+
+// Losses reads every loss counter now.
+func (t *Tracer) Losses() Losses {
+	s := &t.stats
+	return Losses{
+		RingRecords:  t.Lost(),
+		Overruns:     s.NotificationsLost.Load(),
+		Truncated:    s.Truncated.Load(),
+		Unconfirmed:  s.Unconfirmed.Load(),
+		Evicted:      s.Evicted.Load(),
+		ReadErrors:   s.ReadErrors.Load(),
+		ListenerGaps: s.ListenerGaps.Load(),
+		Unlistened:   s.Unlistened.Load(),
+	}
 }
 
 // HookStatus is what one hook got, and why better tiers were refused.
