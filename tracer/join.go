@@ -20,7 +20,20 @@ const (
 	// triggerTTL is how long an address or link request stays a candidate
 	// cause for kernel-internal removals in its netns.
 	triggerTTLNs = int64(2e9)
-	maxTriggers  = 16
+	maxTriggers  = 64
+	// maxPending bounds the requests waiting for their notification: at
+	// 70k deletes/s a 5 s wait would otherwise hold 350k of them. The
+	// oldest is evicted first, and counted.
+	maxPending = 1 << 16
+	// actorTTL and maxActors bound the portid -> last actor table that
+	// attributes the messages past a capture limit: an entry older than
+	// this may belong to another process that reused the portid.
+	actorTTLNs = int64(60e9)
+	maxActors  = 4096
+	// completionWait is how long a flushing request's dump waits for the
+	// ack that says the request completed, before it is taken anyway (a
+	// requester that asked for no ack, or read it with read(2)).
+	completionWaitNs = int64(200e6)
 )
 
 type reqKey struct {
@@ -49,20 +62,31 @@ type orphan struct {
 	done     bool
 }
 
+// A trigger is an address or link change, or a nexthop removal, that the
+// kernel confirmed with a notification and that makes it remove routes by
+// itself; ev carries the actor of its request when it was captured.
 type trigger struct {
 	ev   event.Event
 	seen int64
 }
 
+type lastActor struct {
+	actor event.Actor
+	seen  int64
+}
+
 type joiner struct {
 	cover     coverage
 	pending   map[reqKey]pendingReq
-	lastActor map[portKey]event.Actor
+	order     []reqKey // pending's keys, oldest first (deadline order)
+	orderHead int
+	actors    map[portKey]lastActor
 	orphans   []orphan // FIFO by arrival
 	orphanIdx map[reqKey]int
 	orphanOff int // index of orphans[0] in arrival numbering
 	ioctls    []pendingIoctl
 	triggers  []trigger
+	recent    []trigger // address, link and nexthop requests, for their notifications
 	emit      func(*event.Event)
 	stats     *Stats
 	clock     *clock
@@ -84,7 +108,7 @@ func newJoiner(cover coverage, c *clock, emit func(*event.Event), stats *Stats) 
 		cover:     cover,
 		clock:     c,
 		pending:   make(map[reqKey]pendingReq),
-		lastActor: make(map[portKey]event.Actor),
+		actors:    make(map[portKey]lastActor),
 		orphanIdx: make(map[reqKey]int),
 		emit:      emit,
 		stats:     stats,
@@ -101,27 +125,31 @@ func keyOf(ev *event.Event) reqKey {
 func (j *joiner) request(r *record, ev *event.Event, now int64) {
 	flags := r.Flags
 	if j.netns != nil && !j.netns[ev.Netns] {
+		j.stats.Unlistened.Add(1)
 		return // its successes are not seen: report none of it
 	}
 	if ev.Origin == event.OriginIoctl {
 		j.ioctl(ev, now)
 		return
 	}
-	j.lastActor[portKey{ev.Netns, ev.Portid}] = ev.Actor
+	j.noteActor(ev, now)
 	if flags&flagTruncated != 0 && ev.Object == event.ObjectUnknown {
-		return // the rest of a long batch: attributed by portid
+		// The capture stopped at a limit: the rest of the batch is
+		// attributed by portid, and the summary counts it.
+		j.stats.Truncated.Add(1)
+		return
 	}
 	switch ev.Object {
 	case event.ObjectAddr, event.ObjectLink:
+		// Kept only to name the actor of the notification that confirms
+		// it: a request that failed causes nothing.
 		if ev.Op == event.OpDelete || flags&flagLinkDown != 0 {
-			j.addTrigger(ev, now)
-			j.scheduleDump(ev.Netns, now)
+			j.addRecent(ev, now)
 		}
 		return
 	case event.ObjectNexthop:
 		if ev.Op == event.OpDelete {
-			j.addTrigger(ev, now)
-			j.scheduleDump(ev.Netns, now)
+			j.addRecent(ev, now)
 		}
 	}
 	if !j.cover.covers(ev.Object, ev.Family) {
@@ -135,21 +163,122 @@ func (j *joiner) request(r *record, ev *event.Event, now int64) {
 		j.merge(&o.ev, ev)
 		return
 	}
-	j.pending[k] = pendingReq{rec: *r, deadline: now + pendingTTLNs}
+	j.addPending(ev, r, now)
 }
 
-// ack handles an NLMSG_ERROR record: the request failed with ev.Errno.
-func (j *joiner) ack(ev *event.Event, nlmsgType uint16) {
-	ev.Object = objectOfType(nlmsgType)
+// noteActor remembers who owns a socket, for the messages of a batch past
+// a capture limit. The table is bounded: stale entries go first.
+func (j *joiner) noteActor(ev *event.Event, now int64) {
+	k := portKey{ev.Netns, ev.Portid}
+	if _, ok := j.actors[k]; !ok && len(j.actors) >= maxActors {
+		for key, a := range j.actors {
+			if now-a.seen > actorTTLNs {
+				delete(j.actors, key)
+			}
+		}
+		for key := range j.actors { // still full: drop arbitrary ones
+			if len(j.actors) < maxActors*3/4 {
+				break
+			}
+			delete(j.actors, key)
+		}
+	}
+	j.actors[k] = lastActor{actor: ev.Actor, seen: now}
+}
+
+// actorOf is the last actor seen on a socket, if recent enough to trust.
+func (j *joiner) actorOf(netns, portid uint32, now int64) (event.Actor, bool) {
+	a, ok := j.actors[portKey{netns, portid}]
+	if !ok || now-a.seen > actorTTLNs {
+		return event.Actor{}, false
+	}
+	return a.actor, true
+}
+
+// addPending keeps a request until its notification or error, within a
+// bound: past it the oldest request is evicted and counted.
+func (j *joiner) addPending(ev *event.Event, r *record, now int64) {
+	k := keyOf(ev)
+	j.pending[k] = pendingReq{rec: *r, deadline: now + pendingTTLNs}
+	j.order = append(j.order, k)
+	for len(j.pending) > maxPending && j.orderHead < len(j.order) {
+		old := j.order[j.orderHead]
+		j.orderHead++
+		if _, ok := j.pending[old]; ok {
+			delete(j.pending, old)
+			j.stats.Evicted.Add(1)
+		}
+	}
+	j.compactOrder()
+}
+
+// compactOrder drops the consumed head of order once it is most of it.
+func (j *joiner) compactOrder() {
+	if j.orderHead > 1024 && j.orderHead*2 > len(j.order) {
+		n := copy(j.order, j.order[j.orderHead:])
+		j.order = j.order[:n]
+		j.orderHead = 0
+	}
+}
+
+// ack handles an NLMSG_ERROR record read back by the requester: with an
+// errno the request failed; without, a flushing request has completed.
+func (j *joiner) ack(r *record, ev *event.Event, now int64) {
+	if j.netns != nil && !j.netns[ev.Netns] {
+		return
+	}
+	if r.Flags&flagTruncated != 0 && ev.Object == event.ObjectUnknown {
+		j.stats.Truncated.Add(1) // more acks in one read than one pass scans
+		return
+	}
+	ev.Object = objectOfType(r.NlmsgType)
+	if ev.Errno == 0 {
+		j.completed(ev.Netns, ev.Portid, ev.Seq, now)
+		return
+	}
 	k := keyOf(ev)
 	p, ok := j.pending[k]
 	if !ok {
+		j.unmatchedFailure(r, ev)
 		return
 	}
 	delete(j.pending, k)
+	errno := ev.Errno
 	req := j.decodePending(&p)
-	req.Errno = ev.Errno
+	req.Errno = errno
+	if !j.cover.covers(req.Object, req.Family) {
+		return // an address or link request that failed: causes nothing
+	}
 	j.emit(req)
+}
+
+// unmatchedFailure reports a failure whose request was not captured one by
+// one (past a capture limit): what the ack says, with the actor that read
+// it, rather than nothing.
+func (j *joiner) unmatchedFailure(r *record, ev *event.Event) {
+	switch ev.Object {
+	case event.ObjectRoute:
+		if !j.cover.covers(event.ObjectRoute, event.FamilyInet) || !j.cover.covers(event.ObjectRoute, event.FamilyInet6) {
+			return // the family is unknown: tiers 1-2 may report it
+		}
+	case event.ObjectRule, event.ObjectNexthop:
+		if !j.cover.covers(ev.Object, 0) {
+			return
+		}
+	default:
+		return
+	}
+	switch r.NlmsgType {
+	case 24, 32, 104: // RTM_NEWROUTE, RTM_NEWRULE, RTM_NEWNEXTHOP
+		ev.Op = event.OpAdd
+		if r.NlmsgFlags&0x100 != 0 { // NLM_F_REPLACE
+			ev.Op = event.OpReplace
+		}
+	default:
+		ev.Op = event.OpDelete
+	}
+	ev.Origin, ev.Attach = event.OriginNetlink, event.AttachTracepoint
+	j.emit(ev)
 }
 
 // ioctl handles a completed route ioctl: failures are reported at once,
@@ -209,6 +338,76 @@ func (j *joiner) notification(ev *event.Event, now int64) {
 	}
 }
 
+// trigger handles the kernel's notification of an address removal, a link
+// going down or away, or a nexthop removal: the kernel may have removed
+// routes by itself, IPv4 ones without a word. The actor is its request's,
+// when captured; a request that failed sent no notification, so it never
+// becomes a cause.
+func (j *joiner) trigger(ev *event.Event, now int64) {
+	t := trigger{ev: *ev, seen: now}
+	t.ev.Actor, t.ev.Origin = event.Actor{}, event.OriginUnknown
+	if ev.Portid == 0 {
+		t.ev.Actor.Kernel, t.ev.Origin = true, event.OriginKernel
+	}
+	for i := len(j.recent) - 1; i >= 0; i-- {
+		if r := &j.recent[i]; now-r.seen <= triggerTTLNs && requestConfirmedBy(&r.ev, ev) {
+			t.ev.Actor, t.ev.Origin, t.ev.Time = r.ev.Actor, r.ev.Origin, r.ev.Time
+			break
+		}
+	}
+	if t.ev.Origin == event.OriginUnknown {
+		if a, ok := j.actorOf(ev.Netns, ev.Portid, now); ok {
+			t.ev.Actor, t.ev.Origin = a, event.OriginNetlink
+		}
+	}
+	j.triggers = appendBounded(j.triggers, t)
+	j.afterTrigger(ev, now)
+}
+
+// addRecent keeps an address, link or nexthop request for the notification
+// that confirms it; one that came first gets its actor now (the ring
+// buffer and the sockets are read independently).
+func (j *joiner) addRecent(ev *event.Event, now int64) {
+	j.recent = appendBounded(j.recent, trigger{ev: *ev, seen: now})
+	for i := len(j.triggers) - 1; i >= 0; i-- {
+		t := &j.triggers[i]
+		if now-t.seen > triggerTTLNs {
+			break
+		}
+		if t.ev.Origin != event.OriginNetlink && requestConfirmedBy(ev, &t.ev) {
+			t.ev.Actor, t.ev.Origin, t.ev.Time = ev.Actor, ev.Origin, ev.Time
+			return
+		}
+	}
+}
+
+// requestConfirmedBy reports whether notification n confirms request r:
+// the same request (portid, seq), or, when the kernel's notification names
+// no requester (kernels before 6.3 for links), the same change.
+func requestConfirmedBy(r, n *event.Event) bool {
+	if r.Netns != n.Netns || r.Object != n.Object {
+		return false
+	}
+	if n.Portid != 0 {
+		return r.Portid == n.Portid && r.Seq == n.Seq
+	}
+	switch n.Object {
+	case event.ObjectLink:
+		return r.Oif == n.Oif && (n.Op != event.OpDelete || r.Op == event.OpDelete)
+	case event.ObjectNexthop:
+		return r.NexthopID == n.NexthopID
+	}
+	return false // an address removal the kernel made by itself
+}
+
+func appendBounded(ts []trigger, t trigger) []trigger {
+	if len(ts) == maxTriggers {
+		copy(ts, ts[1:])
+		ts = ts[:maxTriggers-1]
+	}
+	return append(ts, t)
+}
+
 // merge reports the kernel's notification note with the actor, origin
 // (netlink or ioctl) and op of its request req.
 func (j *joiner) merge(note, req *event.Event) {
@@ -225,14 +424,6 @@ func (j *joiner) merge(note, req *event.Event) {
 func (j *joiner) decodePending(p *pendingReq) *event.Event {
 	decodeRecord(j.clock, &p.rec, &j.req)
 	return &j.req
-}
-
-func (j *joiner) addTrigger(ev *event.Event, now int64) {
-	if len(j.triggers) == maxTriggers {
-		copy(j.triggers, j.triggers[1:])
-		j.triggers = j.triggers[:maxTriggers-1]
-	}
-	j.triggers = append(j.triggers, trigger{ev: *ev, seen: now})
 }
 
 // expire reports orphans whose request never came and drops stale
@@ -255,12 +446,23 @@ func (j *joiner) expire(now int64, force bool) {
 		j.orphans = append(j.orphans[:0], j.orphans[n:]...)
 		j.orphanOff += n
 	}
-	for k, p := range j.pending {
-		if force || p.deadline <= now {
+	for j.orderHead < len(j.order) {
+		k := j.order[j.orderHead]
+		p, ok := j.pending[k]
+		if ok && !force && p.deadline > now {
+			break
+		}
+		j.orderHead++
+		if ok && (force || p.deadline <= now) {
 			delete(j.pending, k)
-			j.stats.Unconfirmed.Add(1)
+			if k.object != event.ObjectAddr && k.object != event.ObjectLink {
+				// Nothing confirmed or refused it: a netns not listened
+				// to, a no-op, or an ack read where it is not captured.
+				j.stats.Unconfirmed.Add(1)
+			}
 		}
 	}
+	j.compactOrder()
 	kept := j.ioctls[:0]
 	for _, p := range j.ioctls {
 		if force || p.deadline <= now {
@@ -283,7 +485,7 @@ func (j *joiner) settleOrphan(ev *event.Event, now int64) {
 	out.Attach = event.AttachTracepoint
 	if ev.Portid != 0 {
 		out.Origin = event.OriginNetlink
-		if a, ok := j.lastActor[portKey{ev.Netns, ev.Portid}]; ok {
+		if a, ok := j.actorOf(ev.Netns, ev.Portid, now); ok {
 			out.Actor = a
 		}
 		j.emit(out)
@@ -298,28 +500,64 @@ func (j *joiner) settleOrphan(ev *event.Event, now int64) {
 	j.emit(out)
 }
 
-// causeOf describes the request t as the cause of a kernel removal.
+// causeOf describes the trigger t as the cause of a kernel removal.
 func causeOf(t *event.Event) event.Cause {
 	c := event.Cause{Valid: true, Object: t.Object, Op: t.Op, Ifindex: t.Oif, Actor: t.Actor}
+	if t.Object == event.ObjectLink && t.Op != event.OpDelete {
+		c.Op = event.OpReplace // set down, not deleted
+	}
 	if t.Object == event.ObjectAddr {
 		c.Prefix = t.Dst
+	}
+	if t.Object == event.ObjectNexthop {
+		c.Ifindex = 0
 	}
 	return c
 }
 
-// cause finds the most recent request in ev's netns that makes the kernel
-// remove routing state by itself.
+// cause finds the change that made the kernel remove ev: the newest recent
+// trigger in ev's namespace that touches it (its link, the subnet of its
+// address, or its nexthop object). None matching: no cause, never a guess.
 func (j *joiner) cause(ev *event.Event, now int64) *event.Event {
+	var kernel *event.Event
 	for i := len(j.triggers) - 1; i >= 0; i-- {
 		t := &j.triggers[i]
 		if now-t.seen > triggerTTLNs {
 			break
 		}
-		if t.ev.Netns == ev.Netns {
+		if t.ev.Netns != ev.Netns || !triggerTouches(&t.ev, ev) {
+			continue
+		}
+		// A request outranks the kernel's own removals it set off (a
+		// link set down drops its IPv6 addresses, notified first).
+		if !t.ev.Actor.Kernel {
 			return &t.ev
 		}
+		if kernel == nil {
+			kernel = &t.ev
+		}
 	}
-	return nil
+	return kernel
+}
+
+// triggerTouches reports whether removing t can have removed route ev.
+func triggerTouches(t, ev *event.Event) bool {
+	switch t.Object {
+	case event.ObjectLink:
+		return t.Oif != 0 && t.Oif == ev.Oif
+	case event.ObjectAddr:
+		if t.Oif != 0 && t.Oif == ev.Oif {
+			return true
+		}
+		// A route through a gateway in the address's subnet, or the
+		// address's own local and broadcast routes.
+		p := t.Dst.Masked()
+		return p.IsValid() && ((ev.Gateway.IsValid() && p.Contains(ev.Gateway)) ||
+			(ev.Dst.IsValid() && p.Contains(ev.Dst.Addr())))
+	case event.ObjectNexthop:
+		return t.NexthopID != 0 && t.NexthopID == ev.NexthopID
+	}
+	return false
 }
 
 func objectOfType(t uint16) event.Object {

@@ -87,8 +87,7 @@ func TestJoinNotificationThenRequest(t *testing.T) {
 func TestJoinFailure(t *testing.T) {
 	jd := newJoined()
 	jd.request(requestRecord(100, 55, 9, uint8(event.OpDelete), "10.9.9.0/24"))
-	ack := event.Event{Netns: 7, Portid: 55, Seq: 9, Errno: 3}
-	jd.j.ack(&ack, 25) // RTM_DELROUTE
+	jd.ack(55, 9, 25, 3) // RTM_DELROUTE, ESRCH
 	if len(jd.out) != 1 {
 		t.Fatalf("got %d events, want 1", len(jd.out))
 	}
@@ -123,8 +122,11 @@ func TestJoinKernelRemovalCause(t *testing.T) {
 		Origin: uint8(event.OriginNetlink), Netns: 7, Portid: 60, Seq: 3, Pid: 200, Tgid: 200, Oif: 3,
 		Flags: flagLinkDown}
 	jd.request(down)
+	// IPv6 routes are notified before the link's own RTM_NEWLINK.
 	n := notification(0, 0, event.OpDelete, "10.3.0.0/24")
 	jd.j.notification(&n, 1)
+	linkDown := event.Event{Op: event.OpAdd, Object: event.ObjectLink, Netns: 7, Portid: 60, Seq: 3, Oif: 3}
+	jd.j.trigger(&linkDown, 2)
 	jd.j.expire(1+orphanWaitNs, false)
 	if len(jd.out) != 1 {
 		t.Fatalf("got %d events, want 1", len(jd.out))
@@ -200,19 +202,24 @@ func TestJoinSilentFlush(t *testing.T) {
 	jd.request(requestRecord(100, 55, 4, uint8(event.OpDelete), "10.2.0.0/24"))
 	n := notification(55, 4, event.OpDelete, "10.2.0.0/24")
 	jd.j.notification(&n, 0)
-	// An address deletion: a dump is due a little later.
+	// An address deletion: its notification comes from inside the
+	// request, so the dump waits for the request's ack.
 	del := record{Kind: kindRequest, Op: uint8(event.OpDelete), Object: uint8(event.ObjectAddr), Family: event.FamilyInet,
 		Origin: uint8(event.OriginNetlink), Netns: 7, Portid: 61, Seq: 5, Pid: 200, Tgid: 200, Oif: 3, DstLen: 24}
 	copy(del.Dst[:], []byte{192, 0, 2, 1})
 	jd.request(del)
-	jd.j.expire(dumpDelayNs-1, false)
+	deladdr := event.Event{Op: event.OpDelete, Object: event.ObjectAddr, Family: event.FamilyInet, Netns: 7, Portid: 61, Seq: 5,
+		Oif: 3, Dst: netip.MustParsePrefix("192.0.2.1/24")}
+	jd.j.trigger(&deladdr, 0)
+	jd.j.expire(completionWaitNs-1, false)
 	if len(dumps) != 0 {
-		t.Fatalf("dump requested before its delay")
+		t.Fatalf("dump requested before the request completed")
 	}
-	jd.j.expire(dumpDelayNs, false)
+	jd.ack(61, 5, 21, 0) // its ack: RTM_DELADDR succeeded
 	if len(dumps) != 1 {
-		t.Fatalf("%d dumps requested, want 1", len(dumps))
+		t.Fatalf("%d dumps requested after the ack, want 1", len(dumps))
 	}
+	const dumpDelayNs = completionWaitNs - 1
 	seq := dumps[0]
 	// The dump has 10.1 only; 10.4 is added (notified) while it runs.
 	answer(seq, "10.1.0.0/24")
@@ -241,5 +248,193 @@ func TestJoinSilentFlush(t *testing.T) {
 	jd.j.dumpDone(7, us, seq, dumpDelayNs)
 	if len(jd.out) != 2 {
 		t.Errorf("a second DONE reported more: %d events", len(jd.out))
+	}
+}
+
+// ack feeds an ACK record as the recvmsg capture writes it: the reader's
+// actor (pid 300, "reader"), the failed request's header, the errno.
+func (jd *joined) ack(portid, seq uint32, nlmsgType uint16, errno int32) {
+	r := record{Kind: kindAck, Origin: uint8(event.OriginNetlink), Attach: uint8(event.AttachTracepoint),
+		Netns: 7, Portid: portid, Seq: seq, NlmsgType: nlmsgType, Err: -errno, Pid: 300, Tgid: 300}
+	for i, c := range "reader" {
+		r.Comm[i] = int8(c)
+	}
+	var ev event.Event
+	decodeRecord(jd.j.clock, &r, &ev)
+	jd.j.ack(&r, &ev, 0)
+}
+
+// A failure whose request was past the capture's limit is still reported,
+// with the ack's errno and the actor that read it.
+func TestJoinFailureWithoutRequest(t *testing.T) {
+	jd := newJoined()
+	jd.ack(55, 70, 25, 22) // RTM_DELROUTE, EINVAL
+	jd.ack(55, 71, 24, 17) // RTM_NEWROUTE, EEXIST
+	if len(jd.out) != 2 {
+		t.Fatalf("got %d events, want 2 failures", len(jd.out))
+	}
+	del, add := jd.out[0], jd.out[1]
+	if del.Op != event.OpDelete || del.Object != event.ObjectRoute || del.Errno != 22 || del.Seq != 70 ||
+		del.Actor.Tgid != 300 || del.Actor.Comm.String() != "reader" || del.Origin != event.OriginNetlink {
+		t.Errorf("got %+v, want a failed route delete by pid 300", del)
+	}
+	if add.Op != event.OpAdd || add.Errno != 17 {
+		t.Errorf("got %+v, want a failed route add (EEXIST)", add)
+	}
+}
+
+// A capture that stopped at a limit is counted, not silent.
+func TestJoinTruncatedCaptureCounted(t *testing.T) {
+	jd := newJoined()
+	r := record{Kind: kindRequest, Origin: uint8(event.OriginNetlink), Netns: 7, Portid: 55, Pid: 100, Tgid: 100, Flags: flagTruncated}
+	var ev event.Event
+	decodeRecord(jd.j.clock, &r, &ev)
+	jd.j.request(&r, &ev, 0)
+	a := record{Kind: kindAck, Netns: 7, Portid: 55, Flags: flagTruncated}
+	decodeRecord(jd.j.clock, &a, &ev)
+	jd.j.ack(&a, &ev, 0)
+	if got := jd.j.stats.Truncated.Load(); got != 2 {
+		t.Errorf("truncated = %d, want 2 (one request, one ack limit)", got)
+	}
+	if len(jd.out) != 0 {
+		t.Errorf("limit records were reported as changes: %+v", jd.out)
+	}
+}
+
+// Pending requests are bounded: the oldest go first, and are counted.
+func TestJoinPendingBounded(t *testing.T) {
+	jd := newJoined()
+	for i := uint32(0); i < maxPending+10; i++ {
+		jd.request(requestRecord(100, 55, i, uint8(event.OpDelete), "10.1.0.0/24"))
+	}
+	if len(jd.j.pending) != maxPending {
+		t.Errorf("%d pending, want the bound %d", len(jd.j.pending), maxPending)
+	}
+	if got := jd.j.stats.Evicted.Load(); got != 10 {
+		t.Errorf("evicted = %d, want 10", got)
+	}
+	if _, ok := jd.j.pending[reqKey{netns: 7, portid: 55, seq: 0, object: event.ObjectRoute}]; ok {
+		t.Errorf("the oldest request was kept")
+	}
+	jd.j.expire(pendingTTLNs+1, false)
+	if len(jd.j.pending) != 0 || jd.j.stats.Unconfirmed.Load() != maxPending {
+		t.Errorf("after expiry: %d pending, %d unconfirmed; want 0 and %d", len(jd.j.pending), jd.j.stats.Unconfirmed.Load(), maxPending)
+	}
+}
+
+// Kernel removals take their cause from a confirmed change that touches
+// them: same namespace and link, or the address's subnet; never the newest
+// unrelated change, never a request that failed.
+func TestJoinCauseMatching(t *testing.T) {
+	jd := newJoined()
+	// ip link del v0 (ifindex 3) by pid 100, confirmed by its notification.
+	link := requestRecord(100, 55, 1, uint8(event.OpDelete), "10.1.0.0/24")
+	link.Object, link.Oif = uint8(event.ObjectLink), 3
+	jd.request(link)
+	dellink := event.Event{Op: event.OpDelete, Object: event.ObjectLink, Netns: 7, Portid: 55, Seq: 1, Oif: 3}
+	jd.j.trigger(&dellink, 0)
+	// A later address removal on another link (ifindex 9) by pid 200.
+	addr := requestRecord(200, 66, 2, uint8(event.OpDelete), "198.51.100.1/24")
+	addr.Object, addr.Oif = uint8(event.ObjectAddr), 9
+	jd.request(addr)
+	deladdr := event.Event{Op: event.OpDelete, Object: event.ObjectAddr, Family: event.FamilyInet, Netns: 7, Portid: 66, Seq: 2,
+		Oif: 9, Dst: netip.MustParsePrefix("198.51.100.1/24")}
+	jd.j.trigger(&deladdr, 1)
+	// A failed link removal (ifindex 4): no notification, so no trigger.
+	failed := requestRecord(400, 77, 3, uint8(event.OpDelete), "10.1.0.0/24")
+	failed.Object, failed.Oif = uint8(event.ObjectLink), 4
+	jd.request(failed)
+	jd.ack(77, 3, 17, 19) // RTM_DELLINK, ENODEV
+
+	route := func(oif uint32, gw string) *event.Event {
+		ev := notification(0, 0, event.OpDelete, "10.5.0.0/24")
+		ev.Oif = oif
+		if gw != "" {
+			ev.Gateway = netip.MustParseAddr(gw)
+		}
+		return &ev
+	}
+	if c := jd.j.cause(route(3, ""), 2); c == nil || c.Actor.Tgid != 100 || c.Object != event.ObjectLink {
+		t.Errorf("route via ifindex 3: cause %+v, want the link deletion by pid 100", c)
+	}
+	if c := jd.j.cause(route(5, "198.51.100.7"), 2); c == nil || c.Actor.Tgid != 200 || c.Object != event.ObjectAddr {
+		t.Errorf("route via a gateway in 198.51.100.0/24: cause %+v, want the address removal by pid 200", c)
+	}
+	if c := jd.j.cause(route(4, ""), 2); c != nil {
+		t.Errorf("route via ifindex 4: cause %+v, want none (its link removal failed)", c)
+	}
+	if c := jd.j.cause(route(8, ""), 2); c != nil {
+		t.Errorf("route via ifindex 8: cause %+v, want none (nothing touched it)", c)
+	}
+	other := route(3, "")
+	other.Netns = 8
+	if c := jd.j.cause(other, 2); c != nil {
+		t.Errorf("route in another namespace: cause %+v, want none", c)
+	}
+	if c := jd.j.cause(route(3, ""), triggerTTLNs+10); c != nil {
+		t.Errorf("route long after: cause %+v, want none", c)
+	}
+}
+
+// After an overrun the next dump resynchronises the cache, and what it
+// lacks is reported without blaming anyone.
+func TestJoinOverrunResync(t *testing.T) {
+	jd := newJoined()
+	var dumps []uint32
+	jd.j.dump = func(netns, seq uint32) error { dumps = append(dumps, seq); return nil }
+	jd.j.watchRoutes(7, 999, 1)
+	a := notification(999, 1, event.OpAdd, "10.1.0.0/24") // the first dump
+	jd.j.notification(&a, 0)
+	jd.j.dumpDone(7, 999, 1, 0)
+	// ip link del of ifindex 3 by pid 100, then an overrun.
+	dellink := event.Event{Op: event.OpDelete, Object: event.ObjectLink, Netns: 7, Portid: 0, Oif: 3}
+	jd.j.trigger(&dellink, 0)
+	jd.j.overrun(7, 0)
+	if len(dumps) != 1 {
+		t.Fatalf("%d dumps requested, want 1", len(dumps))
+	}
+	jd.j.dumpDone(7, 999, dumps[0], 0)
+	if len(jd.out) != 1 {
+		t.Fatalf("got %d events, want 1", len(jd.out))
+	}
+	ev := jd.out[0]
+	if ev.Dst.String() != "10.1.0.0/24" || ev.Origin != event.OriginUnknown || ev.Actor.Kernel || ev.Cause.Valid || ev.Actor.Tgid != 0 {
+		t.Errorf("got %+v, want the route removed by an unknown actor, no cause", ev)
+	}
+}
+
+// Without an ack (a requester that asked for none) the dump is taken when
+// the wait ends; a kernel-initiated address removal is looked at twice.
+func TestJoinDumpWithoutAck(t *testing.T) {
+	jd := newJoined()
+	var dumps []uint32
+	jd.j.dump = func(netns, seq uint32) error { dumps = append(dumps, seq); return nil }
+	jd.j.watchRoutes(7, 900, 1)
+	jd.j.dumpDone(7, 900, 1, 0)
+	deladdr := event.Event{Op: event.OpDelete, Object: event.ObjectAddr, Family: event.FamilyInet, Netns: 7, Portid: 61, Seq: 5, Oif: 3}
+	jd.j.trigger(&deladdr, 0)
+	jd.j.expire(completionWaitNs, false)
+	if len(dumps) != 1 {
+		t.Fatalf("%d dumps after the completion wait, want 1", len(dumps))
+	}
+	jd.j.dumpDone(7, 900, dumps[0], completionWaitNs)
+	expired := event.Event{Op: event.OpDelete, Object: event.ObjectAddr, Family: event.FamilyInet, Netns: 7, Oif: 3} // lifetime ended
+	now := 2 * completionWaitNs
+	jd.j.trigger(&expired, now)
+	jd.j.expire(now, false)
+	if len(dumps) != 2 {
+		t.Fatalf("%d dumps after a kernel address removal, want 2", len(dumps))
+	}
+	jd.j.dumpDone(7, 900, dumps[1], now)
+	jd.j.expire(now+confirmDelayNs, false)
+	if len(dumps) != 3 {
+		t.Fatalf("%d dumps after the confirmation delay, want 3", len(dumps))
+	}
+	ipv6 := event.Event{Op: event.OpDelete, Object: event.ObjectAddr, Family: event.FamilyInet6, Netns: 7, Oif: 3}
+	jd.j.dumpDone(7, 900, dumps[2], now+confirmDelayNs)
+	jd.j.trigger(&ipv6, now+confirmDelayNs)
+	jd.j.expire(now+3*confirmDelayNs, false)
+	if len(dumps) != 3 {
+		t.Errorf("an IPv6 address removal asked for an IPv4 dump: %d dumps", len(dumps))
 	}
 }

@@ -43,12 +43,22 @@ type netnsRoutes struct {
 	portid uint32 // the listener's: its dump answers carry it
 	seq    uint32 // the dump in flight, 0 for none
 	epoch  uint32
-	due    int64 // when to ask for a dump (monotonic ns), 0 for no request
+	due    int64 // when to ask for a dump (monotonic ns), if wantDump
+	wantDump bool
+	// A flushing request in progress: the dump waits for its ack (or
+	// until due), so that it sees the kernel's flush finished.
+	waitPortid, waitSeq uint32
+	// confirmAt asks for one more dump later, for a removal whose end
+	// cannot be seen (the kernel's own, or an ioctl's).
+	confirmAt int64
+	// resync: notifications were lost, so what this dump lacks may have
+	// been removed by anyone: reported without a cause.
+	resync bool
 }
 
-// dumpDelay lets the kernel finish the request that causes a flush: its
-// record is written at the syscall's entry.
-const dumpDelayNs = int64(50e6)
+// confirmDelay is when a removal whose completion cannot be seen gets a
+// second dump.
+const confirmDelayNs = int64(1e9)
 
 func route4KeyOf(ev *event.Event) (route4Key, bool) {
 	if ev.Object != event.ObjectRoute || ev.Family != event.FamilyInet || !ev.Dst.Addr().Is4() {
@@ -91,22 +101,81 @@ func (j *joiner) trackRoute(ev *event.Event) bool {
 	return dump
 }
 
-// scheduleDump asks for a dump of netns after a request that may have made
-// the kernel flush IPv4 routes.
-func (j *joiner) scheduleDump(netns uint32, now int64) {
-	if st := j.routes[netns]; st != nil && st.due == 0 {
-		st.due = now + dumpDelayNs
+// afterTrigger schedules a dump after a change that may have made the
+// kernel flush IPv4 routes in ev's namespace.
+func (j *joiner) afterTrigger(ev *event.Event, now int64) {
+	st := j.routes[ev.Netns]
+	if st == nil || (ev.Object == event.ObjectAddr && ev.Family != event.FamilyInet) {
+		return
+	}
+	if ev.Portid != 0 {
+		// Its notification came from inside the request, which may still
+		// be flushing: compare once it has completed (its ack), or after
+		// completionWait at the latest.
+		st.waitPortid, st.waitSeq = ev.Portid, ev.Seq
+		st.setDue(now + completionWaitNs)
+		return
+	}
+	// The kernel's own or an ioctl's: a link's routes are flushed before
+	// its notification, an address's after it, so look now and again later.
+	st.setDue(now)
+	if ev.Object == event.ObjectAddr {
+		st.confirmAt = now + confirmDelayNs
+	}
+}
+
+func (st *netnsRoutes) setDue(t int64) {
+	if !st.wantDump || t < st.due {
+		st.due, st.wantDump = t, true
+	}
+}
+
+// completed is the ack of a request that may have flushed routes: the
+// dump it waits for can be taken now.
+func (j *joiner) completed(netns, portid, seq uint32, now int64) {
+	st := j.routes[netns]
+	if st == nil || st.waitPortid != portid || st.waitSeq != seq {
+		return
+	}
+	st.waitPortid, st.waitSeq = 0, 0
+	st.due, st.wantDump = now, true
+	j.startDumps(now)
+}
+
+// relisten: the namespace's listener was replaced (portid is the new
+// one's). Notifications were lost meanwhile: resynchronise.
+func (j *joiner) relisten(netns, portid uint32, now int64) {
+	st := j.routes[netns]
+	if st == nil {
+		return
+	}
+	st.portid, st.seq = portid, 0
+	j.overrun(netns, now)
+}
+
+// overrun: the kernel dropped notifications of netns, so the cache may be
+// stale both ways. Resynchronise from a fresh dump.
+func (j *joiner) overrun(netns uint32, now int64) {
+	if st := j.routes[netns]; st != nil {
+		st.resync = true
+		st.setDue(now)
+		j.startDumps(now)
 	}
 }
 
 // startDumps requests the dumps that are due and not already running.
 func (j *joiner) startDumps(now int64) {
 	for netns, st := range j.routes {
-		if st.due == 0 || now < st.due || st.seq != 0 {
+		if st.confirmAt != 0 && now >= st.confirmAt {
+			st.confirmAt = 0
+			st.setDue(now)
+		}
+		if !st.wantDump || now < st.due || st.seq != 0 {
 			continue
 		}
+		st.waitPortid, st.waitSeq = 0, 0
 		j.dumpSeq++
-		st.seq, st.due = j.dumpSeq, 0
+		st.seq, st.due, st.wantDump = j.dumpSeq, 0, false
 		st.epoch++
 		if err := j.dump(netns, st.seq); err != nil {
 			st.seq = 0 // try again with the next request
@@ -122,16 +191,21 @@ func (j *joiner) dumpDone(netns, portid, seq uint32, now int64) {
 		return
 	}
 	st.seq = 0
+	resync := st.resync
+	st.resync = false
 	for k, v := range st.routes {
 		if v.mark == st.epoch {
 			continue
 		}
 		delete(st.routes, k)
-		j.reportFlushed(netns, k, v, now)
+		j.reportFlushed(netns, k, v, now, resync)
 	}
 }
 
-func (j *joiner) reportFlushed(netns uint32, k route4Key, v route4Val, now int64) {
+// reportFlushed reports a route the dump no longer has. After an overrun
+// (resync) its removal may have been anyone's: it is reported with an
+// unknown actor and origin, never blamed on a cause.
+func (j *joiner) reportFlushed(netns uint32, k route4Key, v route4Val, now int64, resync bool) {
 	out := &j.scratch
 	*out = event.Event{
 		Time:      time.Now(),
@@ -155,6 +229,11 @@ func (j *joiner) reportFlushed(netns uint32, k route4Key, v route4Val, now int64
 	}
 	if v.hasGw {
 		out.Gateway = netip.AddrFrom4(v.gw)
+	}
+	if resync {
+		out.Origin, out.Path, out.Actor = event.OriginUnknown, event.PathNone, event.Actor{}
+		j.emit(out)
+		return
 	}
 	if t := j.cause(out, now); t != nil {
 		out.Time = t.Time // it happened inside that request

@@ -121,6 +121,7 @@ type Tracer struct {
 	clock     clock
 	stats     Stats
 	stopping  atomic.Bool // Run is draining: readRing stops once the ring is empty
+	lmu       sync.Mutex // guards the elements of listeners (restarts)
 	listeners []*rtnl.Listener
 	closed    sync.Once
 }
@@ -384,18 +385,9 @@ func (t *Tracer) Run(ctx context.Context, emit func(*event.Event)) error {
 		t.readRing(recs)
 	}()
 
-	listeners := t.listeners
-	var lwg sync.WaitGroup
-	for _, l := range listeners {
-		lwg.Add(1)
-		go func() {
-			defer lwg.Done()
-			t.readNotifications(l, notes)
-		}()
-	}
 	go func() {
-		lwg.Wait()
-		close(notes)
+		defer close(notes)
+		t.readNotifications(notes)
 	}()
 
 	var j *joiner
@@ -427,11 +419,9 @@ func (t *Tracer) Run(ctx context.Context, emit func(*event.Event)) error {
 		case <-drainTimer:
 			drainTimer = nil
 			// Everything the kernel did before ctx ended is in the ring
-			// buffer and the sockets by now: read to the end and stop.
+			// buffer and the sockets by now: read both to the end and
+			// stop (the sockets are closed by Close, once drained).
 			t.stopping.Store(true)
-			for _, l := range listeners {
-				l.Close()
-			}
 		case r, ok := <-recs:
 			if !ok {
 				recs = nil
@@ -446,18 +436,7 @@ func (t *Tracer) Run(ctx context.Context, emit func(*event.Event)) error {
 			if j == nil {
 				continue
 			}
-			ev := &n.ev
-			switch {
-			case n.kind == noteDumpEnd:
-				j.dumpDone(ev.Netns, ev.Portid, ev.Seq, monoNow())
-			case n.kind == noteDumpFailed:
-				j.dumpFailed(ev.Netns, ev.Portid, ev.Seq)
-			case ev.Object == event.ObjectLink:
-				t.names[nameKey{ev.Netns, ev.Oif}] = ev.Dev
-			case ev.Object == event.ObjectAddr:
-			default:
-				j.notification(ev, monoNow())
-			}
+			t.handleNote(&n, j)
 		case <-tick.C:
 			if j != nil {
 				j.expire(monoNow(), false)
@@ -500,7 +479,7 @@ func (t *Tracer) handleRecord(r *record, ev *event.Event, j *joiner, out func(*e
 		}
 	case kindAck:
 		if j != nil {
-			j.ack(ev, r.NlmsgType)
+			j.ack(r, ev, monoNow())
 		}
 	}
 }
@@ -516,11 +495,17 @@ const ringPoll = 10 * time.Millisecond
 func (t *Tracer) readRing(recs chan<- record) {
 	var rec ringbuf.Record
 	var r record
+	lastRead := time.Now()
 	for {
-		t.reader.SetDeadline(time.Now().Add(ringPoll))
+		wait := ringPoll
+		if time.Since(lastRead) > idleAfter && !t.stopping.Load() {
+			wait = idlePoll // idle: a forced wakeup still comes at 256 KiB
+		}
+		t.reader.SetDeadline(time.Now().Add(wait))
 		err := t.reader.ReadInto(&rec)
 		switch {
 		case err == nil:
+			lastRead = time.Now()
 		case errors.Is(err, os.ErrDeadlineExceeded):
 			if t.stopping.Load() && t.reader.AvailableBytes() == 0 {
 				return
@@ -544,37 +529,77 @@ func (t *Tracer) readRing(recs chan<- record) {
 	}
 }
 
-// notePoll is how often the notification sockets are read when they were
-// found empty; they are polled, not waited on (see rtnl.ListenPolled).
-const notePoll = 5 * time.Millisecond
+// Polling: the ring buffer and the notification sockets are read without
+// being woken (a wakeup per record or notification costs the changing task
+// several microseconds), fast while changes flow and slowly when idle, so
+// that an idle tracer costs next to nothing.
+const (
+	busyPoll = 5 * time.Millisecond
+	idlePoll = 200 * time.Millisecond
+	// idleAfter is how long without anything read before polling slows.
+	idleAfter = time.Second
+)
 
 // A note is one message read from a notification socket.
 type note struct {
-	ev   event.Event
-	kind uint8
+	ev       event.Event
+	kind     uint8
+	linkDown bool // an RTM_NEWLINK that takes the link down
 }
 
 const (
 	noteChange     = iota
 	noteDumpEnd    // NLMSG_DONE of a dump: ev has Netns, Portid, Seq
 	noteDumpFailed // NLMSG_ERROR answering a dump request
+	noteOverrun    // the kernel dropped notifications: ev has Netns
+	noteReopened   // a failed listener was replaced: ev has Netns, Portid
 )
+
+// handleNote passes one notification to the joiner.
+func (t *Tracer) handleNote(n *note, j *joiner) {
+	ev := &n.ev
+	now := monoNow()
+	switch {
+	case n.kind == noteDumpEnd:
+		j.dumpDone(ev.Netns, ev.Portid, ev.Seq, now)
+	case n.kind == noteDumpFailed:
+		j.dumpFailed(ev.Netns, ev.Portid, ev.Seq)
+	case n.kind == noteOverrun:
+		j.overrun(ev.Netns, now)
+	case n.kind == noteReopened:
+		j.relisten(ev.Netns, ev.Portid, now)
+	case ev.Object == event.ObjectLink:
+		if ev.Op != event.OpDelete {
+			t.names[nameKey{ev.Netns, ev.Oif}] = ev.Dev
+		}
+		if ev.Op == event.OpDelete || n.linkDown {
+			j.trigger(ev, now)
+		}
+	case ev.Object == event.ObjectAddr:
+		if ev.Op == event.OpDelete {
+			j.trigger(ev, now)
+		}
+	default:
+		if ev.Object == event.ObjectNexthop && ev.Op == event.OpDelete {
+			j.trigger(ev, now)
+		}
+		j.notification(ev, now)
+	}
+}
 
 // watchRoutes has the joiner keep each namespace's IPv4 routes, asking for
 // dumps through the namespace's own listener.
 func (t *Tracer) watchRoutes(j *joiner) {
-	byNetns := make(map[uint32]*rtnl.Listener, len(t.listeners))
 	for _, l := range t.listeners {
 		portid, err := l.Portid()
 		if err != nil {
 			t.log.Warn("IPv4 flushes will not be seen", "netns", l.Netns(), "err", err)
 			continue
 		}
-		byNetns[l.Netns()] = l
 		j.watchRoutes(l.Netns(), portid, primeDumpSeq)
 	}
 	j.dump = func(netns, seq uint32) error {
-		l := byNetns[netns]
+		l := t.listenerIn(netns)
 		if l == nil {
 			return errNoListener
 		}
@@ -591,48 +616,131 @@ var errNoListener = errors.New("no listener in that network namespace")
 // primeDumpSeq is the seq of the dump each listener asks for when it opens.
 const primeDumpSeq = 1
 
-func (t *Tracer) readNotifications(l *rtnl.Listener, notes chan<- note) {
+// readNotifications reads every listener in turn until each is empty,
+// then sleeps: busyPoll while notifications flow, idlePoll when idle. It
+// returns once Run is stopping and every socket has been drained.
+func (t *Tracer) readNotifications(notes chan<- note) {
 	buf := make([]byte, 64<<10)
-	var n note
-	ev := &n.ev
-	netns := l.Netns()
+	lastRead := time.Now()
 	for {
-		size, err := l.Poll(buf)
-		if err == nil && size == 0 {
-			time.Sleep(notePoll)
-			continue
+		stopping := t.stopping.Load()
+		read := false
+		for i := range t.listeners { // the slice's length never changes
+			for t.readListener(i, buf, notes) {
+				read = true
+			}
 		}
-		if errors.Is(err, rtnl.ErrOverrun) {
-			t.stats.NotificationsLost.Add(1)
-			t.log.Warn("rtnetlink notifications were dropped by the kernel (socket buffer full)", "netns", netns)
-			continue
-		}
-		if err != nil {
-			return // closed
+		if stopping {
+			return // drained after the tracer stopped
 		}
 		now := time.Now()
-		rest := buf[:size]
-		for len(rest) > 0 {
-			h, msg, next, err := rtnl.Next(rest)
-			if err != nil {
-				break
-			}
-			rest = next
-			*ev = event.Event{Netns: netns, Portid: h.Portid, Seq: h.Seq}
-			switch h.Type {
-			case unix.NLMSG_DONE:
-				n.kind = noteDumpEnd
-			case unix.NLMSG_ERROR:
-				n.kind = noteDumpFailed
-			default:
-				if rtnl.Decode(h, msg, ev) != nil {
-					continue
-				}
-				ev.Netns, ev.Time, n.kind = netns, now, noteChange
-			}
-			notes <- n
+		if read {
+			lastRead = now
+		}
+		if now.Sub(lastRead) < idleAfter {
+			time.Sleep(busyPoll)
+		} else {
+			t.sleepIdle(idlePoll)
 		}
 	}
+}
+
+// sleepIdle sleeps up to d, less if Run starts stopping.
+func (t *Tracer) sleepIdle(d time.Duration) {
+	for end := time.Now().Add(d); time.Now().Before(end) && !t.stopping.Load(); {
+		time.Sleep(busyPoll * 4)
+	}
+}
+
+// readListener reads one datagram from listener i and passes its messages
+// on; false when the socket had nothing. A listener that fails for another
+// reason than an overrun is opened again, and the gap reported.
+func (t *Tracer) readListener(i int, buf []byte, notes chan<- note) bool {
+	t.lmu.Lock()
+	l := t.listeners[i]
+	t.lmu.Unlock()
+	size, err := l.Poll(buf)
+	if err == nil && size == 0 {
+		return false
+	}
+	netns := l.Netns()
+	if errors.Is(err, rtnl.ErrOverrun) {
+		t.stats.NotificationsLost.Add(1)
+		t.log.Warn("rtnetlink notifications were dropped by the kernel (socket buffer full): resynchronising from a dump; changes in this window may be reported without their actor", "netns", netns)
+		notes <- note{ev: event.Event{Netns: netns}, kind: noteOverrun}
+		return true
+	}
+	if err != nil {
+		t.restartListener(i, err, notes)
+		return false
+	}
+	now := time.Now()
+	var n note
+	ev := &n.ev
+	for rest := buf[:size]; len(rest) > 0; {
+		h, msg, next, err := rtnl.Next(rest)
+		if err != nil {
+			t.stats.ReadErrors.Add(1)
+			break
+		}
+		rest = next
+		*ev = event.Event{Netns: netns, Portid: h.Portid, Seq: h.Seq}
+		n.linkDown = false
+		switch h.Type {
+		case unix.NLMSG_DONE:
+			n.kind = noteDumpEnd
+		case unix.NLMSG_ERROR:
+			n.kind = noteDumpFailed
+		default:
+			if rtnl.Decode(h, msg, ev) != nil {
+				continue
+			}
+			ev.Netns, ev.Time, n.kind = netns, now, noteChange
+			n.linkDown = ev.Object == event.ObjectLink && rtnl.LinkDown(msg)
+		}
+		notes <- n
+	}
+	return true
+}
+
+// restartListener replaces a listener that failed: what happened in its
+// namespace meanwhile is lost, so the gap is counted, logged, and the
+// route cache resynchronised.
+func (t *Tracer) restartListener(i int, cause error, notes chan<- note) {
+	old := t.listeners[i]
+	netns := old.Netns()
+	t.stats.ListenerGaps.Add(1)
+	path := t.nsPathOf(netns)
+	l, err := rtnl.ListenPolled(path, 64<<20)
+	if err != nil {
+		t.log.Error("an rtnetlink listener failed and could not be reopened: changes in this namespace are not seen", "netns", netns, "err", cause, "reopen", err)
+		return
+	}
+	t.log.Warn("an rtnetlink listener failed and was reopened: changes in the gap may be missing", "netns", netns, "err", cause)
+	portid, err := l.Portid()
+	if err != nil {
+		t.log.Warn("IPv4 flushes will not be seen", "netns", netns, "err", err)
+	}
+	t.lmu.Lock()
+	t.listeners[i] = l
+	t.lmu.Unlock()
+	old.Close()
+	notes <- note{ev: event.Event{Netns: netns, Portid: portid}, kind: noteReopened}
+}
+
+// nsPathOf is the path a namespace's listener was opened through.
+func (t *Tracer) nsPathOf(netns uint32) string { return t.nsPaths[netns] }
+
+// listenerIn returns the listener of a namespace.
+func (t *Tracer) listenerIn(netns uint32) *rtnl.Listener {
+	t.lmu.Lock()
+	defer t.lmu.Unlock()
+	for _, l := range t.listeners {
+		if l.Netns() == netns {
+			return l
+		}
+	}
+	return nil
 }
 
 // resolveNetns turns --netns names into paths, and notes each named
