@@ -546,6 +546,10 @@ func triggerTouches(t, ev *event.Event) bool {
 	case event.ObjectLink:
 		return t.Oif != 0 && t.Oif == ev.Oif
 	case event.ObjectAddr:
+		// An address removal removes routes of its own family only.
+		if t.Family != ev.Family {
+			return false
+		}
 		if t.Oif != 0 && t.Oif == ev.Oif {
 			return true
 		}
