@@ -42,14 +42,15 @@ struct {
 	__type(value, struct pending_read);
 } reads SEC(".maps");
 
-/* Threads that sent a routing request: only their reads are scanned for
+/* Processes that sent a routing request: only their reads are scanned for
  * NLMSG_ERROR answers, so every other recvmsg on the node costs one hash
- * lookup instead of a walk from fd to socket. LRU: a thread that exits is
- * forgotten in time. */
+ * lookup instead of a walk from fd to socket. By process, not thread: a
+ * multi-threaded requester (any Go agent) may read on another thread.
+ * LRU: a process that exits is forgotten in time. */
 struct {
 	__uint(type, BPF_MAP_TYPE_LRU_HASH);
 	__uint(max_entries, 4096);
-	__type(key, __u64);
+	__type(key, __u32);
 	__type(value, __u8);
 } requesters SEC(".maps");
 
@@ -159,7 +160,9 @@ static long capture_one(__u64 index, void *ctx)
 			e->portid = w->si->portid;
 			e->netns = w->si->netns;
 			if (rtnl_parse_heap(n) == RT_PARSE_OK) {
-				__u64 id = bpf_get_current_pid_tgid();
+				/* by process: a Go requester reads its acks on
+				 * whichever thread its goroutine runs on next */
+				__u32 tgid = bpf_get_current_pid_tgid() >> 32;
 				__u8 one = 1;
 
 				/* rtnl_parse_heap found the heap itself: use it again */
@@ -167,7 +170,7 @@ static long capture_one(__u64 index, void *ctx)
 				if (!h)
 					return 1;
 				rt_emit(&h->ev);
-				bpf_map_update_elem(&requesters, &id, &one, BPF_ANY);
+				bpf_map_update_elem(&requesters, &tgid, &one, BPF_ANY);
 			}
 		}
 	}
@@ -288,10 +291,11 @@ int rt_write(struct trace_event_raw_sys_enter *ctx)
 static __always_inline void stash_read(__u64 fd, __u64 buf)
 {
 	__u64 id = bpf_get_current_pid_tgid();
+	__u32 tgid = id >> 32;
 	struct pending_read pr = {};
 	struct sock_info si;
 
-	if (!buf || !bpf_map_lookup_elem(&requesters, &id))
+	if (!buf || !bpf_map_lookup_elem(&requesters, &tgid))
 		return;
 	if (rtnl_sock(fd, &si))
 		return;

@@ -12,6 +12,8 @@ import (
 
 	"github.com/routetrace/routetrace/event"
 	"github.com/routetrace/routetrace/internal/testnet"
+	"github.com/routetrace/routetrace/rtnl"
+	"golang.org/x/sys/unix"
 )
 
 // Removals that no captured request explains: the kernel flushes IPv4
@@ -158,4 +160,90 @@ func describe(evs []event.Event) []string {
 		out = append(out, got(&evs[i]).String())
 	}
 	return out
+}
+
+// One sendmsg carrying 200 route deletes that all fail, acks read in as
+// many reads as the kernel needs: every failure is reported with its
+// errno and actor. Before, the capture stopped at 64 messages and 32 acks
+// per read, and the rest vanished while the summary said "0 lost".
+func TestBatchOfFailuresAllReported(t *testing.T) {
+	ns := testnet.New(t)
+	s := startTracer(t, ns)
+	const n = 200
+	var batch []byte
+	for i := 0; i < n; i++ {
+		// The first names a route that does not exist (ESRCH); the rest
+		// have a prefix longer than 32 bits (EINVAL).
+		dstLen := uint8(33)
+		if i == 0 {
+			dstLen = 24
+		}
+		batch = append(batch, newNlMsg(unix.RTM_DELROUTE, unix.NLM_F_REQUEST|unix.NLM_F_ACK, uint32(1000+i),
+			rtmsgHdr(unix.AF_INET, dstLen, 0, 0, 254, 0, 0, 0)).attr(unix.RTA_DST, nlIP("10.9.9.0")).build()...)
+	}
+	acks := sendBatchIn(t, ns, batch, n)
+	if acks != n {
+		t.Fatalf("read %d acks, want %d", acks, n)
+	}
+	evs := in(s.stop(), ns)
+	errnos := map[int32]int{}
+	for i := range evs {
+		ev := &evs[i]
+		if ev.Object != event.ObjectRoute || ev.Op != event.OpDelete || ev.Errno == 0 {
+			continue
+		}
+		errnos[ev.Errno]++
+		if ev.Actor.Tgid != uint32(os.Getpid()) {
+			t.Errorf("failure seq %d by pid %d, want this test (%d)", ev.Seq, ev.Actor.Tgid, os.Getpid())
+		}
+	}
+	if errnos[int32(unix.ESRCH)] != 1 || errnos[int32(unix.EINVAL)] != n-1 {
+		t.Errorf("failures by errno %v, want 1 ESRCH and %d EINVAL", errnos, n-1)
+	}
+	if l := s.tr.Losses(); l.Truncated != 0 || l.Unconfirmed != 0 {
+		t.Errorf("losses %+v: want nothing truncated or unconfirmed", l)
+	}
+}
+
+// sendBatchIn sends one buffer of requests on a new rtnetlink socket in ns
+// and reads acks until want have come (or a second passes); it returns
+// how many were read.
+func sendBatchIn(t *testing.T, ns *testnet.Netns, batch []byte, want int) int {
+	t.Helper()
+	fd, err := rtnl.SocketIn(ns.Path)
+	if err != nil {
+		t.Fatal(err)
+	}
+	defer unix.Close(fd)
+	if err := unix.Bind(fd, &unix.SockaddrNetlink{Family: unix.AF_NETLINK}); err != nil {
+		t.Fatal(err)
+	}
+	unix.SetsockoptInt(fd, unix.SOL_SOCKET, unix.SO_RCVBUF, 1<<20)
+	if err := unix.Sendto(fd, batch, 0, &unix.SockaddrNetlink{Family: unix.AF_NETLINK}); err != nil {
+		t.Fatalf("sending %d bytes: %v", len(batch), err)
+	}
+	buf := make([]byte, 1<<16)
+	acks := 0
+	deadline := time.Now().Add(time.Second)
+	for acks < want && time.Now().Before(deadline) {
+		size, _, err := unix.Recvfrom(fd, buf, unix.MSG_DONTWAIT)
+		if err == unix.EAGAIN {
+			time.Sleep(time.Millisecond)
+			continue
+		}
+		if err != nil {
+			t.Fatal(err)
+		}
+		for rest := buf[:size]; len(rest) > 0; {
+			h, _, next, err := rtnl.Next(rest)
+			if err != nil {
+				t.Fatal(err)
+			}
+			if h.Type == unix.NLMSG_ERROR {
+				acks++
+			}
+			rest = next
+		}
+	}
+	return acks
 }
