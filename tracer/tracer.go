@@ -21,10 +21,10 @@ import (
 	"github.com/cilium/ebpf/btf"
 	"github.com/cilium/ebpf/ringbuf"
 	"github.com/cilium/ebpf/rlimit"
-	"golang.org/x/sys/unix"
 
 	"github.com/routetrace/routetrace/event"
 	"github.com/routetrace/routetrace/rtnl"
+	"github.com/routetrace/routetrace/tier3"
 )
 
 // Options configure a Tracer.
@@ -46,14 +46,10 @@ type Options struct {
 // Stats counts what was read and what was not reported, so that no loss is
 // silent. Every counter here is printed by the exit summary (see Losses).
 type Stats struct {
-	Records           atomic.Uint64 // ring buffer records read
-	NotificationsLost atomic.Uint64 // rtnetlink notification overruns (ENOBUFS)
-	Unconfirmed       atomic.Uint64 // tier 3 requests with no notification or error
-	ReadErrors        atomic.Uint64 // ring buffer or socket reads that failed
-	Truncated         atomic.Uint64 // captures cut short by a kernel-side limit
-	Evicted           atomic.Uint64 // pending requests dropped by the bound on them
-	ListenerGaps      atomic.Uint64 // notification listeners restarted after an error
-	Unlistened        atomic.Uint64 // tier 3 changes seen in a namespace with no listener yet
+	Records atomic.Uint64 // ring buffer records read
+	// Tier 3's: overruns, unconfirmed, truncated, evicted, listener gaps,
+	// unlistened; and read errors of the ring buffer and the sockets.
+	tier3.Stats
 }
 
 // Losses is a snapshot of every counter of what may have been missed, by
@@ -109,7 +105,7 @@ type Tracer struct {
 	opts      Options
 	log       *slog.Logger
 	hooks     []HookStatus
-	tier3     coverage
+	tier3     tier3.Coverage
 	objs      []*object
 	attached  []*attached
 	reader    *ringbuf.Reader
@@ -121,8 +117,7 @@ type Tracer struct {
 	clock     clock
 	stats     Stats
 	stopping  atomic.Bool // Run is draining: readRing stops once the ring is empty
-	lmu       sync.Mutex // guards the elements of listeners (restarts)
-	listeners []*rtnl.Listener
+	listeners *tier3.Listeners // tier 3's notification sockets, nil without tier 3
 	closed    sync.Once
 }
 
@@ -209,7 +204,7 @@ func New(opts Options) (*Tracer, error) {
 		log.Debug("hook not attached", "fn", h.Fn, "refused", st.Refused)
 	}
 	if opts.Attach == "tracepoint" {
-		t.tier3 = coverAll
+		t.tier3 = tier3.All
 	}
 	if t.tier3 != 0 {
 		if err := t.startTier3(self, fib, cache); err != nil {
@@ -291,36 +286,16 @@ func (t *Tracer) startTier3(self uint32, fib *object, cache *btf.Cache) error {
 	t.attached = append(t.attached, a)
 
 	// Listen before New returns: a change made right after must be seen.
+	t.listeners = tier3.NewListeners(t.log, &t.stats.Stats, t.tier3&tier3.RouteInet != 0)
 	for _, ns := range t.netns {
-		l, err := rtnl.ListenPolled(ns, 64<<20)
+		ino, err := t.listeners.Add(ns)
 		if err != nil {
-			return fmt.Errorf("listening to rtnetlink notifications in netns %q: %w", nsLabel(ns), err)
+			return err
 		}
-		t.listeners = append(t.listeners, l)
-		t.loadNames(ns, l.Netns())
-		if t.tier3&coverRoute4 != 0 {
-			// The first cut of the IPv4 routes, requested now so that
-			// a flush right after New returns is measured against it.
-			if err := l.RequestRouteDump(event.FamilyInet, primeDumpSeq); err != nil {
-				return err
-			}
-		}
+		t.loadNames(ns, ino)
 	}
-	t.log.Info("tier 3: capturing rtnetlink requests at the syscalls", "objects", t.tier3.String(), "netns", len(t.netns))
+	t.log.Info("tier 3: capturing rtnetlink requests at the syscalls", "objects", t.tier3.String(), "netns", t.listeners.Len())
 	return nil
-}
-
-func (c coverage) String() string {
-	var parts []string
-	for _, p := range []struct {
-		bit  coverage
-		name string
-	}{{coverRoute4, "inet routes"}, {coverRoute6, "inet6 routes"}, {coverRule, "rules"}, {coverNexthop, "nexthops"}} {
-		if c&p.bit != 0 {
-			parts = append(parts, p.name)
-		}
-	}
-	return strings.Join(parts, ", ")
 }
 
 // Hooks reports, per hook, the tier it got.
@@ -354,8 +329,8 @@ func (t *Tracer) Close() error {
 		if t.reader != nil {
 			t.reader.Close()
 		}
-		for _, l := range t.listeners {
-			l.Close()
+		if t.listeners != nil {
+			t.listeners.Close()
 		}
 		for _, a := range t.attached {
 			a.close()
@@ -375,7 +350,7 @@ const drainWait = 200 * time.Millisecond
 // during the call.
 func (t *Tracer) Run(ctx context.Context, emit func(*event.Event)) error {
 	recs := make(chan record, 4096)
-	notes := make(chan note, 4096)
+	notes := make(chan tier3.Note, 4096)
 	var wg sync.WaitGroup
 
 	wg.Add(1)
@@ -385,25 +360,26 @@ func (t *Tracer) Run(ctx context.Context, emit func(*event.Event)) error {
 		t.readRing(recs)
 	}()
 
-	go func() {
-		defer close(notes)
-		t.readNotifications(notes)
-	}()
-
-	var j *joiner
+	var j *tier3.Joiner
 	out := func(ev *event.Event) {
 		t.resolveDev(ev)
 		emit(ev)
 	}
-	if t.tier3 != 0 {
-		j = newJoiner(t.tier3, &t.clock, out, &t.stats)
-		j.netns = make(map[uint32]bool, len(t.listeners))
-		for _, l := range t.listeners {
-			j.netns[l.Netns()] = true
+	if t.listeners != nil {
+		j = tier3.NewJoiner(t.tier3, out, &t.stats.Stats, func(netns, ifindex uint32, name event.Name) {
+			t.names[nameKey{netns, ifindex}] = name
+		})
+		j.ListenedOnly()
+		j.SetDumper(t.listeners.Dump)
+		for _, n := range t.listeners.TakeNews() {
+			j.Note(&n, monoNow())
 		}
-		if t.tier3&coverRoute4 != 0 {
-			t.watchRoutes(j)
-		}
+		go func() {
+			defer close(notes)
+			t.listeners.Run(notes)
+		}()
+	} else {
+		close(notes)
 	}
 
 	tick := time.NewTicker(50 * time.Millisecond)
@@ -422,6 +398,9 @@ func (t *Tracer) Run(ctx context.Context, emit func(*event.Event)) error {
 			// buffer and the sockets by now: read both to the end and
 			// stop (the sockets are closed by Close, once drained).
 			t.stopping.Store(true)
+			if t.listeners != nil {
+				t.listeners.Stop()
+			}
 		case r, ok := <-recs:
 			if !ok {
 				recs = nil
@@ -433,19 +412,16 @@ func (t *Tracer) Run(ctx context.Context, emit func(*event.Event)) error {
 				notes = nil
 				continue
 			}
-			if j == nil {
-				continue
-			}
-			t.handleNote(&n, j)
+			j.Note(&n, monoNow())
 		case <-tick.C:
 			if j != nil {
-				j.expire(monoNow(), false)
+				j.Expire(monoNow(), false)
 			}
 		}
 	}
 	wg.Wait()
 	if j != nil {
-		j.expire(monoNow(), true)
+		j.Expire(monoNow(), true)
 	}
 	return nil
 }
@@ -457,11 +433,11 @@ func nsLabel(ns string) string {
 	return ns
 }
 
-func (t *Tracer) handleRecord(r *record, ev *event.Event, j *joiner, out func(*event.Event)) {
+func (t *Tracer) handleRecord(r *record, ev *event.Event, j *tier3.Joiner, out func(*event.Event)) {
 	decodeRecord(&t.clock, r, ev)
 	switch r.Kind {
 	case kindChange:
-		if j != nil && j.cover.covers(ev.Object, ev.Family) {
+		if t.tier3.Covers(ev.Object, ev.Family) {
 			return // not expected: this object is traced at the syscalls
 		}
 		if ev.Op == event.OpFlush {
@@ -475,11 +451,11 @@ func (t *Tracer) handleRecord(r *record, ev *event.Event, j *joiner, out func(*e
 		out(ev)
 	case kindRequest:
 		if j != nil {
-			j.request(r, ev, monoNow())
+			j.Request(ev, r.Flags, monoNow())
 		}
 	case kindAck:
 		if j != nil {
-			j.ack(r, ev, monoNow())
+			j.Ack(ev, r.Flags, r.NlmsgType, r.NlmsgFlags, monoNow())
 		}
 	}
 }
@@ -529,219 +505,12 @@ func (t *Tracer) readRing(recs chan<- record) {
 	}
 }
 
-// Polling: the ring buffer and the notification sockets are read without
-// being woken (a wakeup per record or notification costs the changing task
-// several microseconds), fast while changes flow and slowly when idle, so
-// that an idle tracer costs next to nothing.
+// The ring buffer is read without being woken, fast while records flow and
+// slowly when idle (the same polling as the listeners', see tier3).
 const (
-	busyPoll = 5 * time.Millisecond
-	idlePoll = 200 * time.Millisecond
-	// idleAfter is how long without anything read before polling slows.
-	idleAfter = time.Second
+	idlePoll  = tier3.IdlePoll
+	idleAfter = tier3.IdleAfter
 )
-
-// A note is one message read from a notification socket.
-type note struct {
-	ev       event.Event
-	kind     uint8
-	linkDown bool // an RTM_NEWLINK that takes the link down
-}
-
-const (
-	noteChange     = iota
-	noteDumpEnd    // NLMSG_DONE of a dump: ev has Netns, Portid, Seq
-	noteDumpFailed // NLMSG_ERROR answering a dump request
-	noteOverrun    // the kernel dropped notifications: ev has Netns
-	noteReopened   // a failed listener was replaced: ev has Netns, Portid
-)
-
-// handleNote passes one notification to the joiner.
-func (t *Tracer) handleNote(n *note, j *joiner) {
-	ev := &n.ev
-	now := monoNow()
-	switch {
-	case n.kind == noteDumpEnd:
-		j.dumpDone(ev.Netns, ev.Portid, ev.Seq, now)
-	case n.kind == noteDumpFailed:
-		j.dumpFailed(ev.Netns, ev.Portid, ev.Seq)
-	case n.kind == noteOverrun:
-		j.overrun(ev.Netns, now)
-	case n.kind == noteReopened:
-		j.relisten(ev.Netns, ev.Portid, now)
-	case ev.Object == event.ObjectLink:
-		if ev.Op != event.OpDelete {
-			t.names[nameKey{ev.Netns, ev.Oif}] = ev.Dev
-		}
-		if ev.Op == event.OpDelete || n.linkDown {
-			j.trigger(ev, now)
-		}
-	case ev.Object == event.ObjectAddr:
-		if ev.Op == event.OpDelete {
-			j.trigger(ev, now)
-		}
-	default:
-		if ev.Object == event.ObjectNexthop && ev.Op == event.OpDelete {
-			j.trigger(ev, now)
-		}
-		j.notification(ev, now)
-	}
-}
-
-// watchRoutes has the joiner keep each namespace's IPv4 routes, asking for
-// dumps through the namespace's own listener.
-func (t *Tracer) watchRoutes(j *joiner) {
-	for _, l := range t.listeners {
-		portid, err := l.Portid()
-		if err != nil {
-			t.log.Warn("IPv4 flushes will not be seen", "netns", l.Netns(), "err", err)
-			continue
-		}
-		j.watchRoutes(l.Netns(), portid, primeDumpSeq)
-	}
-	j.dump = func(netns, seq uint32) error {
-		l := t.listenerIn(netns)
-		if l == nil {
-			return errNoListener
-		}
-		err := l.RequestRouteDump(event.FamilyInet, seq)
-		if err != nil {
-			t.log.Warn("requesting an IPv4 route dump", "netns", netns, "err", err)
-		}
-		return err
-	}
-}
-
-var errNoListener = errors.New("no listener in that network namespace")
-
-// primeDumpSeq is the seq of the dump each listener asks for when it opens.
-const primeDumpSeq = 1
-
-// readNotifications reads every listener in turn until each is empty,
-// then sleeps: busyPoll while notifications flow, idlePoll when idle. It
-// returns once Run is stopping and every socket has been drained.
-func (t *Tracer) readNotifications(notes chan<- note) {
-	buf := make([]byte, 64<<10)
-	lastRead := time.Now()
-	for {
-		stopping := t.stopping.Load()
-		read := false
-		for i := range t.listeners { // the slice's length never changes
-			for t.readListener(i, buf, notes) {
-				read = true
-			}
-		}
-		if stopping {
-			return // drained after the tracer stopped
-		}
-		now := time.Now()
-		if read {
-			lastRead = now
-		}
-		if now.Sub(lastRead) < idleAfter {
-			time.Sleep(busyPoll)
-		} else {
-			t.sleepIdle(idlePoll)
-		}
-	}
-}
-
-// sleepIdle sleeps up to d, less if Run starts stopping.
-func (t *Tracer) sleepIdle(d time.Duration) {
-	for end := time.Now().Add(d); time.Now().Before(end) && !t.stopping.Load(); {
-		time.Sleep(busyPoll * 4)
-	}
-}
-
-// readListener reads one datagram from listener i and passes its messages
-// on; false when the socket had nothing. A listener that fails for another
-// reason than an overrun is opened again, and the gap reported.
-func (t *Tracer) readListener(i int, buf []byte, notes chan<- note) bool {
-	t.lmu.Lock()
-	l := t.listeners[i]
-	t.lmu.Unlock()
-	size, err := l.Poll(buf)
-	if err == nil && size == 0 {
-		return false
-	}
-	netns := l.Netns()
-	if errors.Is(err, rtnl.ErrOverrun) {
-		t.stats.NotificationsLost.Add(1)
-		t.log.Warn("rtnetlink notifications were dropped by the kernel (socket buffer full): resynchronising from a dump; changes in this window may be reported without their actor", "netns", netns)
-		notes <- note{ev: event.Event{Netns: netns}, kind: noteOverrun}
-		return true
-	}
-	if err != nil {
-		t.restartListener(i, err, notes)
-		return false
-	}
-	now := time.Now()
-	var n note
-	ev := &n.ev
-	for rest := buf[:size]; len(rest) > 0; {
-		h, msg, next, err := rtnl.Next(rest)
-		if err != nil {
-			t.stats.ReadErrors.Add(1)
-			break
-		}
-		rest = next
-		*ev = event.Event{Netns: netns, Portid: h.Portid, Seq: h.Seq}
-		n.linkDown = false
-		switch h.Type {
-		case unix.NLMSG_DONE:
-			n.kind = noteDumpEnd
-		case unix.NLMSG_ERROR:
-			n.kind = noteDumpFailed
-		default:
-			if rtnl.Decode(h, msg, ev) != nil {
-				continue
-			}
-			ev.Netns, ev.Time, n.kind = netns, now, noteChange
-			n.linkDown = ev.Object == event.ObjectLink && rtnl.LinkDown(msg)
-		}
-		notes <- n
-	}
-	return true
-}
-
-// restartListener replaces a listener that failed: what happened in its
-// namespace meanwhile is lost, so the gap is counted, logged, and the
-// route cache resynchronised.
-func (t *Tracer) restartListener(i int, cause error, notes chan<- note) {
-	old := t.listeners[i]
-	netns := old.Netns()
-	t.stats.ListenerGaps.Add(1)
-	path := t.nsPathOf(netns)
-	l, err := rtnl.ListenPolled(path, 64<<20)
-	if err != nil {
-		t.log.Error("an rtnetlink listener failed and could not be reopened: changes in this namespace are not seen", "netns", netns, "err", cause, "reopen", err)
-		return
-	}
-	t.log.Warn("an rtnetlink listener failed and was reopened: changes in the gap may be missing", "netns", netns, "err", cause)
-	portid, err := l.Portid()
-	if err != nil {
-		t.log.Warn("IPv4 flushes will not be seen", "netns", netns, "err", err)
-	}
-	t.lmu.Lock()
-	t.listeners[i] = l
-	t.lmu.Unlock()
-	old.Close()
-	notes <- note{ev: event.Event{Netns: netns, Portid: portid}, kind: noteReopened}
-}
-
-// nsPathOf is the path a namespace's listener was opened through.
-func (t *Tracer) nsPathOf(netns uint32) string { return t.nsPaths[netns] }
-
-// listenerIn returns the listener of a namespace.
-func (t *Tracer) listenerIn(netns uint32) *rtnl.Listener {
-	t.lmu.Lock()
-	defer t.lmu.Unlock()
-	for _, l := range t.listeners {
-		if l.Netns() == netns {
-			return l
-		}
-	}
-	return nil
-}
 
 // resolveNetns turns --netns names into paths, and notes each named
 // namespace's inode: in every tier, link names are looked up there.

@@ -1,4 +1,4 @@
-package tracer
+package tier3
 
 import (
 	"net/netip"
@@ -11,16 +11,48 @@ import (
 // them on real ones.
 
 type joined struct {
-	j   *joiner
+	j   *Joiner
 	out []event.Event
 }
 
 func newJoined() *joined {
 	jd := &joined{}
 	var stats Stats
-	c := clock{}
-	jd.j = newJoiner(coverAll, &c, func(ev *event.Event) { jd.out = append(jd.out, *ev) }, &stats)
+	jd.j = NewJoiner(All, func(ev *event.Event) { jd.out = append(jd.out, *ev) }, &stats, nil)
 	return jd
+}
+
+// record holds the fields of a ring buffer record these tests set; event
+// decodes it as the tracer does.
+type record struct {
+	Kind, Op, Object, Family, Origin, Attach, DstLen uint8
+	Flags, NlmsgType                                uint16
+	Netns, Portid, Seq, Pid, Tgid, Table, Oif        uint32
+	Err                                             int32
+	Dst                                             [16]uint8
+	Comm                                            [16]int8
+}
+
+const (
+	kindRequest = 2
+	kindAck     = 3
+)
+
+func (r *record) event() event.Event {
+	ev := event.Event{Op: event.Op(r.Op), Object: event.Object(r.Object), Family: r.Family,
+		Origin: event.Origin(r.Origin), Attach: event.Attach(r.Attach), Netns: r.Netns, Portid: r.Portid,
+		Seq: r.Seq, Table: r.Table, Oif: r.Oif}
+	if r.Err < 0 {
+		ev.Errno = -r.Err
+	}
+	if r.Family == event.FamilyInet && (ev.Object == event.ObjectRoute || ev.Object == event.ObjectAddr) {
+		ev.Dst = netip.PrefixFrom(netip.AddrFrom4([4]byte(r.Dst[:4])), int(r.DstLen))
+	}
+	ev.Actor.Pid, ev.Actor.Tgid = r.Pid, r.Tgid
+	for i, c := range r.Comm {
+		ev.Actor.Comm[i] = byte(c)
+	}
+	return ev
 }
 
 // requestRecord is what the syscall capture writes for `ip route del`.
@@ -44,9 +76,8 @@ func notification(portid, seq uint32, op event.Op, dst string) event.Event {
 }
 
 func (jd *joined) request(r record) {
-	var ev event.Event
-	decodeRecord(jd.j.clock, &r, &ev)
-	jd.j.request(&r, &ev, 0)
+	ev := r.event()
+	jd.j.Request(&ev, r.Flags, 0)
 }
 
 func TestJoinRequestThenNotification(t *testing.T) {
@@ -78,7 +109,7 @@ func TestJoinNotificationThenRequest(t *testing.T) {
 	if len(jd.out) != 1 || jd.out[0].Actor.Tgid != 100 || jd.out[0].Op != event.OpReplace {
 		t.Fatalf("got %+v, want one replace by pid 100", jd.out)
 	}
-	jd.j.expire(orphanWaitNs*2, false)
+	jd.j.Expire(orphanWaitNs*2, false)
 	if len(jd.out) != 1 {
 		t.Errorf("the claimed notification was reported again on expiry: %d events", len(jd.out))
 	}
@@ -106,11 +137,11 @@ func TestJoinUnclaimedNotification(t *testing.T) {
 	// A message past the captured part of a batch: no request record.
 	n2 := notification(55, 2, event.OpDelete, "10.2.0.0/24")
 	jd.j.notification(&n2, 0)
-	jd.j.expire(orphanWaitNs-1, false)
+	jd.j.Expire(orphanWaitNs-1, false)
 	if len(jd.out) != 1 {
 		t.Fatalf("an orphan was settled before its wait: %d events", len(jd.out))
 	}
-	jd.j.expire(orphanWaitNs, false)
+	jd.j.Expire(orphanWaitNs, false)
 	if len(jd.out) != 2 || jd.out[1].Actor.Tgid != 100 || jd.out[1].Origin != event.OriginNetlink {
 		t.Fatalf("got %+v, want the second change attributed to the socket's owner", jd.out)
 	}
@@ -120,14 +151,14 @@ func TestJoinKernelRemovalCause(t *testing.T) {
 	jd := newJoined()
 	down := record{Kind: kindRequest, Op: uint8(event.OpReplace), Object: uint8(event.ObjectLink),
 		Origin: uint8(event.OriginNetlink), Netns: 7, Portid: 60, Seq: 3, Pid: 200, Tgid: 200, Oif: 3,
-		Flags: flagLinkDown}
+		Flags: FlagLinkDown}
 	jd.request(down)
 	// IPv6 routes are notified before the link's own RTM_NEWLINK.
 	n := notification(0, 0, event.OpDelete, "10.3.0.0/24")
 	jd.j.notification(&n, 1)
 	linkDown := event.Event{Op: event.OpAdd, Object: event.ObjectLink, Netns: 7, Portid: 60, Seq: 3, Oif: 3}
 	jd.j.trigger(&linkDown, 2)
-	jd.j.expire(1+orphanWaitNs, false)
+	jd.j.Expire(1+orphanWaitNs, false)
 	if len(jd.out) != 1 {
 		t.Fatalf("got %d events, want 1", len(jd.out))
 	}
@@ -141,7 +172,7 @@ func TestJoinKernelRemovalCause(t *testing.T) {
 	// Past the trigger's lifetime nothing is blamed.
 	n2 := notification(0, 0, event.OpDelete, "10.4.0.0/24")
 	jd.j.notification(&n2, 1+triggerTTLNs+1)
-	jd.j.expire(1+triggerTTLNs+1+orphanWaitNs, false)
+	jd.j.Expire(1+triggerTTLNs+1+orphanWaitNs, false)
 	if len(jd.out) != 2 || jd.out[1].Cause.Valid {
 		t.Errorf("got %+v, want a removal without a cause", jd.out[1:])
 	}
@@ -157,7 +188,7 @@ func TestJoinIoctl(t *testing.T) {
 		r.Comm[i] = int8(c)
 	}
 	jd.request(r)
-	jd.j.expire(orphanWaitNs, false)
+	jd.j.Expire(orphanWaitNs, false)
 	if len(jd.out) != 1 || jd.out[0].Origin != event.OriginIoctl || jd.out[0].Actor.Comm.String() != "route" ||
 		jd.out[0].Oif != 3 {
 		t.Fatalf("got %+v, want one ioctl add by route, described by the notification", jd.out)
@@ -166,11 +197,11 @@ func TestJoinIoctl(t *testing.T) {
 
 func TestJoinForeignObjectsIgnored(t *testing.T) {
 	jd := newJoined()
-	jd.j.cover = coverRule // routes are seen by FIB hooks
+	jd.j.cover = Rule // routes are seen by FIB hooks
 	jd.request(requestRecord(100, 55, 1, uint8(event.OpDelete), "10.1.0.0/24"))
 	n := notification(55, 1, event.OpDelete, "10.1.0.0/24")
 	jd.j.notification(&n, 0)
-	jd.j.expire(orphanWaitNs, true)
+	jd.j.Expire(orphanWaitNs, true)
 	if len(jd.out) != 0 {
 		t.Fatalf("got %d events for an object tier 3 does not cover", len(jd.out))
 	}
@@ -211,7 +242,7 @@ func TestJoinSilentFlush(t *testing.T) {
 	deladdr := event.Event{Op: event.OpDelete, Object: event.ObjectAddr, Family: event.FamilyInet, Netns: 7, Portid: 61, Seq: 5,
 		Oif: 3, Dst: netip.MustParsePrefix("192.0.2.1/24")}
 	jd.j.trigger(&deladdr, 0)
-	jd.j.expire(completionWaitNs-1, false)
+	jd.j.Expire(completionWaitNs-1, false)
 	if len(dumps) != 0 {
 		t.Fatalf("dump requested before the request completed")
 	}
@@ -259,9 +290,8 @@ func (jd *joined) ack(portid, seq uint32, nlmsgType uint16, errno int32) {
 	for i, c := range "reader" {
 		r.Comm[i] = int8(c)
 	}
-	var ev event.Event
-	decodeRecord(jd.j.clock, &r, &ev)
-	jd.j.ack(&r, &ev, 0)
+	ev := r.event()
+	jd.j.Ack(&ev, r.Flags, r.NlmsgType, 0, 0)
 }
 
 // A failure whose request was past the capture's limit is still reported,
@@ -286,13 +316,11 @@ func TestJoinFailureWithoutRequest(t *testing.T) {
 // A capture that stopped at a limit is counted, not silent.
 func TestJoinTruncatedCaptureCounted(t *testing.T) {
 	jd := newJoined()
-	r := record{Kind: kindRequest, Origin: uint8(event.OriginNetlink), Netns: 7, Portid: 55, Pid: 100, Tgid: 100, Flags: flagTruncated}
-	var ev event.Event
-	decodeRecord(jd.j.clock, &r, &ev)
-	jd.j.request(&r, &ev, 0)
-	a := record{Kind: kindAck, Netns: 7, Portid: 55, Flags: flagTruncated}
-	decodeRecord(jd.j.clock, &a, &ev)
-	jd.j.ack(&a, &ev, 0)
+	r := record{Kind: kindRequest, Origin: uint8(event.OriginNetlink), Netns: 7, Portid: 55, Pid: 100, Tgid: 100, Flags: FlagTruncated}
+	jd.request(r)
+	a := record{Kind: kindAck, Netns: 7, Portid: 55, Flags: FlagTruncated}
+	ev := a.event()
+	jd.j.Ack(&ev, a.Flags, 0, 0, 0)
 	if got := jd.j.stats.Truncated.Load(); got != 2 {
 		t.Errorf("truncated = %d, want 2 (one request, one ack limit)", got)
 	}
@@ -316,7 +344,7 @@ func TestJoinPendingBounded(t *testing.T) {
 	if _, ok := jd.j.pending[reqKey{netns: 7, portid: 55, seq: 0, object: event.ObjectRoute}]; ok {
 		t.Errorf("the oldest request was kept")
 	}
-	jd.j.expire(pendingTTLNs+1, false)
+	jd.j.Expire(pendingTTLNs+1, false)
 	if len(jd.j.pending) != 0 || jd.j.stats.Unconfirmed.Load() != maxPending {
 		t.Errorf("after expiry: %d pending, %d unconfirmed; want 0 and %d", len(jd.j.pending), jd.j.stats.Unconfirmed.Load(), maxPending)
 	}
@@ -413,7 +441,7 @@ func TestJoinDumpWithoutAck(t *testing.T) {
 	jd.j.dumpDone(7, 900, 1, 0)
 	deladdr := event.Event{Op: event.OpDelete, Object: event.ObjectAddr, Family: event.FamilyInet, Netns: 7, Portid: 61, Seq: 5, Oif: 3}
 	jd.j.trigger(&deladdr, 0)
-	jd.j.expire(completionWaitNs, false)
+	jd.j.Expire(completionWaitNs, false)
 	if len(dumps) != 1 {
 		t.Fatalf("%d dumps after the completion wait, want 1", len(dumps))
 	}
@@ -421,19 +449,19 @@ func TestJoinDumpWithoutAck(t *testing.T) {
 	expired := event.Event{Op: event.OpDelete, Object: event.ObjectAddr, Family: event.FamilyInet, Netns: 7, Oif: 3} // lifetime ended
 	now := 2 * completionWaitNs
 	jd.j.trigger(&expired, now)
-	jd.j.expire(now, false)
+	jd.j.Expire(now, false)
 	if len(dumps) != 2 {
 		t.Fatalf("%d dumps after a kernel address removal, want 2", len(dumps))
 	}
 	jd.j.dumpDone(7, 900, dumps[1], now)
-	jd.j.expire(now+confirmDelayNs, false)
+	jd.j.Expire(now+confirmDelayNs, false)
 	if len(dumps) != 3 {
 		t.Fatalf("%d dumps after the confirmation delay, want 3", len(dumps))
 	}
 	ipv6 := event.Event{Op: event.OpDelete, Object: event.ObjectAddr, Family: event.FamilyInet6, Netns: 7, Oif: 3}
 	jd.j.dumpDone(7, 900, dumps[2], now+confirmDelayNs)
 	jd.j.trigger(&ipv6, now+confirmDelayNs)
-	jd.j.expire(now+3*confirmDelayNs, false)
+	jd.j.Expire(now+3*confirmDelayNs, false)
 	if len(dumps) != 3 {
 		t.Errorf("an IPv6 address removal asked for an IPv4 dump: %d dumps", len(dumps))
 	}

@@ -1,4 +1,4 @@
-package tracer
+package tier3
 
 import (
 	"net/netip"
@@ -56,9 +56,11 @@ type netnsRoutes struct {
 	resync bool
 }
 
-// confirmDelay is when a removal whose completion cannot be seen gets a
+// ConfirmDelay is when a removal whose completion cannot be seen gets a
 // second dump.
-const confirmDelayNs = int64(1e9)
+const ConfirmDelay = time.Second
+
+const confirmDelayNs = int64(ConfirmDelay)
 
 func route4KeyOf(ev *event.Event) (route4Key, bool) {
 	if ev.Object != event.ObjectRoute || ev.Family != event.FamilyInet || !ev.Dst.Addr().Is4() {
@@ -70,7 +72,7 @@ func route4KeyOf(ev *event.Event) (route4Key, bool) {
 // watchRoutes makes the joiner keep the IPv4 routes of a namespace read
 // through a listener with this portid, whose first dump, with seq, is
 // already under way.
-func (j *joiner) watchRoutes(netns, portid, seq uint32) {
+func (j *Joiner) watchRoutes(netns, portid, seq uint32) {
 	j.routes[netns] = &netnsRoutes{routes: make(map[route4Key]route4Val), portid: portid, seq: seq, epoch: 1}
 	if seq > j.dumpSeq {
 		j.dumpSeq = seq
@@ -79,7 +81,7 @@ func (j *joiner) watchRoutes(netns, portid, seq uint32) {
 
 // trackRoute updates the cache from a notification or a dump answer, and
 // reports whether ev was a dump answer (not a change to report).
-func (j *joiner) trackRoute(ev *event.Event) bool {
+func (j *Joiner) trackRoute(ev *event.Event) bool {
 	st := j.routes[ev.Netns]
 	if st == nil {
 		return false
@@ -103,7 +105,7 @@ func (j *joiner) trackRoute(ev *event.Event) bool {
 
 // afterTrigger schedules a dump after a change that may have made the
 // kernel flush IPv4 routes in ev's namespace.
-func (j *joiner) afterTrigger(ev *event.Event, now int64) {
+func (j *Joiner) afterTrigger(ev *event.Event, now int64) {
 	st := j.routes[ev.Netns]
 	if st == nil || (ev.Object == event.ObjectAddr && ev.Family != event.FamilyInet) {
 		return
@@ -132,7 +134,7 @@ func (st *netnsRoutes) setDue(t int64) {
 
 // completed is the ack of a request that may have flushed routes: the
 // dump it waits for can be taken now.
-func (j *joiner) completed(netns, portid, seq uint32, now int64) {
+func (j *Joiner) completed(netns, portid, seq uint32, now int64) {
 	st := j.routes[netns]
 	if st == nil || st.waitPortid != portid || st.waitSeq != seq {
 		return
@@ -142,20 +144,27 @@ func (j *joiner) completed(netns, portid, seq uint32, now int64) {
 	j.startDumps(now)
 }
 
-// relisten: the namespace's listener was replaced (portid is the new
-// one's). Notifications were lost meanwhile: resynchronise.
-func (j *joiner) relisten(netns, portid uint32, now int64) {
-	st := j.routes[netns]
-	if st == nil {
+// listening: a listener opened in netns (portid is its), and its first
+// dump (seq) is under way. For a namespace already watched, the listener
+// was replaced after a failure: notifications were lost meanwhile, so the
+// dump resynchronises the cache.
+func (j *Joiner) listening(netns, portid, seq uint32, now int64) {
+	if j.cover&RouteInet == 0 {
 		return
 	}
-	st.portid, st.seq = portid, 0
-	j.overrun(netns, now)
+	st := j.routes[netns]
+	if st == nil {
+		j.watchRoutes(netns, portid, seq)
+		return
+	}
+	st.portid, st.seq = portid, seq
+	st.epoch++
+	st.resync = true
 }
 
 // overrun: the kernel dropped notifications of netns, so the cache may be
 // stale both ways. Resynchronise from a fresh dump.
-func (j *joiner) overrun(netns uint32, now int64) {
+func (j *Joiner) overrun(netns uint32, now int64) {
 	if st := j.routes[netns]; st != nil {
 		st.resync = true
 		st.setDue(now)
@@ -164,7 +173,7 @@ func (j *joiner) overrun(netns uint32, now int64) {
 }
 
 // startDumps requests the dumps that are due and not already running.
-func (j *joiner) startDumps(now int64) {
+func (j *Joiner) startDumps(now int64) {
 	for netns, st := range j.routes {
 		if st.confirmAt != 0 && now >= st.confirmAt {
 			st.confirmAt = 0
@@ -185,7 +194,7 @@ func (j *joiner) startDumps(now int64) {
 
 // dumpDone ends the dump of netns with this seq: every cached route it did
 // not contain, and no notification re-added, was flushed by the kernel.
-func (j *joiner) dumpDone(netns, portid, seq uint32, now int64) {
+func (j *Joiner) dumpDone(netns, portid, seq uint32, now int64) {
 	st := j.routes[netns]
 	if st == nil || st.seq == 0 || portid != st.portid || seq != st.seq {
 		return
@@ -205,7 +214,7 @@ func (j *joiner) dumpDone(netns, portid, seq uint32, now int64) {
 // reportFlushed reports a route the dump no longer has. After an overrun
 // (resync) its removal may have been anyone's: it is reported with an
 // unknown actor and origin, never blamed on a cause.
-func (j *joiner) reportFlushed(netns uint32, k route4Key, v route4Val, now int64, resync bool) {
+func (j *Joiner) reportFlushed(netns uint32, k route4Key, v route4Val, now int64, resync bool) {
 	out := &j.scratch
 	*out = event.Event{
 		Time:      time.Now(),
@@ -243,7 +252,7 @@ func (j *joiner) reportFlushed(netns uint32, k route4Key, v route4Val, now int64
 }
 
 // dumpFailed abandons a dump the kernel refused: nothing is compared.
-func (j *joiner) dumpFailed(netns, portid, seq uint32) {
+func (j *Joiner) dumpFailed(netns, portid, seq uint32) {
 	if st := j.routes[netns]; st != nil && st.seq != 0 && portid == st.portid && seq == st.seq {
 		st.seq = 0
 	}

@@ -1,13 +1,17 @@
-package tracer
+// Package tier3 is routetrace's tier 3: the changes captured at the
+// syscalls (requests, failed acks) joined with the kernel's rtnetlink
+// notifications, the IPv4 route caches that reveal the kernel's silent
+// flushes, and the notification listeners of every traced namespace.
+//
+// Tier 3 sees requests at the syscalls and the kernel's answers as
+// rtnetlink notifications; the joiner pairs them by (netns, portid, seq),
+// so that a reported change is one the kernel made, described as the
+// kernel describes it, with the actor taken from the request.
+package tier3
 
 import (
 	"github.com/routetrace/routetrace/event"
 )
-
-// Tier 3 sees requests at the syscalls and the kernel's answers as
-// rtnetlink notifications; the joiner pairs them by (netns, portid, seq),
-// so that a reported change is one the kernel made, described as the kernel
-// describes it, with the actor taken from the request.
 
 const (
 	// orphanWait is how long a notification waits for its request record:
@@ -24,7 +28,7 @@ const (
 	// maxPending bounds the requests waiting for their notification: at
 	// 70k deletes/s a 5 s wait would otherwise hold 350k of them. The
 	// oldest is evicted first, and counted.
-	maxPending = 1 << 16
+	maxPending = 1 << 15
 	// actorTTL and maxActors bound the portid -> last actor table that
 	// attributes the messages past a capture limit: an entry older than
 	// this may belong to another process that reused the portid.
@@ -43,10 +47,9 @@ type reqKey struct {
 
 type portKey struct{ netns, portid uint32 }
 
-// pendingReq keeps a request as its raw record, half the size of the
-// decoded event: a flush of 100k routes can have many in flight.
+// pendingReq keeps a request until its notification or error.
 type pendingReq struct {
-	rec      record
+	ev       event.Event
 	deadline int64
 }
 
@@ -75,8 +78,10 @@ type lastActor struct {
 	seen  int64
 }
 
-type joiner struct {
-	cover     coverage
+// Joiner pairs tier 3's requests with the kernel's notifications. It is
+// not safe for concurrent use: one goroutine feeds it everything.
+type Joiner struct {
+	cover     Coverage
 	pending   map[reqKey]pendingReq
 	order     []reqKey // pending's keys, oldest first (deadline order)
 	orderHead int
@@ -89,9 +94,9 @@ type joiner struct {
 	recent    []trigger // address, link and nexthop requests, for their notifications
 	emit      func(*event.Event)
 	stats     *Stats
-	clock     *clock
 	scratch   event.Event
-	req       event.Event // a pending request, decoded again
+	// onLink learns interface names from link notifications.
+	onLink func(netns, ifindex uint32, name event.Name)
 
 	// netns are the namespaces listened to: tier 3 reports only their
 	// changes, failures included (nil: all, for tests).
@@ -103,10 +108,13 @@ type joiner struct {
 	dumpSeq uint32
 }
 
-func newJoiner(cover coverage, c *clock, emit func(*event.Event), stats *Stats) *joiner {
-	return &joiner{
+// NewJoiner returns a joiner reporting the changes of the objects in cover
+// to emit (its event is valid only during the call), counting losses in
+// stats. onLink, if not nil, is told every interface name notified.
+func NewJoiner(cover Coverage, emit func(*event.Event), stats *Stats, onLink func(netns, ifindex uint32, name event.Name)) *Joiner {
+	return &Joiner{
 		cover:     cover,
-		clock:     c,
+		onLink:    onLink,
 		pending:   make(map[reqKey]pendingReq),
 		actors:    make(map[portKey]lastActor),
 		orphanIdx: make(map[reqKey]int),
@@ -121,9 +129,9 @@ func keyOf(ev *event.Event) reqKey {
 	return reqKey{netns: ev.Netns, portid: ev.Portid, seq: ev.Seq, object: ev.Object}
 }
 
-// request handles a request record r (kind REQUEST), decoded into ev.
-func (j *joiner) request(r *record, ev *event.Event, now int64) {
-	flags := r.Flags
+// Request handles a request captured at the syscalls (a REQUEST record
+// with its RT_F_* flags), decoded into ev.
+func (j *Joiner) Request(ev *event.Event, flags uint16, now int64) {
 	if j.netns != nil && !j.netns[ev.Netns] {
 		j.stats.Unlistened.Add(1)
 		return // its successes are not seen: report none of it
@@ -133,7 +141,7 @@ func (j *joiner) request(r *record, ev *event.Event, now int64) {
 		return
 	}
 	j.noteActor(ev, now)
-	if flags&flagTruncated != 0 && ev.Object == event.ObjectUnknown {
+	if flags&FlagTruncated != 0 && ev.Object == event.ObjectUnknown {
 		// The capture stopped at a limit: the rest of the batch is
 		// attributed by portid, and the summary counts it.
 		j.stats.Truncated.Add(1)
@@ -143,7 +151,7 @@ func (j *joiner) request(r *record, ev *event.Event, now int64) {
 	case event.ObjectAddr, event.ObjectLink:
 		// Kept only to name the actor of the notification that confirms
 		// it: a request that failed causes nothing.
-		if ev.Op == event.OpDelete || flags&flagLinkDown != 0 {
+		if ev.Op == event.OpDelete || flags&FlagLinkDown != 0 {
 			j.addRecent(ev, now)
 		}
 		return
@@ -163,12 +171,12 @@ func (j *joiner) request(r *record, ev *event.Event, now int64) {
 		j.merge(&o.ev, ev)
 		return
 	}
-	j.addPending(ev, r, now)
+	j.addPending(ev, now)
 }
 
 // noteActor remembers who owns a socket, for the messages of a batch past
 // a capture limit. The table is bounded: stale entries go first.
-func (j *joiner) noteActor(ev *event.Event, now int64) {
+func (j *Joiner) noteActor(ev *event.Event, now int64) {
 	k := portKey{ev.Netns, ev.Portid}
 	if _, ok := j.actors[k]; !ok && len(j.actors) >= maxActors {
 		for key, a := range j.actors {
@@ -187,7 +195,7 @@ func (j *joiner) noteActor(ev *event.Event, now int64) {
 }
 
 // actorOf is the last actor seen on a socket, if recent enough to trust.
-func (j *joiner) actorOf(netns, portid uint32, now int64) (event.Actor, bool) {
+func (j *Joiner) actorOf(netns, portid uint32, now int64) (event.Actor, bool) {
 	a, ok := j.actors[portKey{netns, portid}]
 	if !ok || now-a.seen > actorTTLNs {
 		return event.Actor{}, false
@@ -197,9 +205,9 @@ func (j *joiner) actorOf(netns, portid uint32, now int64) (event.Actor, bool) {
 
 // addPending keeps a request until its notification or error, within a
 // bound: past it the oldest request is evicted and counted.
-func (j *joiner) addPending(ev *event.Event, r *record, now int64) {
+func (j *Joiner) addPending(ev *event.Event, now int64) {
 	k := keyOf(ev)
-	j.pending[k] = pendingReq{rec: *r, deadline: now + pendingTTLNs}
+	j.pending[k] = pendingReq{ev: *ev, deadline: now + pendingTTLNs}
 	j.order = append(j.order, k)
 	for len(j.pending) > maxPending && j.orderHead < len(j.order) {
 		old := j.order[j.orderHead]
@@ -213,7 +221,7 @@ func (j *joiner) addPending(ev *event.Event, r *record, now int64) {
 }
 
 // compactOrder drops the consumed head of order once it is most of it.
-func (j *joiner) compactOrder() {
+func (j *Joiner) compactOrder() {
 	if j.orderHead > 1024 && j.orderHead*2 > len(j.order) {
 		n := copy(j.order, j.order[j.orderHead:])
 		j.order = j.order[:n]
@@ -221,17 +229,18 @@ func (j *joiner) compactOrder() {
 	}
 }
 
-// ack handles an NLMSG_ERROR record read back by the requester: with an
-// errno the request failed; without, a flushing request has completed.
-func (j *joiner) ack(r *record, ev *event.Event, now int64) {
+// Ack handles an NLMSG_ERROR read back by the requester (an ACK record,
+// decoded into ev, with its flags and the failed request's header): with
+// an errno the request failed; without, a flushing request has completed.
+func (j *Joiner) Ack(ev *event.Event, flags, nlmsgType, nlmsgFlags uint16, now int64) {
 	if j.netns != nil && !j.netns[ev.Netns] {
 		return
 	}
-	if r.Flags&flagTruncated != 0 && ev.Object == event.ObjectUnknown {
+	if flags&FlagTruncated != 0 && ev.Object == event.ObjectUnknown {
 		j.stats.Truncated.Add(1) // more acks in one read than one pass scans
 		return
 	}
-	ev.Object = objectOfType(r.NlmsgType)
+	ev.Object = objectOfType(nlmsgType)
 	if ev.Errno == 0 {
 		j.completed(ev.Netns, ev.Portid, ev.Seq, now)
 		return
@@ -239,12 +248,12 @@ func (j *joiner) ack(r *record, ev *event.Event, now int64) {
 	k := keyOf(ev)
 	p, ok := j.pending[k]
 	if !ok {
-		j.unmatchedFailure(r, ev)
+		j.unmatchedFailure(ev, nlmsgType, nlmsgFlags)
 		return
 	}
 	delete(j.pending, k)
 	errno := ev.Errno
-	req := j.decodePending(&p)
+	req := &p.ev
 	req.Errno = errno
 	if !j.cover.covers(req.Object, req.Family) {
 		return // an address or link request that failed: causes nothing
@@ -255,7 +264,7 @@ func (j *joiner) ack(r *record, ev *event.Event, now int64) {
 // unmatchedFailure reports a failure whose request was not captured one by
 // one (past a capture limit): what the ack says, with the actor that read
 // it, rather than nothing.
-func (j *joiner) unmatchedFailure(r *record, ev *event.Event) {
+func (j *Joiner) unmatchedFailure(ev *event.Event, nlmsgType, nlmsgFlags uint16) {
 	switch ev.Object {
 	case event.ObjectRoute:
 		if !j.cover.covers(event.ObjectRoute, event.FamilyInet) || !j.cover.covers(event.ObjectRoute, event.FamilyInet6) {
@@ -268,10 +277,10 @@ func (j *joiner) unmatchedFailure(r *record, ev *event.Event) {
 	default:
 		return
 	}
-	switch r.NlmsgType {
+	switch nlmsgType {
 	case 24, 32, 104: // RTM_NEWROUTE, RTM_NEWRULE, RTM_NEWNEXTHOP
 		ev.Op = event.OpAdd
-		if r.NlmsgFlags&0x100 != 0 { // NLM_F_REPLACE
+		if nlmsgFlags&0x100 != 0 { // NLM_F_REPLACE
 			ev.Op = event.OpReplace
 		}
 	default:
@@ -283,7 +292,7 @@ func (j *joiner) unmatchedFailure(r *record, ev *event.Event) {
 
 // ioctl handles a completed route ioctl: failures are reported at once,
 // successes wait for the kernel's notification (portid 0) to confirm them.
-func (j *joiner) ioctl(ev *event.Event, now int64) {
+func (j *Joiner) ioctl(ev *event.Event, now int64) {
 	if !j.cover.covers(ev.Object, ev.Family) {
 		return
 	}
@@ -307,8 +316,8 @@ func ioctlMatches(req, note *event.Event) bool {
 		((req.Op == event.OpDelete) == (note.Op == event.OpDelete))
 }
 
-// notification handles one rtnetlink notification decoded into ev.
-func (j *joiner) notification(ev *event.Event, now int64) {
+// notification handles one route, rule or nexthop notification.
+func (j *Joiner) notification(ev *event.Event, now int64) {
 	if !j.cover.covers(ev.Object, ev.Family) {
 		return
 	}
@@ -319,7 +328,7 @@ func (j *joiner) notification(ev *event.Event, now int64) {
 	if ev.Portid != 0 {
 		if p, ok := j.pending[k]; ok {
 			delete(j.pending, k)
-			j.merge(ev, j.decodePending(&p))
+			j.merge(ev, &p.ev)
 			return
 		}
 	} else {
@@ -343,7 +352,7 @@ func (j *joiner) notification(ev *event.Event, now int64) {
 // routes by itself, IPv4 ones without a word. The actor is its request's,
 // when captured; a request that failed sent no notification, so it never
 // becomes a cause.
-func (j *joiner) trigger(ev *event.Event, now int64) {
+func (j *Joiner) trigger(ev *event.Event, now int64) {
 	t := trigger{ev: *ev, seen: now}
 	t.ev.Actor, t.ev.Origin = event.Actor{}, event.OriginUnknown
 	if ev.Portid == 0 {
@@ -367,7 +376,7 @@ func (j *joiner) trigger(ev *event.Event, now int64) {
 // addRecent keeps an address, link or nexthop request for the notification
 // that confirms it; one that came first gets its actor now (the ring
 // buffer and the sockets are read independently).
-func (j *joiner) addRecent(ev *event.Event, now int64) {
+func (j *Joiner) addRecent(ev *event.Event, now int64) {
 	j.recent = appendBounded(j.recent, trigger{ev: *ev, seen: now})
 	for i := len(j.triggers) - 1; i >= 0; i-- {
 		t := &j.triggers[i]
@@ -410,7 +419,7 @@ func appendBounded(ts []trigger, t trigger) []trigger {
 
 // merge reports the kernel's notification note with the actor, origin
 // (netlink or ioctl) and op of its request req.
-func (j *joiner) merge(note, req *event.Event) {
+func (j *Joiner) merge(note, req *event.Event) {
 	out := &j.scratch
 	*out = *note
 	out.Time, out.Actor, out.Origin, out.Path = req.Time, req.Actor, req.Origin, req.Path
@@ -421,14 +430,10 @@ func (j *joiner) merge(note, req *event.Event) {
 	j.emit(out)
 }
 
-func (j *joiner) decodePending(p *pendingReq) *event.Event {
-	decodeRecord(j.clock, &p.rec, &j.req)
-	return &j.req
-}
 
-// expire reports orphans whose request never came and drops stale
+// Expire reports orphans whose request never came and drops stale
 // requests. With force, everything still waiting is settled now.
-func (j *joiner) expire(now int64, force bool) {
+func (j *Joiner) Expire(now int64, force bool) {
 	j.startDumps(now)
 	n := 0
 	for n < len(j.orphans) && (force || j.orphans[n].deadline <= now) {
@@ -479,7 +484,7 @@ func (j *joiner) expire(now int64, force bool) {
 
 // settleOrphan reports a notification no captured request claimed: by the
 // socket's last known owner, or as the kernel's own doing.
-func (j *joiner) settleOrphan(ev *event.Event, now int64) {
+func (j *Joiner) settleOrphan(ev *event.Event, now int64) {
 	out := &j.scratch
 	*out = *ev
 	out.Attach = event.AttachTracepoint
@@ -518,7 +523,7 @@ func causeOf(t *event.Event) event.Cause {
 // cause finds the change that made the kernel remove ev: the newest recent
 // trigger in ev's namespace that touches it (its link, the subnet of its
 // address, or its nexthop object). None matching: no cause, never a guess.
-func (j *joiner) cause(ev *event.Event, now int64) *event.Event {
+func (j *Joiner) cause(ev *event.Event, now int64) *event.Event {
 	var kernel *event.Event
 	for i := len(j.triggers) - 1; i >= 0; i-- {
 		t := &j.triggers[i]
@@ -579,3 +584,65 @@ func objectOfType(t uint16) event.Object {
 	}
 	return event.ObjectUnknown
 }
+
+// Note passes one note from the listeners to the joiner.
+func (j *Joiner) Note(n *Note, now int64) {
+	ev := &n.Ev
+	switch n.Kind {
+	case NoteDumpEnd:
+		j.dumpDone(ev.Netns, ev.Portid, ev.Seq, now)
+	case NoteDumpFailed:
+		j.dumpFailed(ev.Netns, ev.Portid, ev.Seq)
+	case NoteOverrun:
+		j.overrun(ev.Netns, now)
+	case NoteListening:
+		if j.netns != nil {
+			j.netns[ev.Netns] = true
+		}
+		if ev.Seq != 0 {
+			j.listening(ev.Netns, ev.Portid, ev.Seq, now)
+		}
+	case NoteGone:
+		delete(j.netns, ev.Netns)
+		delete(j.routes, ev.Netns)
+	case NoteChange:
+		j.change(n, now)
+	}
+}
+
+func (j *Joiner) change(n *Note, now int64) {
+	ev := &n.Ev
+	switch ev.Object {
+	case event.ObjectLink:
+		if ev.Op != event.OpDelete && j.onLink != nil {
+			j.onLink(ev.Netns, ev.Oif, ev.Dev)
+		}
+		if ev.Op == event.OpDelete || n.LinkDown {
+			j.trigger(ev, now)
+		}
+	case event.ObjectAddr:
+		if ev.Op == event.OpDelete {
+			j.trigger(ev, now)
+		}
+	default:
+		if ev.Object == event.ObjectNexthop && ev.Op == event.OpDelete {
+			j.trigger(ev, now)
+		}
+		j.notification(ev, now)
+	}
+}
+
+// ListenedOnly makes the joiner report only what happens in namespaces
+// announced by NoteListening (by default, for tests, everything).
+func (j *Joiner) ListenedOnly() {
+	if j.netns == nil {
+		j.netns = make(map[uint32]bool)
+	}
+}
+
+// SetDumper gives the joiner the way to ask a namespace for its IPv4
+// routes (Listeners.Dump).
+func (j *Joiner) SetDumper(dump func(netns, seq uint32) error) { j.dump = dump }
+
+// Listened reports whether a namespace is listened to.
+func (j *Joiner) Listened(netns uint32) bool { return j.netns[netns] }
