@@ -430,7 +430,6 @@ func (j *Joiner) merge(note, req *event.Event) {
 	j.emit(out)
 }
 
-
 // Expire reports orphans whose request never came and drops stale
 // requests. With force, everything still waiting is settled now.
 func (j *Joiner) Expire(now int64, force bool) {

@@ -26,11 +26,11 @@ func newJoined() *joined {
 // decodes it as the tracer does.
 type record struct {
 	Kind, Op, Object, Family, Origin, Attach, DstLen uint8
-	Flags, NlmsgType                                uint16
+	Flags, NlmsgType                                 uint16
 	Netns, Portid, Seq, Pid, Tgid, Table, Oif        uint32
-	Err                                             int32
-	Dst                                             [16]uint8
-	Comm                                            [16]int8
+	Err                                              int32
+	Dst                                              [16]uint8
+	Comm                                             [16]int8
 }
 
 const (

@@ -39,11 +39,11 @@ type route4Val struct {
 }
 
 type netnsRoutes struct {
-	routes map[route4Key]route4Val
-	portid uint32 // the listener's: its dump answers carry it
-	seq    uint32 // the dump in flight, 0 for none
-	epoch  uint32
-	due    int64 // when to ask for a dump (monotonic ns), if wantDump
+	routes   map[route4Key]route4Val
+	portid   uint32 // the listener's: its dump answers carry it
+	seq      uint32 // the dump in flight, 0 for none
+	epoch    uint32
+	due      int64 // when to ask for a dump (monotonic ns), if wantDump
 	wantDump bool
 	// A flushing request in progress: the dump waits for its ack (or
 	// until due), so that it sees the kernel's flush finished.

@@ -56,7 +56,7 @@ func TestRemovalsWithoutRequest(t *testing.T) {
 			causeObject: event.ObjectLink, causeOp: event.OpReplace, gateway: "192.0.2.2",
 		},
 		{
-			name: "link moved to another namespace",
+			name:  "link moved to another namespace",
 			setup: func(t *testing.T, ns *testnet.Netns) *testnet.Netns { return bareNetns(t) },
 			act: func(t *testing.T, ns, other *testnet.Netns) {
 				ns.IP("link", "set", "v0", "netns", other.Name)

@@ -116,7 +116,7 @@ type Tracer struct {
 	names     map[nameKey]event.Name
 	clock     clock
 	stats     Stats
-	stopping  atomic.Bool // Run is draining: readRing stops once the ring is empty
+	stopping  atomic.Bool      // Run is draining: readRing stops once the ring is empty
 	listeners *tier3.Listeners // tier 3's notification sockets, nil without tier 3
 	closed    sync.Once
 }
