@@ -1,0 +1,25 @@
+package netnswatch
+
+import (
+	"reflect"
+	"testing"
+)
+
+func TestParseMountinfo(t *testing.T) {
+	text := `22 1 8:1 / / rw,relatime shared:1 - ext4 /dev/sda1 rw
+44 43 0:4 net:[4026532177] /run/netns/expns rw shared:2 - nsfs nsfs rw
+45 43 0:4 mnt:[4026532178] /run/mntns/x rw shared:3 - nsfs nsfs rw
+46 30 0:4 net:[4026532300] /run/docker/netns/pod\040a\134b rw - nsfs nsfs rw
+47 30 0:52 net:[4026532301] /tmp/not-nsfs rw - tmpfs tmpfs rw
+48 30 0:4 net:[4026532302] /var/run/netns/two rw shared:9 master:4 - nsfs nsfs rw
+49 30 0:4 net:[bad] /x rw - nsfs nsfs rw`
+	got := parseMountinfo([]byte(text), nil)
+	want := []nsMount{
+		{4026532177, "/run/netns/expns"},
+		{4026532300, `/run/docker/netns/pod a\b`},
+		{4026532302, "/var/run/netns/two"},
+	}
+	if !reflect.DeepEqual(got, want) {
+		t.Errorf("got  %+v\nwant %+v", got, want)
+	}
+}
