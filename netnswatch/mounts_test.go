@@ -23,3 +23,20 @@ func TestParseMountinfo(t *testing.T) {
 		t.Errorf("got  %+v\nwant %+v", got, want)
 	}
 }
+
+func TestParseNetLink(t *testing.T) {
+	for link, want := range map[string]uint32{
+		"net:[4026531840]": 4026531840,
+		"net:[4294967295]": 4294967295,
+		"net:[4294967296]": 0, // not a 32-bit inode
+		"mnt:[4026531840]": 0,
+		"net:[]":           0,
+		"net:[12":          0,
+		"net:[12a]":        0,
+	} {
+		got, ok := parseNetLink([]byte(link))
+		if got != want || ok != (want != 0) {
+			t.Errorf("parseNetLink(%q) = %d, %v; want %d", link, got, ok, want)
+		}
+	}
+}

@@ -20,7 +20,7 @@
 //	// and when a captured request comes from a namespace not followed yet:
 //	if ns, isNew := w.Hint(tid, netnsInode); isNew { listen(ns.Path) }
 //
-// A Scan costs one getdents of /proc per 1000 entries and one statx per
+// A Scan costs one getdents of /proc per few hundred entries and one readlink per
 // process (no open, no allocation per process); /proc/self/mountinfo is
 // read again only when poll says the mount table changed. Threads of
 // multi-threaded processes are stat'ed on the first scan, every

@@ -244,25 +244,48 @@ func TestLiveness(t *testing.T) {
 }
 
 // enterOnThread moves a locked thread of ours into the namespace at path
-// until the test ends; the thread is never unlocked, so it exits with its
-// goroutine and nothing else runs in that namespace.
+// until the test ends, then back. The thread may be the main one, whose
+// namespace /proc/self/ns/net shows: it must not stay there.
 func enterOnThread(t *testing.T, path string) {
 	t.Helper()
-	entered, release := make(chan error), make(chan struct{})
+	entered, release, left := make(chan error), make(chan struct{}), make(chan error)
 	go func() {
 		runtime.LockOSThread()
+		orig, err := unix.Open("/proc/thread-self/ns/net", unix.O_RDONLY|unix.O_CLOEXEC, 0)
+		if err != nil {
+			runtime.UnlockOSThread()
+			entered <- err
+			return
+		}
+		defer unix.Close(orig)
 		fd, err := unix.Open(path, unix.O_RDONLY|unix.O_CLOEXEC, 0)
 		if err == nil {
 			err = unix.Setns(fd, unix.CLONE_NEWNET)
 			unix.Close(fd)
 		}
 		entered <- err
+		if err != nil {
+			runtime.UnlockOSThread()
+			return
+		}
 		<-release
+		// Left locked if this fails: the runtime then ends the thread.
+		if err := unix.Setns(orig, unix.CLONE_NEWNET); err != nil {
+			left <- err
+			return
+		}
+		runtime.UnlockOSThread()
+		left <- nil
 	}()
 	if err := <-entered; err != nil {
 		t.Fatalf("entering %s on a thread: %v", path, err)
 	}
-	t.Cleanup(func() { close(release) })
+	t.Cleanup(func() {
+		close(release)
+		if err := <-left; err != nil {
+			t.Errorf("leaving %s: %v", path, err)
+		}
+	})
 }
 
 // A short-lived process's namespace: Hint opens it while the process
