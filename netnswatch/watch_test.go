@@ -12,6 +12,8 @@ import (
 	"time"
 
 	"golang.org/x/sys/unix"
+
+	"github.com/routetrace/routetrace/rtnl"
 )
 
 // 200 namespaces created and destroyed while a Watcher runs: half bind
@@ -318,6 +320,15 @@ func TestHint(t *testing.T) {
 	if err := checkPath(ns); err != nil {
 		t.Errorf("after its process exited: %v", err)
 	}
+	// What the tracer does with it: a notification socket in there.
+	l, err := rtnl.Listen(ns.Path, 0)
+	if err != nil {
+		t.Fatalf("rtnl.Listen(%s) after its process exited: %v", ns.Path, err)
+	}
+	if l.Netns() != short.inode {
+		t.Errorf("rtnl.Listen(%s) listens in namespace %d, want %d", ns.Path, l.Netns(), short.inode)
+	}
+	defer l.Close()
 
 	added, removed, err := w.Scan()
 	if err != nil {
