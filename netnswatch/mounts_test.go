@@ -2,7 +2,9 @@ package netnswatch
 
 import (
 	"reflect"
+	"slices"
 	"testing"
+	"time"
 )
 
 func TestParseMountinfo(t *testing.T) {
@@ -38,5 +40,44 @@ func TestParseNetLink(t *testing.T) {
 		if got != want || ok != (want != 0) {
 			t.Errorf("parseNetLink(%q) = %d, %v; want %d", link, got, ok, want)
 		}
+	}
+}
+
+// The mount table is read again only when poll says it changed, and then
+// shows the new mount.
+func TestMountTableRereadsOnlyAfterAChange(t *testing.T) {
+	requireRoot(t)
+	m, err := openMountTable("/proc/self/mountinfo")
+	if err != nil {
+		t.Fatal(err)
+	}
+	defer m.close()
+	if read, err := m.refresh(); !read || err != nil {
+		t.Fatalf("first refresh: read %v, err %v", read, err)
+	}
+	// Others on this machine may mount meanwhile: one quiet moment is enough.
+	unchanged := false
+	for range 20 {
+		read, err := m.refresh()
+		if err != nil {
+			t.Fatal(err)
+		}
+		if !read {
+			unchanged = true
+			break
+		}
+		time.Sleep(10 * time.Millisecond)
+	}
+	if !unchanged {
+		t.Error("the mount table was read again every time")
+	}
+	name := netnsNames("mt", 1)
+	ino := addNamed(t, name...)[0]
+	if read, err := m.refresh(); !read || err != nil {
+		t.Fatalf("refresh after ip netns add: read %v, err %v", read, err)
+	}
+	want := nsMount{ino, "/run/netns/" + name[0]}
+	if !slices.Contains(m.mounts, want) {
+		t.Errorf("%+v not in %+v", want, m.mounts)
 	}
 }

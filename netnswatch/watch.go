@@ -304,8 +304,14 @@ func (w *Watcher) Scan() (added []Namespace, removed []uint32, err error) {
 			continue
 		}
 		e, err := w.open(ino, src)
+		if errors.Is(err, unix.EMFILE) || errors.Is(err, unix.ENFILE) {
+			// Each followed namespace holds a descriptor: say so, or
+			// namespaces would go unwatched without a word.
+			w.log.Warn("cannot follow a network namespace: out of file descriptors (raise ulimit -n)", "inode", ino, "followed", len(w.known), "err", err)
+			continue
+		}
 		if err != nil {
-			// Gone between the stat and the open, or a path now names
+			// Gone between the readlink and the open, or a path now names
 			// another namespace: the next scan sees how things are then.
 			w.log.Debug("opening network namespace", "inode", ino, "err", err)
 			continue
