@@ -208,7 +208,7 @@ func netnsNames(prefix string, n int) []string {
 type events struct {
 	mu      sync.Mutex
 	added   map[uint32]Namespace
-	removed map[uint32]int
+	removed map[uint32]int // since the inode was last added
 	badPath []error
 }
 
@@ -222,6 +222,10 @@ func (e *events) onAdd(ns Namespace) {
 	e.mu.Lock()
 	defer e.mu.Unlock()
 	e.added[ns.Inode] = ns
+	// Namespace inodes are reused as soon as a namespace is freed (other
+	// tests on this machine churn them): a removal before this add was of
+	// an earlier namespace with the same inode.
+	delete(e.removed, ns.Inode)
 	if err != nil {
 		e.badPath = append(e.badPath, err)
 	}
