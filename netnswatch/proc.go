@@ -5,6 +5,7 @@ import (
 	"encoding/binary"
 	"fmt"
 	"io"
+	"strconv"
 	"syscall"
 	"unsafe"
 
@@ -74,7 +75,7 @@ func (p *procScanner) scan(seen map[uint32]source, threads bool) error {
 			}
 			p.processes++
 			if ino, ok := p.nsInode(name, nil); ok {
-				addProcess(seen, ino, pid)
+				addProcess(seen, ino, pid, false)
 			}
 			if threads {
 				p.scanThreads(seen, name, pid)
@@ -115,7 +116,7 @@ func (p *procScanner) scanThreads(seen map[uint32]source, pidName []byte, pid ui
 			}
 			p.threads++
 			if ino, ok := p.nsInode(pidName, name); ok {
-				addProcess(seen, ino, tid)
+				addProcess(seen, ino, tid, true)
 			}
 		}
 	}
@@ -155,14 +156,22 @@ func parseNetLink(link []byte) (uint32, bool) {
 	return parseID(digits[:len(digits)-1])
 }
 
-// addProcess notes that process (or thread) id is in namespace ino, keeping
-// the first one seen and any bind mount already noted.
-func addProcess(seen map[uint32]source, ino, id uint32) {
+// addProcess notes that process (or thread) id is in namespace ino. The
+// first process seen is kept, a process rather than a thread, and any
+// bind mount already noted.
+func addProcess(seen map[uint32]source, ino, id uint32, thread bool) {
 	s, ok := seen[ino]
-	if !ok || s.pid == 0 {
-		s.pid = id
+	if !ok || s.pid == 0 || (s.thread && !thread) {
+		s.pid, s.thread = id, thread
 		seen[ino] = s
 	}
+}
+
+// threadInode reads /proc/TID/ns/net: a thread's own directory is
+// reachable from /proc by its id, though getdents does not list it.
+func (p *procScanner) threadInode(tid uint32) (uint32, bool) {
+	b := strconv.AppendUint(p.path[:0], uint64(tid), 10)
+	return p.nsInode(b, nil)
 }
 
 // direntName returns the name of one linux_dirent64 record (d_ino 8, d_off

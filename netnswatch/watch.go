@@ -23,11 +23,12 @@
 // A Scan costs one getdents of /proc per few hundred entries and one readlink per
 // process (no open, no allocation per process); /proc/self/mountinfo is
 // read again only when poll says the mount table changed. Threads of
-// multi-threaded processes are stat'ed on the first scan, every
+// multi-threaded processes are read on the first scan, every
 // threadScanEvery-th scan, and whenever a followed namespace was not seen
 // otherwise (before it is declared gone), since they are many and rarely
-// in a namespace of their own; Hint covers a thread that makes a change
-// from one in between.
+// in a namespace of their own; in between, a namespace only a thread is
+// in costs one readlink of that thread, and Hint covers a thread that
+// makes a change from a namespace of its own.
 //
 // /proc must show the node's processes: in a container, run with the
 // host's pid namespace (hostPID) and the host's /run mounted.
@@ -104,6 +105,10 @@ type Watcher struct {
 	scans        int
 	pendingClose []int
 	deniedWarned bool
+	// threadHeld maps each namespace only a thread was found in (no
+	// process leader, no mount) to that thread, so that scans between
+	// thread scans check it with one readlink instead of a thread scan.
+	threadHeld map[uint32]uint32
 
 	mu      sync.RWMutex
 	known   map[uint32]*entry
@@ -122,8 +127,9 @@ type onlyPath struct {
 // source is where a scan saw a namespace: a process or thread id, and a
 // path (bind mount or --netns entry) when it has one.
 type source struct {
-	pid  uint32
-	path string
+	pid    uint32
+	thread bool // pid is a thread, not a process's leader
+	path   string
 }
 
 type entry struct {
@@ -137,10 +143,11 @@ type entry struct {
 // namespace, routetrace's own included.
 func New(opts Options) (*Watcher, error) {
 	w := &Watcher{
-		interval: opts.Interval,
-		log:      opts.Logger,
-		seen:     make(map[uint32]source),
-		known:    make(map[uint32]*entry),
+		interval:   opts.Interval,
+		log:        opts.Logger,
+		seen:       make(map[uint32]source),
+		threadHeld: make(map[uint32]uint32),
+		known:      make(map[uint32]*entry),
 	}
 	if w.interval <= 0 {
 		w.interval = DefaultInterval
@@ -274,10 +281,22 @@ func (w *Watcher) Scan() (added []Namespace, removed []uint32, err error) {
 		return nil, nil, err
 	}
 	allowed := w.resolveOnly()
-	if !threads && w.missing(seq) {
-		// Confirm with the threads before declaring a namespace gone.
-		if err := w.procs.scan(w.seen, true); err != nil {
-			return nil, nil, fmt.Errorf("scanning network namespaces: %w", err)
+	if !threads {
+		w.checkThreadHeld()
+		if w.missing(seq) {
+			// Confirm with every thread before declaring a namespace gone.
+			threads = true
+			if err := w.procs.scan(w.seen, true); err != nil {
+				return nil, nil, fmt.Errorf("scanning network namespaces: %w", err)
+			}
+		}
+	}
+	if threads {
+		clear(w.threadHeld)
+		for ino, s := range w.seen {
+			if s.thread && s.path == "" {
+				w.threadHeld[ino] = s.pid
+			}
 		}
 	}
 	if w.procs.denied > 0 && !w.deniedWarned {
@@ -353,6 +372,21 @@ func (w *Watcher) collect(threads bool) error {
 		}
 	}
 	return nil
+}
+
+// checkThreadHeld marks as seen each namespace the last thread scan found
+// only in a thread, if that thread is still in it.
+func (w *Watcher) checkThreadHeld() {
+	for ino, tid := range w.threadHeld {
+		if _, ok := w.seen[ino]; ok {
+			continue
+		}
+		if got, ok := w.procs.threadInode(tid); ok && got == ino {
+			w.seen[ino] = source{pid: tid, thread: true}
+		} else {
+			delete(w.threadHeld, ino)
+		}
+	}
 }
 
 // missing reports whether a followed namespace born before scan seq was
