@@ -4,6 +4,7 @@ import (
 	"bufio"
 	"fmt"
 	"io"
+	"log/slog"
 	"os"
 	"os/exec"
 	"path/filepath"
@@ -255,8 +256,19 @@ func (e *events) waitFor(t testing.TB, timeout time.Duration, what string, cond 
 	}
 }
 
+// testLog sends a Watcher's log to the test's, shown with -v or on failure.
+type testLog struct{ t testing.TB }
+
+func (l testLog) Write(b []byte) (int, error) {
+	l.t.Log(strings.TrimSuffix(string(b), "\n"))
+	return len(b), nil
+}
+
 func newWatcher(t testing.TB, opts Options) *Watcher {
 	t.Helper()
+	if opts.Logger == nil {
+		opts.Logger = slog.New(slog.NewTextHandler(testLog{t}, nil))
+	}
 	w, err := New(opts)
 	if err != nil {
 		t.Fatal(err)
