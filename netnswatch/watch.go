@@ -76,10 +76,6 @@ type Options struct {
 	Only []string
 	// Logger receives what was found and lost; nil means slog.Default().
 	Logger *slog.Logger
-
-	// procRoot and mountinfo are /proc and /proc/self/mountinfo; tests
-	// leave them empty.
-	procRoot, mountinfo string
 }
 
 // DefaultInterval is the rescan period when Options.Interval is 0.
@@ -155,13 +151,6 @@ func New(opts Options) (*Watcher, error) {
 	if w.log == nil {
 		w.log = slog.Default()
 	}
-	procRoot, mountinfo := opts.procRoot, opts.mountinfo
-	if procRoot == "" {
-		procRoot = "/proc"
-	}
-	if mountinfo == "" {
-		mountinfo = "/proc/self/mountinfo"
-	}
 	var st unix.Stat_t
 	if err := unix.Stat("/proc/self/ns/net", &st); err != nil {
 		return nil, fmt.Errorf("reading our own network namespace: %w", err)
@@ -175,10 +164,10 @@ func New(opts Options) (*Watcher, error) {
 		w.only = append(w.only, p)
 	}
 	var err error
-	if w.procs, err = openProc(procRoot, os.Getpid()); err != nil {
+	if w.procs, err = openProc("/proc", os.Getpid()); err != nil {
 		return nil, err
 	}
-	if w.mounts, err = openMountTable(mountinfo); err != nil {
+	if w.mounts, err = openMountTable("/proc/self/mountinfo"); err != nil {
 		w.procs.close()
 		return nil, err
 	}
