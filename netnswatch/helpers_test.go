@@ -11,6 +11,7 @@ import (
 	"runtime"
 	"strings"
 	"sync"
+	"syscall"
 	"testing"
 	"time"
 
@@ -53,7 +54,7 @@ func threadHelper() {
 // namespace and the thread's id.
 func startThreadHelper(t testing.TB) (cmd *exec.Cmd, inode, tid uint32) {
 	t.Helper()
-	cmd = exec.Command(os.Args[0], "-test.run=^$")
+	cmd = child(os.Args[0], "-test.run=^$")
 	cmd.Env = append(os.Environ(), threadHelperEnv+"=1")
 	stdin, err := cmd.StdinPipe()
 	if err != nil {
@@ -79,6 +80,14 @@ func startThreadHelper(t testing.TB) (cmd *exec.Cmd, inode, tid uint32) {
 		t.Fatalf("thread helper said %q: %v", line, err)
 	}
 	return cmd, inode, tid
+}
+
+// child is a command killed with the test process if the test binary
+// dies before its cleanups run (a timeout panic).
+func child(name string, args ...string) *exec.Cmd {
+	cmd := exec.Command(name, args...)
+	cmd.SysProcAttr = &syscall.SysProcAttr{Pdeathsig: syscall.SIGKILL}
+	return cmd
 }
 
 func requireRoot(t testing.TB) {
@@ -138,7 +147,7 @@ func startProcNetns(t testing.TB, n int) []*procNetns {
 	ours := inodeOf(t, "/proc/self/ns/net")
 	procs := make([]*procNetns, n)
 	for i := range procs {
-		cmd := exec.Command("unshare", "-n", "sleep", "60")
+		cmd := child("unshare", "-n", "sleep", "60")
 		if err := cmd.Start(); err != nil {
 			t.Fatal(err)
 		}

@@ -140,7 +140,7 @@ func TestLiveness(t *testing.T) {
 	// A named namespace with a process in it, whose name is deleted first.
 	name := netnsNames("live", 1)
 	both := addNamed(t, name...)[0]
-	sleeper := exec.Command("ip", "netns", "exec", name[0], "sleep", "60")
+	sleeper := child("ip", "netns", "exec", name[0], "sleep", "60")
 	if err := sleeper.Start(); err != nil {
 		t.Fatal(err)
 	}
@@ -386,7 +386,7 @@ func TestOnly(t *testing.T) {
 	}
 
 	// A process in b, not named: a Hint for it is refused.
-	inB := exec.Command("ip", "netns", "exec", names[1], "sleep", "60")
+	inB := child("ip", "netns", "exec", names[1], "sleep", "60")
 	if err := inB.Start(); err != nil {
 		t.Fatal(err)
 	}
