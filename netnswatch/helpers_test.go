@@ -219,11 +219,12 @@ type events struct {
 	mu      sync.Mutex
 	added   map[uint32]Namespace
 	removed map[uint32]int // since the inode was last added
+	adds    map[uint32]int // since the inode was last removed
 	badPath []error
 }
 
 func newEvents() *events {
-	return &events{added: make(map[uint32]Namespace), removed: make(map[uint32]int)}
+	return &events{added: make(map[uint32]Namespace), removed: make(map[uint32]int), adds: make(map[uint32]int)}
 }
 
 func (e *events) onAdd(ns Namespace) {
@@ -236,6 +237,7 @@ func (e *events) onAdd(ns Namespace) {
 	// tests on this machine churn them): a removal before this add was of
 	// an earlier namespace with the same inode.
 	delete(e.removed, ns.Inode)
+	e.adds[ns.Inode]++
 	if err != nil {
 		e.badPath = append(e.badPath, err)
 	}
@@ -245,6 +247,7 @@ func (e *events) onRemove(ino uint32) {
 	e.mu.Lock()
 	defer e.mu.Unlock()
 	e.removed[ino]++
+	delete(e.adds, ino)
 }
 
 // waitFor polls cond (under the lock) until it holds or timeout passes.
