@@ -1,6 +1,7 @@
 package netnswatch
 
 import (
+	"flag"
 	"fmt"
 	"os"
 	"path/filepath"
@@ -10,6 +11,8 @@ import (
 	"testing"
 	"time"
 )
+
+var benchProcesses = flag.Int("netnswatch.processes", 0, "BenchmarkScan: this many more processes (sleep, in our namespace), to see the cost on a busy node")
 
 // BenchmarkScan measures one Scan with 200 extra namespaces on the node
 // (100 bind-mounted, 100 held by a process each), against a baseline
@@ -21,6 +24,13 @@ func BenchmarkScan(b *testing.B) {
 	requireRoot(b)
 	addNamed(b, netnsNames("bench", 100)...)
 	startProcNetns(b, 100)
+	for range *benchProcesses {
+		cmd := child("sleep", "600")
+		if err := cmd.Start(); err != nil {
+			b.Fatal(err)
+		}
+		b.Cleanup(func() { cmd.Process.Kill(); cmd.Wait() })
+	}
 	w := newWatcher(b, Options{})
 	if _, _, err := w.Scan(); err != nil {
 		b.Fatal(err)
