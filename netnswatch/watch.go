@@ -23,10 +23,9 @@
 // A Scan costs one getdents of /proc per few hundred entries and one
 // readlink per process (no open, no allocation per process): 4-8 µs per
 // process on our loaded 2-core host, so 1000 processes every 2 s take
-// 0.2-0.4 % of a core (BenchmarkScan). Changes between scans are not
-// missed for lack of a listener alone: Hint follows a namespace from its
-// first captured request. /proc/self/mountinfo is read again only when
-// poll says the mount table changed. Threads of
+// 0.2-0.4 % of a core (BenchmarkScan). Between scans, Hint follows a new
+// namespace at its first captured request. /proc/self/mountinfo is read
+// again only when poll says the mount table changed. Threads of
 // multi-threaded processes are read on the first scan, every
 // threadScanEvery-th scan, and whenever a followed namespace was not seen
 // otherwise (before it is declared gone), since they are many and rarely
