@@ -15,8 +15,10 @@ import (
 
 const (
 	// orphanWait is how long a notification waits for its request record:
-	// the ring buffer and the notification socket are read independently.
-	orphanWaitNs = int64(100e6)
+	// the ring buffer and the notification socket are read independently,
+	// and on a loaded node (200 namespaces changing at once on 2 cores)
+	// one can lag the other by more than 100 ms.
+	orphanWaitNs = int64(500e6)
 	// pendingTTL bounds how long a request waits for its notification or
 	// error; requests that got neither (a netns routetrace does not listen
 	// to, a no-op) are dropped and counted.
@@ -95,12 +97,14 @@ type Joiner struct {
 	emit      func(*event.Event)
 	stats     *Stats
 	scratch   event.Event
+	// unlistened is told of requests in namespaces not listened to.
+	unlistened func(*event.Event)
 	// onLink learns interface names from link notifications.
 	onLink func(netns, ifindex uint32, name event.Name)
 
-	// netns are the namespaces listened to: tier 3 reports only their
-	// changes, failures included (nil: all, for tests).
-	netns map[uint32]bool
+	// listened says which namespaces are listened to: tier 3 reports only
+	// their changes, failures included (nil: all, for tests).
+	listened func(netns uint32) bool
 
 	// IPv4 route caches of the namespaces listened to (see routes4.go).
 	routes  map[uint32]*netnsRoutes
@@ -132,9 +136,15 @@ func keyOf(ev *event.Event) reqKey {
 // Request handles a request captured at the syscalls (a REQUEST record
 // with its RT_F_* flags), decoded into ev.
 func (j *Joiner) Request(ev *event.Event, flags uint16, now int64) {
-	if j.netns != nil && !j.netns[ev.Netns] {
-		j.stats.Unlistened.Add(1)
-		return // its successes are not seen: report none of it
+	if j.listened != nil && !j.listened(ev.Netns) {
+		// Its success would not be seen: report none of it. When every
+		// namespace is followed, that is a gap, and the namespace is
+		// opened now.
+		if j.unlistened != nil {
+			j.stats.Unlistened.Add(1)
+			j.unlistened(ev)
+		}
+		return
 	}
 	if ev.Origin == event.OriginIoctl {
 		j.ioctl(ev, now)
@@ -233,7 +243,7 @@ func (j *Joiner) compactOrder() {
 // decoded into ev, with its flags and the failed request's header): with
 // an errno the request failed; without, a flushing request has completed.
 func (j *Joiner) Ack(ev *event.Event, flags, nlmsgType, nlmsgFlags uint16, now int64) {
-	if j.netns != nil && !j.netns[ev.Netns] {
+	if j.listened != nil && !j.listened(ev.Netns) {
 		return
 	}
 	if flags&FlagTruncated != 0 && ev.Object == event.ObjectUnknown {
@@ -595,14 +605,10 @@ func (j *Joiner) Note(n *Note, now int64) {
 	case NoteOverrun:
 		j.overrun(ev.Netns, now)
 	case NoteListening:
-		if j.netns != nil {
-			j.netns[ev.Netns] = true
-		}
 		if ev.Seq != 0 {
 			j.listening(ev.Netns, ev.Portid, ev.Seq, now)
 		}
 	case NoteGone:
-		delete(j.netns, ev.Netns)
 		delete(j.routes, ev.Netns)
 	case NoteChange:
 		j.change(n, now)
@@ -631,17 +637,17 @@ func (j *Joiner) change(n *Note, now int64) {
 	}
 }
 
-// ListenedOnly makes the joiner report only what happens in namespaces
-// announced by NoteListening (by default, for tests, everything).
-func (j *Joiner) ListenedOnly() {
-	if j.netns == nil {
-		j.netns = make(map[uint32]bool)
-	}
-}
+// ListenedBy makes the joiner report only what happens in namespaces
+// listened tells it are listened to (by default, for tests, everything).
+// It is asked for every request: the listeners are the truth, so that a
+// request right after a listener opened is not taken for an unheard one.
+func (j *Joiner) ListenedBy(listened func(netns uint32) bool) { j.listened = listened }
+
+// OnUnlistened has f told of every request captured in a namespace that
+// is not listened to, and such requests counted as a gap (Unlistened):
+// for a tracer that follows every namespace.
+func (j *Joiner) OnUnlistened(f func(*event.Event)) { j.unlistened = f }
 
 // SetDumper gives the joiner the way to ask a namespace for its IPv4
 // routes (Listeners.Dump).
 func (j *Joiner) SetDumper(dump func(netns, seq uint32) error) { j.dump = dump }
-
-// Listened reports whether a namespace is listened to.
-func (j *Joiner) Listened(netns uint32) bool { return j.netns[netns] }

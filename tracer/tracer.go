@@ -10,9 +10,7 @@ import (
 	"fmt"
 	"log/slog"
 	"os"
-	"path/filepath"
 	"runtime/debug"
-	"strings"
 	"sync"
 	"sync/atomic"
 	"time"
@@ -23,6 +21,7 @@ import (
 	"github.com/cilium/ebpf/rlimit"
 
 	"github.com/routetrace/routetrace/event"
+	"github.com/routetrace/routetrace/netnswatch"
 	"github.com/routetrace/routetrace/rtnl"
 	"github.com/routetrace/routetrace/tier3"
 )
@@ -32,9 +31,9 @@ type Options struct {
 	// Attach forces one tier: "auto" (default), "fentry", "kprobe" or
 	// "tracepoint".
 	Attach string
-	// Netns names extra network namespaces tier 3 listens to (names in
-	// /run/netns or paths); the tracer's own is always included. Tiers 1
-	// and 2 see every namespace.
+	// Netns narrows tracing to these network namespaces (names in
+	// /run/netns or paths) and the tracer's own. Empty: every namespace
+	// on the node, followed as namespaces come and go.
 	Netns []string
 	// TraceSelf reports changes made by this process too; by default the
 	// tracer's own netlink traffic is not captured.
@@ -110,8 +109,8 @@ type Tracer struct {
 	attached  []*attached
 	reader    *ringbuf.Reader
 	lostMap   *ebpf.Map
-	netns     []string          // named namespaces (tier 3 listens to them), "" for our own
-	nsPaths   map[uint32]string // their paths by inode, to look up link names
+	watcher   *netnswatch.Watcher
+	nsPaths   map[uint32]string // the traced namespaces' paths by inode, to look up link names
 	namesAt   map[uint32]int64  // when each one's names were last listed (monotonic ns)
 	names     map[nameKey]event.Name
 	clock     clock
@@ -170,7 +169,7 @@ func New(opts Options) (*Tracer, error) {
 		}
 	}()
 
-	if err := t.resolveNetns(); err != nil {
+	if err := t.followNetns(); err != nil {
 		return nil, err
 	}
 	self := uint32(os.Getpid())
@@ -287,15 +286,24 @@ func (t *Tracer) startTier3(self uint32, fib *object, cache *btf.Cache) error {
 
 	// Listen before New returns: a change made right after must be seen.
 	t.listeners = tier3.NewListeners(t.log, &t.stats.Stats, t.tier3&tier3.RouteInet != 0)
-	for _, ns := range t.netns {
-		ino, err := t.listeners.Add(ns)
-		if err != nil {
-			return err
+	for _, ns := range t.watcher.Namespaces() {
+		if _, err := t.listeners.Add(ns.Path); err != nil {
+			if ns.Inode == t.watcher.Self() || len(t.opts.Netns) > 0 {
+				return err // asked for by name, or our own
+			}
+			// A namespace that went away while we looked: the next
+			// scan forgets it.
+			t.log.Debug("not listening to a network namespace", "netns", ns.Inode, "origin", ns.Origin, "err", err)
 		}
-		t.loadNames(ns, ino)
 	}
 	t.log.Info("tier 3: capturing rtnetlink requests at the syscalls", "objects", t.tier3.String(), "netns", t.listeners.Len())
 	return nil
+}
+
+// Follows reports whether a network namespace is traced now: found, and
+// in tier 3 listened to.
+func (t *Tracer) Follows(netns uint32) bool {
+	return t.watcher.Known(netns) && (t.listeners == nil || t.listeners.Has(netns))
 }
 
 // Hooks reports, per hook, the tier it got.
@@ -332,6 +340,9 @@ func (t *Tracer) Close() error {
 		if t.listeners != nil {
 			t.listeners.Close()
 		}
+		if t.watcher != nil {
+			t.watcher.Close()
+		}
 		for _, a := range t.attached {
 			a.close()
 		}
@@ -360,8 +371,24 @@ func (t *Tracer) Run(ctx context.Context, emit func(*event.Event)) error {
 		t.readRing(recs)
 	}()
 
+	wctx, stopWatching := context.WithCancel(context.Background())
+	changes := make(chan nsChange, 256)
+	hints := make(chan hint, 256)
+	watching := make(chan struct{})
+	go func() {
+		defer close(watching)
+		t.watchNetns(wctx, changes, hints)
+	}()
+	defer func() {
+		stopWatching()
+		<-watching
+	}()
+
 	var j *tier3.Joiner
 	out := func(ev *event.Event) {
+		if !t.traced(ev.Netns) {
+			return // --netns narrows tiers 1-2 too
+		}
 		t.resolveDev(ev)
 		emit(ev)
 	}
@@ -369,8 +396,18 @@ func (t *Tracer) Run(ctx context.Context, emit func(*event.Event)) error {
 		j = tier3.NewJoiner(t.tier3, out, &t.stats.Stats, func(netns, ifindex uint32, name event.Name) {
 			t.names[nameKey{netns, ifindex}] = name
 		})
-		j.ListenedOnly()
+		j.ListenedBy(t.listeners.Has)
 		j.SetDumper(t.listeners.Dump)
+		if len(t.opts.Netns) == 0 {
+			// Following every namespace: a request from one not listened
+			// to yet is counted, and its namespace opened at once.
+			j.OnUnlistened(func(ev *event.Event) {
+				select {
+				case hints <- hint{tid: ev.Actor.Pid, netns: ev.Netns}:
+				default: // the periodic scan finds it
+				}
+			})
+		}
 		for _, n := range t.listeners.TakeNews() {
 			j.Note(&n, monoNow())
 		}
@@ -413,6 +450,13 @@ func (t *Tracer) Run(ctx context.Context, emit func(*event.Event)) error {
 				continue
 			}
 			j.Note(&n, monoNow())
+		case c := <-changes:
+			if c.path == "" {
+				delete(t.nsPaths, c.inode)
+				delete(t.namesAt, c.inode)
+			} else {
+				t.nsPaths[c.inode] = c.path
+			}
 		case <-tick.C:
 			if j != nil {
 				j.Expire(monoNow(), false)
@@ -424,6 +468,16 @@ func (t *Tracer) Run(ctx context.Context, emit func(*event.Event)) error {
 		j.Expire(monoNow(), true)
 	}
 	return nil
+}
+
+// traced reports whether changes in a namespace are reported: with
+// --netns, only those named and our own.
+func (t *Tracer) traced(netns uint32) bool {
+	if len(t.opts.Netns) == 0 {
+		return true
+	}
+	_, ok := t.nsPaths[netns]
+	return ok
 }
 
 func nsLabel(ns string) string {
@@ -512,31 +566,79 @@ const (
 	idleAfter = tier3.IdleAfter
 )
 
-// resolveNetns turns --netns names into paths, and notes each named
-// namespace's inode: in every tier, link names are looked up there.
-func (t *Tracer) resolveNetns() error {
-	t.netns = []string{""}
-	for _, n := range t.opts.Netns {
-		p := n
-		if !strings.ContainsRune(n, '/') {
-			p = filepath.Join("/run/netns", n)
-		}
-		if _, err := os.Stat(p); err != nil {
-			return fmt.Errorf("--netns %s: %w (name one from `ip netns list` or give a path like /proc/PID/ns/net)", n, err)
-		}
-		t.netns = append(t.netns, p)
+// followNetns finds the network namespaces to trace (every one on the
+// node, or those --netns names), and notes each one's path: link names are
+// looked up there in every tier, and tier 3 listens there.
+func (t *Tracer) followNetns() error {
+	w, err := netnswatch.New(netnswatch.Options{Only: t.opts.Netns, Logger: t.log})
+	if err != nil {
+		return fmt.Errorf("--netns: %w", err)
 	}
-	t.nsPaths = make(map[uint32]string, len(t.netns))
-	t.namesAt = make(map[uint32]int64, len(t.netns))
-	for _, p := range t.netns {
-		ino, err := rtnl.NetnsInode(p)
-		if err != nil {
-			return fmt.Errorf("netns %s: %w", nsLabel(p), err)
-		}
-		t.nsPaths[ino] = p
+	t.watcher = w
+	if _, _, err := w.Scan(); err != nil {
+		return fmt.Errorf("finding the network namespaces: %w", err)
+	}
+	t.nsPaths = make(map[uint32]string)
+	t.namesAt = make(map[uint32]int64)
+	for _, ns := range w.Namespaces() {
+		t.nsPaths[ns.Inode] = ns.Path
 	}
 	return nil
 }
+
+// A nsChange is a namespace that appeared (path set) or went away, for
+// Run's own maps.
+type nsChange struct {
+	inode uint32
+	path  string
+}
+
+// watchNetns follows namespaces as they come and go until ctx ends:
+// tier 3 listens to each new one, and Run learns its path.
+func (t *Tracer) watchNetns(ctx context.Context, changes chan<- nsChange, hints <-chan hint) {
+	add := func(ns netnswatch.Namespace) {
+		if t.listeners != nil {
+			if _, err := t.listeners.Add(ns.Path); err != nil {
+				t.log.Debug("not listening to a network namespace", "netns", ns.Inode, "origin", ns.Origin, "err", err)
+				return
+			}
+		}
+		select {
+		case changes <- nsChange{inode: ns.Inode, path: ns.Path}:
+		case <-ctx.Done():
+		}
+	}
+	remove := func(ino uint32) {
+		if t.listeners != nil {
+			t.listeners.Remove(ino)
+		}
+		select {
+		case changes <- nsChange{inode: ino}:
+		case <-ctx.Done():
+		}
+	}
+	go func() {
+		for {
+			select {
+			case h := <-hints:
+				if ns, isNew := t.watcher.Hint(h.tid, h.netns); isNew {
+					add(ns)
+				}
+			case <-ctx.Done():
+				return
+			}
+		}
+	}()
+	t.watcher.Run(ctx, func(ns netnswatch.Namespace) {
+		if t.listeners == nil || !t.listeners.Has(ns.Inode) {
+			add(ns)
+		}
+	}, remove)
+}
+
+// A hint is a request seen in a namespace tier 3 does not listen to yet:
+// its thread is in it now, so the namespace can be opened through it.
+type hint struct{ tid, netns uint32 }
 
 func (t *Tracer) loadNames(ns string, inode uint32) {
 	t.namesAt[inode] = monoNow()
