@@ -543,11 +543,12 @@ func (j *Joiner) cause(ev *event.Event, now int64) *event.Event {
 			continue
 		}
 		// A request outranks the kernel's own removals it set off (a
-		// link set down drops its IPv6 addresses, notified first).
+		// link set down drops its IPv6 addresses, notified first), and
+		// among the kernel's, a link outranks the addresses it dropped.
 		if !t.ev.Actor.Kernel {
 			return &t.ev
 		}
-		if kernel == nil {
+		if kernel == nil || (kernel.Object == event.ObjectAddr && t.ev.Object == event.ObjectLink) {
 			kernel = &t.ev
 		}
 	}

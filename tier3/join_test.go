@@ -449,7 +449,11 @@ func TestJoinDumpWithoutAck(t *testing.T) {
 	expired := event.Event{Op: event.OpDelete, Object: event.ObjectAddr, Family: event.FamilyInet, Netns: 7, Oif: 3} // lifetime ended
 	now := 2 * completionWaitNs
 	jd.j.trigger(&expired, now)
-	jd.j.Expire(now, false)
+	jd.j.Expire(now+kernelSettleNs-1, false)
+	if len(dumps) != 1 {
+		t.Fatalf("a dump was taken before the kernel's notifications settled")
+	}
+	jd.j.Expire(now+kernelSettleNs, false)
 	if len(dumps) != 2 {
 		t.Fatalf("%d dumps after a kernel address removal, want 2", len(dumps))
 	}

@@ -62,6 +62,10 @@ const ConfirmDelay = time.Second
 
 const confirmDelayNs = int64(ConfirmDelay)
 
+// kernelSettle lets the notifications of one kernel operation arrive
+// before its flush is compared, so that it is blamed on the whole of it.
+const kernelSettleNs = int64(50e6)
+
 func route4KeyOf(ev *event.Event) (route4Key, bool) {
 	if ev.Object != event.ObjectRoute || ev.Family != event.FamilyInet || !ev.Dst.Addr().Is4() {
 		return route4Key{}, false
@@ -118,9 +122,12 @@ func (j *Joiner) afterTrigger(ev *event.Event, now int64) {
 		st.setDue(now + completionWaitNs)
 		return
 	}
-	// The kernel's own or an ioctl's: a link's routes are flushed before
-	// its notification, an address's after it, so look now and again later.
-	st.setDue(now)
+	// The kernel's own or an ioctl's, whose end cannot be seen: a link's
+	// routes are flushed before its notification, an address's after it,
+	// and one operation sends several (a link moved away drops its
+	// addresses, then itself). Look once the burst has settled, and again
+	// later.
+	st.setDue(now + kernelSettleNs)
 	if ev.Object == event.ObjectAddr {
 		st.confirmAt = now + confirmDelayNs
 	}

@@ -61,7 +61,8 @@ func TestRemovalsWithoutRequest(t *testing.T) {
 			act: func(t *testing.T, ns, other *testnet.Netns) {
 				ns.IP("link", "set", "v0", "netns", other.Name)
 			},
-			causeObject: event.ObjectLink, causeOp: event.OpDelete, gateway: "192.0.2.2",
+			// Tiers 1-2 see it at the link-down notifier: a replace.
+			causeObject: event.ObjectLink, causeOp: event.OpDelete, orOp: event.OpReplace, gateway: "192.0.2.2",
 		},
 		{
 			name: "address lifetime expired",
@@ -127,7 +128,9 @@ func TestRemovalsWithoutRequest(t *testing.T) {
 			if tc.causeObject == event.ObjectLink && c.Ifindex != ns.V0 {
 				t.Errorf("cause ifindex %d, want v0 (%d)", c.Ifindex, ns.V0)
 			}
-			if tc.causeObject == event.ObjectAddr && c.Prefix.String() != "198.18.0.1/24" {
+			// Tiers 1-2 know the address removal from its notifier, not
+			// which address it was.
+			if tc.causeObject == event.ObjectAddr && s.tr.Tier3() && c.Prefix.String() != "198.18.0.1/24" {
 				t.Errorf("cause prefix %s, want 198.18.0.1/24", c.Prefix)
 			}
 			// Only this namespace's own losses: the ring buffer and the
@@ -173,6 +176,11 @@ func describe(evs []event.Event) []string {
 func TestBatchOfFailuresAllReported(t *testing.T) {
 	ns := testnet.New(t)
 	s := startTracer(t, ns)
+	if !s.tr.Tier3() {
+		// The FIB hooks see only what reaches the FIB: a malformed
+		// request (EINVAL) is refused before it does.
+		t.Skip("tiers 1-2 do not see requests refused before they reach the FIB; this tests tier 3's capture limits")
+	}
 	const n = 200
 	var batch []byte
 	for i := 0; i < n; i++ {
