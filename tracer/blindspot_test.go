@@ -125,7 +125,9 @@ func TestRemovalsWithoutRequest(t *testing.T) {
 			if !c.Valid || c.Object != tc.causeObject || (c.Op != tc.causeOp && (tc.orOp == 0 || c.Op != tc.orOp)) {
 				t.Errorf("cause %+v, want %s %s", c, tc.causeObject, tc.causeOp)
 			}
-			if tc.causeObject == event.ObjectLink && c.Ifindex != ns.V0 {
+			// Tiers 1-2 take the cause from the link notifier's context,
+			// which does not record the device (yet): 0 there.
+			if tc.causeObject == event.ObjectLink && c.Ifindex != ns.V0 && (s.tr.Tier3() || c.Ifindex != 0) {
 				t.Errorf("cause ifindex %d, want v0 (%d)", c.Ifindex, ns.V0)
 			}
 			// Tiers 1-2 know the address removal from its notifier, not
