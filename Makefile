@@ -13,7 +13,7 @@ APT_PKGS := clang-19 llvm-19 libbpf-dev bpftool iproute2 net-tools \
             qemu-system-x86 busybox-static xz-utils git ca-certificates \
             debootstrap e2fsprogs
 
-.PHONY: help build install trace generate check-generate vmlinux deps test test-host vmtest incident bench fuzz clean
+.PHONY: help build install trace generate check-generate vmlinux deps test test-host vmtest vmbench incident bench fuzz clean
 
 help:
 	@echo "make install        build routetrace and install it to $(PREFIX)/bin (no clang needed)"
@@ -23,6 +23,7 @@ help:
 	@echo "make vmtest         the privileged tests inside VMs, every kernel in vmtest/kernels.txt, every tier"
 	@echo "make incident       the systemd-networkd incident in a Debian VM with systemd, every kernel, every tier"
 	@echo "make bench          tracer on/off benchmark (100k routes)"
+	@echo "make vmbench        tiers 1-2 cost in each VM kernel: 2 vCPUs, tracer pinned away, BPF ns per program run"
 	@echo "make generate       rebuild the BPF objects from bpf/*.c (needs clang-19)"
 	@echo "make deps           install the Debian packages the above need"
 
@@ -83,6 +84,17 @@ vmtest:
 		--extra-file $(CACHE)/bin/routetrace:/usr/local/bin/routetrace \
 		--env ROUTETRACE_BINARY=/usr/local/bin/routetrace \
 		--parallel 2 --summary-md $(CACHE)/vmtest-summary.md --quiet
+
+# Tiers 1-2 cost (not part of make test: minutes per kernel under TCG).
+# routetrace bench --pin in a 2-vCPU guest per kernel and tier, the kernels
+# one after another so each guest has the host's two cores to itself.
+VMBENCH_ARGS ?= --n 10000 --rounds 3
+vmbench:
+	mkdir -p $(CACHE)/bin/vmbench
+	CGO_ENABLED=0 $(GO) build -ldflags "$(LDFLAGS)" -o $(CACHE)/bin/vmbench/routetrace ./cmd/routetrace
+	$(GO) run ./vmtest --bench --routetrace $(CACHE)/bin/vmbench/routetrace --bench-args "$(VMBENCH_ARGS)" \
+		--tiers fentry,kprobe --cpus 2 --parallel 1 --timeout 40m \
+		--summary-md $(CACHE)/vmbench-summary.md --quiet
 
 # reload-noforeign is left out of the default run: like reload it removes
 # nothing, and each variant costs a networkd restart under TCG.

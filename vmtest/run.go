@@ -92,6 +92,9 @@ func run(ctx context.Context, o *options) (bool, error) {
 	for _, b := range h.spec.binaries {
 		h.binNames = append(h.binNames, filepath.Base(b))
 	}
+	if h.spec.bench {
+		h.binNames = []string{benchName}
+	}
 
 	h.cache.pruneRuns(keepRuns)
 	// MkdirTemp, not a bare timestamp: two runs may start in the same second.
@@ -130,13 +133,20 @@ func run(ctx context.Context, o *options) (bool, error) {
 		}
 	}
 	writeSummary(os.Stdout, results, h.tiers, h.binNames)
+	if h.spec.bench {
+		writeBenchSummary(os.Stdout, results, h.tiers)
+	}
 	fmt.Printf("\nconsole logs: %s\n", h.runDir)
 	if o.summaryMD != "" {
 		f, err := os.Create(o.summaryMD)
 		if err != nil {
 			return ok, fmt.Errorf("writing markdown summary: %w", err)
 		}
-		writeMarkdown(f, results, h.tiers, h.binNames)
+		if h.spec.bench {
+			writeBenchMarkdown(f, results, h.tiers)
+		} else {
+			writeMarkdown(f, results, h.tiers, h.binNames)
+		}
 		if err := f.Close(); err != nil {
 			return ok, fmt.Errorf("writing markdown summary: %w", err)
 		}
@@ -171,6 +181,42 @@ func buildSpec(o *options, a *arch) (*runSpec, error) {
 		return nil, fmt.Errorf("--test-args: %w", err)
 	}
 	spec.testArgs = args
+	for _, t := range strings.Split(o.expectTiers, ",") {
+		switch t = strings.TrimSpace(t); t {
+		case "", "none":
+		case "fentry", "kprobe", "tracepoint":
+			spec.expect = append(spec.expect, t)
+		default:
+			return nil, fmt.Errorf("--expect-tiers: unknown tier %q (want fentry, kprobe, tracepoint or none)", t)
+		}
+	}
+	if o.bench {
+		return benchSpec(o, spec)
+	}
+	return spec, nil
+}
+
+// benchName stands for the test binary's name in a --bench run's results.
+const benchName = "bench"
+
+// benchSpec makes a run of `routetrace bench --pin` per tier: the guest
+// runs it with the arguments as its test arguments (see init.sh).
+func benchSpec(o *options, spec *runSpec) (*runSpec, error) {
+	switch {
+	case len(spec.binaries) > 0 || o.testArgs != "":
+		return nil, fmt.Errorf("--bench runs routetrace bench, not test binaries: drop --test-binary and --test-args")
+	case o.routetrace == "" || !fileExists(o.routetrace):
+		return nil, fmt.Errorf("--bench needs --routetrace, a routetrace binary (CGO_ENABLED=0 go build ./cmd/routetrace)")
+	case o.cpus < 2:
+		return nil, fmt.Errorf("--bench needs --cpus 2 or more: the tracer runs on CPU 1, the workload on CPU 0")
+	}
+	args, err := splitArgs(o.benchArgs)
+	if err != nil {
+		return nil, fmt.Errorf("--bench-args: %w", err)
+	}
+	spec.bench = true
+	spec.testArgs = append([]string{"--pin", "--output", "json"}, args...)
+	spec.extra["/usr/local/bin/routetrace"] = o.routetrace
 	return spec, nil
 }
 
