@@ -88,12 +88,15 @@ vmtest:
 # Tiers 1-2 cost (not part of make test: minutes per kernel under TCG).
 # routetrace bench --pin in a 2-vCPU guest per kernel and tier, the kernels
 # one after another so each guest has the host's two cores to itself.
+# VMBENCH_ICOUNT=0 makes guest time count instructions (1 ns each), so a
+# busy host cannot skew the timings; -1 lets it follow the host's clock.
 VMBENCH_ARGS ?= --n 10000 --rounds 3
+VMBENCH_ICOUNT ?= 0
 vmbench:
 	mkdir -p $(CACHE)/bin/vmbench
 	CGO_ENABLED=0 $(GO) build -ldflags "$(LDFLAGS)" -o $(CACHE)/bin/vmbench/routetrace ./cmd/routetrace
 	$(GO) run ./vmtest --bench --routetrace $(CACHE)/bin/vmbench/routetrace --bench-args "$(VMBENCH_ARGS)" \
-		--tiers fentry,kprobe --cpus 2 --parallel 1 --timeout 40m \
+		--tiers fentry,kprobe --cpus 2 --icount $(VMBENCH_ICOUNT) --parallel 1 --timeout 40m \
 		--summary-md $(CACHE)/vmbench-summary.md --quiet
 
 # reload-noforeign is left out of the default run: like reload it removes

@@ -53,6 +53,7 @@ type options struct {
 	expectTiers string
 	timeout     time.Duration
 	accel       string
+	icount      int
 	cpus        int
 	memory      int
 	extraFiles  listFlag
@@ -104,6 +105,7 @@ func parseFlags(args []string) (*options, error) {
 	fs.StringVar(&o.expectTiers, "expect-tiers", "fentry,kprobe,tracepoint", "comma-separated tiers every kernel of the run must give: a test forcing one of them fails, not skips, when it is refused (ROUTETRACE_VMTEST in the guest); \"none\" expects none")
 	fs.DurationVar(&o.timeout, "timeout", 10*time.Minute, "per-kernel limit for boot plus all tests; QEMU is killed after it")
 	fs.StringVar(&o.accel, "accel", "auto", "auto (KVM if a probe boot works, else TCG), kvm or tcg")
+	fs.IntVar(&o.icount, "icount", -1, "TCG with QEMU's -icount shift=`N`: guest time counts instructions (2^N ns each) instead of following the host's clock, so timings do not depend on the host's load; one host thread runs all vCPUs (-1: off)")
 	fs.IntVar(&o.cpus, "cpus", 1, "guest vCPUs (one boots most reliably under TCG)")
 	fs.IntVar(&o.memory, "memory", 1024, "guest memory in MiB; the initramfs lives in it")
 	fs.Var(&o.extraFiles, "extra-file", "`SRC:DST` host file to copy into the guest (repeatable)")

@@ -49,6 +49,12 @@ func run(ctx context.Context, o *options) (bool, error) {
 	default:
 		return false, fmt.Errorf("--accel %q: want auto, kvm or tcg", o.accel)
 	}
+	if o.icount >= 0 {
+		if h.accel == "kvm" {
+			return false, fmt.Errorf("--icount needs TCG, not --accel kvm")
+		}
+		h.accel = "tcg"
+	}
 	if o.cpus < 1 || o.memory < 256 {
 		return false, fmt.Errorf("--cpus must be >= 1 and --memory >= 256")
 	}
@@ -263,6 +269,10 @@ func (h *harness) prepareKernel(ctx context.Context, entry string, r *kernelResu
 	v := vm{
 		arch: h.arch, qemu: h.qemu, cpus: h.opts.cpus, memory: h.opts.memory,
 		kernel: k.image, initrd: initrd, cmdline: kernelCmdline(h.arch, h.opts.kernelArgs),
+	}
+	if h.opts.icount >= 0 {
+		// sleep=off: an idle guest jumps to its next timer at once.
+		v.extra = append(v.extra, "-icount", fmt.Sprintf("shift=%d,sleep=off", h.opts.icount))
 	}
 	if h.accel == "" {
 		h.accel = h.chooseAccel(ctx, v)
