@@ -1,9 +1,12 @@
 package main
 
 import (
+	"encoding/json"
+	"os"
 	"os/exec"
 	"runtime"
 	"slices"
+	"strconv"
 	"strings"
 	"testing"
 	"time"
@@ -13,6 +16,7 @@ import (
 	"golang.org/x/sys/unix"
 
 	"github.com/routetrace/routetrace/internal/testnet"
+	"github.com/routetrace/routetrace/internal/tiertest"
 )
 
 func TestFdinfoProgID(t *testing.T) {
@@ -110,5 +114,77 @@ func TestOnWorkloadCPU(t *testing.T) {
 	}
 	if after.Count() != 1 || !after.IsSet(tracerCPU) {
 		t.Errorf("the starting thread is left on %d CPU(s), want CPU %d only", after.Count(), tracerCPU)
+	}
+}
+
+// TestBenchKernelCost runs the built binary with --pin and checks the
+// statistics round's JSON: both removal methods, each with the programs
+// that ran on every deleted route, and ratios consistent with the times.
+func TestBenchKernelCost(t *testing.T) {
+	testnet.RequireRoot(t)
+	const n = 500
+	args := []string{"bench", "--n", strconv.Itoa(n), "--rounds", "1", "--output", "json"}
+	// --pin where there are two CPUs (vmtest's guests have one).
+	var online unix.CPUSet
+	if err := unix.SchedGetaffinity(0, &online); err != nil {
+		t.Fatal(err)
+	}
+	pin := online.IsSet(workloadCPU) && online.IsSet(tracerCPU)
+	if pin {
+		args = append(args, "--pin")
+	}
+	mode := os.Getenv("ROUTETRACE_ATTACH")
+	if mode != "" {
+		args = append(args, "--attach", mode)
+	}
+	r := run(t, runTimeout, args...)
+	if r.code != 0 {
+		if (mode == "fentry" || mode == "kprobe") && isRefusal(r.stderr) {
+			tiertest.Refused(t, mode, r.stderr)
+		}
+		t.Fatalf("exit status %d\nstdout:\n%s\nstderr:\n%s", r.code, r.stdout, r.stderr)
+	}
+	var res struct {
+		Attach string      `json:"attach"`
+		Kernel *kernelCost `json:"kernel_cost"`
+	}
+	if err := json.Unmarshal([]byte(r.stdout), &res); err != nil {
+		t.Fatalf("stdout is not JSON: %v\n%s", err, r.stdout)
+	}
+	k := res.Kernel
+	if k == nil {
+		t.Fatalf("no kernel_cost (BPF statistics refused?)\nstderr:\n%s", r.stderr)
+	}
+	if k.Pinned != pin || len(k.Phases) != 2 || k.Phases[0].Name != "ip -batch del" || k.Phases[1].Name != "ip route flush" {
+		t.Fatalf("pinned %v, phases %+v; want pinned %v, ip -batch del then ip route flush", k.Pinned, k.Phases, pin)
+	}
+	for _, ph := range k.Phases {
+		if ph.Deleted != n || ph.NoTracerNsPer <= 0 || ph.TracedNsPer <= 0 || ph.BPFNsPer <= 0 {
+			t.Errorf("%s: deleted %d, no tracer %.0f ns, traced %.0f ns, BPF %.0f ns per route; want %d and times > 0",
+				ph.Name, ph.Deleted, ph.NoTracerNsPer, ph.TracedNsPer, ph.BPFNsPer, n)
+		}
+		if ratio := ph.BPFNsPer / ph.NoTracerNsPer; ph.Ratio != ratio {
+			t.Errorf("%s: bpf_ratio %v, want %v", ph.Name, ph.Ratio, ratio)
+		}
+		// Every deleted route runs at least one program: in tiers 1-2
+		// the fexit or kretprobe of fib_table_delete, in tier 3 the
+		// capture of the request that carried it (several per request).
+		var runs uint64
+		for _, p := range ph.Programs {
+			if p.Name == "" || p.Runs == 0 || p.NsPerRun <= 0 {
+				t.Errorf("%s: program %+v; want a name, runs and ns per run", ph.Name, p)
+			}
+			runs += p.Runs
+			once := p.Name == "fexit_fib_table_delete" || p.Name == "kprobe_fib_table_delete" || p.Name == "kretprobe_fib_table_delete"
+			if once && p.Runs != n {
+				t.Errorf("%s: %s ran %d times, want once per deleted route (%d)", ph.Name, p.Name, p.Runs, n)
+			}
+		}
+		if runs == 0 {
+			t.Errorf("%s: no program ran", ph.Name)
+		}
+	}
+	if t.Failed() {
+		t.Logf("stdout:\n%s\nstderr:\n%s", r.stdout, r.stderr)
 	}
 }
