@@ -117,7 +117,7 @@ func parseFlags(args []string) (*options, error) {
 	fs.StringVar(&o.routetrace, "routetrace", "", "networkd scenario and --bench: the routetrace `binary` (CGO_ENABLED=0 go build ./cmd/routetrace)")
 	fs.StringVar(&o.incidentBin, "incident-binary", "", "networkd scenario: the guest program (CGO_ENABLED=0 go build ./vmtest/incident)")
 	fs.StringVar(&o.scenarios, "scenarios", "", "networkd scenario: comma-separated variants (default all: restart, reload, reconfigure, each also -noforeign)")
-	fs.BoolVar(&o.bench, "bench", false, "instead of test binaries, run 'routetrace bench --pin' once per tier (needs --routetrace and --cpus 2: the tracer on CPU 1, the workload on CPU 0)")
+	fs.BoolVar(&o.bench, "bench", false, "instead of test binaries, run 'routetrace bench' once per tier (needs --routetrace; with --cpus 2 it adds --pin: the tracer on CPU 1, the workload on CPU 0)")
 	fs.StringVar(&o.benchArgs, "bench-args", "--n 10000 --rounds 3", "--bench: further arguments for routetrace bench, shell-quoted")
 	fs.IntVar(&o.parallel, "parallel", 1, "kernels booted at once (each QEMU TCG guest keeps one host core busy)")
 	fs.BoolVar(&o.quiet, "quiet", false, "do not stream guest consoles; they are always in the run's log files")

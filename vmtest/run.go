@@ -205,23 +205,27 @@ func buildSpec(o *options, a *arch) (*runSpec, error) {
 // benchName stands for the test binary's name in a --bench run's results.
 const benchName = "bench"
 
-// benchSpec makes a run of `routetrace bench --pin` per tier: the guest
-// runs it with the arguments as its test arguments (see init.sh).
+// benchSpec makes a run of `routetrace bench --pin` per tier (without
+// --pin on one vCPU): the guest runs it with the arguments as its test
+// arguments (see init.sh).
 func benchSpec(o *options, spec *runSpec) (*runSpec, error) {
 	switch {
 	case len(spec.binaries) > 0 || o.testArgs != "":
 		return nil, fmt.Errorf("--bench runs routetrace bench, not test binaries: drop --test-binary and --test-args")
 	case o.routetrace == "" || !fileExists(o.routetrace):
 		return nil, fmt.Errorf("--bench needs --routetrace, a routetrace binary (CGO_ENABLED=0 go build ./cmd/routetrace)")
-	case o.cpus < 2:
-		return nil, fmt.Errorf("--bench needs --cpus 2 or more: the tracer runs on CPU 1, the workload on CPU 0")
 	}
 	args, err := splitArgs(o.benchArgs)
 	if err != nil {
 		return nil, fmt.Errorf("--bench-args: %w", err)
 	}
 	spec.bench = true
-	spec.testArgs = append([]string{"--pin", "--output", "json"}, args...)
+	spec.testArgs = append([]string{"--output", "json"}, args...)
+	// With one vCPU the tracer and the workload share it, as before --pin
+	// existed; with --icount that still gives clean per-program counts.
+	if o.cpus >= 2 {
+		spec.testArgs = append([]string{"--pin"}, spec.testArgs...)
+	}
 	spec.extra["/usr/local/bin/routetrace"] = o.routetrace
 	return spec, nil
 }
