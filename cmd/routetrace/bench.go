@@ -45,22 +45,24 @@ func benchCommand() *cli.Command {
 }
 
 type benchResult struct {
-	N          int         `json:"n"`
-	Rounds     int         `json:"rounds"`
-	Attach     string      `json:"attach"`
-	BatchOff   float64     `json:"batch_off_s"`
-	BatchOn    float64     `json:"batch_on_s"`
-	FlushOff   float64     `json:"flush_off_s"`
-	FlushOn    float64     `json:"flush_on_s"`
-	RatioBatch float64     `json:"ratio_batch"`
-	RatioFlush float64     `json:"ratio_flush"`
-	Expected   uint64      `json:"expected"`
-	Reported   uint64      `json:"reported"`
-	Lost       uint64      `json:"lost"`
-	NotesLost  uint64      `json:"notifications_lost"`
-	RSSMiB     float64     `json:"rss_mib"`
-	RSSBaseMiB float64     `json:"rss_before_mib"`
-	Kernel     *kernelCost `json:"kernel_cost,omitempty"`
+	N          int     `json:"n"`
+	Rounds     int     `json:"rounds"`
+	Attach     string  `json:"attach"`
+	BatchOff   float64 `json:"batch_off_s"`
+	BatchOn    float64 `json:"batch_on_s"`
+	FlushOff   float64 `json:"flush_off_s"`
+	FlushOn    float64 `json:"flush_on_s"`
+	RatioBatch float64 `json:"ratio_batch"`
+	RatioFlush float64 `json:"ratio_flush"`
+	Expected   uint64  `json:"expected"`
+	Reported   uint64  `json:"reported"`
+	Lost       uint64  `json:"lost"`
+	NotesLost  uint64  `json:"notifications_lost"`
+	RSSMiB     float64 `json:"rss_mib"`
+	RSSBaseMiB float64 `json:"rss_before_mib"`
+
+	// The statistics round (bench_kernel.go); absent with --bpf-stats=false.
+	Kernel *kernelCost `json:"kernel_cost,omitempty"`
 }
 
 func runBench(c *cli.Context) error {
