@@ -13,7 +13,7 @@ APT_PKGS := clang-19 llvm-19 libbpf-dev bpftool iproute2 net-tools \
             qemu-system-x86 busybox-static xz-utils git ca-certificates \
             debootstrap e2fsprogs
 
-.PHONY: help build install trace generate check-generate vmlinux deps test test-host vmtest incident bench fuzz clean
+.PHONY: help build install trace generate check-generate vmlinux deps test test-host vmtest vmbench incident bench fuzz clean
 
 help:
 	@echo "make install        build routetrace and install it to $(PREFIX)/bin (no clang needed)"
@@ -23,6 +23,7 @@ help:
 	@echo "make vmtest         the privileged tests inside VMs, every kernel in vmtest/kernels.txt, every tier"
 	@echo "make incident       the systemd-networkd incident in a Debian VM with systemd, every kernel, every tier"
 	@echo "make bench          tracer on/off benchmark (100k routes)"
+	@echo "make vmbench        tiers 1-2 cost in each VM kernel: BPF time per program run vs the kernel's time per change"
 	@echo "make generate       rebuild the BPF objects from bpf/*.c (needs clang-19)"
 	@echo "make deps           install the Debian packages the above need"
 
@@ -83,6 +84,24 @@ vmtest:
 		--extra-file $(CACHE)/bin/routetrace:/usr/local/bin/routetrace \
 		--env ROUTETRACE_BINARY=/usr/local/bin/routetrace \
 		--parallel 2 --summary-md $(CACHE)/vmtest-summary.md --quiet
+
+# Tiers 1-2 cost (not part of make test: minutes per kernel under TCG):
+# routetrace bench per kernel and tier, the kernels one after another.
+# VMBENCH_ICOUNT=0 makes guest time count instructions (1 ns each), so the
+# host's load cannot skew the timings (-1: guest time follows the host's
+# clock). Under -icount the vCPUs take turns on one host thread, so a second
+# vCPU (VMBENCH_CPUS=2, which adds bench --pin) separates the tracer from
+# the workload only in CPU, not in guest time; and 6.1 with two vCPUs hangs
+# in early boot under -icount. Hence one vCPU by default.
+VMBENCH_ARGS ?= --n 10000 --rounds 3
+VMBENCH_ICOUNT ?= 0
+VMBENCH_CPUS ?= 1
+vmbench:
+	mkdir -p $(CACHE)/bin/vmbench
+	CGO_ENABLED=0 $(GO) build -ldflags "$(LDFLAGS)" -o $(CACHE)/bin/vmbench/routetrace ./cmd/routetrace
+	$(GO) run ./vmtest --bench --routetrace $(CACHE)/bin/vmbench/routetrace --bench-args "$(VMBENCH_ARGS)" \
+		--tiers fentry,kprobe --cpus $(VMBENCH_CPUS) --icount $(VMBENCH_ICOUNT) --parallel 1 --timeout 40m \
+		--summary-md $(CACHE)/vmbench-summary.md --quiet
 
 # reload-noforeign is left out of the default run: like reload it removes
 # nothing, and each variant costs a networkd restart under TCG.

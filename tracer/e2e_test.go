@@ -21,6 +21,7 @@ import (
 
 	"github.com/routetrace/routetrace/event"
 	"github.com/routetrace/routetrace/internal/testnet"
+	"github.com/routetrace/routetrace/internal/tiertest"
 )
 
 // These tests change routes in private namespaces with real iproute2,
@@ -61,7 +62,7 @@ func startTracerOpts(t *testing.T, opts Options) *session {
 	tr, err := New(opts)
 	if err != nil {
 		if (mode == "fentry" || mode == "kprobe") && isRefusal(err) {
-			t.Skipf("--attach=%s refused on this kernel (vmtest runs it on real kernels): %v", mode, err)
+			tiertest.Refused(t, mode, err)
 		}
 		t.Fatalf("starting the tracer: %v", err)
 	}

@@ -116,7 +116,28 @@ run_one() { # tier binary args...
 	echo "VMTEST-RESULT tier=$tier binary=$bin status=$st exit=$rc"
 }
 
+# run_bench runs routetrace bench (vmtest --bench) under one tier; its JSON
+# result travels to the host on one VMTEST-BENCH line.
+run_bench() { # tier args...
+	tier=$1
+	shift
+	out=/tmp/vmtest-bench-$tier.json
+	echo "VMTEST-BEGIN tier=$tier binary=bench"
+	routetrace bench --attach "$tier" "$@" >"$out"
+	rc=$?
+	st=fail
+	[ "$rc" = 0 ] && st=pass
+	echo "VMTEST-BENCH tier=$tier binary=bench json=$(tr -d '\n' <"$out")"
+	echo "VMTEST-RESULT tier=$tier binary=bench status=$st exit=$rc"
+}
+
+# BPF run times come from the kernel's sched_clock: say what it runs on.
+[ -n "$VMTEST_BENCH" ] && echo "VMTEST-INFO clocksource=$(cat /sys/devices/system/clocksource/clocksource0/current_clocksource) cpus=$(nproc)"
 for tier in $VMTEST_TIERS; do
+	if [ -n "$VMTEST_BENCH" ]; then
+		run_bench "$tier" "$@"
+		continue
+	fi
 	for bin in $VMTEST_BINARIES; do
 		run_one "$tier" "$bin" "$@"
 	done

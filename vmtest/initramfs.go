@@ -161,7 +161,9 @@ func moduleList(mods []module) string {
 type runSpec struct {
 	binaries []string          // host paths of test binaries
 	tiers    []string          // ROUTETRACE_ATTACH values; "auto" leaves it unset
-	testArgs []string          // appended to every test binary's arguments
+	testArgs []string          // appended to every test binary's arguments, or routetrace bench's
+	bench    bool              // run routetrace bench per tier instead of test binaries
+	expect   []string          // tiers the kernel must give (ROUTETRACE_VMTEST)
 	env      []string          // K=V exported for the tests
 	extra    map[string]string // guest path -> host path
 	arch     *arch
@@ -193,14 +195,23 @@ func overlayImage(spec *runSpec, dst string) error {
 		}
 	}
 	fmt.Fprintf(&cfg, "VMTEST_BINARIES=%s\n", shellQuote(strings.Join(names, " ")))
+	if spec.bench {
+		cfg.WriteString("VMTEST_BENCH=1\n")
+	}
 	cfg.WriteString("set --")
 	for _, a := range spec.testArgs {
 		cfg.WriteString(" " + shellQuote(a))
 	}
 	cfg.WriteString("\n")
 	// Tests use this to turn "cannot run here" skips into failures: in the
-	// VM everything they need is present.
-	cfg.WriteString("export ROUTETRACE_VMTEST=1\n")
+	// VM everything they need is present, and a forced tier named here that
+	// the kernel refuses fails its test (internal/tiertest). Never empty,
+	// so that it also says "in a vmtest guest".
+	expect := strings.Join(spec.expect, ",")
+	if expect == "" {
+		expect = "none"
+	}
+	fmt.Fprintf(&cfg, "export ROUTETRACE_VMTEST=%s\n", shellQuote(expect))
 	for _, kv := range spec.env {
 		k, v, ok := strings.Cut(kv, "=")
 		if !ok || !envKeyRE.MatchString(k) {

@@ -10,8 +10,10 @@
 //	    --tiers fentry,kprobe,tracepoint --summary-md /tmp/kernels.md
 //
 // Each binary runs in the guest as `X -test.v -test.count=1 <--test-args>`
-// with ROUTETRACE_VMTEST=1 and ROUTETRACE_ATTACH=<tier> set (tier "auto"
-// leaves ROUTETRACE_ATTACH unset). The guest is a busybox initramfs with
+// with ROUTETRACE_ATTACH=<tier> set (tier "auto" leaves it unset) and
+// ROUTETRACE_VMTEST=<the tiers the kernel must give> (--expect-tiers, all
+// three by default): a test whose forced tier is refused then fails instead
+// of skipping (internal/tiertest). The guest is a busybox initramfs with
 // iproute2's ip, bpffs, tracefs, debugfs, securityfs, cgroup2, /run/netns
 // and the modules named by --modules; BPF LSM is enabled on the command
 // line. Use --extra-file to add programs such as the routetrace binary.
@@ -48,8 +50,10 @@ type options struct {
 	testArgs    string
 	env         listFlag
 	tiers       string
+	expectTiers string
 	timeout     time.Duration
 	accel       string
+	icount      int
 	cpus        int
 	memory      int
 	extraFiles  listFlag
@@ -62,6 +66,8 @@ type options struct {
 	incidentBin string
 	scenarios   string
 	parallel    int
+	bench       bool
+	benchArgs   string
 	quiet       bool
 	debug       bool
 }
@@ -96,8 +102,10 @@ func parseFlags(args []string) (*options, error) {
 	fs.StringVar(&o.testArgs, "test-args", "", "arguments for every test binary, shell-quoted, e.g. \"-test.run 'TestA|TestB'\"")
 	fs.Var(&o.env, "env", "`K=V` exported for the tests in the guest (repeatable)")
 	fs.StringVar(&o.tiers, "tiers", "auto", "comma-separated attach tiers; each binary runs once per tier with ROUTETRACE_ATTACH set (auto: unset)")
+	fs.StringVar(&o.expectTiers, "expect-tiers", "fentry,kprobe,tracepoint", "comma-separated tiers every kernel of the run must give: a test forcing one of them fails, not skips, when it is refused (ROUTETRACE_VMTEST in the guest); \"none\" expects none")
 	fs.DurationVar(&o.timeout, "timeout", 10*time.Minute, "per-kernel limit for boot plus all tests; QEMU is killed after it")
 	fs.StringVar(&o.accel, "accel", "auto", "auto (KVM if a probe boot works, else TCG), kvm or tcg")
+	fs.IntVar(&o.icount, "icount", -1, "TCG with QEMU's -icount shift=`N`: guest time counts instructions (2^N ns each) instead of following the host's clock, so timings do not depend on the host's load; one host thread runs all vCPUs (-1: off)")
 	fs.IntVar(&o.cpus, "cpus", 1, "guest vCPUs (one boots most reliably under TCG)")
 	fs.IntVar(&o.memory, "memory", 1024, "guest memory in MiB; the initramfs lives in it")
 	fs.Var(&o.extraFiles, "extra-file", "`SRC:DST` host file to copy into the guest (repeatable)")
@@ -106,9 +114,11 @@ func parseFlags(args []string) (*options, error) {
 	fs.StringVar(&o.kernelArgs, "kernel-args", "", "extra kernel command line arguments")
 	fs.StringVar(&o.summaryMD, "summary-md", "", "also write the summary table as Markdown to this `path`")
 	fs.StringVar(&o.scenario, "scenario", "", "instead of test binaries, run a scenario: networkd (the systemd-networkd incident, see incident.go)")
-	fs.StringVar(&o.routetrace, "routetrace", "", "networkd scenario: the routetrace `binary` (CGO_ENABLED=0 go build ./cmd/routetrace)")
+	fs.StringVar(&o.routetrace, "routetrace", "", "networkd scenario and --bench: the routetrace `binary` (CGO_ENABLED=0 go build ./cmd/routetrace)")
 	fs.StringVar(&o.incidentBin, "incident-binary", "", "networkd scenario: the guest program (CGO_ENABLED=0 go build ./vmtest/incident)")
 	fs.StringVar(&o.scenarios, "scenarios", "", "networkd scenario: comma-separated variants (default all: restart, reload, reconfigure, each also -noforeign)")
+	fs.BoolVar(&o.bench, "bench", false, "instead of test binaries, run 'routetrace bench' once per tier (needs --routetrace; with --cpus 2 it adds --pin: the tracer on CPU 1, the workload on CPU 0)")
+	fs.StringVar(&o.benchArgs, "bench-args", "--n 10000 --rounds 3", "--bench: further arguments for routetrace bench, shell-quoted")
 	fs.IntVar(&o.parallel, "parallel", 1, "kernels booted at once (each QEMU TCG guest keeps one host core busy)")
 	fs.BoolVar(&o.quiet, "quiet", false, "do not stream guest consoles; they are always in the run's log files")
 	fs.BoolVar(&o.debug, "debug", false, "debug logging, including QEMU command lines")
@@ -116,7 +126,8 @@ func parseFlags(args []string) (*options, error) {
 		fmt.Fprintf(fs.Output(), "usage: go run ./vmtest [flags]\n\nexample:\n"+
 			"  CGO_ENABLED=0 go test -c -o /tmp/tracer.test ./tracer\n"+
 			"  go run ./vmtest --test-binary /tmp/tracer.test --tiers fentry,kprobe,tracepoint\n"+
-			"  go run ./vmtest --scenario networkd --routetrace bin/routetrace --incident-binary /tmp/routetrace-incident\n\nflags:\n")
+			"  go run ./vmtest --scenario networkd --routetrace bin/routetrace --incident-binary /tmp/routetrace-incident\n"+
+			"  go run ./vmtest --bench --routetrace bin/routetrace --cpus 2 --tiers fentry,kprobe\n\nflags:\n")
 		fs.PrintDefaults()
 	}
 	if err := fs.Parse(args); err != nil {

@@ -15,6 +15,7 @@ type testRun struct {
 	fail         int
 	skip         int
 	skips        []skip
+	bench        string // routetrace bench's JSON result (vmtest --bench)
 	took         time.Duration
 	started      time.Time
 }
@@ -92,6 +93,10 @@ func (p *consoleParser) marker(s string) {
 				"passed", r.pass, "failed", r.fail, "skipped", r.skip, "took", r.took.Round(100*time.Millisecond))
 		}
 		p.cur = nil
+	case "VMTEST-BENCH":
+		if r := p.find(f); r != nil {
+			r.bench = f["json"]
+		}
 	case "VMTEST-WARN":
 		slog.Warn("guest: " + rest)
 	case "VMTEST-DONE":
@@ -108,13 +113,14 @@ func (p *consoleParser) find(f map[string]string) *testRun {
 	return nil
 }
 
-// markerFields splits "k=v k=v reason=free text" into a map. reason, and
-// lsm, come last and take the rest of the line since they may hold spaces.
+// markerFields splits "k=v k=v reason=free text" into a map. reason, lsm
+// and json come last and take the rest of the line since they may hold
+// spaces.
 func markerFields(s string) map[string]string {
 	f := map[string]string{}
 	for s != "" {
 		var tok string
-		if strings.HasPrefix(s, "reason=") || strings.HasPrefix(s, "lsm=") {
+		if strings.HasPrefix(s, "reason=") || strings.HasPrefix(s, "lsm=") || strings.HasPrefix(s, "json=") {
 			tok, s = s, ""
 		} else {
 			tok, s, _ = strings.Cut(s, " ")

@@ -57,3 +57,21 @@ func TestMarkerFields(t *testing.T) {
 		t.Errorf("got %v", f)
 	}
 }
+
+// TestSkipNotes: every skip is seen below the table, a top-level test's
+// with its reason, subtests' counted per test.
+func TestSkipNotes(t *testing.T) {
+	r := &kernelResult{label: "6.1", runs: []*testRun{{tier: "fentry", binary: "tracer.test", status: "pass", skips: []skip{
+		{"TestRecordLayoutMatchesBTF/fib_arm64", "no source tree in the VM"},
+		{"TestBPFParserAgreesWithGo/33rd_attribute", "intended"},
+		{"TestRecordLayoutMatchesBTF/nlcapture_arm64", "no source tree in the VM"},
+		{"TestRoute", "needs net-tools' route command"},
+	}}}}
+	var b strings.Builder
+	writeNotes(&b, []*kernelResult{r}, "- ")
+	want := "\n- 6.1 fentry tracer.test TestRoute skipped: needs net-tools' route command\n" +
+		"- 6.1 fentry tracer.test subtests skipped: TestRecordLayoutMatchesBTF 2, TestBPFParserAgreesWithGo 1\n"
+	if b.String() != want {
+		t.Errorf("got\n%q\nwant\n%q", b.String(), want)
+	}
+}

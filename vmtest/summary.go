@@ -120,11 +120,26 @@ func writeNotes(w io.Writer, results []*kernelResult, bullet string) {
 			lines = append(lines, fmt.Sprintf("%s%s: %v", bullet, name, r.err))
 		}
 		for _, run := range r.runs {
+			// A subtest's skip is a case's note (its reason is in the
+			// console log): counted per test, so no skip goes unseen.
+			var parents []string
+			subtests := map[string]int{}
 			for _, s := range run.skips {
-				if strings.Contains(s.test, "/") {
-					continue // a subtest's skip is a case's note; its test's row counts it
+				if parent, _, ok := strings.Cut(s.test, "/"); ok {
+					if subtests[parent] == 0 {
+						parents = append(parents, parent)
+					}
+					subtests[parent]++
+					continue
 				}
 				lines = append(lines, fmt.Sprintf("%s%s %s %s %s skipped: %s", bullet, name, run.tier, run.binary, s.test, orDash(s.reason)))
+			}
+			if len(parents) > 0 {
+				var counts []string
+				for _, p := range parents {
+					counts = append(counts, fmt.Sprintf("%s %d", p, subtests[p]))
+				}
+				lines = append(lines, fmt.Sprintf("%s%s %s %s subtests skipped: %s", bullet, name, run.tier, run.binary, strings.Join(counts, ", ")))
 			}
 		}
 	}

@@ -37,6 +37,8 @@ func benchCommand() *cli.Command {
 			&cli.IntFlag{Name: "rounds", Value: 3, Usage: "rounds per mode (the median is reported)"},
 			&cli.StringFlag{Name: "attach", Value: "auto", Usage: "auto, fentry, kprobe or tracepoint"},
 			&cli.StringFlag{Name: "output", Aliases: []string{"o"}, Value: "text", Usage: "text or json"},
+			&cli.BoolFlag{Name: "pin", Usage: "tracer on CPU 1, the workload on CPU 0 (see bench_kernel.go)"},
+			&cli.BoolFlag{Name: "bpf-stats", Value: true, Usage: "one more traced round with BPF run-time statistics: each program's ns per run, per deleted route"},
 		},
 		Action: runBench,
 	}
@@ -58,6 +60,9 @@ type benchResult struct {
 	NotesLost  uint64  `json:"notifications_lost"`
 	RSSMiB     float64 `json:"rss_mib"`
 	RSSBaseMiB float64 `json:"rss_before_mib"`
+
+	// The statistics round (bench_kernel.go); absent with --bpf-stats=false.
+	Kernel *kernelCost `json:"kernel_cost,omitempty"`
 }
 
 func runBench(c *cli.Context) error {
@@ -70,6 +75,11 @@ func runBench(c *cli.Context) error {
 	}
 	if err := checkAttach(c.String("attach")); err != nil {
 		return err
+	}
+	if c.Bool("pin") {
+		if err := pinBench(); err != nil {
+			return err
+		}
 	}
 	b, err := newBenchNetns(n)
 	if err != nil {
@@ -111,6 +121,11 @@ func runBench(c *cli.Context) error {
 	res.RatioFlush = res.FlushOn / res.FlushOff
 	res.Expected = uint64(2 * n * rounds)
 	res.RSSMiB = peakRSSMiB()
+	if c.Bool("bpf-stats") {
+		if res.Kernel, err = b.measureKernelCost(c.String("attach"), res.BatchOff, res.FlushOff); err != nil {
+			return err
+		}
+	}
 
 	w := c.App.Writer
 	if c.String("output") == "json" {
@@ -123,6 +138,7 @@ func runBench(c *cli.Context) error {
 	fmt.Fprintf(w, "deletions reported %d of %d expected; %d lost records; %d notification overruns\n",
 		res.Reported, res.Expected, res.Lost, res.NotesLost)
 	fmt.Fprintf(w, "peak RSS %.1f MiB (%.1f MiB before the first tracer)\n", res.RSSMiB, res.RSSBaseMiB)
+	printKernelCost(w, res.Kernel)
 	return nil
 }
 
@@ -184,7 +200,8 @@ func writeBatch(path, verb string, n int) error {
 }
 
 func ipCmd(args ...string) error {
-	out, err := exec.Command("ip", args...).CombinedOutput()
+	var out []byte
+	err := onWorkloadCPU(func() (err error) { out, err = exec.Command("ip", args...).CombinedOutput(); return err })
 	if err != nil {
 		return fmt.Errorf("ip %s: %w: %s", strings.Join(args, " "), err, strings.TrimSpace(string(out)))
 	}

@@ -25,6 +25,7 @@ import (
 	"time"
 
 	"github.com/routetrace/routetrace/internal/testnet"
+	"github.com/routetrace/routetrace/internal/tiertest"
 )
 
 // binary is the routetrace under test: ROUTETRACE_BINARY when set (a VM
@@ -101,7 +102,7 @@ func startTrace(t *testing.T, ns *testnet.Netns, args ...string) *traceProc {
 		select {
 		case <-p.exited:
 			if (mode == "fentry" || mode == "kprobe") && isRefusal(p.stderr.String()) {
-				t.Skipf("--attach=%s refused on this kernel (vmtest runs it on real kernels): %s", mode, p.stderr.String())
+				tiertest.Refused(t, mode, p.stderr.String())
 			}
 			t.Fatalf("routetrace %s exited before it was ready: %v\nstderr:\n%s", strings.Join(args, " "), p.waitErr, p.stderr.String())
 		case <-deadline:
@@ -722,7 +723,7 @@ func TestBenchJSON(t *testing.T) {
 	r := run(t, runTimeout, args...)
 	if r.code != 0 {
 		if (mode == "fentry" || mode == "kprobe") && isRefusal(r.stderr) {
-			t.Skipf("--attach=%s refused on this kernel (vmtest runs it on real kernels): %s", mode, r.stderr)
+			tiertest.Refused(t, mode, r.stderr)
 		}
 		t.Fatalf("exit status %d, want 0\nstdout:\n%s\nstderr:\n%s", r.code, r.stdout, r.stderr)
 	}

@@ -1,0 +1,38 @@
+// Package tiertest decides what a privileged test does when the kernel
+// refuses the attach tier it forces: on a kernel where vmtest expects that
+// tier to work it is a failure, elsewhere (this project's build hosts
+// refuse fentry and have no kprobes) a skip with the kernel's reason.
+//
+// Without it a listed kernel that renamed a hooked function, or lost
+// kprobes, would read PASS in vmtest's table, every test having skipped.
+package tiertest
+
+import (
+	"os"
+	"slices"
+	"strings"
+	"testing"
+)
+
+// Env names the tiers that must attach on the running kernel, comma
+// separated (fentry,kprobe,tracepoint). vmtest sets it in every guest, to
+// the tiers it forces unless told otherwise (--expect-tiers); unset or
+// empty, no tier is expected and refusals skip.
+const Env = "ROUTETRACE_VMTEST"
+
+// Expected reports whether Env says tier must attach here.
+func Expected(tier string) bool {
+	return slices.Contains(strings.Split(os.Getenv(Env), ","), tier) && tier != ""
+}
+
+// Refused ends t because the kernel refused the forced tier, with the
+// refusal (an error or the tracer's stderr) as the message: t fails where
+// the tier is expected, and skips elsewhere.
+func Refused(t testing.TB, tier string, refusal any) {
+	t.Helper()
+	if Expected(tier) {
+		t.Fatalf("--attach=%s refused on a kernel where it is expected to work (%s=%s): %v", tier, Env, os.Getenv(Env), refusal)
+		return
+	}
+	t.Skipf("--attach=%s refused on this kernel (vmtest runs it where it is expected to work): %v", tier, refusal)
+}
