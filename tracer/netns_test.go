@@ -20,7 +20,12 @@ import (
 // Before, tier 3 heard only its own namespace and those named with --netns.
 func TestFollowsEveryNamespace(t *testing.T) {
 	testnet.RequireRoot(t)
-	const n = 200
+	n := 200
+	if os.Getenv("ROUTETRACE_VMTEST") != "" {
+		// Under QEMU's emulation 200 take four minutes a tier; the host
+		// run (tier 3, where following matters most) keeps all 200.
+		n = 20
+	}
 	s := startTracerAll(t)
 	names := make([]string, n)
 	inodes := make([]uint32, n)
