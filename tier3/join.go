@@ -39,7 +39,7 @@ const (
 	// completionWait is how long a flushing request's dump waits for the
 	// ack that says the request completed, before it is taken anyway (a
 	// requester that asked for no ack, or read it with read(2)).
-	completionWaitNs = int64(200e6)
+	completionWaitNs = int64(1e9)
 )
 
 type reqKey struct {

@@ -64,7 +64,7 @@ const confirmDelayNs = int64(ConfirmDelay)
 
 // kernelSettle lets the notifications of one kernel operation arrive
 // before its flush is compared, so that it is blamed on the whole of it.
-const kernelSettleNs = int64(50e6)
+const kernelSettleNs = int64(200e6)
 
 func route4KeyOf(ev *event.Event) (route4Key, bool) {
 	if ev.Object != event.ObjectRoute || ev.Family != event.FamilyInet || !ev.Dst.Addr().Is4() {
