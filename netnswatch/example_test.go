@@ -2,6 +2,7 @@ package netnswatch_test
 
 import (
 	"context"
+	"errors"
 	"log/slog"
 	"sync"
 
@@ -27,7 +28,7 @@ func Example() {
 		if ns.Inode == w.Self() {
 			path = "" // our own: no need to enter it
 		}
-		l, err := rtnl.Listen(path, 0)
+		l, err := rtnl.ListenPolled(path, 0)
 		if err != nil {
 			slog.Warn("listening to rtnetlink notifications", "netns", ns.Inode, "origin", ns.Origin, "err", err)
 			return
@@ -35,7 +36,6 @@ func Example() {
 		mu.Lock()
 		listeners[ns.Inode] = l
 		mu.Unlock()
-		// ... read l in a goroutine of its own
 	}
 	forget := func(inode uint32) {
 		mu.Lock()
@@ -48,6 +48,31 @@ func Example() {
 	ctx, cancel := context.WithCancel(context.Background())
 	defer cancel()
 	go w.Run(ctx, listen, forget)
+
+	// The reading loop polls every listener in turn: Poll never waits.
+	buf := make([]byte, 64<<10)
+	pollAll := func() {
+		mu.Lock()
+		defer mu.Unlock()
+		for inode, l := range listeners {
+			for {
+				n, err := l.Poll(buf)
+				if errors.Is(err, rtnl.ErrOverrun) {
+					slog.Warn("rtnetlink notifications lost", "netns", inode)
+					continue
+				}
+				if err != nil {
+					slog.Warn("polling rtnetlink notifications", "netns", inode, "err", err)
+					break
+				}
+				if n == 0 {
+					break // nothing queued
+				}
+				// ... split buf[:n] with rtnl.Next and decode each message
+			}
+		}
+	}
+	pollAll()
 
 	// In the loop that reads captured requests, for each record:
 	var tid, netns uint32 // the requester's thread id and the request's namespace

@@ -60,7 +60,7 @@ type Namespace struct {
 	// a descriptor the Watcher holds, so it cannot be a different namespace
 	// after a pid is reused or a name re-created, and a short-lived
 	// process's namespace can still be entered after it exited. Pass it to
-	// rtnl.Listen. It stays valid until the Scan after the one that
+	// rtnl.ListenPolled. It stays valid until the Scan after the one that
 	// reported the namespace removed, or Close.
 	Path string
 	// Origin says where it was found, for people: its bind mount

@@ -339,12 +339,12 @@ func TestHint(t *testing.T) {
 		t.Errorf("after its process exited: %v", err)
 	}
 	// What the tracer does with it: a notification socket in there.
-	l, err := rtnl.Listen(ns.Path, 0)
+	l, err := rtnl.ListenPolled(ns.Path, 0)
 	if err != nil {
-		t.Fatalf("rtnl.Listen(%s) after its process exited: %v", ns.Path, err)
+		t.Fatalf("rtnl.ListenPolled(%s) after its process exited: %v", ns.Path, err)
 	}
 	if l.Netns() != short.inode {
-		t.Errorf("rtnl.Listen(%s) listens in namespace %d, want %d", ns.Path, l.Netns(), short.inode)
+		t.Errorf("rtnl.ListenPolled(%s) listens in namespace %d, want %d", ns.Path, l.Netns(), short.inode)
 	}
 	defer l.Close()
 

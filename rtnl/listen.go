@@ -10,7 +10,6 @@ import (
 	"runtime"
 	"sync"
 	"sync/atomic"
-	"syscall"
 	"unsafe"
 
 	"github.com/vishvananda/netlink"
@@ -18,9 +17,9 @@ import (
 	"golang.org/x/sys/unix"
 )
 
-// ErrOverrun is returned by Read when the kernel dropped notifications
+// ErrOverrun is returned by Poll when the kernel dropped notifications
 // because the socket's receive buffer was full (ENOBUFS). The listener
-// stays usable: count the overrun and read again.
+// stays usable: count the overrun and poll again.
 var ErrOverrun = errors.New("rtnetlink notifications dropped: receive buffer overrun")
 
 // rtnetlink multicast groups (RTNLGRP_*). Joined with
@@ -42,58 +41,35 @@ var groups = [...]struct {
 
 // Listener receives rtnetlink notifications from one network namespace.
 type Listener struct {
-	f      *os.File
-	rc     syscall.RawConn
 	netns  uint32
 	closed atomic.Bool
 
-	// pollFd is the socket of a listener opened with ListenPolled, which
-	// the runtime's poller never sees; -1 once closed.
-	pollFd int
-
-	// Read state, kept here rather than in a closure so that a Read does
-	// not allocate; mu makes concurrent Reads safe.
-	mu     sync.Mutex
-	readFn func(fd uintptr) bool
-	rbuf   []byte
-	rn     int
-	rerr   unix.Errno
+	// mu is held for each syscall on fd, so that Close never closes the
+	// number under one (and another file, given the number meanwhile,
+	// never receives it).
+	mu sync.Mutex
+	// fd is the socket, which the runtime's poller never sees; -1 once
+	// closed.
+	fd int
 }
 
-// Listen opens a NETLINK_ROUTE socket in the network namespace at nsPath
-// ("" for the caller's own, else e.g. /run/netns/NAME or
+// ListenPolled opens a NETLINK_ROUTE socket in the network namespace at
+// nsPath ("" for the caller's own, else e.g. /run/netns/NAME or
 // /proc/PID/ns/net) and joins the route, rule, nexthop, address and link
-// groups. rcvbuf sets the receive buffer (0 keeps the default); it is
-// forced past net.core.rmem_max when the process has CAP_NET_ADMIN.
-func Listen(nsPath string, rcvbuf int) (*Listener, error) {
-	fd, ino, err := open(nsPath, rcvbuf)
-	if err != nil {
-		return nil, err
-	}
-	// A non-blocking fd given to os.NewFile is registered with the runtime
-	// poller, so a Read parks the goroutine and Close wakes it.
-	f := os.NewFile(uintptr(fd), "rtnetlink:"+nsPath)
-	rc, err := f.SyscallConn()
-	if err != nil {
-		f.Close()
-		return nil, fmt.Errorf("getting raw conn of rtnetlink socket: %w", err)
-	}
-	l := &Listener{f: f, rc: rc, netns: ino, pollFd: -1}
-	l.readFn = l.recv
-	return l, nil
-}
-
-// ListenPolled is Listen for a caller that polls with Poll instead of
-// blocking in Read. The socket is never registered with the runtime's
-// poller: with a waiter, every notification costs the task that caused it
-// a wakeup (several microseconds inside its syscall), and a flush of a
-// hundred thousand routes causes a hundred thousand of them.
+// groups; the caller receives with Poll. rcvbuf sets the receive buffer (0
+// keeps the default); it is forced past net.core.rmem_max when the process
+// has CAP_NET_ADMIN.
+//
+// The socket is never registered with the runtime's poller: with a waiter,
+// every notification costs the task that caused it a wakeup (several
+// microseconds inside its syscall), and a flush of a hundred thousand
+// routes causes a hundred thousand of them.
 func ListenPolled(nsPath string, rcvbuf int) (*Listener, error) {
 	fd, ino, err := open(nsPath, rcvbuf)
 	if err != nil {
 		return nil, err
 	}
-	return &Listener{netns: ino, pollFd: fd}, nil
+	return &Listener{netns: ino, fd: fd}, nil
 }
 
 // open creates the socket in the namespace at nsPath, joined to the groups,
@@ -112,14 +88,19 @@ func open(nsPath string, rcvbuf int) (fd int, ino uint32, err error) {
 	return fd, ino, nil
 }
 
-// Poll receives one queued datagram into buf without waiting: 0 and no
-// error when none is queued. Like Read, it returns ErrOverrun when the
-// kernel dropped notifications and os.ErrClosed after Close. Only for a
-// listener from ListenPolled.
+// Poll receives one queued datagram of notifications into buf without
+// waiting: 0 and no error when none is queued; split it with Next.
+// ErrOverrun means notifications were lost and polling may go on;
+// os.ErrClosed comes after Close. A buffer of at least 32 KiB holds any
+// datagram the kernel sends; a longer one returns io.ErrShortBuffer.
+//
+// It calls recvfrom(2) directly because unix.Recvfrom allocates the
+// sender's address on every call; MSG_TRUNC makes the kernel report a
+// datagram's full length so truncation shows.
 func (l *Listener) Poll(buf []byte) (int, error) {
 	l.mu.Lock()
 	defer l.mu.Unlock()
-	if l.pollFd < 0 || l.closed.Load() {
+	if l.fd < 0 || l.closed.Load() {
 		return 0, os.ErrClosed
 	}
 	var p unsafe.Pointer
@@ -127,7 +108,7 @@ func (l *Listener) Poll(buf []byte) (int, error) {
 		p = unsafe.Pointer(&buf[0])
 	}
 	for {
-		n, _, e := unix.Syscall6(unix.SYS_RECVFROM, uintptr(l.pollFd), uintptr(p), uintptr(len(buf)),
+		n, _, e := unix.Syscall6(unix.SYS_RECVFROM, uintptr(l.fd), uintptr(p), uintptr(len(buf)),
 			unix.MSG_TRUNC|unix.MSG_DONTWAIT, 0, 0)
 		switch e {
 		case 0:
@@ -241,82 +222,17 @@ func setup(fd, rcvbuf int) error {
 // Netns returns the inode of the network namespace the listener watches.
 func (l *Listener) Netns() uint32 { return l.netns }
 
-// Read receives one datagram of notifications into buf; split it with
-// Next. It blocks until one arrives or the listener is closed (then it
-// returns os.ErrClosed). ErrOverrun means notifications were lost and
-// reading may go on. A buffer of at least 32 KiB holds any datagram the
-// kernel sends; a longer one returns io.ErrShortBuffer.
-func (l *Listener) Read(buf []byte) (int, error) {
-	l.mu.Lock()
-	defer l.mu.Unlock()
-	l.rbuf, l.rn, l.rerr = buf, 0, 0
-	err := l.rc.Read(l.readFn)
-	l.rbuf = nil
-	if err != nil {
-		if l.closed.Load() {
-			return 0, os.ErrClosed
-		}
-		return 0, fmt.Errorf("waiting for rtnetlink socket: %w", err)
-	}
-	switch l.rerr {
-	case 0:
-	case unix.ENOBUFS:
-		return 0, ErrOverrun
-	case unix.EBADF:
-		if l.closed.Load() {
-			return 0, os.ErrClosed
-		}
-		fallthrough
-	default:
-		return 0, fmt.Errorf("receiving rtnetlink notifications: %w", l.rerr)
-	}
-	if l.rn > len(buf) {
-		return len(buf), fmt.Errorf("receiving a %d byte datagram into %d bytes: %w", l.rn, len(buf), io.ErrShortBuffer)
-	}
-	return l.rn, nil
-}
-
-// recv is the poller callback. It calls recvfrom(2) directly because
-// unix.Recvfrom allocates the sender's address on every call; MSG_TRUNC
-// makes the kernel report a datagram's full length so truncation shows.
-func (l *Listener) recv(fd uintptr) bool {
-	var p unsafe.Pointer
-	if len(l.rbuf) > 0 {
-		p = unsafe.Pointer(&l.rbuf[0])
-	}
-	for {
-		n, _, e := unix.Syscall6(unix.SYS_RECVFROM, fd, uintptr(p), uintptr(len(l.rbuf)), unix.MSG_TRUNC, 0, 0)
-		switch e {
-		case unix.EINTR:
-			// Retry here: the poller is edge-triggered, so waiting
-			// for it with data still queued could block for good.
-			continue
-		case unix.EAGAIN:
-			return false // wait for the poller
-		}
-		l.rn, l.rerr = int(n), e
-		return true
-	}
-}
-
-// Close closes the socket and unblocks a Read in progress.
+// Close closes the socket; a second Close does nothing. Poll,
+// RequestRouteDump and Portid then return os.ErrClosed.
 func (l *Listener) Close() error {
 	if l.closed.Swap(true) {
 		return nil
 	}
-	if l.f == nil {
-		// Polled: Poll holds mu for its one syscall, so the number is
-		// never closed under it (and reused by another file meanwhile).
-		l.mu.Lock()
-		defer l.mu.Unlock()
-		err := unix.Close(l.pollFd)
-		l.pollFd = -1
-		if err != nil {
-			return fmt.Errorf("closing rtnetlink socket: %w", err)
-		}
-		return nil
-	}
-	if err := l.f.Close(); err != nil {
+	l.mu.Lock()
+	defer l.mu.Unlock()
+	err := unix.Close(l.fd)
+	l.fd = -1
+	if err != nil {
 		return fmt.Errorf("closing rtnetlink socket: %w", err)
 	}
 	return nil
@@ -376,14 +292,10 @@ func Links(nsPath string) (map[uint32]string, error) {
 func (l *Listener) Portid() (uint32, error) {
 	l.mu.Lock()
 	defer l.mu.Unlock()
-	fd := l.pollFd
-	if l.f != nil {
-		fd = int(l.f.Fd())
-	}
-	if fd < 0 {
+	if l.fd < 0 {
 		return 0, os.ErrClosed
 	}
-	sa, err := unix.Getsockname(fd)
+	sa, err := unix.Getsockname(l.fd)
 	if err != nil {
 		return 0, fmt.Errorf("getsockname of rtnetlink socket: %w", err)
 	}
@@ -397,8 +309,7 @@ func (l *Listener) Portid() (uint32, error) {
 // RequestRouteDump asks the kernel for every route of one family, in every
 // table. The answer (RTM_NEWROUTE messages with this seq, then NLMSG_DONE)
 // arrives on the listener's own queue, after every notification queued
-// before it: read in order, the dump is a consistent cut. Only for a
-// listener from ListenPolled.
+// before it: read in order, the dump is a consistent cut.
 func (l *Listener) RequestRouteDump(family uint8, seq uint32) error {
 	var req [HeaderLen + 12]byte // nlmsghdr + rtmsg
 	binary.NativeEndian.PutUint32(req[0:], uint32(len(req)))
@@ -408,10 +319,10 @@ func (l *Listener) RequestRouteDump(family uint8, seq uint32) error {
 	req[HeaderLen] = family
 	l.mu.Lock()
 	defer l.mu.Unlock()
-	if l.pollFd < 0 || l.closed.Load() {
+	if l.fd < 0 || l.closed.Load() {
 		return os.ErrClosed
 	}
-	if err := unix.Sendto(l.pollFd, req[:], 0, &unix.SockaddrNetlink{Family: unix.AF_NETLINK}); err != nil {
+	if err := unix.Sendto(l.fd, req[:], 0, &unix.SockaddrNetlink{Family: unix.AF_NETLINK}); err != nil {
 		return fmt.Errorf("requesting a route dump: %w", err)
 	}
 	return nil

@@ -84,13 +84,32 @@ func addVeth(t *testing.T, ns string) uint32 {
 	return 0
 }
 
+// errNothingQueued is pollUntil's error when its deadline passed.
+var errNothingQueued = errors.New("no notification queued before the deadline")
+
+// pollUntil polls l until a datagram is queued, Poll fails (ErrOverrun,
+// os.ErrClosed after Close), or the deadline passes (zero: never). It
+// sleeps a millisecond between empty polls, as a test can afford.
+func pollUntil(l *Listener, buf []byte, deadline time.Time) (int, error) {
+	for {
+		n, err := l.Poll(buf)
+		if n > 0 || err != nil {
+			return n, err
+		}
+		if !deadline.IsZero() && time.Now().After(deadline) {
+			return 0, errNothingQueued
+		}
+		time.Sleep(time.Millisecond)
+	}
+}
+
 type note struct {
 	h    Header
 	ev   event.Event
 	down bool // LinkDown
 }
 
-// collect reads and decodes notifications until the listener closes.
+// collect polls and decodes notifications until the listener closes.
 // The returned stop closes the listener and waits for the reader.
 func collect(t *testing.T, l *Listener) (<-chan note, func()) {
 	ch := make(chan note, 1024)
@@ -101,7 +120,7 @@ func collect(t *testing.T, l *Listener) (<-chan note, func()) {
 		defer close(ch)
 		buf := make([]byte, 64<<10)
 		for {
-			n, err := l.Read(buf)
+			n, err := pollUntil(l, buf, time.Time{})
 			if errors.Is(err, os.ErrClosed) {
 				return
 			}
@@ -110,7 +129,7 @@ func collect(t *testing.T, l *Listener) (<-chan note, func()) {
 				continue
 			}
 			if err != nil {
-				t.Errorf("Read: %v", err)
+				t.Errorf("Poll: %v", err)
 				return
 			}
 			for rest := buf[:n]; len(rest) > 0; {
@@ -183,11 +202,11 @@ func checkEvent(t *testing.T, what string, n note, want event.Event) {
 	}
 }
 
-func TestListen(t *testing.T) {
+func TestNotifications(t *testing.T) {
 	needRoot(t)
 	ns := newNetns(t)
 	path := "/run/netns/" + ns
-	l, err := Listen(path, 4<<20)
+	l, err := ListenPolled(path, 4<<20)
 	if err != nil {
 		t.Fatal(err)
 	}
@@ -263,10 +282,10 @@ func TestListen(t *testing.T) {
 	}
 }
 
-// Close must wake a Read blocked in the poller. The caller's own
-// namespace needs no privilege.
-func TestCloseUnblocksRead(t *testing.T) {
-	l, err := Listen("", 0)
+// Close ends a polling loop running in another goroutine: its next Poll
+// returns os.ErrClosed. The caller's own namespace needs no privilege.
+func TestCloseEndsPolling(t *testing.T) {
+	l, err := ListenPolled("", 0)
 	if err != nil {
 		t.Fatal(err)
 	}
@@ -274,7 +293,7 @@ func TestCloseUnblocksRead(t *testing.T) {
 	go func() {
 		buf := make([]byte, 64<<10)
 		for {
-			if _, err := l.Read(buf); err != nil {
+			if _, err := pollUntil(l, buf, time.Time{}); err != nil {
 				done <- err
 				return
 			}
@@ -287,13 +306,19 @@ func TestCloseUnblocksRead(t *testing.T) {
 	select {
 	case err := <-done:
 		if !errors.Is(err, os.ErrClosed) {
-			t.Errorf("Read after Close: %v, want os.ErrClosed", err)
+			t.Errorf("Poll after Close: %v, want os.ErrClosed", err)
 		}
 	case <-time.After(5 * time.Second):
-		t.Fatal("Read still blocked 5s after Close")
+		t.Fatal("still polling 5s after Close")
 	}
-	if _, err := l.Read(make([]byte, 100)); !errors.Is(err, os.ErrClosed) {
-		t.Errorf("Read on a closed listener: %v", err)
+	if _, err := l.Poll(make([]byte, 100)); !errors.Is(err, os.ErrClosed) {
+		t.Errorf("Poll on a closed listener: %v", err)
+	}
+	if _, err := l.Portid(); !errors.Is(err, os.ErrClosed) {
+		t.Errorf("Portid on a closed listener: %v", err)
+	}
+	if err := l.RequestRouteDump(unix.AF_INET, 1); !errors.Is(err, os.ErrClosed) {
+		t.Errorf("RequestRouteDump on a closed listener: %v", err)
 	}
 	if err := l.Close(); err != nil {
 		t.Errorf("second Close: %v", err)
@@ -301,8 +326,8 @@ func TestCloseUnblocksRead(t *testing.T) {
 }
 
 func TestListenBadNetns(t *testing.T) {
-	if _, err := Listen("/nonexistent/netns", 0); err == nil {
-		t.Fatal("Listen in a missing netns succeeded")
+	if _, err := ListenPolled("/nonexistent/netns", 0); err == nil {
+		t.Fatal("ListenPolled in a missing netns succeeded")
 	}
 }
 
@@ -314,25 +339,25 @@ func routeLines(n int) []string {
 	return lines
 }
 
-// A receive buffer too small for a burst makes Read report ErrOverrun,
+// A receive buffer too small for a burst makes Poll report ErrOverrun,
 // and the listener keeps working afterwards.
 func TestOverrun(t *testing.T) {
 	needRoot(t)
 	ns := newNetns(t)
 	addVeth(t, ns)
-	l, err := Listen("/run/netns/"+ns, 1) // the kernel rounds up to its minimum
+	l, err := ListenPolled("/run/netns/"+ns, 1) // the kernel rounds up to its minimum
 	if err != nil {
 		t.Fatal(err)
 	}
 	defer l.Close()
-	// A Read that blocks for good fails the test instead of hanging it.
-	defer time.AfterFunc(10*time.Second, func() { l.Close() }).Stop()
+	// Waiting for good fails the test instead of hanging it.
+	deadline := time.Now().Add(10 * time.Second)
 	ipBatch(t, ns, routeLines(500))
 
 	buf := make([]byte, 64<<10)
 	overruns := 0
 	for range 1000 {
-		_, err := l.Read(buf)
+		_, err := pollUntil(l, buf, deadline)
 		if errors.Is(err, ErrOverrun) {
 			overruns++
 			break
@@ -348,19 +373,17 @@ func TestOverrun(t *testing.T) {
 	// (NETLINK_S_CONGESTED): drain it, then check a new change arrives.
 	// The buffer grows first so that the kernel's own notifications
 	// (IPv6 DAD ending) cannot overrun it again meanwhile.
-	l.rc.Control(func(fd uintptr) {
-		if err := unix.SetsockoptInt(int(fd), unix.SOL_SOCKET, unix.SO_RCVBUFFORCE, 1<<20); err != nil {
-			t.Errorf("growing receive buffer: %v", err)
+	if err := unix.SetsockoptInt(l.fd, unix.SOL_SOCKET, unix.SO_RCVBUFFORCE, 1<<20); err != nil {
+		t.Errorf("growing receive buffer: %v", err)
+	}
+	for {
+		if _, _, err := unix.Recvfrom(l.fd, buf, unix.MSG_DONTWAIT); err != nil {
+			break
 		}
-		for {
-			if _, _, err := unix.Recvfrom(int(fd), buf, unix.MSG_DONTWAIT); err != nil {
-				return
-			}
-		}
-	})
+	}
 	ipIn(t, ns, "route", "add", "198.51.100.0/24", "dev", "v0", "table", "201")
 	for {
-		n, err := l.Read(buf)
+		n, err := pollUntil(l, buf, deadline)
 		if err != nil {
 			t.Fatal(err)
 		}
@@ -382,28 +405,31 @@ func TestOverrun(t *testing.T) {
 	}
 }
 
-// In steady state a Read costs no allocation.
-func TestReadAllocs(t *testing.T) {
+// In steady state a Poll that receives costs no allocation.
+func TestPollAllocs(t *testing.T) {
 	needRoot(t)
 	ns := newNetns(t)
 	addVeth(t, ns)
-	l, err := Listen("/run/netns/"+ns, 8<<20)
+	l, err := ListenPolled("/run/netns/"+ns, 8<<20)
 	if err != nil {
 		t.Fatal(err)
 	}
 	defer l.Close()
-	defer time.AfterFunc(10*time.Second, func() { l.Close() }).Stop()
 	// Each route is one notification datagram, all queued before the
 	// batch exits: enough for AllocsPerRun's runs and its warm-up.
 	ipBatch(t, ns, routeLines(300))
 	buf := make([]byte, 64<<10)
 	allocs := testing.AllocsPerRun(200, func() {
-		if _, err := l.Read(buf); err != nil {
+		n, err := l.Poll(buf)
+		if err != nil {
 			t.Fatal(err)
+		}
+		if n == 0 {
+			t.Fatal("Poll found nothing queued: fewer notifications than routes added")
 		}
 	})
 	if allocs != 0 {
-		t.Errorf("%v allocations per Read, want 0", allocs)
+		t.Errorf("%v allocations per Poll, want 0", allocs)
 	}
 }
 

@@ -6,104 +6,12 @@ import (
 	"testing"
 
 	"github.com/routetrace/routetrace/event"
+	"github.com/routetrace/routetrace/internal/nltest"
+	"golang.org/x/sys/unix"
 )
 
 // Flags an `ip route add` request carries: REQUEST|ACK|EXCL|CREATE.
 const addFlags = 0x1 | 0x4 | 0x200 | 0x400
-
-// msgBuilder builds a netlink message: header, family header, attributes.
-type msgBuilder struct{ b []byte }
-
-func newMsg(typ, flags uint16, seq, portid uint32, family []byte) *msgBuilder {
-	b := make([]byte, HeaderLen, 256)
-	binary.NativeEndian.PutUint16(b[4:], typ)
-	binary.NativeEndian.PutUint16(b[6:], flags)
-	binary.NativeEndian.PutUint32(b[8:], seq)
-	binary.NativeEndian.PutUint32(b[12:], portid)
-	m := &msgBuilder{append(b, family...)}
-	m.pad()
-	return m
-}
-
-func (m *msgBuilder) pad() {
-	for len(m.b)%4 != 0 {
-		m.b = append(m.b, 0)
-	}
-}
-
-// attr appends an attribute padded to 4 bytes.
-func (m *msgBuilder) attr(typ uint16, val []byte) *msgBuilder {
-	m.attrUnpadded(typ, val)
-	m.pad()
-	return m
-}
-
-// attrUnpadded appends an attribute and no padding, so that a last
-// attribute can leave nlmsg_len unaligned.
-func (m *msgBuilder) attrUnpadded(typ uint16, val []byte) *msgBuilder {
-	m.b = binary.NativeEndian.AppendUint16(m.b, uint16(4+len(val)))
-	m.b = binary.NativeEndian.AppendUint16(m.b, typ)
-	m.b = append(m.b, val...)
-	return m
-}
-
-// raw appends bytes as they are, for malformed attributes.
-func (m *msgBuilder) raw(b ...byte) *msgBuilder {
-	m.b = append(m.b, b...)
-	return m
-}
-
-func (m *msgBuilder) bytes() []byte {
-	binary.NativeEndian.PutUint32(m.b, uint32(len(m.b)))
-	return m.b
-}
-
-func u32(v uint32) []byte { return binary.NativeEndian.AppendUint32(nil, v) }
-
-func ip(s string) []byte { return netip.MustParseAddr(s).AsSlice() }
-
-func cstr(s string) []byte { return append([]byte(s), 0) }
-
-func via(family uint16, addr string) []byte {
-	return append(binary.NativeEndian.AppendUint16(nil, family), ip(addr)...)
-}
-
-func rtmsg(family, dstLen, srcLen, tos, table, proto, scope, typ uint8) []byte {
-	return []byte{family, dstLen, srcLen, tos, table, proto, scope, typ, 0, 0, 0, 0}
-}
-
-func fibRuleHdr(family, dstLen, srcLen, tos, table, action uint8) []byte {
-	return []byte{family, dstLen, srcLen, tos, table, 0, 0, action, 0, 0, 0, 0}
-}
-
-func nhmsg(family, scope, proto uint8) []byte {
-	return []byte{family, scope, proto, 0, 0, 0, 0, 0}
-}
-
-func ifaddrmsg(family, prefixLen, scope uint8, index uint32) []byte {
-	return append([]byte{family, prefixLen, 0, scope}, u32(index)...)
-}
-
-func ifinfomsg(index int32, flags, change uint32) []byte {
-	b := []byte{0, 0, 1, 0} // AF_UNSPEC, pad, ARPHRD_ETHER
-	b = binary.NativeEndian.AppendUint32(b, uint32(index))
-	b = binary.NativeEndian.AppendUint32(b, flags)
-	return binary.NativeEndian.AppendUint32(b, change)
-}
-
-func rtnexthop(ifindex uint32, attrs []byte) []byte {
-	b := binary.NativeEndian.AppendUint16(nil, uint16(8+len(attrs)))
-	b = append(b, 0, 0) // flags, hops
-	b = binary.NativeEndian.AppendUint32(b, ifindex)
-	return append(b, attrs...)
-}
-
-// nla encodes one padded attribute, for nesting.
-func nla(typ uint16, val []byte) []byte {
-	m := &msgBuilder{}
-	m.attr(typ, val)
-	return m.b
-}
 
 func name(s string) event.Name {
 	var n event.Name
@@ -124,182 +32,182 @@ func decodeCases() []decodeCase {
 	return []decodeCase{{
 		name: "ipv4 route add",
 		// ip route add 10.244.3.0/24 via 10.0.0.1 dev if7 proto bird metric 50 table 100
-		msg: newMsg(rtmNewRoute, addFlags, 1001, 4242, rtmsg(2, 24, 0, 0, 100, 12, 0, 1)).
-			attr(rtaTable, u32(100)).
-			attr(rtaDst, ip("10.244.3.0")).
-			attr(rtaGateway, ip("10.0.0.1")).
-			attr(rtaOif, u32(7)).
-			attr(rtaPriority, u32(50)).bytes(),
+		msg: nltest.NewMsg(rtmNewRoute, addFlags, 1001, 4242, nltest.Rtmsg(2, 24, 0, 0, 100, 12, 0, 1)).
+			Attr(rtaTable, nltest.U32(100)).
+			Attr(rtaDst, nltest.IP("10.244.3.0")).
+			Attr(rtaGateway, nltest.IP("10.0.0.1")).
+			Attr(rtaOif, nltest.U32(7)).
+			Attr(rtaPriority, nltest.U32(50)).Bytes(),
 		want: event.Event{Op: event.OpAdd, Object: event.ObjectRoute, Family: 2,
 			Dst: pfx("10.244.3.0/24"), Gateway: addr("10.0.0.1"), Table: 100, Protocol: 12,
 			Type: 1, Priority: 50, Oif: 7, Seq: 1001, Portid: 4242},
 	}, {
 		name: "rta_table overrides rtm_table",
-		msg: newMsg(rtmNewRoute, addFlags, 1, 2, rtmsg(2, 32, 0, 0, 252, 4, 253, 1)).
-			attr(rtaDst, ip("192.0.2.9")).
-			attr(rtaTable, u32(1000)).bytes(),
+		msg: nltest.NewMsg(rtmNewRoute, addFlags, 1, 2, nltest.Rtmsg(2, 32, 0, 0, 252, 4, 253, 1)).
+			Attr(rtaDst, nltest.IP("192.0.2.9")).
+			Attr(rtaTable, nltest.U32(1000)).Bytes(),
 		want: event.Event{Op: event.OpAdd, Object: event.ObjectRoute, Family: 2,
 			Dst: pfx("192.0.2.9/32"), Table: 1000, Protocol: 4, Scope: 253, Type: 1, Seq: 1, Portid: 2},
 	}, {
 		name: "ipv6 route via",
-		msg: newMsg(rtmNewRoute, addFlags, 7, 99, rtmsg(10, 64, 0, 0, 254, 3, 0, 1)).
-			attr(rtaDst, ip("2001:db8:1::")).
-			attr(rtaVia, via(10, "2001:db8::2")).
-			attr(rtaOif, u32(3)).bytes(),
+		msg: nltest.NewMsg(rtmNewRoute, addFlags, 7, 99, nltest.Rtmsg(10, 64, 0, 0, 254, 3, 0, 1)).
+			Attr(rtaDst, nltest.IP("2001:db8:1::")).
+			Attr(rtaVia, nltest.Via(10, "2001:db8::2")).
+			Attr(rtaOif, nltest.U32(3)).Bytes(),
 		want: event.Event{Op: event.OpAdd, Object: event.ObjectRoute, Family: 10,
 			Dst: pfx("2001:db8:1::/64"), Gateway: addr("2001:db8::2"), Table: 254, Protocol: 3,
 			Type: 1, Oif: 3, Seq: 7, Portid: 99},
 	}, {
 		name: "ipv4 route via ipv6 gateway",
-		msg: newMsg(rtmNewRoute, addFlags, 7, 99, rtmsg(2, 24, 0, 0, 254, 3, 0, 1)).
-			attr(rtaDst, ip("198.51.100.0")).
-			attr(rtaVia, via(10, "fe80::1")).bytes(),
+		msg: nltest.NewMsg(rtmNewRoute, addFlags, 7, 99, nltest.Rtmsg(2, 24, 0, 0, 254, 3, 0, 1)).
+			Attr(rtaDst, nltest.IP("198.51.100.0")).
+			Attr(rtaVia, nltest.Via(10, "fe80::1")).Bytes(),
 		want: event.Event{Op: event.OpAdd, Object: event.ObjectRoute, Family: 2,
 			Dst: pfx("198.51.100.0/24"), Gateway: addr("fe80::1"), Table: 254, Protocol: 3,
 			Type: 1, Seq: 7, Portid: 99},
 	}, {
 		name: "replace default route",
-		msg: newMsg(rtmNewRoute, 0x1|0x4|0x100|0x400, 8, 99, rtmsg(2, 0, 0, 0, 254, 3, 0, 1)).
-			attr(rtaGateway, ip("192.0.2.1")).bytes(),
+		msg: nltest.NewMsg(rtmNewRoute, 0x1|0x4|0x100|0x400, 8, 99, nltest.Rtmsg(2, 0, 0, 0, 254, 3, 0, 1)).
+			Attr(rtaGateway, nltest.IP("192.0.2.1")).Bytes(),
 		want: event.Event{Op: event.OpReplace, Object: event.ObjectRoute, Family: 2,
 			Dst: pfx("0.0.0.0/0"), Gateway: addr("192.0.2.1"), Table: 254, Protocol: 3,
 			Type: 1, Seq: 8, Portid: 99},
 	}, {
 		name: "delete ipv6 default blackhole",
-		msg: newMsg(rtmDelRoute, 0x1|0x4, 9, 99, rtmsg(10, 0, 0, 0, 254, 4, 0, 6)).
-			attr(rtaTable, u32(254)).bytes(),
+		msg: nltest.NewMsg(rtmDelRoute, 0x1|0x4, 9, 99, nltest.Rtmsg(10, 0, 0, 0, 254, 4, 0, 6)).
+			Attr(rtaTable, nltest.U32(254)).Bytes(),
 		want: event.Event{Op: event.OpDelete, Object: event.ObjectRoute, Family: 10,
 			Dst: pfx("::/0"), Table: 254, Protocol: 4, Type: 6, Seq: 9, Portid: 99},
 	}, {
 		name: "source specific route and tos",
-		msg: newMsg(rtmNewRoute, addFlags, 1, 1, rtmsg(10, 48, 56, 0x10, 254, 3, 0, 1)).
-			attr(rtaDst, ip("2001:db8:2::")).
-			attr(rtaSrc, ip("2001:db8:3::")).bytes(),
+		msg: nltest.NewMsg(rtmNewRoute, addFlags, 1, 1, nltest.Rtmsg(10, 48, 56, 0x10, 254, 3, 0, 1)).
+			Attr(rtaDst, nltest.IP("2001:db8:2::")).
+			Attr(rtaSrc, nltest.IP("2001:db8:3::")).Bytes(),
 		want: event.Event{Op: event.OpAdd, Object: event.ObjectRoute, Family: 10,
 			Dst: pfx("2001:db8:2::/48"), Src: pfx("2001:db8:3::/56"), TOS: 0x10, Table: 254,
 			Protocol: 3, Type: 1, Seq: 1, Portid: 1},
 	}, {
 		name: "route by nexthop id",
-		msg: newMsg(rtmNewRoute, addFlags, 1, 1, rtmsg(2, 24, 0, 0, 254, 3, 0, 1)).
-			attr(rtaDst, ip("198.51.100.0")).
-			attr(rtaNhID, u32(5)).bytes(),
+		msg: nltest.NewMsg(rtmNewRoute, addFlags, 1, 1, nltest.Rtmsg(2, 24, 0, 0, 254, 3, 0, 1)).
+			Attr(rtaDst, nltest.IP("198.51.100.0")).
+			Attr(rtaNhID, nltest.U32(5)).Bytes(),
 		want: event.Event{Op: event.OpAdd, Object: event.ObjectRoute, Family: 2,
 			Dst: pfx("198.51.100.0/24"), Table: 254, Protocol: 3, Type: 1, NexthopID: 5, Seq: 1, Portid: 1},
 	}, {
 		name: "multipath takes first hop",
-		msg: newMsg(rtmNewRoute, addFlags, 1, 1, rtmsg(2, 24, 0, 0, 254, 3, 0, 1)).
-			attr(rtaDst, ip("198.51.100.0")).
-			attr(rtaMultipath|0x8000, append(
-				rtnexthop(3, nla(rtaGateway, ip("192.0.2.2"))),
-				rtnexthop(4, nla(rtaGateway, ip("192.0.2.3")))...)).bytes(),
+		msg: nltest.NewMsg(rtmNewRoute, addFlags, 1, 1, nltest.Rtmsg(2, 24, 0, 0, 254, 3, 0, 1)).
+			Attr(rtaDst, nltest.IP("198.51.100.0")).
+			Attr(rtaMultipath|0x8000, append(
+				nltest.Rtnexthop(3, nltest.Attr(rtaGateway, nltest.IP("192.0.2.2"))),
+				nltest.Rtnexthop(4, nltest.Attr(rtaGateway, nltest.IP("192.0.2.3")))...)).Bytes(),
 		want: event.Event{Op: event.OpAdd, Object: event.ObjectRoute, Family: 2,
 			Dst: pfx("198.51.100.0/24"), Gateway: addr("192.0.2.2"), Table: 254, Protocol: 3,
 			Type: 1, Oif: 3, Multipath: true, Seq: 1, Portid: 1},
 	}, {
 		name: "multipath with via, explicit oif wins",
-		msg: newMsg(rtmNewRoute, addFlags, 1, 1, rtmsg(2, 24, 0, 0, 254, 3, 0, 1)).
-			attr(rtaMultipath, rtnexthop(3, nla(rtaVia, via(10, "fe80::2")))).
-			attr(rtaOif, u32(9)).
-			attr(rtaDst, ip("198.51.100.0")).bytes(),
+		msg: nltest.NewMsg(rtmNewRoute, addFlags, 1, 1, nltest.Rtmsg(2, 24, 0, 0, 254, 3, 0, 1)).
+			Attr(rtaMultipath, nltest.Rtnexthop(3, nltest.Attr(rtaVia, nltest.Via(10, "fe80::2")))).
+			Attr(rtaOif, nltest.U32(9)).
+			Attr(rtaDst, nltest.IP("198.51.100.0")).Bytes(),
 		want: event.Event{Op: event.OpAdd, Object: event.ObjectRoute, Family: 2,
 			Dst: pfx("198.51.100.0/24"), Gateway: addr("fe80::2"), Table: 254, Protocol: 3,
 			Type: 1, Oif: 9, Multipath: true, Seq: 1, Portid: 1},
 	}, {
 		name: "unknown and flagged attributes",
-		msg: newMsg(rtmNewRoute, addFlags, 1, 1, rtmsg(2, 24, 0, 0, 254, 3, 0, 1)).
-			attr(7, ip("192.0.2.1")).   // RTA_PREFSRC
-			attr(12, make([]byte, 16)). // RTA_CACHEINFO
-			attr(999, nil).
-			attr(rtaDst|0x4000, ip("198.51.100.0")). // NLA_F_NET_BYTEORDER masked off
-			attr(rtaPriority, u32(1)).bytes(),
+		msg: nltest.NewMsg(rtmNewRoute, addFlags, 1, 1, nltest.Rtmsg(2, 24, 0, 0, 254, 3, 0, 1)).
+			Attr(7, nltest.IP("192.0.2.1")). // RTA_PREFSRC
+			Attr(12, make([]byte, 16)).      // RTA_CACHEINFO
+			Attr(999, nil).
+			Attr(rtaDst|0x4000, nltest.IP("198.51.100.0")). // NLA_F_NET_BYTEORDER masked off
+			Attr(rtaPriority, nltest.U32(1)).Bytes(),
 		want: event.Event{Op: event.OpAdd, Object: event.ObjectRoute, Family: 2,
 			Dst: pfx("198.51.100.0/24"), Table: 254, Protocol: 3, Type: 1, Priority: 1, Seq: 1, Portid: 1},
 	}, {
 		name: "mpls route via mac",
 		// AF_MPLS: RTA_DST is a label, RTA_VIA an AF_PACKET address.
-		msg: newMsg(rtmNewRoute, addFlags, 1, 1, rtmsg(28, 20, 0, 0, 254, 3, 0, 1)).
-			attr(rtaDst, []byte{0, 1, 0x41, 0}).
-			attr(rtaVia, []byte{17, 0, 2, 0, 0, 0, 0, 1}).
-			attr(rtaOif, u32(2)).bytes(),
+		msg: nltest.NewMsg(rtmNewRoute, addFlags, 1, 1, nltest.Rtmsg(28, 20, 0, 0, 254, 3, 0, 1)).
+			Attr(rtaDst, []byte{0, 1, 0x41, 0}).
+			Attr(rtaVia, []byte{17, 0, 2, 0, 0, 0, 0, 1}).
+			Attr(rtaOif, nltest.U32(2)).Bytes(),
 		want: event.Event{Op: event.OpAdd, Object: event.ObjectRoute, Family: 28, Table: 254,
 			Protocol: 3, Type: 1, Oif: 2, Seq: 1, Portid: 1},
 	}, {
 		name: "rule from lookup with iif",
 		// ip rule add pref 512 from 10.244.1.5/32 iif eth0 lookup 100
-		msg: newMsg(rtmNewRule, addFlags, 55, 777, fibRuleHdr(2, 0, 32, 0, 100, 1)).
-			attr(fraTable, u32(100)).
-			attr(fraPriority, u32(512)).
-			attr(fraSrc, ip("10.244.1.5")).
-			attr(fraIifname, cstr("eth0")).bytes(),
+		msg: nltest.NewMsg(rtmNewRule, addFlags, 55, 777, nltest.FibRuleHdr(2, 0, 32, 0, 100, 1)).
+			Attr(fraTable, nltest.U32(100)).
+			Attr(fraPriority, nltest.U32(512)).
+			Attr(fraSrc, nltest.IP("10.244.1.5")).
+			Attr(fraIifname, nltest.CString("eth0")).Bytes(),
 		want: event.Event{Op: event.OpAdd, Object: event.ObjectRule, Family: 2,
 			Src: pfx("10.244.1.5/32"), Table: 100, Priority: 512, IifName: name("eth0"),
 			Action: 1, Seq: 55, Portid: 777},
 	}, {
 		name: "rule to dst with fwmark, oif, goto and protocol",
-		msg: newMsg(rtmDelRule, 0x5, 56, 777, fibRuleHdr(10, 32, 0, 0, 0, 2)).
-			attr(fraDst, ip("2001:db8::")).
-			attr(fraFwmark, u32(0x200)).
-			attr(fraFwmask, u32(0xf00)).
-			attr(fraOifname, cstr("a-very-long-interface-name")).
-			attr(fraGoto, u32(1000)).
-			attr(fraProtocol, []byte{186}).bytes(),
+		msg: nltest.NewMsg(rtmDelRule, 0x5, 56, 777, nltest.FibRuleHdr(10, 32, 0, 0, 0, 2)).
+			Attr(fraDst, nltest.IP("2001:db8::")).
+			Attr(fraFwmark, nltest.U32(0x200)).
+			Attr(fraFwmask, nltest.U32(0xf00)).
+			Attr(fraOifname, nltest.CString("a-very-long-interface-name")).
+			Attr(fraGoto, nltest.U32(1000)).
+			Attr(fraProtocol, []byte{186}).Bytes(),
 		want: event.Event{Op: event.OpDelete, Object: event.ObjectRule, Family: 10,
 			Dst: pfx("2001:db8::/32"), FwMark: 0x200, FwMask: 0xf00, OifName: name("a-very-long-interface-name"),
 			Goto: 1000, Action: 2, Protocol: 186, Seq: 56, Portid: 777},
 	}, {
 		name: "nexthop",
 		// ip nexthop add id 5 via 10.0.0.1 dev if3
-		msg: newMsg(rtmNewNexthop, addFlags, 3, 12, nhmsg(2, 0, 3)).
-			attr(nhaID, u32(5)).
-			attr(nhaGateway, ip("10.0.0.1")).
-			attr(nhaOif, u32(3)).bytes(),
+		msg: nltest.NewMsg(rtmNewNexthop, addFlags, 3, 12, nltest.Nhmsg(2, 0, 3)).
+			Attr(nhaID, nltest.U32(5)).
+			Attr(nhaGateway, nltest.IP("10.0.0.1")).
+			Attr(nhaOif, nltest.U32(3)).Bytes(),
 		want: event.Event{Op: event.OpAdd, Object: event.ObjectNexthop, Family: 2,
 			Gateway: addr("10.0.0.1"), Protocol: 3, Oif: 3, NexthopID: 5, Seq: 3, Portid: 12},
 	}, {
 		name: "nexthop group replace",
-		msg: newMsg(rtmNewNexthop, 0x1|0x100, 3, 12, nhmsg(0, 0, 3)).
-			attr(nhaID, u32(10)).
-			attr(nhaGroup, []byte{5, 0, 0, 0, 0, 0, 0, 0, 6, 0, 0, 0, 0, 0, 0, 0}).bytes(),
+		msg: nltest.NewMsg(rtmNewNexthop, 0x1|0x100, 3, 12, nltest.Nhmsg(0, 0, 3)).
+			Attr(nhaID, nltest.U32(10)).
+			Attr(nhaGroup, []byte{5, 0, 0, 0, 0, 0, 0, 0, 6, 0, 0, 0, 0, 0, 0, 0}).Bytes(),
 		want: event.Event{Op: event.OpReplace, Object: event.ObjectNexthop, Protocol: 3,
 			NexthopID: 10, Multipath: true, Seq: 3, Portid: 12},
 	}, {
 		name: "nexthop blackhole delete",
-		msg: newMsg(rtmDelNexthop, 0, 0, 0, nhmsg(2, 0, 4)).
-			attr(nhaID, u32(11)).
-			attr(nhaBlackhole, nil).bytes(),
+		msg: nltest.NewMsg(rtmDelNexthop, 0, 0, 0, nltest.Nhmsg(2, 0, 4)).
+			Attr(nhaID, nltest.U32(11)).
+			Attr(nhaBlackhole, nil).Bytes(),
 		want: event.Event{Op: event.OpDelete, Object: event.ObjectNexthop, Family: 2,
 			Protocol: 4, Type: 6, NexthopID: 11},
 	}, {
 		name: "address",
-		msg: newMsg(rtmNewAddr, 0, 4, 5, ifaddrmsg(2, 24, 0, 3)).
-			attr(ifaAddress, ip("192.0.2.1")).
-			attr(ifaLocal, ip("192.0.2.1")).
-			attr(3, cstr("v0")).bytes(), // IFA_LABEL
+		msg: nltest.NewMsg(rtmNewAddr, 0, 4, 5, nltest.Ifaddrmsg(2, 24, 0, 3)).
+			Attr(ifaAddress, nltest.IP("192.0.2.1")).
+			Attr(ifaLocal, nltest.IP("192.0.2.1")).
+			Attr(3, nltest.CString("v0")).Bytes(), // IFA_LABEL
 		want: event.Event{Op: event.OpAdd, Object: event.ObjectAddr, Family: 2,
 			Dst: pfx("192.0.2.1/24"), Oif: 3, Seq: 4, Portid: 5},
 	}, {
 		name: "point to point address prefers local",
-		msg: newMsg(rtmDelAddr, 0, 4, 5, ifaddrmsg(2, 32, 253, 8)).
-			attr(ifaLocal, ip("192.0.2.1")).
-			attr(ifaAddress, ip("192.0.2.254")).bytes(),
+		msg: nltest.NewMsg(rtmDelAddr, 0, 4, 5, nltest.Ifaddrmsg(2, 32, 253, 8)).
+			Attr(ifaLocal, nltest.IP("192.0.2.1")).
+			Attr(ifaAddress, nltest.IP("192.0.2.254")).Bytes(),
 		want: event.Event{Op: event.OpDelete, Object: event.ObjectAddr, Family: 2,
 			Dst: pfx("192.0.2.1/32"), Scope: 253, Oif: 8, Seq: 4, Portid: 5},
 	}, {
 		name: "ipv6 address without local",
-		msg: newMsg(rtmNewAddr, 0, 4, 5, ifaddrmsg(10, 64, 0, 3)).
-			attr(ifaAddress, ip("2001:db8::1")).bytes(),
+		msg: nltest.NewMsg(rtmNewAddr, 0, 4, 5, nltest.Ifaddrmsg(10, 64, 0, 3)).
+			Attr(ifaAddress, nltest.IP("2001:db8::1")).Bytes(),
 		want: event.Event{Op: event.OpAdd, Object: event.ObjectAddr, Family: 10,
 			Dst: pfx("2001:db8::1/64"), Oif: 3, Seq: 4, Portid: 5},
 	}, {
 		name: "link",
-		msg: newMsg(rtmNewLink, 0, 0, 0, ifinfomsg(4, 0x1003, 0)).
-			attr(4, u32(1500)). // IFLA_MTU
-			attr(iflaIfname, cstr("v0")).bytes(),
+		msg: nltest.NewMsg(rtmNewLink, 0, 0, 0, nltest.Ifinfomsg(unix.ARPHRD_ETHER, 4, 0x1003, 0)).
+			Attr(4, nltest.U32(1500)). // IFLA_MTU
+			Attr(iflaIfname, nltest.CString("v0")).Bytes(),
 		want: event.Event{Op: event.OpAdd, Object: event.ObjectLink, Oif: 4, Dev: name("v0")},
 	}, {
 		name: "link delete",
-		msg: newMsg(rtmDelLink, 0, 0, 0, ifinfomsg(5, 0, 0xffffffff)).
-			attr(iflaIfname, cstr("v1")).bytes(),
+		msg: nltest.NewMsg(rtmDelLink, 0, 0, 0, nltest.Ifinfomsg(unix.ARPHRD_ETHER, 5, 0, 0xffffffff)).
+			Attr(iflaIfname, nltest.CString("v1")).Bytes(),
 		want: event.Event{Op: event.OpDelete, Object: event.ObjectLink, Oif: 5, Dev: name("v1")},
 	}}
 }
@@ -323,39 +231,41 @@ func TestDecode(t *testing.T) {
 }
 
 func TestDecodeErrors(t *testing.T) {
-	route := func() *msgBuilder { return newMsg(rtmNewRoute, addFlags, 1, 1, rtmsg(2, 24, 0, 0, 254, 3, 0, 1)) }
+	route := func() *nltest.Msg {
+		return nltest.NewMsg(rtmNewRoute, addFlags, 1, 1, nltest.Rtmsg(2, 24, 0, 0, 254, 3, 0, 1))
+	}
 	cases := []struct {
 		name string
 		msg  []byte
 		want error
 	}{
-		{"get route", newMsg(26, 0x301, 1, 1, rtmsg(2, 0, 0, 0, 0, 0, 0, 0)).bytes(), ErrUnknownType},
-		{"netlink error", newMsg(2, 0, 1, 1, make([]byte, 20)).bytes(), ErrUnknownType},
-		{"short rtmsg", newMsg(rtmNewRoute, 0, 1, 1, make([]byte, 8)).bytes(), ErrTruncated},
-		{"short fib_rule_hdr", newMsg(rtmNewRule, 0, 1, 1, make([]byte, 8)).bytes(), ErrTruncated},
-		{"short nhmsg", newMsg(rtmNewNexthop, 0, 1, 1, make([]byte, 4)).bytes(), ErrTruncated},
-		{"short ifaddrmsg", newMsg(rtmNewAddr, 0, 1, 1, make([]byte, 4)).bytes(), ErrTruncated},
-		{"short ifinfomsg", newMsg(rtmNewLink, 0, 1, 1, make([]byte, 12)).bytes(), ErrTruncated},
-		{"header only", newMsg(rtmDelRule, 0, 1, 1, nil).bytes(), ErrTruncated},
-		{"attr length 0", route().raw(0, 0, 1, 0, 1, 2, 3, 4).bytes(), ErrBadAttr},
-		{"attr length 2", route().raw(2, 0, 1, 0).bytes(), ErrBadAttr},
-		{"attr past end", route().raw(12, 0, 1, 0, 10, 0, 0, 0).bytes(), ErrBadAttr},
-		{"trailing bytes", route().attr(rtaOif, u32(1)).raw(4, 0).bytes(), ErrBadAttr},
-		{"short oif", route().attr(rtaOif, []byte{1, 0}).bytes(), ErrBadAttr},
-		{"dst of 5 bytes", route().attr(rtaDst, []byte{10, 0, 0, 0, 0}).bytes(), ErrBadAttr},
-		{"dst_len past address", newMsg(rtmNewRoute, 0, 1, 1, rtmsg(2, 33, 0, 0, 254, 3, 0, 1)).
-			attr(rtaDst, ip("10.0.0.0")).bytes(), ErrBadAttr},
-		{"via family mismatch", route().attr(rtaVia, via(2, "2001:db8::1")).bytes(), ErrBadAttr},
-		{"via inet6 short", route().attr(rtaVia, via(10, "192.0.2.1")).bytes(), ErrBadAttr},
-		{"via without address", route().attr(rtaVia, []byte{2}).bytes(), ErrBadAttr},
-		{"multipath hop too long", route().attr(rtaMultipath, []byte{200, 0, 0, 0, 1, 0, 0, 0}).bytes(), ErrBadAttr},
-		{"multipath hop too short", route().attr(rtaMultipath, []byte{4, 0, 0, 0}).bytes(), ErrBadAttr},
-		{"multipath bad gateway", route().attr(rtaMultipath, rtnexthop(1, nla(rtaGateway, []byte{1, 2}))).bytes(), ErrBadAttr},
-		{"rule protocol empty", newMsg(rtmNewRule, 0, 1, 1, fibRuleHdr(2, 0, 0, 0, 0, 1)).
-			attr(fraProtocol, nil).bytes(), ErrBadAttr},
-		{"nexthop gateway 3 bytes", newMsg(rtmNewNexthop, 0, 1, 1, nhmsg(2, 0, 3)).
-			attr(nhaGateway, []byte{1, 2, 3}).bytes(), ErrBadAttr},
-		{"link attr past end", newMsg(rtmNewLink, 0, 1, 1, ifinfomsg(1, 0, 0)).raw(40, 0, 3, 0).bytes(), ErrBadAttr},
+		{"get route", nltest.NewMsg(26, 0x301, 1, 1, nltest.Rtmsg(2, 0, 0, 0, 0, 0, 0, 0)).Bytes(), ErrUnknownType},
+		{"netlink error", nltest.NewMsg(2, 0, 1, 1, make([]byte, 20)).Bytes(), ErrUnknownType},
+		{"short rtmsg", nltest.NewMsg(rtmNewRoute, 0, 1, 1, make([]byte, 8)).Bytes(), ErrTruncated},
+		{"short fib_rule_hdr", nltest.NewMsg(rtmNewRule, 0, 1, 1, make([]byte, 8)).Bytes(), ErrTruncated},
+		{"short nhmsg", nltest.NewMsg(rtmNewNexthop, 0, 1, 1, make([]byte, 4)).Bytes(), ErrTruncated},
+		{"short ifaddrmsg", nltest.NewMsg(rtmNewAddr, 0, 1, 1, make([]byte, 4)).Bytes(), ErrTruncated},
+		{"short ifinfomsg", nltest.NewMsg(rtmNewLink, 0, 1, 1, make([]byte, 12)).Bytes(), ErrTruncated},
+		{"header only", nltest.NewMsg(rtmDelRule, 0, 1, 1, nil).Bytes(), ErrTruncated},
+		{"attr length 0", route().Raw(0, 0, 1, 0, 1, 2, 3, 4).Bytes(), ErrBadAttr},
+		{"attr length 2", route().Raw(2, 0, 1, 0).Bytes(), ErrBadAttr},
+		{"attr past end", route().Raw(12, 0, 1, 0, 10, 0, 0, 0).Bytes(), ErrBadAttr},
+		{"trailing bytes", route().Attr(rtaOif, nltest.U32(1)).Raw(4, 0).Bytes(), ErrBadAttr},
+		{"short oif", route().Attr(rtaOif, []byte{1, 0}).Bytes(), ErrBadAttr},
+		{"dst of 5 bytes", route().Attr(rtaDst, []byte{10, 0, 0, 0, 0}).Bytes(), ErrBadAttr},
+		{"dst_len past address", nltest.NewMsg(rtmNewRoute, 0, 1, 1, nltest.Rtmsg(2, 33, 0, 0, 254, 3, 0, 1)).
+			Attr(rtaDst, nltest.IP("10.0.0.0")).Bytes(), ErrBadAttr},
+		{"via family mismatch", route().Attr(rtaVia, nltest.Via(2, "2001:db8::1")).Bytes(), ErrBadAttr},
+		{"via inet6 short", route().Attr(rtaVia, nltest.Via(10, "192.0.2.1")).Bytes(), ErrBadAttr},
+		{"via without address", route().Attr(rtaVia, []byte{2}).Bytes(), ErrBadAttr},
+		{"multipath hop too long", route().Attr(rtaMultipath, []byte{200, 0, 0, 0, 1, 0, 0, 0}).Bytes(), ErrBadAttr},
+		{"multipath hop too short", route().Attr(rtaMultipath, []byte{4, 0, 0, 0}).Bytes(), ErrBadAttr},
+		{"multipath bad gateway", route().Attr(rtaMultipath, nltest.Rtnexthop(1, nltest.Attr(rtaGateway, []byte{1, 2}))).Bytes(), ErrBadAttr},
+		{"rule protocol empty", nltest.NewMsg(rtmNewRule, 0, 1, 1, nltest.FibRuleHdr(2, 0, 0, 0, 0, 1)).
+			Attr(fraProtocol, nil).Bytes(), ErrBadAttr},
+		{"nexthop gateway 3 bytes", nltest.NewMsg(rtmNewNexthop, 0, 1, 1, nltest.Nhmsg(2, 0, 3)).
+			Attr(nhaGateway, []byte{1, 2, 3}).Bytes(), ErrBadAttr},
+		{"link attr past end", nltest.NewMsg(rtmNewLink, 0, 1, 1, nltest.Ifinfomsg(unix.ARPHRD_ETHER, 1, 0, 0)).Raw(40, 0, 3, 0).Bytes(), ErrBadAttr},
 	}
 	for _, tc := range cases {
 		t.Run(tc.name, func(t *testing.T) {
@@ -440,9 +350,9 @@ func TestNext(t *testing.T) {
 		{"empty", nil, ErrTruncated},
 		{"short header", make([]byte, 15), ErrTruncated},
 		{"length 0", make([]byte, 16), ErrBadLength},
-		{"length 15", append(u32(15), make([]byte, 12)...), ErrBadLength},
-		{"length past buffer", append(u32(17), make([]byte, 12)...), ErrTruncated},
-		{"length 4 GiB", append(u32(0xffffffff), make([]byte, 12)...), ErrTruncated},
+		{"length 15", append(nltest.U32(15), make([]byte, 12)...), ErrBadLength},
+		{"length past buffer", append(nltest.U32(17), make([]byte, 12)...), ErrTruncated},
+		{"length 4 GiB", append(nltest.U32(0xffffffff), make([]byte, 12)...), ErrTruncated},
 	}
 	for _, tc := range cases {
 		if _, msg, rest, err := Next(tc.buf); err != tc.want || msg != nil || rest != nil {
@@ -451,7 +361,7 @@ func TestNext(t *testing.T) {
 	}
 
 	// An unpadded last message ends the buffer.
-	m := newMsg(rtmNewLink, 0, 1, 2, ifinfomsg(4, 0, 0)).attrUnpadded(iflaIfname, cstr("v0")).bytes()
+	m := nltest.NewMsg(rtmNewLink, 0, 1, 2, nltest.Ifinfomsg(unix.ARPHRD_ETHER, 4, 0, 0)).AttrUnpadded(iflaIfname, nltest.CString("v0")).Bytes()
 	h, msg, rest, err := Next(m)
 	if err != nil || h.Len != 39 || len(msg) != 39 || len(rest) != 0 {
 		t.Errorf("unpadded message: h %+v, msg %d, rest %d, err %v", h, len(msg), len(rest), err)
@@ -461,9 +371,9 @@ func TestNext(t *testing.T) {
 // Three messages back to back, the first two with unaligned lengths
 // padded in the buffer, as the kernel lays out a multipart datagram.
 func TestNextBatch(t *testing.T) {
-	m1 := newMsg(rtmNewLink, 0, 1, 0, ifinfomsg(4, 0, 0)).attrUnpadded(iflaIfname, cstr("v0")).bytes() // 39
-	m2 := newMsg(rtmNewRule, addFlags, 2, 0, fibRuleHdr(2, 0, 0, 0, 0, 1)).
-		attr(fraPriority, u32(9)).attrUnpadded(fraIifname, cstr("eth10")).bytes() // 16+12+8+10 = 46
+	m1 := nltest.NewMsg(rtmNewLink, 0, 1, 0, nltest.Ifinfomsg(unix.ARPHRD_ETHER, 4, 0, 0)).AttrUnpadded(iflaIfname, nltest.CString("v0")).Bytes() // 39
+	m2 := nltest.NewMsg(rtmNewRule, addFlags, 2, 0, nltest.FibRuleHdr(2, 0, 0, 0, 0, 1)).
+		Attr(fraPriority, nltest.U32(9)).AttrUnpadded(fraIifname, nltest.CString("eth10")).Bytes() // 16+12+8+10 = 46
 	m3 := decodeCases()[0].msg
 	var buf []byte
 	for _, m := range [][]byte{m1, m2, m3} {
@@ -508,13 +418,13 @@ func TestLinkDown(t *testing.T) {
 		msg  []byte
 		want bool
 	}{
-		{"going down", newMsg(rtmNewLink, 0, 0, 0, ifinfomsg(4, 0x1002, 1)).bytes(), true},
-		{"setlink down", newMsg(rtmSetLink, 0, 0, 0, ifinfomsg(4, 0, 1)).bytes(), true},
-		{"going up", newMsg(rtmNewLink, 0, 0, 0, ifinfomsg(4, 0x1003, 1)).bytes(), false},
-		{"down, unchanged", newMsg(rtmNewLink, 0, 0, 0, ifinfomsg(4, 0, 0)).bytes(), false},
-		{"other change", newMsg(rtmNewLink, 0, 0, 0, ifinfomsg(4, 0, 0x100)).bytes(), false},
-		{"dellink", newMsg(rtmDelLink, 0, 0, 0, ifinfomsg(4, 0, 1)).bytes(), false},
-		{"short", newMsg(rtmNewLink, 0, 0, 0, ifinfomsg(4, 0, 1)).bytes()[:31], false},
+		{"going down", nltest.NewMsg(rtmNewLink, 0, 0, 0, nltest.Ifinfomsg(unix.ARPHRD_ETHER, 4, 0x1002, 1)).Bytes(), true},
+		{"setlink down", nltest.NewMsg(rtmSetLink, 0, 0, 0, nltest.Ifinfomsg(unix.ARPHRD_ETHER, 4, 0, 1)).Bytes(), true},
+		{"going up", nltest.NewMsg(rtmNewLink, 0, 0, 0, nltest.Ifinfomsg(unix.ARPHRD_ETHER, 4, 0x1003, 1)).Bytes(), false},
+		{"down, unchanged", nltest.NewMsg(rtmNewLink, 0, 0, 0, nltest.Ifinfomsg(unix.ARPHRD_ETHER, 4, 0, 0)).Bytes(), false},
+		{"other change", nltest.NewMsg(rtmNewLink, 0, 0, 0, nltest.Ifinfomsg(unix.ARPHRD_ETHER, 4, 0, 0x100)).Bytes(), false},
+		{"dellink", nltest.NewMsg(rtmDelLink, 0, 0, 0, nltest.Ifinfomsg(unix.ARPHRD_ETHER, 4, 0, 1)).Bytes(), false},
+		{"short", nltest.NewMsg(rtmNewLink, 0, 0, 0, nltest.Ifinfomsg(unix.ARPHRD_ETHER, 4, 0, 1)).Bytes()[:31], false},
 	}
 	for _, tc := range cases {
 		if got := LinkDown(tc.msg); got != tc.want {
@@ -553,7 +463,7 @@ func TestDecodeAllocs(t *testing.T) {
 		t.Fatalf("cases not found: %v", want)
 	}
 	// Rejecting garbage must be free too.
-	bad := newMsg(rtmNewRoute, 0, 1, 1, rtmsg(2, 24, 0, 0, 254, 3, 0, 1)).raw(2, 0, 1, 0).bytes()
+	bad := nltest.NewMsg(rtmNewRoute, 0, 1, 1, nltest.Rtmsg(2, 24, 0, 0, 254, 3, 0, 1)).Raw(2, 0, 1, 0).Bytes()
 	h, msg, _, _ := Next(bad)
 	if a := testing.AllocsPerRun(100, func() {
 		var ev event.Event

@@ -11,6 +11,7 @@ import (
 	"time"
 
 	"github.com/routetrace/routetrace/event"
+	"github.com/routetrace/routetrace/internal/nltest"
 	"github.com/routetrace/routetrace/internal/testnet"
 	"github.com/routetrace/routetrace/rtnl"
 	"github.com/routetrace/routetrace/tier3"
@@ -192,8 +193,8 @@ func TestBatchOfFailuresAllReported(t *testing.T) {
 		if i == 0 {
 			dstLen = 24
 		}
-		batch = append(batch, newNlMsg(unix.RTM_DELROUTE, unix.NLM_F_REQUEST|unix.NLM_F_ACK, uint32(1000+i),
-			rtmsgHdr(unix.AF_INET, dstLen, 0, 0, 254, 0, 0, 0)).attr(unix.RTA_DST, nlIP("10.9.9.0")).build()...)
+		batch = append(batch, nltest.NewMsg(unix.RTM_DELROUTE, unix.NLM_F_REQUEST|unix.NLM_F_ACK, uint32(1000+i), nlPortid,
+			nltest.Rtmsg(unix.AF_INET, dstLen, 0, 0, 254, 0, 0, 0)).Attr(unix.RTA_DST, nltest.IP("10.9.9.0")).Bytes()...)
 	}
 	acks := sendBatchIn(t, ns, batch, n)
 	if acks != n {

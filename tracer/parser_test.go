@@ -15,6 +15,7 @@ import (
 	"golang.org/x/sys/unix"
 
 	"github.com/routetrace/routetrace/event"
+	"github.com/routetrace/routetrace/internal/nltest"
 	"github.com/routetrace/routetrace/rtnl"
 )
 
@@ -47,119 +48,12 @@ const (
 	nlDel     = unix.NLM_F_REQUEST | unix.NLM_F_ACK
 )
 
-// nlMsg builds one netlink message: nlmsghdr, family header, attributes.
-type nlMsg struct{ b []byte }
-
-func newNlMsg(typ, flags uint16, seq uint32, famHdr []byte) *nlMsg {
-	b := make([]byte, unix.SizeofNlMsghdr, 128)
-	binary.NativeEndian.PutUint16(b[4:], typ)
-	binary.NativeEndian.PutUint16(b[6:], flags)
-	binary.NativeEndian.PutUint32(b[8:], seq)
-	binary.NativeEndian.PutUint32(b[12:], nlPortid)
-	m := &nlMsg{append(b, famHdr...)}
-	return m.align()
-}
-
-func (m *nlMsg) align() *nlMsg {
-	for len(m.b)%4 != 0 {
-		m.b = append(m.b, 0)
-	}
-	return m
-}
-
-// attr appends an attribute, padded to NLA_ALIGNTO.
-func (m *nlMsg) attr(typ uint16, val []byte) *nlMsg {
-	return m.attrUnpadded(typ, val).align()
-}
-
-// attrUnpadded leaves the message unaligned, as a last attribute may.
-func (m *nlMsg) attrUnpadded(typ uint16, val []byte) *nlMsg {
-	m.b = binary.NativeEndian.AppendUint16(m.b, uint16(4+len(val)))
-	m.b = binary.NativeEndian.AppendUint16(m.b, typ)
-	m.b = append(m.b, val...)
-	return m
-}
-
-// pads appends n unknown attributes of size bytes each (header included).
-func (m *nlMsg) pads(n, size int) *nlMsg {
-	for range n {
-		m.attr(0x3ff0, make([]byte, size-4))
-	}
-	return m
-}
-
-func (m *nlMsg) raw(b ...byte) *nlMsg {
-	m.b = append(m.b, b...)
-	return m
-}
-
-// build sets nlmsg_len to the message's length.
-func (m *nlMsg) build() []byte { return m.buildLen(uint32(len(m.b))) }
-
-// buildLen sets nlmsg_len to n, whatever the bytes are.
-func (m *nlMsg) buildLen(n uint32) []byte {
-	binary.NativeEndian.PutUint32(m.b, n)
-	return bytes.Clone(m.b)
-}
-
-func rtmsgHdr(family, dstLen, srcLen, tos, table, proto, scope, typ uint8) []byte {
-	return []byte{family, dstLen, srcLen, tos, table, proto, scope, typ, 0, 0, 0, 0}
-}
-
-func fibRuleHdr(family, dstLen, srcLen, tos, table, action uint8) []byte {
-	return []byte{family, dstLen, srcLen, tos, table, 0, 0, action, 0, 0, 0, 0}
-}
-
-func nhmsgHdr(family, scope, proto uint8) []byte {
-	return []byte{family, scope, proto, 0, 0, 0, 0, 0}
-}
-
-func ifaddrHdr(family, prefixLen, scope uint8, index uint32) []byte {
-	return binary.NativeEndian.AppendUint32([]byte{family, prefixLen, 0, scope}, index)
-}
-
-func ifinfoHdr(index int32, flags, change uint32) []byte {
-	b := []byte{unix.AF_UNSPEC, 0, 0, 0}
-	b = binary.NativeEndian.AppendUint32(b, uint32(index))
-	b = binary.NativeEndian.AppendUint32(b, flags)
-	return binary.NativeEndian.AppendUint32(b, change)
-}
-
-func nlU32(v uint32) []byte { return binary.NativeEndian.AppendUint32(nil, v) }
-
-func nlIP(s string) []byte { return netip.MustParseAddr(s).AsSlice() }
-
-func nlStr(s string) []byte { return append([]byte(s), 0) }
-
-func nlVia(family uint16, ip string) []byte {
-	return append(binary.NativeEndian.AppendUint16(nil, family), nlIP(ip)...)
-}
-
-// rtnexthop is struct rtnexthop with its attributes.
-func rtnexthop(ifindex uint32, attrs []byte) []byte {
-	b := binary.NativeEndian.AppendUint16(nil, uint16(unix.SizeofRtNexthop+len(attrs)))
-	b = append(b, 0, 0) // flags, hops
-	b = binary.NativeEndian.AppendUint32(b, ifindex)
-	return append(b, attrs...)
-}
-
-func rawAttr(typ uint16, val []byte) []byte {
-	return (&nlMsg{}).attr(typ, val).b
-}
-
-// nexthopGrp is struct nexthop_grp.
-func nexthopGrp(ids ...uint32) []byte {
-	var b []byte
-	for _, id := range ids {
-		b = binary.NativeEndian.AppendUint32(b, id)
-		b = append(b, 1, 0, 0, 0) // weight-1, resvd1, resvd2
-	}
-	return b
-}
+// ifTypeNone is the ifi_type of a link request: iproute2 leaves it 0.
+const ifTypeNone = 0
 
 // a16 is an address as rt_event stores it: 16 bytes, IPv4 in the first 4.
 func a16(s string) (out [16]uint8) {
-	copy(out[:], nlIP(s))
+	copy(out[:], nltest.IP(s))
 	return out
 }
 
@@ -224,249 +118,249 @@ func bpfParserCases() []bpfParserCase {
 
 	// Routes.
 	ok("ipv4 route add",
-		newNlMsg(unix.RTM_NEWROUTE, nlAdd, 101, rtmsgHdr(inet, 24, 0, 0, tmain, unix.RTPROT_BOOT, unix.RT_SCOPE_UNIVERSE, unix.RTN_UNICAST)).
-			attr(unix.RTA_TABLE, nlU32(tmain)).
-			attr(unix.RTA_DST, nlIP("10.244.1.0")).
-			attr(unix.RTA_GATEWAY, nlIP("192.168.1.1")).
-			attr(unix.RTA_OIF, nlU32(2)).
-			attr(unix.RTA_PRIORITY, nlU32(100)).build(),
+		nltest.NewMsg(unix.RTM_NEWROUTE, nlAdd, 101, nlPortid, nltest.Rtmsg(inet, 24, 0, 0, tmain, unix.RTPROT_BOOT, unix.RT_SCOPE_UNIVERSE, unix.RTN_UNICAST)).
+			Attr(unix.RTA_TABLE, nltest.U32(tmain)).
+			Attr(unix.RTA_DST, nltest.IP("10.244.1.0")).
+			Attr(unix.RTA_GATEWAY, nltest.IP("192.168.1.1")).
+			Attr(unix.RTA_OIF, nltest.U32(2)).
+			Attr(unix.RTA_PRIORITY, nltest.U32(100)).Bytes(),
 		parsertestRtEvent{Op: add, Object: route, Family: inet, DstLen: 24, Dst: a16("10.244.1.0"),
 			Gw: a16("192.168.1.1"), GwFamily: inet, Table: tmain, Protocol: unix.RTPROT_BOOT,
 			Type: unix.RTN_UNICAST, Priority: 100, Oif: 2, Seq: 101, NlmsgType: unix.RTM_NEWROUTE, NlmsgFlags: nlAdd})
 	ok("ipv4 route replace in table 1000",
-		newNlMsg(unix.RTM_NEWROUTE, nlReplace, 102, rtmsgHdr(inet, 32, 0, 0, unix.RT_TABLE_COMPAT, unix.RTPROT_STATIC, unix.RT_SCOPE_LINK, unix.RTN_UNICAST)).
-			attr(unix.RTA_TABLE, nlU32(1000)).
-			attr(unix.RTA_DST, nlIP("10.244.1.5")).
-			attr(unix.RTA_OIF, nlU32(7)).build(),
+		nltest.NewMsg(unix.RTM_NEWROUTE, nlReplace, 102, nlPortid, nltest.Rtmsg(inet, 32, 0, 0, unix.RT_TABLE_COMPAT, unix.RTPROT_STATIC, unix.RT_SCOPE_LINK, unix.RTN_UNICAST)).
+			Attr(unix.RTA_TABLE, nltest.U32(1000)).
+			Attr(unix.RTA_DST, nltest.IP("10.244.1.5")).
+			Attr(unix.RTA_OIF, nltest.U32(7)).Bytes(),
 		parsertestRtEvent{Op: repl, Object: route, Family: inet, DstLen: 32, Dst: a16("10.244.1.5"),
 			Table: 1000, Protocol: unix.RTPROT_STATIC, Scope: unix.RT_SCOPE_LINK, Type: unix.RTN_UNICAST,
 			Oif: 7, Seq: 102, NlmsgType: unix.RTM_NEWROUTE, NlmsgFlags: nlReplace})
 	ok("ipv4 route delete",
-		newNlMsg(unix.RTM_DELROUTE, nlDel, 103, rtmsgHdr(inet, 16, 0, 0, tmain, 0, unix.RT_SCOPE_NOWHERE, 0)).
-			attr(unix.RTA_TABLE, nlU32(tmain)).
-			attr(unix.RTA_DST, nlIP("172.16.0.0")).build(),
+		nltest.NewMsg(unix.RTM_DELROUTE, nlDel, 103, nlPortid, nltest.Rtmsg(inet, 16, 0, 0, tmain, 0, unix.RT_SCOPE_NOWHERE, 0)).
+			Attr(unix.RTA_TABLE, nltest.U32(tmain)).
+			Attr(unix.RTA_DST, nltest.IP("172.16.0.0")).Bytes(),
 		parsertestRtEvent{Op: del, Object: route, Family: inet, DstLen: 16, Dst: a16("172.16.0.0"),
 			Table: tmain, Scope: unix.RT_SCOPE_NOWHERE, Seq: 103, NlmsgType: unix.RTM_DELROUTE, NlmsgFlags: nlDel})
 	ok("ipv4 default route with source and tos",
-		newNlMsg(unix.RTM_NEWROUTE, nlAdd, 104, rtmsgHdr(inet, 0, 16, 0x10, tmain, unix.RTPROT_STATIC, 0, unix.RTN_UNICAST)).
-			attr(unix.RTA_SRC, nlIP("10.1.0.0")).
-			attr(unix.RTA_GATEWAY, nlIP("10.0.0.1")).build(),
+		nltest.NewMsg(unix.RTM_NEWROUTE, nlAdd, 104, nlPortid, nltest.Rtmsg(inet, 0, 16, 0x10, tmain, unix.RTPROT_STATIC, 0, unix.RTN_UNICAST)).
+			Attr(unix.RTA_SRC, nltest.IP("10.1.0.0")).
+			Attr(unix.RTA_GATEWAY, nltest.IP("10.0.0.1")).Bytes(),
 		parsertestRtEvent{Op: add, Object: route, Family: inet, SrcLen: 16, Src: a16("10.1.0.0"), Tos: 0x10,
 			Gw: a16("10.0.0.1"), GwFamily: inet, Table: tmain, Protocol: unix.RTPROT_STATIC, Type: unix.RTN_UNICAST,
 			Seq: 104, NlmsgType: unix.RTM_NEWROUTE, NlmsgFlags: nlAdd})
 	ok("ipv6 route with RTA_GATEWAY",
-		newNlMsg(unix.RTM_NEWROUTE, nlAdd, 105, rtmsgHdr(inet6, 48, 0, 0, tmain, unix.RTPROT_STATIC, 0, unix.RTN_UNICAST)).
-			attr(unix.RTA_TABLE, nlU32(tmain)).
-			attr(unix.RTA_DST, nlIP("2001:db8:1::")).
-			attr(unix.RTA_GATEWAY, nlIP("fe80::1")).
-			attr(unix.RTA_OIF, nlU32(3)).
-			attr(unix.RTA_PRIORITY, nlU32(1024)).build(),
+		nltest.NewMsg(unix.RTM_NEWROUTE, nlAdd, 105, nlPortid, nltest.Rtmsg(inet6, 48, 0, 0, tmain, unix.RTPROT_STATIC, 0, unix.RTN_UNICAST)).
+			Attr(unix.RTA_TABLE, nltest.U32(tmain)).
+			Attr(unix.RTA_DST, nltest.IP("2001:db8:1::")).
+			Attr(unix.RTA_GATEWAY, nltest.IP("fe80::1")).
+			Attr(unix.RTA_OIF, nltest.U32(3)).
+			Attr(unix.RTA_PRIORITY, nltest.U32(1024)).Bytes(),
 		parsertestRtEvent{Op: add, Object: route, Family: inet6, DstLen: 48, Dst: a16("2001:db8:1::"),
 			Gw: a16("fe80::1"), GwFamily: inet6, Table: tmain, Protocol: unix.RTPROT_STATIC, Type: unix.RTN_UNICAST,
 			Priority: 1024, Oif: 3, Seq: 105, NlmsgType: unix.RTM_NEWROUTE, NlmsgFlags: nlAdd})
 	ok("ipv6 route with RTA_VIA",
-		newNlMsg(unix.RTM_NEWROUTE, nlAdd, 106, rtmsgHdr(inet6, 64, 0, 0, tmain, unix.RTPROT_STATIC, 0, unix.RTN_UNICAST)).
-			attr(unix.RTA_DST, nlIP("2001:db8:2::")).
-			attr(unix.RTA_VIA, nlVia(inet6, "2001:db8::fe")).
-			attr(unix.RTA_OIF, nlU32(3)).build(),
+		nltest.NewMsg(unix.RTM_NEWROUTE, nlAdd, 106, nlPortid, nltest.Rtmsg(inet6, 64, 0, 0, tmain, unix.RTPROT_STATIC, 0, unix.RTN_UNICAST)).
+			Attr(unix.RTA_DST, nltest.IP("2001:db8:2::")).
+			Attr(unix.RTA_VIA, nltest.Via(inet6, "2001:db8::fe")).
+			Attr(unix.RTA_OIF, nltest.U32(3)).Bytes(),
 		parsertestRtEvent{Op: add, Object: route, Family: inet6, DstLen: 64, Dst: a16("2001:db8:2::"),
 			Gw: a16("2001:db8::fe"), GwFamily: inet6, Table: tmain, Protocol: unix.RTPROT_STATIC, Type: unix.RTN_UNICAST,
 			Oif: 3, Seq: 106, NlmsgType: unix.RTM_NEWROUTE, NlmsgFlags: nlAdd})
 	ok("ipv4 route via an ipv6 gateway (RFC 5549)",
-		newNlMsg(unix.RTM_NEWROUTE, nlAdd, 107, rtmsgHdr(inet, 24, 0, 0, tmain, unix.RTPROT_STATIC, 0, unix.RTN_UNICAST)).
-			attr(unix.RTA_DST, nlIP("10.9.0.0")).
-			attr(unix.RTA_VIA, nlVia(inet6, "fe80::2")).
-			attr(unix.RTA_OIF, nlU32(4)).build(),
+		nltest.NewMsg(unix.RTM_NEWROUTE, nlAdd, 107, nlPortid, nltest.Rtmsg(inet, 24, 0, 0, tmain, unix.RTPROT_STATIC, 0, unix.RTN_UNICAST)).
+			Attr(unix.RTA_DST, nltest.IP("10.9.0.0")).
+			Attr(unix.RTA_VIA, nltest.Via(inet6, "fe80::2")).
+			Attr(unix.RTA_OIF, nltest.U32(4)).Bytes(),
 		parsertestRtEvent{Op: add, Object: route, Family: inet, DstLen: 24, Dst: a16("10.9.0.0"),
 			Gw: a16("fe80::2"), GwFamily: inet6, Table: tmain, Protocol: unix.RTPROT_STATIC, Type: unix.RTN_UNICAST,
 			Oif: 4, Seq: 107, NlmsgType: unix.RTM_NEWROUTE, NlmsgFlags: nlAdd})
 	ok("route with RTA_NH_ID",
-		newNlMsg(unix.RTM_NEWROUTE, nlAdd, 108, rtmsgHdr(inet, 8, 0, 0, tmain, unix.RTPROT_STATIC, 0, unix.RTN_UNICAST)).
-			attr(unix.RTA_TABLE, nlU32(tmain)).
-			attr(unix.RTA_DST, nlIP("10.0.0.0")).
-			attr(rtaNhID, nlU32(42)).build(),
+		nltest.NewMsg(unix.RTM_NEWROUTE, nlAdd, 108, nlPortid, nltest.Rtmsg(inet, 8, 0, 0, tmain, unix.RTPROT_STATIC, 0, unix.RTN_UNICAST)).
+			Attr(unix.RTA_TABLE, nltest.U32(tmain)).
+			Attr(unix.RTA_DST, nltest.IP("10.0.0.0")).
+			Attr(rtaNhID, nltest.U32(42)).Bytes(),
 		parsertestRtEvent{Op: add, Object: route, Family: inet, DstLen: 8, Dst: a16("10.0.0.0"), NhId: 42,
 			Table: tmain, Protocol: unix.RTPROT_STATIC, Type: unix.RTN_UNICAST,
 			Seq: 108, NlmsgType: unix.RTM_NEWROUTE, NlmsgFlags: nlAdd})
 	ok("multipath route",
-		newNlMsg(unix.RTM_NEWROUTE, nlAdd, 109, rtmsgHdr(inet, 24, 0, 0, tmain, unix.RTPROT_STATIC, 0, unix.RTN_UNICAST)).
-			attr(unix.RTA_DST, nlIP("10.8.0.0")).
-			attr(unix.RTA_MULTIPATH, append(
-				rtnexthop(2, rawAttr(unix.RTA_GATEWAY, nlIP("192.168.1.1"))),
-				rtnexthop(3, rawAttr(unix.RTA_GATEWAY, nlIP("192.168.2.1")))...)).build(),
+		nltest.NewMsg(unix.RTM_NEWROUTE, nlAdd, 109, nlPortid, nltest.Rtmsg(inet, 24, 0, 0, tmain, unix.RTPROT_STATIC, 0, unix.RTN_UNICAST)).
+			Attr(unix.RTA_DST, nltest.IP("10.8.0.0")).
+			Attr(unix.RTA_MULTIPATH, append(
+				nltest.Rtnexthop(2, nltest.Attr(unix.RTA_GATEWAY, nltest.IP("192.168.1.1"))),
+				nltest.Rtnexthop(3, nltest.Attr(unix.RTA_GATEWAY, nltest.IP("192.168.2.1")))...)).Bytes(),
 		parsertestRtEvent{Op: add, Object: route, Family: inet, DstLen: 24, Dst: a16("10.8.0.0"), Flags: flagMultipath,
 			Table: tmain, Protocol: unix.RTPROT_STATIC, Type: unix.RTN_UNICAST,
 			Seq: 109, NlmsgType: unix.RTM_NEWROUTE, NlmsgFlags: nlAdd})
 	ok("unknown and flagged attribute types",
-		newNlMsg(unix.RTM_NEWROUTE, nlAdd, 110, rtmsgHdr(inet, 24, 0, 0, tmain, unix.RTPROT_STATIC, 0, unix.RTN_UNICAST)).
-			attr(200, []byte{1, 2, 3, 4, 5, 6, 7, 8}).
-			attr(unix.RTA_DST, nlIP("10.7.0.0")).
-			attr(0x3ff0, nlIP("10.99.99.99")).
-			attr(unix.RTA_METRICS|unix.NLA_F_NESTED, rawAttr(unix.RTAX_MTU, nlU32(1400))).
-			attr(unix.RTA_TABLE|unix.NLA_F_NESTED, nlU32(2000)). // flag bits are masked off the type
-			attr(unix.RTA_OIF, nlU32(5)).
-			attrUnpadded(unix.RTA_PREF, []byte{0}).build(),
+		nltest.NewMsg(unix.RTM_NEWROUTE, nlAdd, 110, nlPortid, nltest.Rtmsg(inet, 24, 0, 0, tmain, unix.RTPROT_STATIC, 0, unix.RTN_UNICAST)).
+			Attr(200, []byte{1, 2, 3, 4, 5, 6, 7, 8}).
+			Attr(unix.RTA_DST, nltest.IP("10.7.0.0")).
+			Attr(0x3ff0, nltest.IP("10.99.99.99")).
+			Attr(unix.RTA_METRICS|unix.NLA_F_NESTED, nltest.Attr(unix.RTAX_MTU, nltest.U32(1400))).
+			Attr(unix.RTA_TABLE|unix.NLA_F_NESTED, nltest.U32(2000)). // flag bits are masked off the type
+			Attr(unix.RTA_OIF, nltest.U32(5)).
+			AttrUnpadded(unix.RTA_PREF, []byte{0}).Bytes(),
 		parsertestRtEvent{Op: add, Object: route, Family: inet, DstLen: 24, Dst: a16("10.7.0.0"),
 			Table: 2000, Protocol: unix.RTPROT_STATIC, Type: unix.RTN_UNICAST, Oif: 5,
 			Seq: 110, NlmsgType: unix.RTM_NEWROUTE, NlmsgFlags: nlAdd})
 	ok("trailing bytes after the last attribute",
-		newNlMsg(unix.RTM_DELROUTE, nlDel, 111, rtmsgHdr(inet, 24, 0, 0, tmain, 0, unix.RT_SCOPE_NOWHERE, 0)).
-			attr(unix.RTA_DST, nlIP("10.6.0.0")).raw(1, 2).build(),
+		nltest.NewMsg(unix.RTM_DELROUTE, nlDel, 111, nlPortid, nltest.Rtmsg(inet, 24, 0, 0, tmain, 0, unix.RT_SCOPE_NOWHERE, 0)).
+			Attr(unix.RTA_DST, nltest.IP("10.6.0.0")).Raw(1, 2).Bytes(),
 		parsertestRtEvent{Op: del, Object: route, Family: inet, DstLen: 24, Dst: a16("10.6.0.0"), Table: tmain,
 			Scope: unix.RT_SCOPE_NOWHERE, Seq: 111, NlmsgType: unix.RTM_DELROUTE, NlmsgFlags: nlDel})
 	last().goDiff = trailingDiff
 
 	// Rules.
 	ok("rule add from 10.244.1.5 iif eth0 fwmark 0x100/0xff00 table 1000",
-		newNlMsg(unix.RTM_NEWRULE, nlAdd, 201, fibRuleHdr(inet, 0, 32, 0, unix.RT_TABLE_COMPAT, unix.FR_ACT_TO_TBL)).
-			attr(unix.FRA_SRC, nlIP("10.244.1.5")).
-			attr(unix.FRA_IIFNAME, nlStr("eth0")).
-			attr(unix.FRA_FWMARK, nlU32(0x100)).
-			attr(unix.FRA_FWMASK, nlU32(0xff00)).
-			attr(unix.FRA_PRIORITY, nlU32(1000)).
-			attr(unix.FRA_TABLE, nlU32(1000)).
-			attr(unix.FRA_PROTOCOL, []byte{unix.RTPROT_STATIC}).build(),
+		nltest.NewMsg(unix.RTM_NEWRULE, nlAdd, 201, nlPortid, nltest.FibRuleHdr(inet, 0, 32, 0, unix.RT_TABLE_COMPAT, unix.FR_ACT_TO_TBL)).
+			Attr(unix.FRA_SRC, nltest.IP("10.244.1.5")).
+			Attr(unix.FRA_IIFNAME, nltest.CString("eth0")).
+			Attr(unix.FRA_FWMARK, nltest.U32(0x100)).
+			Attr(unix.FRA_FWMASK, nltest.U32(0xff00)).
+			Attr(unix.FRA_PRIORITY, nltest.U32(1000)).
+			Attr(unix.FRA_TABLE, nltest.U32(1000)).
+			Attr(unix.FRA_PROTOCOL, []byte{unix.RTPROT_STATIC}).Bytes(),
 		parsertestRtEvent{Op: add, Object: rule, Family: inet, SrcLen: 32, Src: a16("10.244.1.5"),
 			Iifname: n16("eth0"), Fwmark: 0x100, Fwmask: 0xff00, Priority: 1000, Table: 1000,
 			RuleAction: unix.FR_ACT_TO_TBL, Protocol: unix.RTPROT_STATIC,
 			Seq: 201, NlmsgType: unix.RTM_NEWRULE, NlmsgFlags: nlAdd})
 	ok("rule delete to 192.168.0.0/16 oif vrf-blue goto 32000",
-		newNlMsg(unix.RTM_DELRULE, nlDel, 202, fibRuleHdr(inet, 16, 0, 0, 0, unix.FR_ACT_GOTO)).
-			attr(unix.FRA_DST, nlIP("192.168.0.0")).
-			attr(unix.FRA_OIFNAME, nlStr("vrf-blue")).
-			attr(unix.FRA_GOTO, nlU32(32000)).
-			attr(unix.FRA_PRIORITY, nlU32(500)).build(),
+		nltest.NewMsg(unix.RTM_DELRULE, nlDel, 202, nlPortid, nltest.FibRuleHdr(inet, 16, 0, 0, 0, unix.FR_ACT_GOTO)).
+			Attr(unix.FRA_DST, nltest.IP("192.168.0.0")).
+			Attr(unix.FRA_OIFNAME, nltest.CString("vrf-blue")).
+			Attr(unix.FRA_GOTO, nltest.U32(32000)).
+			Attr(unix.FRA_PRIORITY, nltest.U32(500)).Bytes(),
 		parsertestRtEvent{Op: del, Object: rule, Family: inet, DstLen: 16, Dst: a16("192.168.0.0"),
 			Oifname: n16("vrf-blue"), GotoTarget: 32000, Priority: 500, RuleAction: unix.FR_ACT_GOTO,
 			Seq: 202, NlmsgType: unix.RTM_DELRULE, NlmsgFlags: nlDel})
 	ok("ipv6 rule with a 15-byte interface name",
-		newNlMsg(unix.RTM_NEWRULE, nlReplace, 203, fibRuleHdr(inet6, 0, 64, 0, tmain, unix.FR_ACT_TO_TBL)).
-			attr(unix.FRA_SRC, nlIP("2001:db8:5::")).
-			attr(unix.FRA_IIFNAME, nlStr("abcdefghijklmno")).build(),
+		nltest.NewMsg(unix.RTM_NEWRULE, nlReplace, 203, nlPortid, nltest.FibRuleHdr(inet6, 0, 64, 0, tmain, unix.FR_ACT_TO_TBL)).
+			Attr(unix.FRA_SRC, nltest.IP("2001:db8:5::")).
+			Attr(unix.FRA_IIFNAME, nltest.CString("abcdefghijklmno")).Bytes(),
 		parsertestRtEvent{Op: repl, Object: rule, Family: inet6, SrcLen: 64, Src: a16("2001:db8:5::"),
 			Iifname: n16("abcdefghijklmno"), Table: tmain, RuleAction: unix.FR_ACT_TO_TBL,
 			Seq: 203, NlmsgType: unix.RTM_NEWRULE, NlmsgFlags: nlReplace})
 
 	// Nexthops.
 	ok("nexthop with id, gateway and oif",
-		newNlMsg(unix.RTM_NEWNEXTHOP, nlAdd, 301, nhmsgHdr(inet, 0, unix.RTPROT_STATIC)).
-			attr(unix.NHA_ID, nlU32(7)).
-			attr(unix.NHA_GATEWAY, nlIP("192.168.1.254")).
-			attr(unix.NHA_OIF, nlU32(2)).build(),
+		nltest.NewMsg(unix.RTM_NEWNEXTHOP, nlAdd, 301, nlPortid, nltest.Nhmsg(inet, 0, unix.RTPROT_STATIC)).
+			Attr(unix.NHA_ID, nltest.U32(7)).
+			Attr(unix.NHA_GATEWAY, nltest.IP("192.168.1.254")).
+			Attr(unix.NHA_OIF, nltest.U32(2)).Bytes(),
 		parsertestRtEvent{Op: add, Object: nhObj, Family: inet, NhId: 7, Gw: a16("192.168.1.254"), GwFamily: inet,
 			Oif: 2, Protocol: unix.RTPROT_STATIC, Seq: 301, NlmsgType: unix.RTM_NEWNEXTHOP, NlmsgFlags: nlAdd})
 	ok("blackhole nexthop",
-		newNlMsg(unix.RTM_NEWNEXTHOP, nlAdd, 302, nhmsgHdr(unix.AF_UNSPEC, 0, unix.RTPROT_STATIC)).
-			attr(unix.NHA_ID, nlU32(8)).
-			attr(unix.NHA_BLACKHOLE, nil).build(),
+		nltest.NewMsg(unix.RTM_NEWNEXTHOP, nlAdd, 302, nlPortid, nltest.Nhmsg(unix.AF_UNSPEC, 0, unix.RTPROT_STATIC)).
+			Attr(unix.NHA_ID, nltest.U32(8)).
+			Attr(unix.NHA_BLACKHOLE, nil).Bytes(),
 		parsertestRtEvent{Op: add, Object: nhObj, NhId: 8, Type: unix.RTN_BLACKHOLE, Protocol: unix.RTPROT_STATIC,
 			Seq: 302, NlmsgType: unix.RTM_NEWNEXTHOP, NlmsgFlags: nlAdd})
 	ok("nexthop group",
-		newNlMsg(unix.RTM_NEWNEXTHOP, nlReplace, 303, nhmsgHdr(unix.AF_UNSPEC, 0, unix.RTPROT_STATIC)).
-			attr(unix.NHA_ID, nlU32(9)).
-			attr(unix.NHA_GROUP, nexthopGrp(7, 8)).build(),
+		nltest.NewMsg(unix.RTM_NEWNEXTHOP, nlReplace, 303, nlPortid, nltest.Nhmsg(unix.AF_UNSPEC, 0, unix.RTPROT_STATIC)).
+			Attr(unix.NHA_ID, nltest.U32(9)).
+			Attr(unix.NHA_GROUP, nltest.NexthopGrp(7, 8)).Bytes(),
 		parsertestRtEvent{Op: repl, Object: nhObj, NhId: 9, Flags: flagMultipath, Protocol: unix.RTPROT_STATIC,
 			Seq: 303, NlmsgType: unix.RTM_NEWNEXTHOP, NlmsgFlags: nlReplace})
 	ok("nexthop delete",
-		newNlMsg(unix.RTM_DELNEXTHOP, nlDel, 304, nhmsgHdr(unix.AF_UNSPEC, 0, 0)).
-			attr(unix.NHA_ID, nlU32(7)).build(),
+		nltest.NewMsg(unix.RTM_DELNEXTHOP, nlDel, 304, nlPortid, nltest.Nhmsg(unix.AF_UNSPEC, 0, 0)).
+			Attr(unix.NHA_ID, nltest.U32(7)).Bytes(),
 		parsertestRtEvent{Op: del, Object: nhObj, NhId: 7, Seq: 304, NlmsgType: unix.RTM_DELNEXTHOP, NlmsgFlags: nlDel})
 
 	// Addresses: deletions only, as the cause of kernel-internal removals.
 	ok("ipv4 address delete",
-		newNlMsg(unix.RTM_DELADDR, nlDel, 401, ifaddrHdr(inet, 24, unix.RT_SCOPE_UNIVERSE, 2)).
-			attr(unix.IFA_LOCAL, nlIP("10.0.0.5")).
-			attr(unix.IFA_ADDRESS, nlIP("10.0.0.5")).build(),
+		nltest.NewMsg(unix.RTM_DELADDR, nlDel, 401, nlPortid, nltest.Ifaddrmsg(inet, 24, unix.RT_SCOPE_UNIVERSE, 2)).
+			Attr(unix.IFA_LOCAL, nltest.IP("10.0.0.5")).
+			Attr(unix.IFA_ADDRESS, nltest.IP("10.0.0.5")).Bytes(),
 		parsertestRtEvent{Op: del, Object: ifAddr, Family: inet, DstLen: 24, Dst: a16("10.0.0.5"), Oif: 2,
 			Seq: 401, NlmsgType: unix.RTM_DELADDR, NlmsgFlags: nlDel})
 	ok("ipv4 point-to-point address delete: IFA_LOCAL wins over the peer",
-		newNlMsg(unix.RTM_DELADDR, nlDel, 402, ifaddrHdr(inet, 32, unix.RT_SCOPE_UNIVERSE, 6)).
-			attr(unix.IFA_ADDRESS, nlIP("10.9.9.9")).
-			attr(unix.IFA_LOCAL, nlIP("10.0.0.6")).build(),
+		nltest.NewMsg(unix.RTM_DELADDR, nlDel, 402, nlPortid, nltest.Ifaddrmsg(inet, 32, unix.RT_SCOPE_UNIVERSE, 6)).
+			Attr(unix.IFA_ADDRESS, nltest.IP("10.9.9.9")).
+			Attr(unix.IFA_LOCAL, nltest.IP("10.0.0.6")).Bytes(),
 		parsertestRtEvent{Op: del, Object: ifAddr, Family: inet, DstLen: 32, Dst: a16("10.0.0.6"), Oif: 6,
 			Seq: 402, NlmsgType: unix.RTM_DELADDR, NlmsgFlags: nlDel})
 	ok("ipv6 address delete with IFA_ADDRESS only",
-		newNlMsg(unix.RTM_DELADDR, nlDel, 403, ifaddrHdr(inet6, 64, unix.RT_SCOPE_UNIVERSE, 3)).
-			attr(unix.IFA_ADDRESS, nlIP("2001:db8::5")).build(),
+		nltest.NewMsg(unix.RTM_DELADDR, nlDel, 403, nlPortid, nltest.Ifaddrmsg(inet6, 64, unix.RT_SCOPE_UNIVERSE, 3)).
+			Attr(unix.IFA_ADDRESS, nltest.IP("2001:db8::5")).Bytes(),
 		parsertestRtEvent{Op: del, Object: ifAddr, Family: inet6, DstLen: 64, Dst: a16("2001:db8::5"), Oif: 3,
 			Seq: 403, NlmsgType: unix.RTM_DELADDR, NlmsgFlags: nlDel})
 
 	// Links: as causes; RT_F_LINK_DOWN when IFF_UP is changed and cleared.
 	ok("link down",
-		newNlMsg(unix.RTM_NEWLINK, nlDel, 501, ifinfoHdr(3, 0, unix.IFF_UP)).
-			attr(unix.IFLA_IFNAME, nlStr("eth1")).build(),
+		nltest.NewMsg(unix.RTM_NEWLINK, nlDel, 501, nlPortid, nltest.Ifinfomsg(ifTypeNone, 3, 0, unix.IFF_UP)).
+			Attr(unix.IFLA_IFNAME, nltest.CString("eth1")).Bytes(),
 		parsertestRtEvent{Op: add, Object: link, Oif: 3, Oifname: n16("eth1"), Flags: flagLinkDown,
 			Seq: 501, NlmsgType: unix.RTM_NEWLINK, NlmsgFlags: nlDel})
 	ok("link up",
-		newNlMsg(unix.RTM_NEWLINK, nlDel, 502, ifinfoHdr(3, unix.IFF_UP, unix.IFF_UP)).build(),
+		nltest.NewMsg(unix.RTM_NEWLINK, nlDel, 502, nlPortid, nltest.Ifinfomsg(ifTypeNone, 3, unix.IFF_UP, unix.IFF_UP)).Bytes(),
 		parsertestRtEvent{Op: add, Object: link, Oif: 3, Seq: 502, NlmsgType: unix.RTM_NEWLINK, NlmsgFlags: nlDel})
 	ok("link change that leaves IFF_UP alone",
-		newNlMsg(unix.RTM_NEWLINK, nlDel, 503, ifinfoHdr(3, 0, 0)).
-			attr(unix.IFLA_MTU, nlU32(1400)).build(),
+		nltest.NewMsg(unix.RTM_NEWLINK, nlDel, 503, nlPortid, nltest.Ifinfomsg(ifTypeNone, 3, 0, 0)).
+			Attr(unix.IFLA_MTU, nltest.U32(1400)).Bytes(),
 		parsertestRtEvent{Op: add, Object: link, Oif: 3, Seq: 503, NlmsgType: unix.RTM_NEWLINK, NlmsgFlags: nlDel})
 	ok("RTM_SETLINK down",
-		newNlMsg(unix.RTM_SETLINK, nlDel, 504, ifinfoHdr(4, 0, unix.IFF_UP)).build(),
+		nltest.NewMsg(unix.RTM_SETLINK, nlDel, 504, nlPortid, nltest.Ifinfomsg(ifTypeNone, 4, 0, unix.IFF_UP)).Bytes(),
 		parsertestRtEvent{Op: add, Object: link, Oif: 4, Flags: flagLinkDown,
 			Seq: 504, NlmsgType: unix.RTM_SETLINK, NlmsgFlags: nlDel})
 	ok("link delete",
-		newNlMsg(unix.RTM_DELLINK, nlDel, 505, ifinfoHdr(5, 0, 0)).
-			attr(unix.IFLA_IFNAME, nlStr("veth0")).build(),
+		nltest.NewMsg(unix.RTM_DELLINK, nlDel, 505, nlPortid, nltest.Ifinfomsg(ifTypeNone, 5, 0, 0)).
+			Attr(unix.IFLA_IFNAME, nltest.CString("veth0")).Bytes(),
 		parsertestRtEvent{Op: del, Object: link, Oif: 5, Oifname: n16("veth0"),
 			Seq: 505, NlmsgType: unix.RTM_DELLINK, NlmsgFlags: nlDel})
 
 	// Messages routetrace does not report.
 	cases = append(cases,
 		bpfParserCase{name: "RTM_GETROUTE is ignored", ret: parseIgnored,
-			msg:  newNlMsg(unix.RTM_GETROUTE, unix.NLM_F_REQUEST|unix.NLM_F_DUMP, 601, rtmsgHdr(inet, 0, 0, 0, 0, 0, 0, 0)).build(),
+			msg:  nltest.NewMsg(unix.RTM_GETROUTE, unix.NLM_F_REQUEST|unix.NLM_F_DUMP, 601, nlPortid, nltest.Rtmsg(inet, 0, 0, 0, 0, 0, 0, 0)).Bytes(),
 			want: &parsertestRtEvent{Seq: 601, NlmsgType: unix.RTM_GETROUTE, NlmsgFlags: unix.NLM_F_REQUEST | unix.NLM_F_DUMP}},
 		bpfParserCase{name: "RTM_NEWADDR is ignored", ret: parseIgnored,
-			msg: newNlMsg(unix.RTM_NEWADDR, nlAdd, 602, ifaddrHdr(inet, 24, 0, 2)).
-				attr(unix.IFA_LOCAL, nlIP("10.0.0.5")).build(),
+			msg: nltest.NewMsg(unix.RTM_NEWADDR, nlAdd, 602, nlPortid, nltest.Ifaddrmsg(inet, 24, 0, 2)).
+				Attr(unix.IFA_LOCAL, nltest.IP("10.0.0.5")).Bytes(),
 			want: &parsertestRtEvent{Seq: 602, NlmsgType: unix.RTM_NEWADDR, NlmsgFlags: nlAdd}},
 		bpfParserCase{name: "NLMSG_ERROR is ignored", ret: parseIgnored,
-			msg:  newNlMsg(unix.NLMSG_ERROR, 0, 603, make([]byte, 20)).build(),
+			msg:  nltest.NewMsg(unix.NLMSG_ERROR, 0, 603, nlPortid, make([]byte, 20)).Bytes(),
 			want: &parsertestRtEvent{Seq: 603, NlmsgType: unix.NLMSG_ERROR}},
 	)
 
 	// Longer than the parser's copy: parsed up to 512 bytes and flagged.
 	ok("600 bytes: fields in the first 512 parsed, the rest not",
-		newNlMsg(unix.RTM_NEWROUTE, nlAdd, 701, rtmsgHdr(inet, 24, 0, 0, unix.RT_TABLE_COMPAT, unix.RTPROT_STATIC, 0, unix.RTN_UNICAST)).
-			attr(unix.RTA_DST, nlIP("10.5.0.0")).     // 28..36
-			attr(unix.RTA_OIF, nlU32(9)).             // 36..44
-			pads(7, 64).                              // 44..492
-			attr(unix.RTA_PRIORITY, nlU32(77)).       // 492..500
-			attr(unix.RTA_GATEWAY, nlIP("10.0.0.1")). // 500..508
-			pads(1, 84).                              // 508..592: cut at 512
-			attr(unix.RTA_TABLE, nlU32(1000)).        // 592..600: not seen
-			build(),
+		nltest.NewMsg(unix.RTM_NEWROUTE, nlAdd, 701, nlPortid, nltest.Rtmsg(inet, 24, 0, 0, unix.RT_TABLE_COMPAT, unix.RTPROT_STATIC, 0, unix.RTN_UNICAST)).
+			Attr(unix.RTA_DST, nltest.IP("10.5.0.0")).     // 28..36
+			Attr(unix.RTA_OIF, nltest.U32(9)).             // 36..44
+			UnknownAttrs(7, 64).                           // 44..492
+			Attr(unix.RTA_PRIORITY, nltest.U32(77)).       // 492..500
+			Attr(unix.RTA_GATEWAY, nltest.IP("10.0.0.1")). // 500..508
+			UnknownAttrs(1, 84).                           // 508..592: cut at 512
+			Attr(unix.RTA_TABLE, nltest.U32(1000)).        // 592..600: not seen
+			Bytes(),
 		parsertestRtEvent{Op: add, Object: route, Family: inet, DstLen: 24, Dst: a16("10.5.0.0"), Oif: 9,
 			Priority: 77, Gw: a16("10.0.0.1"), GwFamily: inet, Table: unix.RT_TABLE_COMPAT, Flags: flagTruncated,
 			Protocol: unix.RTPROT_STATIC, Type: unix.RTN_UNICAST, Seq: 701, NlmsgType: unix.RTM_NEWROUTE, NlmsgFlags: nlAdd})
 	last().goDiff = truncatedDiff
 	ok("600 bytes: RTA_DST past 512 is not seen",
-		newNlMsg(unix.RTM_DELROUTE, nlDel, 702, rtmsgHdr(inet, 24, 0, 0, tmain, 0, unix.RT_SCOPE_NOWHERE, 0)).
-			attr(unix.RTA_PRIORITY, nlU32(5)).    // 28..36
-			pads(8, 60).                          // 36..516: the last one cut
-			attr(unix.RTA_DST, nlIP("10.4.0.0")). // 516..524
-			pads(1, 76).build(),                  // 524..600
+		nltest.NewMsg(unix.RTM_DELROUTE, nlDel, 702, nlPortid, nltest.Rtmsg(inet, 24, 0, 0, tmain, 0, unix.RT_SCOPE_NOWHERE, 0)).
+			Attr(unix.RTA_PRIORITY, nltest.U32(5)).    // 28..36
+			UnknownAttrs(8, 60).                       // 36..516: the last one cut
+			Attr(unix.RTA_DST, nltest.IP("10.4.0.0")). // 516..524
+			UnknownAttrs(1, 76).Bytes(),               // 524..600
 		parsertestRtEvent{Op: del, Object: route, Family: inet, DstLen: 24, Priority: 5, Table: tmain,
 			Scope: unix.RT_SCOPE_NOWHERE, Flags: flagTruncated, Seq: 702, NlmsgType: unix.RTM_DELROUTE, NlmsgFlags: nlDel})
 	last().goDiff = truncatedDiff
 	ok("exactly 512 bytes: not truncated, last attribute parsed",
-		newNlMsg(unix.RTM_NEWROUTE, nlAdd, 703, rtmsgHdr(inet, 24, 0, 0, unix.RT_TABLE_COMPAT, unix.RTPROT_STATIC, 0, unix.RTN_UNICAST)).
-			pads(7, 68).                       // 28..504
-			attr(unix.RTA_TABLE, nlU32(1000)). // 504..512
-			build(),
+		nltest.NewMsg(unix.RTM_NEWROUTE, nlAdd, 703, nlPortid, nltest.Rtmsg(inet, 24, 0, 0, unix.RT_TABLE_COMPAT, unix.RTPROT_STATIC, 0, unix.RTN_UNICAST)).
+			UnknownAttrs(7, 68).                    // 28..504
+			Attr(unix.RTA_TABLE, nltest.U32(1000)). // 504..512
+			Bytes(),
 		parsertestRtEvent{Op: add, Object: route, Family: inet, DstLen: 24, Table: 1000,
 			Protocol: unix.RTPROT_STATIC, Type: unix.RTN_UNICAST, Seq: 703, NlmsgType: unix.RTM_NEWROUTE, NlmsgFlags: nlAdd})
 	{
 		// nlmsg_len claims more than the copy holds: the parser reads what
 		// it has, stops at the attribute the copy cut, and flags the event.
-		m := newNlMsg(unix.RTM_NEWROUTE, nlAdd, 704, rtmsgHdr(inet, 24, 0, 0, tmain, unix.RTPROT_STATIC, 0, unix.RTN_UNICAST)).
-			attr(unix.RTA_DST, nlIP("10.3.0.0")).
-			attrUnpadded(unix.RTA_GATEWAY, nlIP("10.0.0.1"))
+		m := nltest.NewMsg(unix.RTM_NEWROUTE, nlAdd, 704, nlPortid, nltest.Rtmsg(inet, 24, 0, 0, tmain, unix.RTPROT_STATIC, 0, unix.RTN_UNICAST)).
+			Attr(unix.RTA_DST, nltest.IP("10.3.0.0")).
+			AttrUnpadded(unix.RTA_GATEWAY, nltest.IP("10.0.0.1"))
 		ok("copy shorter than nlmsg_len",
-			m.buildLen(uint32(len(m.b)) + 100)[:len(m.b)-2],
+			m.BytesWithLen(uint32(m.Len()) + 100)[:m.Len()-2],
 			parsertestRtEvent{Op: add, Object: route, Family: inet, DstLen: 24, Dst: a16("10.3.0.0"), Table: tmain,
 				Flags: flagTruncated, Protocol: unix.RTPROT_STATIC, Type: unix.RTN_UNICAST,
 				Seq: 704, NlmsgType: unix.RTM_NEWROUTE, NlmsgFlags: nlAdd})
@@ -474,59 +368,59 @@ func bpfParserCases() []bpfParserCase {
 	}
 
 	// Malformed.
-	routeHdr := func() *nlMsg {
-		return newNlMsg(unix.RTM_NEWROUTE, nlAdd, 801, rtmsgHdr(inet, 24, 0, 0, tmain, unix.RTPROT_STATIC, 0, unix.RTN_UNICAST))
+	routeHdr := func() *nltest.Msg {
+		return nltest.NewMsg(unix.RTM_NEWROUTE, nlAdd, 801, nlPortid, nltest.Rtmsg(inet, 24, 0, 0, tmain, unix.RTPROT_STATIC, 0, unix.RTN_UNICAST))
 	}
 	bad("empty", parseShort, nil)
-	bad("shorter than nlmsghdr", parseShort, routeHdr().build()[:10])
-	bad("15 bytes", parseShort, routeHdr().build()[:15])
-	bad("nlmsg_len 12", parseBadLen, routeHdr().attr(unix.RTA_DST, nlIP("10.0.0.0")).buildLen(12))
-	bad("nlmsg_len 0", parseBadLen, routeHdr().buildLen(0))
-	bad("rtmsg truncated", parseShort, routeHdr().build()[:24])
-	bad("rtmsg cut by nlmsg_len", parseShort, routeHdr().attr(unix.RTA_DST, nlIP("10.0.0.0")).buildLen(20))
-	bad("fib_rule_hdr truncated", parseShort, newNlMsg(unix.RTM_NEWRULE, nlAdd, 802, fibRuleHdr(inet, 0, 0, 0, 0, 1)).build()[:27])
-	bad("nhmsg truncated", parseShort, newNlMsg(unix.RTM_NEWNEXTHOP, nlAdd, 803, nhmsgHdr(inet, 0, 0)).buildLen(20))
-	bad("ifaddrmsg truncated", parseShort, newNlMsg(unix.RTM_DELADDR, nlDel, 804, ifaddrHdr(inet, 24, 0, 2)).build()[:23])
-	bad("ifinfomsg truncated", parseShort, newNlMsg(unix.RTM_NEWLINK, nlDel, 805, ifinfoHdr(2, 0, 1)).buildLen(28))
-	bad("attribute length 2", parseBadAttr, routeHdr().raw(2, 0, unix.RTA_DST, 0).build())
-	bad("attribute length 0", parseBadAttr, routeHdr().attr(unix.RTA_OIF, nlU32(2)).raw(0, 0, 0, 0, 0, 0, 0, 0).build())
+	bad("shorter than nlmsghdr", parseShort, routeHdr().Bytes()[:10])
+	bad("15 bytes", parseShort, routeHdr().Bytes()[:15])
+	bad("nlmsg_len 12", parseBadLen, routeHdr().Attr(unix.RTA_DST, nltest.IP("10.0.0.0")).BytesWithLen(12))
+	bad("nlmsg_len 0", parseBadLen, routeHdr().BytesWithLen(0))
+	bad("rtmsg truncated", parseShort, routeHdr().Bytes()[:24])
+	bad("rtmsg cut by nlmsg_len", parseShort, routeHdr().Attr(unix.RTA_DST, nltest.IP("10.0.0.0")).BytesWithLen(20))
+	bad("fib_rule_hdr truncated", parseShort, nltest.NewMsg(unix.RTM_NEWRULE, nlAdd, 802, nlPortid, nltest.FibRuleHdr(inet, 0, 0, 0, 0, 1)).Bytes()[:27])
+	bad("nhmsg truncated", parseShort, nltest.NewMsg(unix.RTM_NEWNEXTHOP, nlAdd, 803, nlPortid, nltest.Nhmsg(inet, 0, 0)).BytesWithLen(20))
+	bad("ifaddrmsg truncated", parseShort, nltest.NewMsg(unix.RTM_DELADDR, nlDel, 804, nlPortid, nltest.Ifaddrmsg(inet, 24, 0, 2)).Bytes()[:23])
+	bad("ifinfomsg truncated", parseShort, nltest.NewMsg(unix.RTM_NEWLINK, nlDel, 805, nlPortid, nltest.Ifinfomsg(ifTypeNone, 2, 0, 1)).BytesWithLen(28))
+	bad("attribute length 2", parseBadAttr, routeHdr().Raw(2, 0, unix.RTA_DST, 0).Bytes())
+	bad("attribute length 0", parseBadAttr, routeHdr().Attr(unix.RTA_OIF, nltest.U32(2)).Raw(0, 0, 0, 0, 0, 0, 0, 0).Bytes())
 	bad("attribute past nlmsg_len", parseBadAttr,
-		routeHdr().attr(unix.RTA_OIF, nlU32(2)).raw(20, 0, unix.RTA_DST, 0, 10, 0, 0, 0).build())
+		routeHdr().Attr(unix.RTA_OIF, nltest.U32(2)).Raw(20, 0, unix.RTA_DST, 0, 10, 0, 0, 0).Bytes())
 	{
 		// The bytes are there (a second message follows), but past nlmsg_len.
-		m := routeHdr().attr(unix.RTA_OIF, nlU32(2)).attr(unix.RTA_DST, nlIP("10.0.0.0"))
-		bad("attribute past nlmsg_len, bytes present", parseBadAttr, m.buildLen(uint32(len(m.b)-4)))
+		m := routeHdr().Attr(unix.RTA_OIF, nltest.U32(2)).Attr(unix.RTA_DST, nltest.IP("10.0.0.0"))
+		bad("attribute past nlmsg_len, bytes present", parseBadAttr, m.BytesWithLen(uint32(m.Len()-4)))
 	}
 	bad("rule attribute past nlmsg_len", parseBadAttr,
-		newNlMsg(unix.RTM_NEWRULE, nlAdd, 806, fibRuleHdr(inet, 0, 0, 0, 0, 1)).raw(40, 0, unix.FRA_IIFNAME, 0, 'e', 't', 'h', 0).build())
+		nltest.NewMsg(unix.RTM_NEWRULE, nlAdd, 806, nlPortid, nltest.FibRuleHdr(inet, 0, 0, 0, 0, 1)).Raw(40, 0, unix.FRA_IIFNAME, 0, 'e', 't', 'h', 0).Bytes())
 	bad("nexthop attribute length 3", parseBadAttr,
-		newNlMsg(unix.RTM_NEWNEXTHOP, nlAdd, 807, nhmsgHdr(inet, 0, 0)).attr(unix.NHA_ID, nlU32(1)).raw(3, 0, 1, 0).build())
+		nltest.NewMsg(unix.RTM_NEWNEXTHOP, nlAdd, 807, nlPortid, nltest.Nhmsg(inet, 0, 0)).Attr(unix.NHA_ID, nltest.U32(1)).Raw(3, 0, 1, 0).Bytes())
 	bad("link attribute past nlmsg_len", parseBadAttr,
-		newNlMsg(unix.RTM_NEWLINK, nlDel, 808, ifinfoHdr(2, 0, 1)).raw(0xff, 0xff, unix.IFLA_IFNAME, 0).build())
+		nltest.NewMsg(unix.RTM_NEWLINK, nlDel, 808, nlPortid, nltest.Ifinfomsg(ifTypeNone, 2, 0, 1)).Raw(0xff, 0xff, unix.IFLA_IFNAME, 0).Bytes())
 
 	// Former bugs, kept as regression cases.
 	ok("33rd attribute",
-		newNlMsg(unix.RTM_NEWROUTE, nlAdd, 901, rtmsgHdr(inet, 24, 0, 0, tmain, unix.RTPROT_STATIC, 0, unix.RTN_UNICAST)).
-			pads(32, 4).
-			attr(unix.RTA_TABLE, nlU32(1000)).
-			attr(unix.RTA_DST, nlIP("10.2.0.0")).build(),
+		nltest.NewMsg(unix.RTM_NEWROUTE, nlAdd, 901, nlPortid, nltest.Rtmsg(inet, 24, 0, 0, tmain, unix.RTPROT_STATIC, 0, unix.RTN_UNICAST)).
+			UnknownAttrs(32, 4).
+			Attr(unix.RTA_TABLE, nltest.U32(1000)).
+			Attr(unix.RTA_DST, nltest.IP("10.2.0.0")).Bytes(),
 		// Parsing all attributes would be even better; then want Table
 		// 1000, Dst 10.2.0.0 and no flag.
 		parsertestRtEvent{Op: add, Object: route, Family: inet, DstLen: 24, Table: tmain, Flags: flagTruncated,
 			Protocol: unix.RTPROT_STATIC, Type: unix.RTN_UNICAST, Seq: 901, NlmsgType: unix.RTM_NEWROUTE, NlmsgFlags: nlAdd})
 	last().goDiff = truncatedDiff
 	ok("interface name without NUL",
-		newNlMsg(unix.RTM_NEWLINK, nlDel, 902, ifinfoHdr(3, 0, unix.IFF_UP)).
-			attr(unix.IFLA_IFNAME, []byte("eth1")).build(),
+		nltest.NewMsg(unix.RTM_NEWLINK, nlDel, 902, nlPortid, nltest.Ifinfomsg(ifTypeNone, 3, 0, unix.IFF_UP)).
+			Attr(unix.IFLA_IFNAME, []byte("eth1")).Bytes(),
 		parsertestRtEvent{Op: add, Object: link, Oif: 3, Oifname: n16("eth1"), Flags: flagLinkDown,
 			Seq: 902, NlmsgType: unix.RTM_NEWLINK, NlmsgFlags: nlDel})
 	ok("RTM_DELLINK with IFF_UP in ifi_change",
-		newNlMsg(unix.RTM_DELLINK, nlDel, 903, ifinfoHdr(5, 0, unix.IFF_UP)).build(),
+		nltest.NewMsg(unix.RTM_DELLINK, nlDel, 903, nlPortid, nltest.Ifinfomsg(ifTypeNone, 5, 0, unix.IFF_UP)).Bytes(),
 		parsertestRtEvent{Op: del, Object: link, Oif: 5, Seq: 903, NlmsgType: unix.RTM_DELLINK, NlmsgFlags: nlDel})
 	ok("point-to-point address delete, local address starting with 0.0",
-		newNlMsg(unix.RTM_DELADDR, nlDel, 904, ifaddrHdr(inet, 32, unix.RT_SCOPE_UNIVERSE, 6)).
-			attr(unix.IFA_LOCAL, nlIP("0.0.1.2")).
-			attr(unix.IFA_ADDRESS, nlIP("10.9.9.9")).build(),
+		nltest.NewMsg(unix.RTM_DELADDR, nlDel, 904, nlPortid, nltest.Ifaddrmsg(inet, 32, unix.RT_SCOPE_UNIVERSE, 6)).
+			Attr(unix.IFA_LOCAL, nltest.IP("0.0.1.2")).
+			Attr(unix.IFA_ADDRESS, nltest.IP("10.9.9.9")).Bytes(),
 		parsertestRtEvent{Op: del, Object: ifAddr, Family: inet, DstLen: 32, Dst: a16("0.0.1.2"), Oif: 6,
 			Seq: 904, NlmsgType: unix.RTM_DELADDR, NlmsgFlags: nlDel})
 	return cases
