@@ -68,10 +68,13 @@ func TestRemovalsWithoutRequest(t *testing.T) {
 		{
 			name: "address lifetime expired",
 			setup: func(t *testing.T, ns *testnet.Netns) *testnet.Netns {
-				ns.IP("addr", "add", "198.18.0.1/24", "dev", "v0", "valid_lft", "5", "preferred_lft", "5")
+				ns.IP("addr", "add", "198.18.0.1/24", "dev", "v0", "valid_lft", "600", "preferred_lft", "600")
 				return nil
 			},
 			act: func(t *testing.T, ns, _ *testnet.Netns) {
+				// Shortened only now: starting the tracer can take
+				// seconds under emulation.
+				ns.IP("addr", "change", "198.18.0.1/24", "dev", "v0", "valid_lft", "2", "preferred_lft", "2")
 				deadline := time.Now().Add(15 * time.Second)
 				for {
 					out, _ := exec.Command("ip", "-n", ns.Name, "addr", "show", "dev", "v0").Output()
