@@ -131,6 +131,7 @@ struct buf_walk {
 	__u64 len;
 	__u64 off;
 	struct sock_info *si;
+	__u64 ended; /* the walk reached the end, or bytes that are no message */
 };
 
 /* One message of a request buffer; returns 1 to stop the walk. */
@@ -141,6 +142,7 @@ static long capture_one(__u64 index, void *ctx)
 	struct nlmsghdr nlh;
 	__u32 n;
 
+	w->ended = 1; /* until this message is walked past */
 	if (!h)
 		return 1;
 	if (w->off + NLMSG_HDRLEN > w->len)
@@ -175,6 +177,7 @@ static long capture_one(__u64 index, void *ctx)
 		}
 	}
 	w->off += (nlh.nlmsg_len + 3) & ~3U;
+	w->ended = 0;
 	return 0;
 }
 
@@ -184,9 +187,10 @@ static __always_inline void capture_buf(const __u8 *ubuf, __u64 len, struct sock
 	struct buf_walk w = {.ubuf = ubuf, .len = len, .si = si};
 
 	bpf_loop(MAX_MSGS_PER_BUF, capture_one, &w, 0);
-	/* More messages than one pass covers: user space attributes the rest
-	 * by the socket's portid, and counts the capture as truncated. */
-	if (w.off + NLMSG_HDRLEN <= len)
+	/* More messages than one pass covers (not a walk that ended at the
+	 * buffer's end or at slack past the last message): user space
+	 * attributes the rest by the socket's portid, and counts it. */
+	if (!w.ended && w.off + NLMSG_HDRLEN <= len)
 		emit_limit(RT_KIND_REQUEST, si);
 }
 
@@ -335,6 +339,7 @@ struct ack_walk {
 	struct pending_read *pr;
 	__u64 len;
 	__u64 off;
+	__u64 ended;
 };
 
 /* Whether the success of a request of this type matters: the requests that
@@ -359,6 +364,7 @@ static long scan_one(__u64 index, void *ctx)
 		struct nlmsghdr orig;
 	} ack;
 
+	w->ended = 1;
 	if (!h)
 		return 1;
 	if (w->off + NLMSG_HDRLEN > w->len)
@@ -381,6 +387,7 @@ static long scan_one(__u64 index, void *ctx)
 		rt_emit(e);
 	}
 	w->off += (ack.hdr.nlmsg_len + 3) & ~3U;
+	w->ended = 0;
 	return 0;
 }
 
@@ -396,7 +403,7 @@ static __always_inline void scan_acks(long ret)
 		w.pr = pr;
 		w.len = ret;
 		bpf_loop(MAX_ACKS_PER_READ, scan_one, &w, 0);
-		if (w.off + NLMSG_HDRLEN <= w.len) {
+		if (!w.ended && w.off + NLMSG_HDRLEN <= w.len) {
 			struct sock_info si = {.portid = pr->portid, .netns = pr->netns};
 
 			emit_limit(RT_KIND_ACK, &si);

@@ -4,6 +4,7 @@ import (
 	"errors"
 	"fmt"
 	"log/slog"
+	"os"
 	"sync"
 	"sync/atomic"
 	"time"
@@ -289,6 +290,9 @@ func (ls *Listeners) readOne(ino uint32, buf []byte, notes chan<- Note) bool {
 		notes <- Note{Ev: event.Event{Netns: ino}, Kind: NoteOverrun}
 		return true
 	}
+	if errors.Is(err, os.ErrClosed) {
+		return false // removed or replaced while we read: not a failure
+	}
 	if err != nil {
 		ls.restart(ino, ln, err)
 		return false
@@ -326,7 +330,10 @@ func (ls *Listeners) readOne(ino uint32, buf []byte, notes chan<- Note) bool {
 // meanwhile is lost, so the gap is counted and logged, and the new
 // listener's first dump resynchronises the route cache.
 func (ls *Listeners) restart(ino uint32, old *listener, cause error) {
-	if ls.stopping.Load() {
+	ls.mu.Lock()
+	current := ls.byNs[ino] == old
+	ls.mu.Unlock()
+	if ls.stopping.Load() || !current {
 		return
 	}
 	ls.stats.ListenerGaps.Add(1)
