@@ -25,6 +25,20 @@ type fibAliasInfo struct {
 	Gw       [16]uint8
 }
 
+type fibBhScratchSlot struct {
+	_    structs.HostLayout
+	Ev   fibRtEvent
+	Busy uint32
+	Pad  uint32
+}
+
+type fibGcRun struct {
+	_     structs.HostLayout
+	Nets  [2]uint64
+	Depth uint32
+	Pad   uint32
+}
+
 type fibHookArgs struct {
 	_ structs.HostLayout
 	A [5]uint64
@@ -103,10 +117,11 @@ type fibTaskCtx struct {
 //
 // Used for safe lookups in a Collection or CollectionSpec.
 const (
+	fibMapBhScratch                   = "bh_scratch"
 	fibMapDeletedAlias                = "deleted_alias"
 	fibMapEvents                      = "events"
+	fibMapGcRuns                      = "gc_runs"
 	fibMapHeap                        = "heap"
-	fibMapInGc                        = "in_gc"
 	fibMapLost                        = "lost"
 	fibMapStash                       = "stash"
 	fibMapTaskCtxs                    = "task_ctxs"
@@ -294,10 +309,11 @@ type fibProgramSpecs struct {
 //
 // It can be passed ebpf.CollectionSpec.Assign.
 type fibMapSpecs struct {
+	BhScratch    *ebpf.MapSpec `ebpf:"bh_scratch"`
 	DeletedAlias *ebpf.MapSpec `ebpf:"deleted_alias"`
 	Events       *ebpf.MapSpec `ebpf:"events"`
+	GcRuns       *ebpf.MapSpec `ebpf:"gc_runs"`
 	Heap         *ebpf.MapSpec `ebpf:"heap"`
-	InGc         *ebpf.MapSpec `ebpf:"in_gc"`
 	Lost         *ebpf.MapSpec `ebpf:"lost"`
 	Stash        *ebpf.MapSpec `ebpf:"stash"`
 	TaskCtxs     *ebpf.MapSpec `ebpf:"task_ctxs"`
@@ -331,10 +347,11 @@ func (o *fibObjects) Close() error {
 //
 // It can be passed to loadFibObjects or ebpf.CollectionSpec.LoadAndAssign.
 type fibMaps struct {
+	BhScratch    *ebpf.Map `ebpf:"bh_scratch"`
 	DeletedAlias *ebpf.Map `ebpf:"deleted_alias"`
 	Events       *ebpf.Map `ebpf:"events"`
+	GcRuns       *ebpf.Map `ebpf:"gc_runs"`
 	Heap         *ebpf.Map `ebpf:"heap"`
-	InGc         *ebpf.Map `ebpf:"in_gc"`
 	Lost         *ebpf.Map `ebpf:"lost"`
 	Stash        *ebpf.Map `ebpf:"stash"`
 	TaskCtxs     *ebpf.Map `ebpf:"task_ctxs"`
@@ -342,10 +359,11 @@ type fibMaps struct {
 
 func (m *fibMaps) Close() error {
 	return _FibClose(
+		m.BhScratch,
 		m.DeletedAlias,
 		m.Events,
+		m.GcRuns,
 		m.Heap,
-		m.InGc,
 		m.Lost,
 		m.Stash,
 		m.TaskCtxs,
