@@ -950,3 +950,74 @@ int BPF_KRETPROBE(kretprobe_fib6_run_gc)
 	gc_exit();
 	return 0;
 }
+
+/* --- test entry: the GC run record, driven by gc_test.go --- */
+
+/* gc_run_test runs one operation of the GC run record per
+ * BPF_PROG_TEST_RUN, with the functions the hooks use, so that Go can check
+ * the record's rules (an exit without entry does nothing, nesting, a stale
+ * record ignored once its net's GC lock is free) on any kernel, this host
+ * included. A syscall program runs in the caller's task, like a hook. */
+enum gc_test_op {
+	GC_TEST_ENTER = 1,
+	GC_TEST_EXIT = 2,
+	GC_TEST_RUNNING = 3,
+	GC_TEST_LOCK = 4,
+	GC_TEST_UNLOCK = 5,
+};
+
+struct gc_test_args {
+	__u32 op;  /* enum gc_test_op */
+	__u32 net; /* which stand-in net, 0 or 1 */
+	__s32 result;
+	__u32 pad;
+};
+
+/* Stand-ins for struct net: only the word of ipv6.fib6_gc_lock is ever
+ * read, at the running kernel's offset, well inside 8 KiB (struct net is
+ * some 4 KiB). */
+#define GC_TEST_NET_SIZE (8 << 10)
+
+struct gc_test_net {
+	__u8 b[GC_TEST_NET_SIZE];
+};
+
+struct {
+	__uint(type, BPF_MAP_TYPE_ARRAY);
+	__uint(max_entries, 2);
+	__type(key, __u32);
+	__type(value, struct gc_test_net);
+} gc_test_nets SEC(".maps");
+
+SEC("syscall")
+int gc_run_test(struct gc_test_args *a)
+{
+	__u32 idx = a->net;
+	struct gc_test_net *fake = bpf_map_lookup_elem(&gc_test_nets, &idx);
+	__u32 off = bpf_core_field_offset(struct net, ipv6.fib6_gc_lock.rlock.raw_lock.val);
+
+	a->result = -1;
+	if (!fake || off > GC_TEST_NET_SIZE - sizeof(__u32))
+		return 0;
+	a->result = 0;
+	switch (a->op) {
+	case GC_TEST_ENTER:
+		gc_enter((struct net *)fake);
+		break;
+	case GC_TEST_EXIT:
+		gc_exit();
+		break;
+	case GC_TEST_RUNNING:
+		a->result = gc_running((struct net *)fake);
+		break;
+	case GC_TEST_LOCK:
+		*(__u32 *)&fake->b[off] = 1;
+		break;
+	case GC_TEST_UNLOCK:
+		*(__u32 *)&fake->b[off] = 0;
+		break;
+	default:
+		a->result = -1;
+	}
+	return 0;
+}

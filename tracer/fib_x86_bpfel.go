@@ -39,6 +39,11 @@ type fibGcRun struct {
 	Pad   uint32
 }
 
+type fibGcTestNet struct {
+	_ structs.HostLayout
+	B [8192]uint8
+}
+
 type fibHookArgs struct {
 	_ structs.HostLayout
 	A [5]uint64
@@ -121,6 +126,7 @@ const (
 	fibMapDeletedAlias                = "deleted_alias"
 	fibMapEvents                      = "events"
 	fibMapGcRuns                      = "gc_runs"
+	fibMapGcTestNets                  = "gc_test_nets"
 	fibMapHeap                        = "heap"
 	fibMapLost                        = "lost"
 	fibMapStash                       = "stash"
@@ -152,6 +158,7 @@ const (
 	fibProgFexitIpv6RouteIoctl        = "fexit_ipv6_route_ioctl"
 	fibProgFexitRtmDelNexthop         = "fexit_rtm_del_nexthop"
 	fibProgFexitRtmNewNexthop         = "fexit_rtm_new_nexthop"
+	fibProgGcRunTest                  = "gc_run_test"
 	fibProgKprobeAddrconfNotify       = "kprobe_addrconf_notify"
 	fibProgKprobeFib6Add              = "kprobe_fib6_add"
 	fibProgKprobeFib6Del              = "kprobe_fib6_del"
@@ -264,6 +271,7 @@ type fibProgramSpecs struct {
 	FexitIpv6RouteIoctl        *ebpf.ProgramSpec `ebpf:"fexit_ipv6_route_ioctl"`
 	FexitRtmDelNexthop         *ebpf.ProgramSpec `ebpf:"fexit_rtm_del_nexthop"`
 	FexitRtmNewNexthop         *ebpf.ProgramSpec `ebpf:"fexit_rtm_new_nexthop"`
+	GcRunTest                  *ebpf.ProgramSpec `ebpf:"gc_run_test"`
 	KprobeAddrconfNotify       *ebpf.ProgramSpec `ebpf:"kprobe_addrconf_notify"`
 	KprobeFib6Add              *ebpf.ProgramSpec `ebpf:"kprobe_fib6_add"`
 	KprobeFib6Del              *ebpf.ProgramSpec `ebpf:"kprobe_fib6_del"`
@@ -313,6 +321,7 @@ type fibMapSpecs struct {
 	DeletedAlias *ebpf.MapSpec `ebpf:"deleted_alias"`
 	Events       *ebpf.MapSpec `ebpf:"events"`
 	GcRuns       *ebpf.MapSpec `ebpf:"gc_runs"`
+	GcTestNets   *ebpf.MapSpec `ebpf:"gc_test_nets"`
 	Heap         *ebpf.MapSpec `ebpf:"heap"`
 	Lost         *ebpf.MapSpec `ebpf:"lost"`
 	Stash        *ebpf.MapSpec `ebpf:"stash"`
@@ -351,6 +360,7 @@ type fibMaps struct {
 	DeletedAlias *ebpf.Map `ebpf:"deleted_alias"`
 	Events       *ebpf.Map `ebpf:"events"`
 	GcRuns       *ebpf.Map `ebpf:"gc_runs"`
+	GcTestNets   *ebpf.Map `ebpf:"gc_test_nets"`
 	Heap         *ebpf.Map `ebpf:"heap"`
 	Lost         *ebpf.Map `ebpf:"lost"`
 	Stash        *ebpf.Map `ebpf:"stash"`
@@ -363,6 +373,7 @@ func (m *fibMaps) Close() error {
 		m.DeletedAlias,
 		m.Events,
 		m.GcRuns,
+		m.GcTestNets,
 		m.Heap,
 		m.Lost,
 		m.Stash,
@@ -409,6 +420,7 @@ type fibPrograms struct {
 	FexitIpv6RouteIoctl        *ebpf.Program `ebpf:"fexit_ipv6_route_ioctl"`
 	FexitRtmDelNexthop         *ebpf.Program `ebpf:"fexit_rtm_del_nexthop"`
 	FexitRtmNewNexthop         *ebpf.Program `ebpf:"fexit_rtm_new_nexthop"`
+	GcRunTest                  *ebpf.Program `ebpf:"gc_run_test"`
 	KprobeAddrconfNotify       *ebpf.Program `ebpf:"kprobe_addrconf_notify"`
 	KprobeFib6Add              *ebpf.Program `ebpf:"kprobe_fib6_add"`
 	KprobeFib6Del              *ebpf.Program `ebpf:"kprobe_fib6_del"`
@@ -479,6 +491,7 @@ func (p *fibPrograms) Close() error {
 		p.FexitIpv6RouteIoctl,
 		p.FexitRtmDelNexthop,
 		p.FexitRtmNewNexthop,
+		p.GcRunTest,
 		p.KprobeAddrconfNotify,
 		p.KprobeFib6Add,
 		p.KprobeFib6Del,
