@@ -175,8 +175,10 @@ func TestIPv6GCDuringAttach(t *testing.T) {
 // race, it fails only some of the time before the fix.
 func TestIPv6GCInSoftirqKeepsTaskRecords(t *testing.T) {
 	ns := newNetns(t)
-	// GC every second (the default is 30 s), walking routes that expire.
-	if _, out, err := ns.Exec("sh", "-c", "echo 1 > /proc/sys/net/ipv6/route/gc_interval"); err != nil {
+	// GC at every tick while routes with a lifetime remain (the default
+	// interval is 30 s): the many small batches below then expire in many
+	// separate timer softirqs.
+	if _, out, err := ns.Exec("sh", "-c", "echo 0 > /proc/sys/net/ipv6/route/gc_interval"); err != nil {
 		t.Fatalf("setting gc_interval: %v: %s", err, out)
 	}
 	s := startTracer(t, ns)
@@ -196,17 +198,36 @@ func TestIPv6GCInSoftirqKeepsTaskRecords(t *testing.T) {
 	ctx, cancel := context.WithTimeout(context.Background(), 8*time.Second)
 	defer cancel()
 
-	// Routes that expire after a second, added in batches, so that each
-	// GC run removes a batch from the timer.
+	// Everything on CPU 0: the GC timer is armed, and so fires, on the
+	// CPU of the adds, and interrupts this thread's programs there.
+	pin := func() (restore func(), err error) {
+		var old, set unix.CPUSet
+		if err := unix.SchedGetaffinity(0, &old); err != nil {
+			return nil, fmt.Errorf("reading the CPU affinity: %w", err)
+		}
+		set.Set(0)
+		if err := unix.SchedSetaffinity(0, &set); err != nil {
+			return nil, fmt.Errorf("pinning to CPU 0: %w", err)
+		}
+		return func() { _ = unix.SchedSetaffinity(0, &old) }, nil
+	}
+
+	// Routes that expire after a second, added in small batches by ip
+	// processes pinned to CPU 0 (a child inherits its forking thread's
+	// affinity; this goroutine's thread is locked and dies with it).
 	var expiring []string
 	var wg sync.WaitGroup
 	wg.Add(1)
 	var expErr error
 	go func() {
 		defer wg.Done()
-		for b := 0; ctx.Err() == nil && b < 60; b++ {
+		runtime.LockOSThread() // never unlocked: the pinned thread exits with the goroutine
+		if _, expErr = pin(); expErr != nil {
+			return
+		}
+		for b := 0; ctx.Err() == nil && b < 400; b++ {
 			var batch strings.Builder
-			for i := 0; i < 50; i++ {
+			for i := 0; i < 10; i++ {
 				dst := fmt.Sprintf("2001:db8:e%03x:%x::/64", b, i)
 				expiring = append(expiring, dst)
 				fmt.Fprintf(&batch, "route add %s dev v0 proto static expires 1\n", dst)
@@ -215,11 +236,15 @@ func TestIPv6GCInSoftirqKeepsTaskRecords(t *testing.T) {
 				expErr = fmt.Errorf("adding expiring routes: %v: %s", err, out)
 				return
 			}
-			time.Sleep(150 * time.Millisecond)
+			time.Sleep(40 * time.Millisecond)
 		}
 	}()
 
 	runtime.LockOSThread()
+	restore, err := pin()
+	if err != nil {
+		t.Fatal(err)
+	}
 	tid := uint32(unix.Gettid())
 	var made []netip.Prefix
 	var nlErr error
@@ -235,12 +260,13 @@ func TestIPv6GCInSoftirqKeepsTaskRecords(t *testing.T) {
 		}
 		made = append(made, p)
 	}
+	restore()
 	runtime.UnlockOSThread()
 	wg.Wait()
 	if nlErr != nil || expErr != nil {
 		t.Fatalf("changing routes: %v %v", nlErr, expErr)
 	}
-	// Let the last expiring routes go: GC runs every second.
+	// Let the last expiring routes go.
 	deadline := time.Now().Add(5 * time.Second)
 	for time.Now().Before(deadline) {
 		_, out, _ := ns.TryIP("-6", "route", "show", "proto", "static")
