@@ -11,6 +11,24 @@
  * down, nexthop removal, IPv6 GC) only note which kernel path is running, so
  * that the FIB hooks under them can say why a change happened and whether
  * the current task is really the actor.
+ *
+ * Where each program runs, and where it builds its record:
+ *
+ * - Task context only (the task of an rtnetlink or ioctl request, or a
+ *   notifier under RTNL): fib_table_insert, fib_table_delete,
+ *   fib_table_flush, fib_notify_alias_delete, ip6_route_del, the rule and
+ *   nexthop hooks, and the context hooks ip_rt_ioctl, ipv6_route_ioctl,
+ *   fib_netdev_event, fib_inetaddr_event, addrconf_notify and
+ *   rtm_del_nexthop. They build records in the shared per-CPU heap
+ *   (common.h) and parse requests with rtnl_parse_heap, as tier 3's
+ *   syscall programs do.
+ * - Task or softirq context: fib6_add (routes from router advertisements
+ *   are added in the receive softirq), fib6_del (the GC timer, router
+ *   lifetimes ending) and fib6_run_gc (the GC timer). A softirq runs on top
+ *   of whatever its CPU was doing, a task-context program half-way through
+ *   filling the heap included: so fib6_add and fib6_del build their records
+ *   in bh_scratch below and never touch the heap, and fib6_run_gc's
+ *   programs write no record at all.
  */
 #include "include/common.h"
 #include "include/rtnl_parse.h"
@@ -68,14 +86,75 @@ struct {
 	__type(value, struct task_ctx);
 } task_ctxs SEC(".maps");
 
-/* IPv6 GC runs from a timer, in softirq, on top of whatever task it
- * interrupted: a per-CPU flag, since a softirq neither sleeps nor migrates. */
+/*
+ * IPv6 garbage collection (fib6_run_gc) removes expired routes by itself:
+ * from the GC timer, in softirq on top of whatever task it interrupted, or
+ * synchronously in a task (the route cache flush sysctl, dst GC). Its
+ * removals are the kernel's, never the current task's. How a fib6_del is
+ * known to be GC's, in a way that cannot stick:
+ *
+ * - fib6_run_gc's entry program pushes the net it collects onto a record
+ *   keyed by the current task (its task_struct), and its exit program pops
+ *   it. Keyed by task, not by CPU: a softirq runs on top of the task it
+ *   interrupted, which can do nothing else until the softirq ends, so the
+ *   record is that task's only while the GC runs; a task that runs GC
+ *   itself may be preempted, or move to another CPU, between entry and
+ *   exit, which left the old per-CPU counter at one on the CPU it left and
+ *   made every change there a "GC removal" for the tracer's whole life.
+ * - An exit can still be missed: a call in flight while the exit program
+ *   is attached or detached returns through the trampoline or return probe
+ *   it entered with; a kretprobe can run out of instances; a program can be
+ *   skipped as recursive. So the record is trusted only while the kernel
+ *   itself says a GC of that net is running: fib6_run_gc removes routes
+ *   only while holding net->ipv6.fib6_gc_lock, and a record whose net's
+ *   lock is free is stale and ignored. Real nesting is at most two deep (a
+ *   softirq GC on top of a task's own, before the task took its lock), so
+ *   an entry that finds two levels knows one is stale and starts afresh;
+ *   the LRU map evicts records of tasks that are gone.
+ * - Only a removal without a netlink request can be GC's: a request's
+ *   change is the request's, whatever any record says.
+ *
+ * User space also attaches every exit program before its entry program
+ * and detaches in the reverse order (hooks.go, load.go), so that attaching
+ * and detaching leave no record behind in the first place.
+ */
+#define GC_MAX_NESTING 2
+
+struct gc_run {
+	__u64 nets[GC_MAX_NESTING]; /* struct net * of each nested run, outermost first */
+	__u32 depth;
+	__u32 pad;
+};
+
+struct {
+	__uint(type, BPF_MAP_TYPE_LRU_HASH);
+	__uint(max_entries, 1024);
+	__type(key, __u64); /* the task_struct the run is on */
+	__type(value, struct gc_run);
+} gc_runs SEC(".maps");
+
+/*
+ * Scratch for the programs that can run in softirq (fib6_add, fib6_del; see
+ * the top of this file). It is never used by two programs at once on one
+ * CPU: both functions are called only under their table's tb6_lock, taken
+ * with spin_lock_bh, so their exit programs run with bottom halves off in
+ * task and softirq context alike, and nothing else that uses this scratch
+ * can start on the CPU before they end (no program of ours runs in hardirq
+ * or NMI). busy checks that: a record that would overwrite one being built
+ * is counted as lost instead of being mixed into it.
+ */
+struct bh_scratch_slot {
+	struct rt_event ev;
+	__u32 busy;
+	__u32 pad;
+};
+
 struct {
 	__uint(type, BPF_MAP_TYPE_PERCPU_ARRAY);
 	__uint(max_entries, 1);
 	__type(key, __u32);
-	__type(value, __u32);
-} in_gc SEC(".maps");
+	__type(value, struct bh_scratch_slot);
+} bh_scratch SEC(".maps");
 
 /* Older kernels' names for fields that were renamed. */
 struct fib_config___pre_5_18 {
@@ -114,12 +193,64 @@ static __always_inline struct task_ctx *current_ctx(void)
 	return bpf_map_lookup_elem(&task_ctxs, &id);
 }
 
-static __always_inline int gc_running(void)
+/* Whether net's GC lock is held by anyone: the kernel's own word that a
+ * GC of net is running. On a kernel whose spinlock is no qspinlock
+ * (PREEMPT_RT) there is nothing to read, and the record is trusted alone. */
+static __always_inline int gc_lock_held(struct net *net)
 {
-	__u32 zero = 0;
-	__u32 *n = bpf_map_lookup_elem(&in_gc, &zero);
+	if (!bpf_core_field_exists(net->ipv6.fib6_gc_lock.rlock.raw_lock.val))
+		return 1;
+	return BPF_CORE_READ(net, ipv6.fib6_gc_lock.rlock.raw_lock.val.counter) != 0;
+}
 
-	return n && *n > 0;
+/* Whether the current context is inside a GC run of net. */
+static __always_inline int gc_running(struct net *net)
+{
+	__u64 task = bpf_get_current_task();
+	struct gc_run *r = bpf_map_lookup_elem(&gc_runs, &task);
+	int owned = 0;
+
+	if (!r || !net)
+		return 0;
+	for (int i = 0; i < GC_MAX_NESTING; i++) {
+		if (i < r->depth && r->nets[i] == (__u64)net)
+			owned = 1;
+	}
+	return owned && gc_lock_held(net);
+}
+
+static __always_inline void gc_enter(struct net *net)
+{
+	__u64 task = bpf_get_current_task();
+	struct gc_run *r = bpf_map_lookup_elem(&gc_runs, &task);
+	struct gc_run fresh = { .nets = { (__u64)net }, .depth = 1 };
+	__u32 d;
+
+	if (!r || r->depth >= GC_MAX_NESTING) {
+		/* No run on this task, or more than can be real: start afresh. */
+		bpf_map_update_elem(&gc_runs, &task, &fresh, BPF_ANY);
+		return;
+	}
+	d = r->depth;
+	if (d < GC_MAX_NESTING) /* always true; bounds the index for the verifier */
+		r->nets[d] = (__u64)net;
+	r->depth = d + 1;
+}
+
+/* Pops the innermost run; an exit whose entry was never seen (attached in
+ * between) finds nothing and does nothing. */
+static __always_inline void gc_exit(void)
+{
+	__u64 task = bpf_get_current_task();
+	struct gc_run *r = bpf_map_lookup_elem(&gc_runs, &task);
+
+	if (!r)
+		return;
+	if (r->depth <= 1) {
+		bpf_map_delete_elem(&gc_runs, &task);
+		return;
+	}
+	r->depth--;
 }
 
 static __always_inline void ctx_enter(__u16 path)
@@ -165,12 +296,6 @@ static __always_inline void set_origin(struct rt_event *e, struct nlmsghdr *nlh,
 {
 	struct task_ctx *c;
 
-	if (gc_running()) {
-		e->origin = RT_ORIGIN_KERNEL;
-		e->path = RT_PATH_FIB6_RUN_GC;
-		e->flags |= RT_F_IN_SOFTIRQ;
-		return;
-	}
 	if (nlh) {
 		e->origin = RT_ORIGIN_NETLINK;
 		e->portid = portid;
@@ -190,6 +315,7 @@ static __always_inline void set_origin(struct rt_event *e, struct nlmsghdr *nlh,
 		e->path = RT_PATH_FIB_TABLE_FLUSH;
 }
 
+/* A fresh change record in the shared heap: task-context programs only. */
 static __always_inline struct rt_event *change_event(__u8 attach)
 {
 	struct rt_heap *h = rt_heap();
@@ -197,6 +323,38 @@ static __always_inline struct rt_event *change_event(__u8 attach)
 	if (!h)
 		return NULL;
 	return rt_new_event(h, RT_KIND_CHANGE, attach);
+}
+
+/* A fresh change record in bh_scratch, for programs that can run in
+ * softirq; bh_event_done must follow once it is emitted. */
+static __always_inline struct rt_event *bh_change_event(__u8 attach)
+{
+	__u32 zero = 0;
+	struct bh_scratch_slot *s = bpf_map_lookup_elem(&bh_scratch, &zero);
+	struct rt_event *e;
+
+	if (!s)
+		return NULL;
+	if (s->busy) {
+		rt_count_lost();
+		return NULL;
+	}
+	s->busy = 1;
+	e = &s->ev;
+	__builtin_memset(e, 0, sizeof(*e));
+	e->kind = RT_KIND_CHANGE;
+	e->attach = attach;
+	rt_fill_actor(e);
+	return e;
+}
+
+static __always_inline void bh_event_done(void)
+{
+	__u32 zero = 0;
+	struct bh_scratch_slot *s = bpf_map_lookup_elem(&bh_scratch, &zero);
+
+	if (s)
+		s->busy = 0;
 }
 
 /* What fib_table_delete removed, as the kernel had it: the request may
@@ -443,10 +601,11 @@ static __always_inline void fill_route6(struct rt_event *e, struct fib6_info *rt
 	}
 }
 
+/* May run in softirq (router advertisements): records in bh_scratch. */
 static __always_inline int report_fib6_add(struct fib6_node *root, struct fib6_info *rt, struct nl_info *info,
 					   int ret, __u8 attach)
 {
-	struct rt_event *e = change_event(attach);
+	struct rt_event *e = bh_change_event(attach);
 
 	if (!e)
 		return 0;
@@ -454,19 +613,30 @@ static __always_inline int report_fib6_add(struct fib6_node *root, struct fib6_i
 	e->op = (e->nlmsg_flags & NLM_F_REPLACE_) ? RT_OP_REPLACE : RT_OP_ADD;
 	e->err = ret;
 	rt_emit(e);
+	bh_event_done();
 	return 0;
 }
 
+/* May run in softirq (the GC timer): records in bh_scratch. */
 static __always_inline int report_fib6_del(struct fib6_info *rt, struct nl_info *info, int ret, __u8 attach)
 {
-	struct rt_event *e = change_event(attach);
+	struct rt_event *e = bh_change_event(attach);
+	struct net *net = NULL;
 
 	if (!e)
 		return 0;
 	fill_route6(e, rt, info);
+	if (info)
+		net = BPF_CORE_READ(info, nl_net);
+	if (e->origin != RT_ORIGIN_NETLINK && gc_running(net)) {
+		e->origin = RT_ORIGIN_KERNEL;
+		e->path = RT_PATH_FIB6_RUN_GC;
+		e->flags |= RT_F_IN_SOFTIRQ; /* the current task is not the actor */
+	}
 	e->op = RT_OP_DELETE;
 	e->err = ret;
 	rt_emit(e);
+	bh_event_done();
 	return 0;
 }
 
@@ -751,43 +921,103 @@ int BPF_KPROBE(kprobe_fib_table_flush_ctx)
 	return 0;
 }
 
-static __always_inline void gc_mark(int delta)
-{
-	__u32 zero = 0;
-	__u32 *n = bpf_map_lookup_elem(&in_gc, &zero);
-
-	if (!n)
-		return;
-	if (delta > 0)
-		*n += 1;
-	else if (*n > 0)
-		*n -= 1;
-}
-
+/* fib6_run_gc(expires, net, force): the exit needs no arguments, since it
+ * pops the innermost run, so the kretprobe works like fexit. */
 SEC("fentry/fib6_run_gc")
-int BPF_PROG(fentry_fib6_run_gc)
+int BPF_PROG(fentry_fib6_run_gc, unsigned long expires, struct net *net)
 {
-	gc_mark(1);
+	gc_enter(net);
 	return 0;
 }
 
 SEC("fexit/fib6_run_gc")
 int BPF_PROG(fexit_fib6_run_gc)
 {
-	gc_mark(-1);
+	gc_exit();
 	return 0;
 }
 
 SEC("kprobe/fib6_run_gc")
-int BPF_KPROBE(kprobe_fib6_run_gc)
+int BPF_KPROBE(kprobe_fib6_run_gc, unsigned long expires, struct net *net)
 {
-	gc_mark(1);
+	gc_enter(net);
 	return 0;
 }
 
 SEC("kretprobe/fib6_run_gc")
 int BPF_KRETPROBE(kretprobe_fib6_run_gc)
 {
-	gc_mark(-1);
+	gc_exit();
+	return 0;
+}
+
+/* --- test entry: the GC run record, driven by gc_test.go --- */
+
+/* gc_run_test runs one operation of the GC run record per
+ * BPF_PROG_TEST_RUN, with the functions the hooks use, so that Go can check
+ * the record's rules (an exit without entry does nothing, nesting, a stale
+ * record ignored once its net's GC lock is free) on any kernel, this host
+ * included. A syscall program runs in the caller's task, like a hook. */
+enum gc_test_op {
+	GC_TEST_ENTER = 1,
+	GC_TEST_EXIT = 2,
+	GC_TEST_RUNNING = 3,
+	GC_TEST_LOCK = 4,
+	GC_TEST_UNLOCK = 5,
+};
+
+struct gc_test_args {
+	__u32 op;  /* enum gc_test_op */
+	__u32 net; /* which stand-in net, 0 or 1 */
+	__s32 result;
+	__u32 pad;
+};
+
+/* Stand-ins for struct net: only the word of ipv6.fib6_gc_lock is ever
+ * read, at the running kernel's offset, well inside 8 KiB (struct net is
+ * some 4 KiB). */
+#define GC_TEST_NET_SIZE (8 << 10)
+
+struct gc_test_net {
+	__u8 b[GC_TEST_NET_SIZE];
+};
+
+struct {
+	__uint(type, BPF_MAP_TYPE_ARRAY);
+	__uint(max_entries, 2);
+	__type(key, __u32);
+	__type(value, struct gc_test_net);
+} gc_test_nets SEC(".maps");
+
+SEC("syscall")
+int gc_run_test(struct gc_test_args *a)
+{
+	__u32 idx = a->net;
+	struct gc_test_net *fake = bpf_map_lookup_elem(&gc_test_nets, &idx);
+	__u32 off = bpf_core_field_offset(struct net, ipv6.fib6_gc_lock.rlock.raw_lock.val);
+
+	a->result = -1;
+	if (!fake || off > GC_TEST_NET_SIZE - sizeof(__u32))
+		return 0;
+	a->result = 0;
+	switch (a->op) {
+	case GC_TEST_ENTER:
+		gc_enter((struct net *)fake);
+		break;
+	case GC_TEST_EXIT:
+		gc_exit();
+		break;
+	case GC_TEST_RUNNING:
+		a->result = gc_running((struct net *)fake);
+		break;
+	case GC_TEST_LOCK:
+		*(__u32 *)&fake->b[off] = 1;
+		break;
+	case GC_TEST_UNLOCK:
+		*(__u32 *)&fake->b[off] = 0;
+		break;
+	default:
+		a->result = -1;
+	}
 	return 0;
 }

@@ -25,6 +25,25 @@ type fibAliasInfo struct {
 	Gw       [16]uint8
 }
 
+type fibBhScratchSlot struct {
+	_    structs.HostLayout
+	Ev   fibRtEvent
+	Busy uint32
+	Pad  uint32
+}
+
+type fibGcRun struct {
+	_     structs.HostLayout
+	Nets  [2]uint64
+	Depth uint32
+	Pad   uint32
+}
+
+type fibGcTestNet struct {
+	_ structs.HostLayout
+	B [8192]uint8
+}
+
 type fibHookArgs struct {
 	_ structs.HostLayout
 	A [5]uint64
@@ -103,10 +122,12 @@ type fibTaskCtx struct {
 //
 // Used for safe lookups in a Collection or CollectionSpec.
 const (
+	fibMapBhScratch                   = "bh_scratch"
 	fibMapDeletedAlias                = "deleted_alias"
 	fibMapEvents                      = "events"
+	fibMapGcRuns                      = "gc_runs"
+	fibMapGcTestNets                  = "gc_test_nets"
 	fibMapHeap                        = "heap"
-	fibMapInGc                        = "in_gc"
 	fibMapLost                        = "lost"
 	fibMapStash                       = "stash"
 	fibMapTaskCtxs                    = "task_ctxs"
@@ -137,6 +158,7 @@ const (
 	fibProgFexitIpv6RouteIoctl        = "fexit_ipv6_route_ioctl"
 	fibProgFexitRtmDelNexthop         = "fexit_rtm_del_nexthop"
 	fibProgFexitRtmNewNexthop         = "fexit_rtm_new_nexthop"
+	fibProgGcRunTest                  = "gc_run_test"
 	fibProgKprobeAddrconfNotify       = "kprobe_addrconf_notify"
 	fibProgKprobeFib6Add              = "kprobe_fib6_add"
 	fibProgKprobeFib6Del              = "kprobe_fib6_del"
@@ -249,6 +271,7 @@ type fibProgramSpecs struct {
 	FexitIpv6RouteIoctl        *ebpf.ProgramSpec `ebpf:"fexit_ipv6_route_ioctl"`
 	FexitRtmDelNexthop         *ebpf.ProgramSpec `ebpf:"fexit_rtm_del_nexthop"`
 	FexitRtmNewNexthop         *ebpf.ProgramSpec `ebpf:"fexit_rtm_new_nexthop"`
+	GcRunTest                  *ebpf.ProgramSpec `ebpf:"gc_run_test"`
 	KprobeAddrconfNotify       *ebpf.ProgramSpec `ebpf:"kprobe_addrconf_notify"`
 	KprobeFib6Add              *ebpf.ProgramSpec `ebpf:"kprobe_fib6_add"`
 	KprobeFib6Del              *ebpf.ProgramSpec `ebpf:"kprobe_fib6_del"`
@@ -294,10 +317,12 @@ type fibProgramSpecs struct {
 //
 // It can be passed ebpf.CollectionSpec.Assign.
 type fibMapSpecs struct {
+	BhScratch    *ebpf.MapSpec `ebpf:"bh_scratch"`
 	DeletedAlias *ebpf.MapSpec `ebpf:"deleted_alias"`
 	Events       *ebpf.MapSpec `ebpf:"events"`
+	GcRuns       *ebpf.MapSpec `ebpf:"gc_runs"`
+	GcTestNets   *ebpf.MapSpec `ebpf:"gc_test_nets"`
 	Heap         *ebpf.MapSpec `ebpf:"heap"`
-	InGc         *ebpf.MapSpec `ebpf:"in_gc"`
 	Lost         *ebpf.MapSpec `ebpf:"lost"`
 	Stash        *ebpf.MapSpec `ebpf:"stash"`
 	TaskCtxs     *ebpf.MapSpec `ebpf:"task_ctxs"`
@@ -331,10 +356,12 @@ func (o *fibObjects) Close() error {
 //
 // It can be passed to loadFibObjects or ebpf.CollectionSpec.LoadAndAssign.
 type fibMaps struct {
+	BhScratch    *ebpf.Map `ebpf:"bh_scratch"`
 	DeletedAlias *ebpf.Map `ebpf:"deleted_alias"`
 	Events       *ebpf.Map `ebpf:"events"`
+	GcRuns       *ebpf.Map `ebpf:"gc_runs"`
+	GcTestNets   *ebpf.Map `ebpf:"gc_test_nets"`
 	Heap         *ebpf.Map `ebpf:"heap"`
-	InGc         *ebpf.Map `ebpf:"in_gc"`
 	Lost         *ebpf.Map `ebpf:"lost"`
 	Stash        *ebpf.Map `ebpf:"stash"`
 	TaskCtxs     *ebpf.Map `ebpf:"task_ctxs"`
@@ -342,10 +369,12 @@ type fibMaps struct {
 
 func (m *fibMaps) Close() error {
 	return _FibClose(
+		m.BhScratch,
 		m.DeletedAlias,
 		m.Events,
+		m.GcRuns,
+		m.GcTestNets,
 		m.Heap,
-		m.InGc,
 		m.Lost,
 		m.Stash,
 		m.TaskCtxs,
@@ -391,6 +420,7 @@ type fibPrograms struct {
 	FexitIpv6RouteIoctl        *ebpf.Program `ebpf:"fexit_ipv6_route_ioctl"`
 	FexitRtmDelNexthop         *ebpf.Program `ebpf:"fexit_rtm_del_nexthop"`
 	FexitRtmNewNexthop         *ebpf.Program `ebpf:"fexit_rtm_new_nexthop"`
+	GcRunTest                  *ebpf.Program `ebpf:"gc_run_test"`
 	KprobeAddrconfNotify       *ebpf.Program `ebpf:"kprobe_addrconf_notify"`
 	KprobeFib6Add              *ebpf.Program `ebpf:"kprobe_fib6_add"`
 	KprobeFib6Del              *ebpf.Program `ebpf:"kprobe_fib6_del"`
@@ -461,6 +491,7 @@ func (p *fibPrograms) Close() error {
 		p.FexitIpv6RouteIoctl,
 		p.FexitRtmDelNexthop,
 		p.FexitRtmNewNexthop,
+		p.GcRunTest,
 		p.KprobeAddrconfNotify,
 		p.KprobeFib6Add,
 		p.KprobeFib6Del,

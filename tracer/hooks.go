@@ -15,6 +15,13 @@ type hook struct {
 	Essential bool
 	// Covers is what tier 3 must capture when this essential hook is missing.
 	Covers coverage
+	// Fentry and Kprobe are the programs of each tier, in attach order:
+	// exit programs first, entry programs last (detach is the reverse).
+	// An entry program that notes a state its exit clears (a context, the
+	// IPv6 GC run, stashed arguments) must never run for a call whose exit
+	// program is not yet attached, or no longer is: that call would leave
+	// the state behind. The other way round, an exit without its entry,
+	// finds nothing and does nothing.
 	Fentry []string
 	Kprobe []string
 }
@@ -36,15 +43,15 @@ const (
 )
 
 func exitPair(fn string) (fentry, kprobe []string) {
-	return []string{"fexit_" + fn}, []string{"kprobe_" + fn, "kretprobe_" + fn}
+	return []string{"fexit_" + fn}, []string{"kretprobe_" + fn, "kprobe_" + fn}
 }
 
 func contextHook(fn, what string) hook {
 	return hook{
 		Fn:     fn,
 		What:   what,
-		Fentry: []string{"fentry_" + fn, "fexit_" + fn},
-		Kprobe: []string{"kprobe_" + fn, "kretprobe_" + fn},
+		Fentry: []string{"fexit_" + fn, "fentry_" + fn},
+		Kprobe: []string{"kretprobe_" + fn, "kprobe_" + fn},
 	}
 }
 
@@ -67,14 +74,16 @@ func hooks() []hook {
 	delRule.Alternatives = []hookAlt{reportAlt("fib_delrule")}
 
 	flush := hook{
-		Fn:     "fib_table_flush",
-		What:   "IPv4 kernel flushes (link down, address removal, nexthop removal): count",
-		Fentry: []string{"fentry_fib_table_flush", "fexit_fib_table_flush"},
-		Kprobe: []string{"kprobe_fib_table_flush_ctx", "kprobe_fib_table_flush", "kretprobe_fib_table_flush"},
+		Fn:   "fib_table_flush",
+		What: "IPv4 kernel flushes (link down, address removal, nexthop removal): count",
+		// The kretprobe clears the context only when it finds the
+		// arguments the stashing kprobe saved: the context kprobe last.
+		Fentry: []string{"fexit_fib_table_flush", "fentry_fib_table_flush"},
+		Kprobe: []string{"kretprobe_fib_table_flush", "kprobe_fib_table_flush", "kprobe_fib_table_flush_ctx"},
 	}
 	delNexthop := reportHook("rtm_del_nexthop", "nexthop delete", true, coverNexthop)
-	delNexthop.Fentry = []string{"fentry_rtm_del_nexthop", "fexit_rtm_del_nexthop"}
-	delNexthop.Kprobe = []string{"kprobe_rtm_del_nexthop_ctx", "kprobe_rtm_del_nexthop", "kretprobe_rtm_del_nexthop"}
+	delNexthop.Fentry = []string{"fexit_rtm_del_nexthop", "fentry_rtm_del_nexthop"}
+	delNexthop.Kprobe = []string{"kretprobe_rtm_del_nexthop", "kprobe_rtm_del_nexthop", "kprobe_rtm_del_nexthop_ctx"}
 
 	return []hook{
 		contextHook("ip_rt_ioctl", "IPv4 route ioctl (SIOCADDRT/SIOCDELRT): origin"),

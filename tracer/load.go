@@ -81,9 +81,11 @@ type attached struct {
 	links []link.Link
 }
 
+// close detaches in the reverse of attach order: entry programs before
+// the exit programs that clear what they note (see hook.Fentry).
 func (a *attached) close() {
-	for _, l := range a.links {
-		l.Close()
+	for i := len(a.links) - 1; i >= 0; i-- {
+		a.links[i].Close()
 	}
 	for _, p := range a.progs {
 		p.Close()
@@ -91,8 +93,8 @@ func (a *attached) close() {
 	a.links, a.progs = nil, nil
 }
 
-// attachAll loads and attaches every named program of obj; on any failure
-// it undoes what it did, so a tier is taken whole or not at all.
+// attachAll loads and attaches every named program of obj in order; on any
+// failure it undoes what it did, so a tier is taken whole or not at all.
 func attachAll(obj *object, names []string) (*attached, error) {
 	a := &attached{}
 	for _, name := range names {
