@@ -40,7 +40,7 @@ func (s *Summary) Write(ev *event.Event) error {
 	}
 	if ev.Errno != 0 {
 		s.failed++
-		s.byErrno[string(appendErrno(nil, ev.Errno))]++
+		s.byErrno[string(event.AppendErrno(nil, ev.Errno))]++
 		return nil
 	}
 	n := uint64(1)
