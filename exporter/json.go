@@ -230,6 +230,9 @@ func appendLinkNexthop(b []byte, ev *event.Event) []byte {
 // appendActor writes the actor object. pid is the process (Tgid) and tid
 // the thread (Pid), the names a user knows from ps, not the kernel's.
 func appendActor(b []byte, a *event.Actor) []byte {
+	if a.Unknown() {
+		return appendUnknownActor(b, a)
+	}
 	b = append(b, `{"pid":`...)
 	b = strconv.AppendUint(b, uint64(a.Tgid), 10)
 	b = append(b, `,"tid":`...)
@@ -261,6 +264,24 @@ func appendActor(b []byte, a *event.Actor) []byte {
 	}
 	if a.Kernel {
 		b = append(b, `,"kernel":true`...)
+	}
+	return append(b, '}')
+}
+
+// appendUnknownActor writes an actor no task was captured for as
+// {"unknown":true}: no pid, tid or uid, whose zeros would be read as
+// values (uid 0 is root). A field the tracer did learn is kept.
+func appendUnknownActor(b []byte, a *event.Actor) []byte {
+	b = append(b, `{"unknown":true`...)
+	if n := a.Comm.Bytes(); len(n) > 0 {
+		b = appendKey(b, "comm")
+		b = appendJSONString(b, n)
+	}
+	if a.CgroupID != 0 {
+		b = appendUintField(b, "cgroup_id", a.CgroupID)
+	}
+	if a.Netns != 0 {
+		b = appendUintField(b, "netns", uint64(a.Netns))
 	}
 	return append(b, '}')
 }

@@ -24,6 +24,7 @@ type Summary struct {
 	byErrno  map[string]uint64
 	procs    map[uint32]struct{}
 	kernel   bool // the kernel counts as one more process
+	unknown  bool // and so do the uncaptured requesters, as one
 }
 
 // Write counts ev. A successful change counts once, except a flush record,
@@ -53,6 +54,9 @@ func (s *Summary) Write(ev *event.Event) error {
 	if ev.Origin == event.OriginKernel || ev.Actor.Kernel {
 		s.kernel = true
 		s.byActor["kernel"] += n
+	} else if ev.Actor.Unknown() {
+		s.unknown = true
+		s.byActor["unknown"] += n
 	} else {
 		s.procs[ev.Actor.Tgid] = struct{}{}
 		name := "?"
@@ -87,6 +91,9 @@ func (s *Summary) String() string {
 		b = appendCount(b, s.changes, "change", "changes")
 		procs := uint64(len(s.procs))
 		if s.kernel {
+			procs++
+		}
+		if s.unknown {
 			procs++
 		}
 		b = appendCount(append(b, " by "...), procs, "process", "processes")

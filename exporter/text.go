@@ -285,12 +285,15 @@ func appendHex(b []byte, v uint64) []byte {
 }
 
 // appendActorText appends who made the change: comm[pid] uid=N for a
-// process, kernel for the kernel, then the kernel path and what the kernel
+// process, kernel for the kernel, unknown when no task was captured, then the kernel path and what the kernel
 // was reacting to.
 func appendActorText(b []byte, ev *event.Event) []byte {
-	if ev.Origin == event.OriginKernel || ev.Actor.Kernel {
+	switch {
+	case ev.Origin == event.OriginKernel || ev.Actor.Kernel:
 		b = append(b, "kernel"...)
-	} else {
+	case ev.Actor.Unknown():
+		b = append(b, "unknown"...)
+	default:
 		b = appendProcess(b, &ev.Actor)
 		b = strconv.AppendUint(append(b, " uid="...), uint64(ev.Actor.UID), 10)
 	}
@@ -330,7 +333,11 @@ func appendActorText(b []byte, ev *event.Event) []byte {
 		default:
 			b = append(b, "requested"...)
 		}
-		if !c.Actor.Kernel {
+		switch {
+		case c.Actor.Kernel:
+		case c.Actor.Unknown():
+			b = append(b, " by unknown"...)
+		default:
 			b = appendProcess(append(b, " by "...), &c.Actor)
 		}
 		b = append(b, ')')
