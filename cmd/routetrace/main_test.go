@@ -21,6 +21,7 @@ import (
 	"slices"
 	"strconv"
 	"strings"
+	"syscall"
 	"testing"
 	"time"
 
@@ -131,6 +132,17 @@ func isRefusal(stderr string) bool {
 // returns what it printed.
 func (p *traceProc) stop() (stdout, stderr string) {
 	p.t.Helper()
+	stdout, stderr, code := p.interrupt()
+	if code != 0 {
+		p.t.Fatalf("routetrace: exit status %d, want 0\nstderr:\n%s", code, stderr)
+	}
+	return stdout, stderr
+}
+
+// interrupt interrupts the tracer as Ctrl-C would and returns what it
+// printed and its exit status.
+func (p *traceProc) interrupt() (stdout, stderr string, code int) {
+	p.t.Helper()
 	if err := p.cmd.Process.Signal(os.Interrupt); err != nil {
 		p.t.Fatalf("interrupting routetrace: %v", err)
 	}
@@ -139,10 +151,14 @@ func (p *traceProc) stop() (stdout, stderr string) {
 	case <-time.After(stopTimeout):
 		p.t.Fatalf("routetrace still running %v after SIGINT\nstderr:\n%s", stopTimeout, p.safeStderr())
 	}
-	if p.waitErr != nil {
+	var exit *exec.ExitError
+	switch {
+	case errors.As(p.waitErr, &exit):
+		code = exit.ExitCode()
+	case p.waitErr != nil:
 		p.t.Fatalf("routetrace: %v\nstderr:\n%s", p.waitErr, p.stderr.String())
 	}
-	return p.stdout.String(), p.stderr.String()
+	return p.stdout.String(), p.stderr.String(), code
 }
 
 // quiet turns IPv6 off in ns before tracing. Otherwise the kernel adds the
@@ -385,15 +401,53 @@ func checkJSON(t *testing.T, lines []jsonLine, ns *testnet.Netns, expects ...exp
 	}
 }
 
-// checkSummary asserts the summary line on stderr, and that the kernel
-// dropped no notifications.
+// noLosses is the summary's loss line when nothing was lost: every
+// counter, by name, zeros included.
+const noLosses = "lost: ring records 0, overruns 0, truncated 0, unconfirmed 0, evicted 0, read errors 0, listener gaps 0, unlistened 0"
+
+// checkSummary asserts the summary line on stderr, and that nothing was
+// lost: the loss line names every counter, each zero.
 func checkSummary(t *testing.T, stderr, want string) {
 	t.Helper()
-	if !slices.Contains(strings.Split(stderr, "\n"), want) {
+	lines := strings.Split(stderr, "\n")
+	if !slices.Contains(lines, want) {
 		t.Errorf("stderr has no summary line %q:\n%s", want, stderr)
+	}
+	if !slices.Contains(lines, noLosses) {
+		t.Errorf("stderr has no loss line %q:\n%s", noLosses, stderr)
 	}
 	if strings.Contains(stderr, "warning:") {
 		t.Errorf("stderr has a warning:\n%s", stderr)
+	}
+}
+
+// zeroLosses is the "lost" object of a JSON summary with nothing lost.
+var zeroLosses = fields{"summary.lost.ring_records": 0, "summary.lost.overruns": 0, "summary.lost.truncated": 0,
+	"summary.lost.unconfirmed": 0, "summary.lost.evicted": 0, "summary.lost.read_errors": 0,
+	"summary.lost.listener_gaps": 0, "summary.lost.unlistened": 0, "summary.lost_total": 0}
+
+// checkJSONSummary asserts that the last line of --output json is the one
+// summary object and holds exactly the fields in want.
+func checkJSONSummary(t *testing.T, lines []jsonLine, want fields) {
+	t.Helper()
+	var summaries []int
+	for i, l := range lines {
+		for k := range l {
+			if strings.HasPrefix(k, "summary.") {
+				summaries = append(summaries, i)
+				break
+			}
+		}
+	}
+	if len(summaries) != 1 || summaries[0] != len(lines)-1 {
+		t.Fatalf("summary objects on lines %v of %d; want one, the last", summaries, len(lines))
+	}
+	last := lines[len(lines)-1]
+	checkFields(t, "summary", last, want)
+	for k := range last {
+		if _, ok := want[k]; !ok {
+			t.Errorf("summary: unexpected field %s = %s", k, show(last[k], true))
+		}
 	}
 }
 
@@ -442,6 +496,85 @@ func TestTraceJSON(t *testing.T) {
 			"oif": nil, "dev": nil, "errno": 3, "error": "ESRCH"})},
 	)
 	checkSummary(t, stderr, "3 changes by 3 processes (ip 3); 1 failed; 0 lost")
+	checkJSONSummary(t, parseJSONLines(t, stdout), merge(zeroLosses, fields{
+		"summary.changes": 3, "summary.processes": 3, "summary.failed": 1,
+		"summary.by_op.add": 2, "summary.by_op.delete": 1,
+		"summary.by_object.route": 2, "summary.by_object.rule": 1,
+		"summary.by_actor.ip": 3, "summary.failed_by_errno.ESRCH": 1,
+	}))
+}
+
+// lossRoutes is how many routes TestTraceLossExitStatus adds while the
+// tracer is stopped: far more records than the 4 MiB ring buffer holds
+// (about 18,000 of 232 bytes), and more notifications than tier 3's 64 MiB
+// socket buffer. Raise it if a design ever holds them all.
+const lossRoutes = 100000
+
+// A run that lost records ends with exit status 3, names the counters that
+// are not zero, and its JSON summary carries the same counts.
+func TestTraceLossExitStatus(t *testing.T) {
+	testnet.RequireRoot(t)
+	ns := testnet.New(t)
+	batch := filepath.Join(t.TempDir(), "add")
+	var b strings.Builder
+	for i := range lossRoutes {
+		a := uint32(10<<24) + uint32(i)<<8
+		fmt.Fprintf(&b, "route add %d.%d.%d.0/24 dev v0 proto static\n", a>>24, a>>16&0xff, a>>8&0xff)
+	}
+	if err := os.WriteFile(batch, []byte(b.String()), 0o644); err != nil {
+		t.Fatal(err)
+	}
+	// Only rules are printed: the routes count, their lines are not needed.
+	p := startTrace(t, ns, "--output", "json", "--object", "rule")
+	// A stopped tracer reads nothing: the kernel must drop what does not fit.
+	if err := p.cmd.Process.Signal(syscall.SIGSTOP); err != nil {
+		t.Fatal(err)
+	}
+	ip(ns, "-batch", batch)
+	if err := p.cmd.Process.Signal(syscall.SIGCONT); err != nil {
+		t.Fatal(err)
+	}
+	stdout, stderr, code := p.interrupt()
+	if code != 3 {
+		t.Errorf("exit status %d, want 3", code)
+	}
+	if !strings.Contains(stderr, "routetrace: ") || !strings.Contains(stderr, "(exit status 3)") {
+		t.Errorf("stderr does not explain the exit status:\n%s", stderr)
+	}
+	// The loss line names every counter; the sum of those must be the
+	// summary's total, and above zero.
+	m := regexp.MustCompile(`(?m)^lost: ring records (\d+), overruns (\d+), truncated (\d+), unconfirmed (\d+), ` +
+		`evicted (\d+), read errors (\d+), listener gaps (\d+), unlistened (\d+)$`).FindStringSubmatch(stderr)
+	if m == nil {
+		t.Fatalf("no loss line naming every counter:\n%s", stderr)
+	}
+	var total uint64
+	counts := map[string]uint64{}
+	for i, k := range []string{"ring_records", "overruns", "truncated", "unconfirmed", "evicted", "read_errors", "listener_gaps", "unlistened"} {
+		n, _ := strconv.ParseUint(m[i+1], 10, 64)
+		counts[k] = n
+		total += n
+	}
+	t.Log(m[0])
+	if total == 0 {
+		t.Fatalf("nothing counted lost after %d routes added while the tracer was stopped:\n%s", lossRoutes, stderr)
+	}
+	if !strings.Contains(stderr, fmt.Sprintf("; %d lost\n", total)) {
+		t.Errorf("the summary line does not say %d lost:\n%s", total, stderr)
+	}
+	lines := parseJSONLines(t, stdout)
+	if len(lines) == 0 {
+		t.Fatalf("no JSON output; stderr:\n%s", stderr)
+	}
+	last := lines[len(lines)-1]
+	want := fields{"summary.lost_total": total}
+	for k, n := range counts {
+		want["summary.lost."+k] = n
+	}
+	checkFields(t, "summary", last, want)
+	if t.Failed() {
+		t.Logf("stderr:\n%s", stderr)
+	}
 }
 
 // textLine matches a line of text output: the time, then the rest.
@@ -703,7 +836,11 @@ func TestHelp(t *testing.T) {
 			if r.code != 0 {
 				t.Fatalf("exit status %d, want 0; stderr:\n%s", r.code, r.stderr)
 			}
-			for _, w := range []string{"routetrace " + cmd, "Example", "sudo routetrace " + cmd} {
+			want := []string{"routetrace " + cmd, "Example", "sudo routetrace " + cmd}
+			if cmd == "trace" {
+				want = append(want, "Exit status: 0 when nothing was lost; 3 when")
+			}
+			for _, w := range want {
 				if !strings.Contains(r.stdout, w) {
 					t.Errorf("help does not contain %q:\n%s", w, r.stdout)
 				}
