@@ -851,7 +851,7 @@ func TestHelp(t *testing.T) {
 
 func TestBenchJSON(t *testing.T) {
 	testnet.RequireRoot(t)
-	args := []string{"bench", "--n", "2000", "--rounds", "1", "--output", "json"}
+	args := []string{"bench", "--n", "2000", "--rounds", "1", "--dd-count", "20000", "--udp-count", "20000", "--output", "json"}
 	mode := os.Getenv("ROUTETRACE_ATTACH")
 	if mode != "" {
 		args = append(args, "--attach", mode)
@@ -863,45 +863,77 @@ func TestBenchJSON(t *testing.T) {
 		}
 		t.Fatalf("exit status %d, want 0\nstdout:\n%s\nstderr:\n%s", r.code, r.stdout, r.stderr)
 	}
-	var res struct {
-		N          *int     `json:"n"`
-		Rounds     *int     `json:"rounds"`
-		Attach     *string  `json:"attach"`
-		Expected   *uint64  `json:"expected"`
-		Reported   *uint64  `json:"reported"`
-		Lost       *uint64  `json:"lost"`
-		RatioBatch *float64 `json:"ratio_batch"`
-		RatioFlush *float64 `json:"ratio_flush"`
-		RSSMiB     *float64 `json:"rss_mib"`
-	}
 	t.Logf("bench: %s", strings.TrimSpace(r.stdout)) // the ratios, for vmtest's logs
-	d := json.NewDecoder(strings.NewReader(r.stdout))
-	if err := d.Decode(&res); err != nil {
-		t.Fatalf("stdout is not JSON: %v\n%s", err, r.stdout)
+	lines := parseJSONLines(t, r.stdout)
+	if len(lines) != 1 {
+		t.Fatalf("stdout holds %d JSON lines, want 1:\n%s", len(lines), r.stdout)
 	}
-	if d.More() {
-		t.Errorf("stdout holds more than one JSON value:\n%s", r.stdout)
+	res := lines[0]
+	// 2000 routes removed by each of ip -batch, ip route flush and the
+	// netlink client, each deletion reported once by its process.
+	checkFields(t, "bench", res, fields{"n": 2000, "rounds": 1, "dd_count": 20000, "udp_count": 20000,
+		"expected": 6000, "reported": 6000, "identity.correct": 6000, "identity.missing": 0, "identity.duplicated": 0,
+		"identity.wrong_actor": 0, "identity.failed": 0, "identity.unexpected": 0,
+		"lost": 0, "notifications_lost": 0, "losses.ring_records": 0, "losses.overruns": 0, "losses.truncated": 0,
+		"losses.unconfirmed": 0, "losses.evicted": 0, "losses.read_errors": 0, "losses.listener_gaps": 0,
+		"losses.unlistened": 0, "attach": wantAttach(r.stderr)})
+	for _, k := range []string{"batch", "flush", "client", "dd", "udp"} {
+		for _, f := range []string{k + "_off_s", k + "_on_s", "ratio_" + k} {
+			if v, err := jsonFloat(res[f]); err != nil || v <= 0 {
+				t.Errorf("%s = %s, want a number > 0", f, show(res[f], res[f] != nil))
+			}
+		}
 	}
-	if res.N == nil || res.Rounds == nil || res.Attach == nil || res.Expected == nil || res.Reported == nil ||
-		res.Lost == nil || res.RatioBatch == nil || res.RatioFlush == nil || res.RSSMiB == nil {
-		t.Fatalf("a field is missing:\n%s", r.stdout)
-	}
-	if *res.N != 2000 || *res.Rounds != 1 {
-		t.Errorf("n %d, rounds %d; want 2000, 1", *res.N, *res.Rounds)
-	}
-	if *res.Expected != 4000 || *res.Reported != *res.Expected || *res.Lost != 0 {
-		t.Errorf("expected %d, reported %d, lost %d; want 4000, 4000, 0", *res.Expected, *res.Reported, *res.Lost)
-	}
-	if *res.RatioBatch <= 0 || *res.RatioFlush <= 0 || *res.RSSMiB <= 0 {
-		t.Errorf("ratio_batch %v, ratio_flush %v, rss_mib %v; want each > 0", *res.RatioBatch, *res.RatioFlush, *res.RSSMiB)
-	}
-	if want := wantAttach(r.stderr); fmt.Sprint(want) != *res.Attach {
-		if o, ok := want.(oneOf); !ok || !slices.Contains(o, *res.Attach) {
-			t.Errorf("attach %q, want %v", *res.Attach, want)
+	for _, f := range []string{"rss_mib", "rss_before_mib", "bpf.maps_mib", "bpf.maps"} {
+		if v, err := jsonFloat(res[f]); err != nil || v <= 0 {
+			t.Errorf("%s = %s, want a number > 0", f, show(res[f], res[f] != nil))
 		}
 	}
 	if t.Failed() {
 		t.Logf("stderr:\n%s", r.stderr)
+	}
+}
+
+func jsonFloat(v any) (float64, error) {
+	n, ok := v.(json.Number)
+	if !ok {
+		return 0, fmt.Errorf("not a number: %v", v)
+	}
+	return n.Float64()
+}
+
+// The bench's workload that deletes routes one request at a time reports
+// the process that made them, and fails on what the kernel refused.
+func TestBenchClient(t *testing.T) {
+	testnet.RequireRoot(t)
+	ns := testnet.New(t)
+	client := func(op string, n int) (childReport, string) {
+		t.Helper()
+		r := run(t, runTimeout, "bench-client", "--netns", ns.Path, "--op", op, "--n", strconv.Itoa(n), "--oif", strconv.Itoa(int(ns.V0)))
+		if r.code != 0 {
+			t.Fatalf("bench-client --op %s: exit status %d\nstderr:\n%s", op, r.code, r.stderr)
+		}
+		var rep childReport
+		if err := json.Unmarshal([]byte(r.stdout), &rep); err != nil {
+			t.Fatalf("bench-client --op %s: %v\n%s", op, err, r.stdout)
+		}
+		return rep, r.stdout
+	}
+	if rep, out := client("add", 300); rep.Requests != 300 || rep.Failed != 0 || rep.Comm != "routetrace" || rep.Pid == 0 {
+		t.Errorf("add: %s; want 300 requests, 0 failed, comm routetrace", out)
+	}
+	_, routes, err := ns.Exec("ip", "-4", "route", "show", "proto", "static")
+	if err != nil {
+		t.Fatal(err)
+	}
+	if got := strings.Count(routes, "dev v0"); got != 300 || !strings.Contains(routes, "10.1.43.0/24 dev v0 scope link") {
+		t.Errorf("after add: %d static routes, want 300 from 10.0.0.0/24 to 10.1.43.0/24:\n%s", got, routes)
+	}
+	if rep, out := client("del", 300); rep.Failed != 0 {
+		t.Errorf("del: %s; want 0 failed", out)
+	}
+	if rep, out := client("del", 2); rep.Failed != 2 || rep.FirstError != "ESRCH" {
+		t.Errorf("del of deleted routes: %s; want 2 failed, the first with ESRCH", out)
 	}
 }
 
