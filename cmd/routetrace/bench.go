@@ -394,15 +394,15 @@ func (b *benchNetns) addRoutes() error {
 // runTimed runs a command and times it from start to exit.
 func runTimed(name string, args ...string) (caseRun, error) {
 	cmd := exec.Command(name, args...)
-	var stderr strings.Builder
-	cmd.Stderr = &stderr
+	var output strings.Builder
+	cmd.Stdout, cmd.Stderr = &output, &output
 	start := time.Now()
 	if err := cmd.Start(); err != nil {
 		return caseRun{}, fmt.Errorf("starting %s: %w", name, err)
 	}
 	pid := uint32(cmd.Process.Pid)
 	if err := cmd.Wait(); err != nil {
-		return caseRun{}, fmt.Errorf("%s %s: %w: %s", name, strings.Join(args, " "), err, strings.TrimSpace(stderr.String()))
+		return caseRun{}, fmt.Errorf("%s %s: %w: %s", name, strings.Join(args, " "), err, strings.TrimSpace(output.String()))
 	}
 	return caseRun{seconds: time.Since(start).Seconds(), pid: pid, comm: commOf(name)}, nil
 }

@@ -770,6 +770,9 @@ func TestFlagErrors(t *testing.T) {
 		{[]string{"trace", "--attach", "bogus"}, []string{`--attach "bogus"`, "auto, fentry, kprobe or tracepoint"}},
 		{[]string{"bench", "--attach", "bogus"}, []string{`--attach "bogus"`, "auto, fentry, kprobe or tracepoint"}},
 		{[]string{"bench", "--n", "0"}, []string{"--n 0", "want 1 to"}},
+		{[]string{"bench", "--cases", "batch,nosuch"}, []string{`--cases "nosuch"`, "batch, flush, client, dd, udp"}},
+		{[]string{"bench", "--udp-count", "0"}, []string{"--udp-count 0", "at least 1"}},
+		{[]string{"bench", "--output", "xml"}, []string{`--output "xml"`, "text or json"}},
 		{[]string{"--log-level", "loud", "version"}, []string{"--log-level", "loud"}},
 	}
 	for _, tt := range tests {
