@@ -3,6 +3,7 @@ package main
 import (
 	"fmt"
 	"net/netip"
+	"slices"
 	"strconv"
 	"sync"
 	"sync/atomic"
@@ -194,9 +195,9 @@ func (id *identity) settle(t *tracer.Tracer, got func() uint64) {
 }
 
 // check compares what was reported with what the case did: every route
-// deleted once by pid and comm. It returns the counts and a few examples
-// of each kind of mismatch.
-func (id *identity) check(pid uint32, comm string) (identityCounts, []string) {
+// deleted once, by comm and one of pids (the processes the case ran). It
+// returns the counts and a few examples of each kind of mismatch.
+func (id *identity) check(pids []uint32, comm string) (identityCounts, []string) {
 	id.mu.Lock()
 	defer id.mu.Unlock()
 	c := identityCounts{Failed: id.failed, Unexpected: id.unexpected}
@@ -213,14 +214,14 @@ func (id *identity) check(pid uint32, comm string) (identityCounts, []string) {
 			if len(dup) < maxExamples {
 				dup = append(dup, fmt.Sprintf("%s reported %d times", benchDst(i), id.count[i]))
 			}
-		case id.pid[i] != pid || id.comms[id.comm[i]] != comm:
+		case !slices.Contains(pids, id.pid[i]) || id.comms[id.comm[i]] != comm:
 			c.WrongActor++
 			if len(wrong) < maxExamples {
 				got := id.comms[id.comm[i]]
 				if got == "" && id.pid[i] == 0 {
 					got = "unknown"
 				}
-				wrong = append(wrong, fmt.Sprintf("%s deleted by %s[%d], reported as by %s[%d]", benchDst(i), comm, pid, got, id.pid[i]))
+				wrong = append(wrong, fmt.Sprintf("%s deleted by %s%v, reported as by %s[%d]", benchDst(i), comm, pids, got, id.pid[i]))
 			}
 		default:
 			c.Correct++

@@ -50,7 +50,7 @@ func TestIdentityCheck(t *testing.T) {
 	add.Op = event.OpAdd
 	id.observe(add)
 
-	got, examples := id.check(100, "ip")
+	got, examples := id.check([]uint32{100}, "ip")
 	want := identityCounts{Correct: 3, Missing: 1, Duplicated: 1, WrongActor: 3, Failed: 1, Unexpected: 2}
 	if got != want {
 		t.Errorf("got  %+v\nwant %+v", got, want)
@@ -76,7 +76,7 @@ func TestIdentityCheck(t *testing.T) {
 	for i := range 8 {
 		id.observe(del(i, 200, "routetrace"))
 	}
-	if got, ex := id.check(200, "routetrace"); got != (identityCounts{Correct: 8}) || len(ex) != 0 {
+	if got, ex := id.check([]uint32{200, 201}, "routetrace"); got != (identityCounts{Correct: 8}) || len(ex) != 0 {
 		t.Errorf("after reset: %+v %q; want 8 correct", got, ex)
 	}
 }
