@@ -79,7 +79,7 @@ vmtest:
 	CGO_ENABLED=0 $(GO) build -ldflags "$(LDFLAGS)" -o $(CACHE)/bin/routetrace ./cmd/routetrace
 	$(GO) run ./vmtest --test-binary $(CACHE)/bin/tracer.test --test-binary $(CACHE)/bin/routetrace.test \
 		--tiers fentry,kprobe,tracepoint \
-		--extra-file /usr/sbin/route:/usr/sbin/route \
+		--extra-file /usr/sbin/route:/usr/sbin/route --extra-file /usr/sbin/ifconfig:/usr/sbin/ifconfig \
 		--extra-file $(CACHE)/bin/routetrace:/usr/local/bin/routetrace \
 		--env ROUTETRACE_BINARY=/usr/local/bin/routetrace \
 		--parallel 2 --summary-md $(CACHE)/vmtest-summary.md --quiet

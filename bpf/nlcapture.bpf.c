@@ -15,10 +15,13 @@
 
 char LICENSE[] SEC("license") = "Dual BSD/GPL";
 
-#define MAX_MSGS_PER_BUF 64 /* an `ip route flush` batch is ~60 IPv4 deletes */
-#define MAX_IOVS 2
-#define MAX_MMSGS 4
-#define MAX_ACKS_PER_READ 32
+/* Limits of one pass. Loops run with bpf_loop, so the verifier checks each
+ * body once whatever the bound; past a limit a record with RT_F_TRUNCATED and
+ * no object says so, and user space counts it. */
+#define MAX_MSGS_PER_BUF 4096 /* an `ip -batch` buffer holds a few hundred */
+#define MAX_IOVS 16
+#define MAX_MMSGS 64
+#define MAX_ACKS_PER_READ 4096
 
 #define MSG_PEEK 0x2
 
@@ -39,14 +42,15 @@ struct {
 	__type(value, struct pending_read);
 } reads SEC(".maps");
 
-/* Threads that sent a routing request: only their reads are scanned for
+/* Processes that sent a routing request: only their reads are scanned for
  * NLMSG_ERROR answers, so every other recvmsg on the node costs one hash
- * lookup instead of a walk from fd to socket. LRU: a thread that exits is
- * forgotten in time. */
+ * lookup instead of a walk from fd to socket. By process, not thread: a
+ * multi-threaded requester (any Go agent) may read on another thread.
+ * LRU: a process that exits is forgotten in time. */
 struct {
 	__uint(type, BPF_MAP_TYPE_LRU_HASH);
 	__uint(max_entries, 4096);
-	__type(key, __u64);
+	__type(key, __u32);
 	__type(value, __u8);
 } requesters SEC(".maps");
 
@@ -106,57 +110,84 @@ static __always_inline int rtnl_sock(__u64 fd, struct sock_info *si)
 	return 0;
 }
 
-/* Emits one request record per wanted message in a user buffer. */
-static __always_inline void capture_buf(const __u8 *ubuf, __u64 len, struct sock_info *si)
+/* Says that a capture stopped at one of its limits (see RT_OBJ_NONE). */
+static __always_inline void emit_limit(__u8 kind, struct sock_info *si)
 {
 	struct rt_heap *h = rt_heap();
-	__u64 off = 0;
-	int i;
+	struct rt_event *e;
 
 	if (!h)
 		return;
-	for (i = 0; i < MAX_MSGS_PER_BUF; i++) {
-		struct nlmsghdr nlh;
-		__u32 n;
+	e = rt_new_event(h, kind, RT_ATTACH_TRACEPOINT);
+	e->origin = RT_ORIGIN_NETLINK;
+	e->portid = si->portid;
+	e->netns = si->netns;
+	e->flags |= RT_F_TRUNCATED;
+	rt_emit(e);
+}
 
-		if (off + NLMSG_HDRLEN > len)
-			return;
-		if (bpf_probe_read_user(&nlh, sizeof(nlh), ubuf + off))
-			return;
-		if (nlh.nlmsg_len < NLMSG_HDRLEN || off + nlh.nlmsg_len > len)
-			return;
-		if (rtnl_type_wanted(nlh.nlmsg_type)) {
-			n = nlh.nlmsg_len;
-			if (n > RT_SCRATCH)
-				n = RT_SCRATCH;
-			if (bpf_probe_read_user(h->buf, n & (RT_SCRATCH * 2 - 1), ubuf + off) == 0) {
-				struct rt_event *e = rt_new_event(h, RT_KIND_REQUEST, RT_ATTACH_TRACEPOINT);
+struct buf_walk {
+	const __u8 *ubuf;
+	__u64 len;
+	__u64 off;
+	struct sock_info *si;
+};
 
-				e->origin = RT_ORIGIN_NETLINK;
-				e->portid = si->portid;
-				e->netns = si->netns;
-				if (rtnl_parse_heap(n) == RT_PARSE_OK) {
-					__u64 id = bpf_get_current_pid_tgid();
-					__u8 one = 1;
+/* One message of a request buffer; returns 1 to stop the walk. */
+static long capture_one(__u64 index, void *ctx)
+{
+	struct buf_walk *w = ctx;
+	struct rt_heap *h = rt_heap();
+	struct nlmsghdr nlh;
+	__u32 n;
 
-					rt_emit(e);
-					bpf_map_update_elem(&requesters, &id, &one, BPF_ANY);
-				}
+	if (!h)
+		return 1;
+	if (w->off + NLMSG_HDRLEN > w->len)
+		return 1;
+	if (bpf_probe_read_user(&nlh, sizeof(nlh), w->ubuf + w->off))
+		return 1;
+	if (nlh.nlmsg_len < NLMSG_HDRLEN || w->off + nlh.nlmsg_len > w->len)
+		return 1;
+	if (rtnl_type_wanted(nlh.nlmsg_type)) {
+		n = nlh.nlmsg_len;
+		if (n > RT_SCRATCH)
+			n = RT_SCRATCH;
+		if (bpf_probe_read_user(h->buf, n & (RT_SCRATCH * 2 - 1), w->ubuf + w->off) == 0) {
+			struct rt_event *e = rt_new_event(h, RT_KIND_REQUEST, RT_ATTACH_TRACEPOINT);
+
+			e->origin = RT_ORIGIN_NETLINK;
+			e->portid = w->si->portid;
+			e->netns = w->si->netns;
+			if (rtnl_parse_heap(n) == RT_PARSE_OK) {
+				/* by process: a Go requester reads its acks on
+				 * whichever thread its goroutine runs on next */
+				__u32 tgid = bpf_get_current_pid_tgid() >> 32;
+				__u8 one = 1;
+
+				/* rtnl_parse_heap found the heap itself: use it again */
+				h = rt_heap();
+				if (!h)
+					return 1;
+				rt_emit(&h->ev);
+				bpf_map_update_elem(&requesters, &tgid, &one, BPF_ANY);
 			}
 		}
-		off += (nlh.nlmsg_len + 3) & ~3U;
 	}
-	/* More messages than one pass covers: user space attributes the rest
-	 * by the socket's portid, so say where the pass stopped. */
-	if (off < len) {
-		struct rt_event *e = rt_new_event(h, RT_KIND_REQUEST, RT_ATTACH_TRACEPOINT);
+	w->off += (nlh.nlmsg_len + 3) & ~3U;
+	return 0;
+}
 
-		e->origin = RT_ORIGIN_NETLINK;
-		e->portid = si->portid;
-		e->netns = si->netns;
-		e->flags |= RT_F_TRUNCATED;
-		rt_emit(e);
-	}
+/* Emits one request record per wanted message in a user buffer. */
+static __always_inline void capture_buf(const __u8 *ubuf, __u64 len, struct sock_info *si)
+{
+	struct buf_walk w = {.ubuf = ubuf, .len = len, .si = si};
+
+	bpf_loop(MAX_MSGS_PER_BUF, capture_one, &w, 0);
+	/* More messages than one pass covers: user space attributes the rest
+	 * by the socket's portid, and counts the capture as truncated. */
+	if (w.off + NLMSG_HDRLEN <= len)
+		emit_limit(RT_KIND_REQUEST, si);
 }
 
 static __always_inline void capture_msghdr(const struct user_msghdr *umsg, struct sock_info *si)
@@ -182,6 +213,8 @@ static __always_inline void capture_msghdr(const struct user_msghdr *umsg, struc
 			return;
 		capture_buf(iov.iov_base, iov.iov_len, si);
 	}
+	if (msg.msg_iovlen > MAX_IOVS)
+		emit_limit(RT_KIND_REQUEST, si);
 }
 
 SEC("tracepoint/syscalls/sys_enter_sendmsg")
@@ -195,20 +228,33 @@ int rt_sendmsg(struct trace_event_raw_sys_enter *ctx)
 	return 0;
 }
 
+struct mmsg_walk {
+	const struct mmsghdr *vec;
+	__u64 vlen;
+	struct sock_info *si;
+};
+
+static long capture_mmsg(__u64 index, void *ctx)
+{
+	struct mmsg_walk *w = ctx;
+
+	if (index >= w->vlen)
+		return 1;
+	capture_msghdr(&w->vec[index].msg_hdr, w->si);
+	return 0;
+}
+
 SEC("tracepoint/syscalls/sys_enter_sendmmsg")
 int rt_sendmmsg(struct trace_event_raw_sys_enter *ctx)
 {
-	const struct mmsghdr *vec = (const struct mmsghdr *)ctx->args[1];
 	struct sock_info si;
-	int i;
+	struct mmsg_walk w = {.vec = (const struct mmsghdr *)ctx->args[1], .vlen = ctx->args[2], .si = &si};
 
 	if (rtnl_sock(ctx->args[0], &si))
 		return 0;
-	for (i = 0; i < MAX_MMSGS; i++) {
-		if (i >= ctx->args[2])
-			break;
-		capture_msghdr(&vec[i].msg_hdr, &si);
-	}
+	bpf_loop(MAX_MMSGS, capture_mmsg, &w, 0);
+	if (w.vlen > MAX_MMSGS)
+		emit_limit(RT_KIND_REQUEST, &si);
 	return 0;
 }
 
@@ -245,10 +291,11 @@ int rt_write(struct trace_event_raw_sys_enter *ctx)
 static __always_inline void stash_read(__u64 fd, __u64 buf)
 {
 	__u64 id = bpf_get_current_pid_tgid();
+	__u32 tgid = id >> 32;
 	struct pending_read pr = {};
 	struct sock_info si;
 
-	if (!buf || !bpf_map_lookup_elem(&requesters, &id))
+	if (!buf || !bpf_map_lookup_elem(&requesters, &tgid))
 		return;
 	if (rtnl_sock(fd, &si))
 		return;
@@ -284,47 +331,77 @@ int rt_recvfrom_enter(struct trace_event_raw_sys_enter *ctx)
 	return 0;
 }
 
+struct ack_walk {
+	struct pending_read *pr;
+	__u64 len;
+	__u64 off;
+};
+
+/* Whether the success of a request of this type matters: the requests that
+ * make the kernel remove routes by itself. Their acks tell user space the
+ * request has completed, so that it compares routes after the kernel's
+ * flush, not in the middle of it. */
+static __always_inline int completion_wanted(__u16 type)
+{
+	return type == RTM_DELADDR || type == RTM_NEWLINK || type == RTM_SETLINK || type == RTM_DELLINK ||
+	       type == RTM_DELNEXTHOP;
+}
+
+/* One message of a read: failures, and completions of flushing requests,
+ * become ACK records. Returns 1 to stop the walk. */
+static long scan_one(__u64 index, void *ctx)
+{
+	struct ack_walk *w = ctx;
+	struct rt_heap *h = rt_heap();
+	struct {
+		struct nlmsghdr hdr;
+		__s32 error;
+		struct nlmsghdr orig;
+	} ack;
+
+	if (!h)
+		return 1;
+	if (w->off + NLMSG_HDRLEN > w->len)
+		return 1;
+	if (bpf_probe_read_user(&ack, sizeof(ack), (const __u8 *)w->pr->buf + w->off))
+		return 1;
+	if (ack.hdr.nlmsg_len < NLMSG_HDRLEN)
+		return 1;
+	if (ack.hdr.nlmsg_type == NLMSG_ERROR && rtnl_type_wanted(ack.orig.nlmsg_type) &&
+	    (ack.error != 0 || completion_wanted(ack.orig.nlmsg_type))) {
+		struct rt_event *e = rt_new_event(h, RT_KIND_ACK, RT_ATTACH_TRACEPOINT);
+
+		e->origin = RT_ORIGIN_NETLINK;
+		e->portid = w->pr->portid;
+		e->netns = w->pr->netns;
+		e->err = ack.error;
+		e->seq = ack.orig.nlmsg_seq;
+		e->nlmsg_type = ack.orig.nlmsg_type;
+		e->nlmsg_flags = ack.orig.nlmsg_flags;
+		rt_emit(e);
+	}
+	w->off += (ack.hdr.nlmsg_len + 3) & ~3U;
+	return 0;
+}
+
 static __always_inline void scan_acks(long ret)
 {
 	__u64 id = bpf_get_current_pid_tgid();
 	struct pending_read *pr = bpf_map_lookup_elem(&reads, &id);
-	struct rt_heap *h;
-	__u64 off = 0;
-	int i;
+	struct ack_walk w = {};
 
 	if (!pr)
 		return;
-	h = rt_heap();
-	if (!h || ret <= 0)
-		goto out;
-	for (i = 0; i < MAX_ACKS_PER_READ; i++) {
-		struct {
-			struct nlmsghdr hdr;
-			__s32 error;
-			struct nlmsghdr orig;
-		} ack;
+	if (ret > 0) {
+		w.pr = pr;
+		w.len = ret;
+		bpf_loop(MAX_ACKS_PER_READ, scan_one, &w, 0);
+		if (w.off + NLMSG_HDRLEN <= w.len) {
+			struct sock_info si = {.portid = pr->portid, .netns = pr->netns};
 
-		if (off + NLMSG_HDRLEN > (__u64)ret)
-			break;
-		if (bpf_probe_read_user(&ack, sizeof(ack), (const __u8 *)pr->buf + off))
-			break;
-		if (ack.hdr.nlmsg_len < NLMSG_HDRLEN)
-			break;
-		if (ack.hdr.nlmsg_type == NLMSG_ERROR && ack.error != 0 && rtnl_type_wanted(ack.orig.nlmsg_type)) {
-			struct rt_event *e = rt_new_event(h, RT_KIND_ACK, RT_ATTACH_TRACEPOINT);
-
-			e->origin = RT_ORIGIN_NETLINK;
-			e->portid = pr->portid;
-			e->netns = pr->netns;
-			e->err = ack.error;
-			e->seq = ack.orig.nlmsg_seq;
-			e->nlmsg_type = ack.orig.nlmsg_type;
-			e->nlmsg_flags = ack.orig.nlmsg_flags;
-			rt_emit(e);
+			emit_limit(RT_KIND_ACK, &si);
 		}
-		off += (ack.hdr.nlmsg_len + 3) & ~3U;
 	}
-out:
 	bpf_map_delete_elem(&reads, &id);
 }
 

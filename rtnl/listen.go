@@ -146,6 +146,10 @@ func (l *Listener) Poll(buf []byte) (int, error) {
 	}
 }
 
+// SocketIn creates a non-blocking NETLINK_ROUTE socket, unbound, inside the
+// network namespace at nsPath ("" for the caller's own).
+func SocketIn(nsPath string) (int, error) { return socketIn(nsPath) }
+
 // socketIn creates the socket inside the namespace at nsPath. A socket
 // belongs to the namespace it was created in for its whole life, so only
 // the socket call needs to run there.

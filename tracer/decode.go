@@ -161,14 +161,26 @@ func decodeRecord(c *clock, r *record, ev *event.Event) {
 	// responsible; in a task, the task's request made the kernel do it.
 	if r.Flags&(flagKthread|flagInSoftirq) != 0 {
 		ev.Actor = event.Actor{Kernel: true}
+		// A kernel thread acting on its own (an address whose lifetime
+		// ended, a namespace torn down): the cause is known, its actor
+		// is the kernel.
+		if r.Flags&flagKthread != 0 && causeObject(ev.Path) != event.ObjectUnknown {
+			ev.Cause = event.Cause{Valid: true, Object: causeObject(ev.Path), Op: causeOp(ev.Path), Actor: ev.Actor}
+		}
 		return
 	}
-	ev.Cause = event.Cause{Valid: true, Object: causeObject(ev.Path), Op: event.OpDelete, Actor: ev.Actor}
-	switch ev.Path {
-	case event.PathFibNetdevEvent, event.PathAddrconfNotify:
-		ev.Cause.Op = event.OpReplace // the link was set down, not deleted
-	}
+	ev.Cause = event.Cause{Valid: true, Object: causeObject(ev.Path), Op: causeOp(ev.Path), Actor: ev.Actor}
 	ev.Actor = event.Actor{Kernel: true}
+}
+
+// causeOp is what the cause did: a link going down (or away: the context
+// hooks cannot tell) is reported as a replace, the rest as deletions.
+func causeOp(p event.Path) event.Op {
+	switch p {
+	case event.PathFibNetdevEvent, event.PathAddrconfNotify:
+		return event.OpReplace
+	}
+	return event.OpDelete
 }
 
 func causeObject(p event.Path) event.Object {

@@ -47,13 +47,18 @@ type session struct {
 
 func startTracer(t *testing.T, namespaces ...*testnet.Netns) *session {
 	t.Helper()
-	testnet.RequireRoot(t)
 	var paths []string
 	for _, n := range namespaces {
 		paths = append(paths, n.Name)
 	}
-	mode := attachMode()
-	tr, err := New(Options{Attach: mode, Netns: paths, TraceSelf: true})
+	return startTracerOpts(t, Options{Attach: attachMode(), Netns: paths, TraceSelf: true})
+}
+
+func startTracerOpts(t *testing.T, opts Options) *session {
+	t.Helper()
+	testnet.RequireRoot(t)
+	mode := opts.Attach
+	tr, err := New(opts)
 	if err != nil {
 		if (mode == "fentry" || mode == "kprobe") && isRefusal(err) {
 			t.Skipf("--attach=%s refused on this kernel (vmtest runs it on real kernels): %v", mode, err)

@@ -1,6 +1,6 @@
 package tracer
 
-import "github.com/routetrace/routetrace/event"
+import "github.com/routetrace/routetrace/tier3"
 
 // A hook is one kernel function routetrace attaches to, with the programs
 // each attach tier needs for it. Programs are named in the C (fib.bpf.c).
@@ -25,32 +25,15 @@ type hookAlt struct {
 	Kprobe []string
 }
 
-// coverage is a set of (object, family) pairs.
-type coverage uint8
+// coverage is what tier 3 must capture (see tier3.Coverage).
+type coverage = tier3.Coverage
 
 const (
-	coverRoute4 coverage = 1 << iota
-	coverRoute6
-	coverRule
-	coverNexthop
-	coverAll = coverRoute4 | coverRoute6 | coverRule | coverNexthop
+	coverRoute4  = tier3.RouteInet
+	coverRoute6  = tier3.RouteInet6
+	coverRule    = tier3.Rule
+	coverNexthop = tier3.Nexthop
 )
-
-// covers reports whether an event of this object and family is in c.
-func (c coverage) covers(obj event.Object, family uint8) bool {
-	switch obj {
-	case event.ObjectRoute:
-		if family == event.FamilyInet6 {
-			return c&coverRoute6 != 0
-		}
-		return c&coverRoute4 != 0
-	case event.ObjectRule:
-		return c&coverRule != 0
-	case event.ObjectNexthop:
-		return c&coverNexthop != 0
-	}
-	return false
-}
 
 func exitPair(fn string) (fentry, kprobe []string) {
 	return []string{"fexit_" + fn}, []string{"kprobe_" + fn, "kretprobe_" + fn}

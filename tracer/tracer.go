@@ -10,9 +10,7 @@ import (
 	"fmt"
 	"log/slog"
 	"os"
-	"path/filepath"
 	"runtime/debug"
-	"strings"
 	"sync"
 	"sync/atomic"
 	"time"
@@ -21,10 +19,11 @@ import (
 	"github.com/cilium/ebpf/btf"
 	"github.com/cilium/ebpf/ringbuf"
 	"github.com/cilium/ebpf/rlimit"
-	"golang.org/x/sys/unix"
 
 	"github.com/routetrace/routetrace/event"
+	"github.com/routetrace/routetrace/netnswatch"
 	"github.com/routetrace/routetrace/rtnl"
+	"github.com/routetrace/routetrace/tier3"
 )
 
 // Options configure a Tracer.
@@ -32,9 +31,9 @@ type Options struct {
 	// Attach forces one tier: "auto" (default), "fentry", "kprobe" or
 	// "tracepoint".
 	Attach string
-	// Netns names extra network namespaces tier 3 listens to (names in
-	// /run/netns or paths); the tracer's own is always included. Tiers 1
-	// and 2 see every namespace.
+	// Netns narrows tracing to these network namespaces (names in
+	// /run/netns or paths) and the tracer's own. Empty: every namespace
+	// on the node, followed as namespaces come and go.
 	Netns []string
 	// TraceSelf reports changes made by this process too; by default the
 	// tracer's own netlink traffic is not captured.
@@ -46,14 +45,10 @@ type Options struct {
 // Stats counts what was read and what was not reported, so that no loss is
 // silent. Every counter here is printed by the exit summary (see Losses).
 type Stats struct {
-	Records           atomic.Uint64 // ring buffer records read
-	NotificationsLost atomic.Uint64 // rtnetlink notification overruns (ENOBUFS)
-	Unconfirmed       atomic.Uint64 // tier 3 requests with no notification or error
-	ReadErrors        atomic.Uint64 // ring buffer or socket reads that failed
-	Truncated         atomic.Uint64 // captures cut short by a kernel-side limit
-	Evicted           atomic.Uint64 // pending requests dropped by the bound on them
-	ListenerGaps      atomic.Uint64 // notification listeners restarted after an error
-	Unlistened        atomic.Uint64 // tier 3 changes seen in a namespace with no listener yet
+	Records atomic.Uint64 // ring buffer records read
+	// Tier 3's: overruns, unconfirmed, truncated, evicted, listener gaps,
+	// unlistened; and read errors of the ring buffer and the sockets.
+	tier3.Stats
 }
 
 // Losses is a snapshot of every counter of what may have been missed, by
@@ -109,19 +104,19 @@ type Tracer struct {
 	opts      Options
 	log       *slog.Logger
 	hooks     []HookStatus
-	tier3     coverage
+	tier3     tier3.Coverage
 	objs      []*object
 	attached  []*attached
 	reader    *ringbuf.Reader
 	lostMap   *ebpf.Map
-	netns     []string          // named namespaces (tier 3 listens to them), "" for our own
-	nsPaths   map[uint32]string // their paths by inode, to look up link names
+	watcher   *netnswatch.Watcher
+	nsPaths   map[uint32]string // the traced namespaces' paths by inode, to look up link names
 	namesAt   map[uint32]int64  // when each one's names were last listed (monotonic ns)
 	names     map[nameKey]event.Name
 	clock     clock
 	stats     Stats
-	stopping  atomic.Bool // Run is draining: readRing stops once the ring is empty
-	listeners []*rtnl.Listener
+	stopping  atomic.Bool      // Run is draining: readRing stops once the ring is empty
+	listeners *tier3.Listeners // tier 3's notification sockets, nil without tier 3
 	closed    sync.Once
 }
 
@@ -174,7 +169,7 @@ func New(opts Options) (*Tracer, error) {
 		}
 	}()
 
-	if err := t.resolveNetns(); err != nil {
+	if err := t.followNetns(); err != nil {
 		return nil, err
 	}
 	self := uint32(os.Getpid())
@@ -208,7 +203,7 @@ func New(opts Options) (*Tracer, error) {
 		log.Debug("hook not attached", "fn", h.Fn, "refused", st.Refused)
 	}
 	if opts.Attach == "tracepoint" {
-		t.tier3 = coverAll
+		t.tier3 = tier3.All
 	}
 	if t.tier3 != 0 {
 		if err := t.startTier3(self, fib, cache); err != nil {
@@ -290,36 +285,25 @@ func (t *Tracer) startTier3(self uint32, fib *object, cache *btf.Cache) error {
 	t.attached = append(t.attached, a)
 
 	// Listen before New returns: a change made right after must be seen.
-	for _, ns := range t.netns {
-		l, err := rtnl.ListenPolled(ns, 64<<20)
-		if err != nil {
-			return fmt.Errorf("listening to rtnetlink notifications in netns %q: %w", nsLabel(ns), err)
-		}
-		t.listeners = append(t.listeners, l)
-		t.loadNames(ns, l.Netns())
-		if t.tier3&coverRoute4 != 0 {
-			// The first cut of the IPv4 routes, requested now so that
-			// a flush right after New returns is measured against it.
-			if err := l.RequestRouteDump(event.FamilyInet, primeDumpSeq); err != nil {
-				return err
+	t.listeners = tier3.NewListeners(t.log, &t.stats.Stats, t.tier3&tier3.RouteInet != 0)
+	for _, ns := range t.watcher.Namespaces() {
+		if _, err := t.listeners.Add(ns.Path); err != nil {
+			if ns.Inode == t.watcher.Self() || len(t.opts.Netns) > 0 {
+				return err // asked for by name, or our own
 			}
+			// A namespace that went away while we looked: the next
+			// scan forgets it.
+			t.log.Debug("not listening to a network namespace", "netns", ns.Inode, "origin", ns.Origin, "err", err)
 		}
 	}
-	t.log.Info("tier 3: capturing rtnetlink requests at the syscalls", "objects", t.tier3.String(), "netns", len(t.netns))
+	t.log.Info("tier 3: capturing rtnetlink requests at the syscalls", "objects", t.tier3.String(), "netns", t.listeners.Len())
 	return nil
 }
 
-func (c coverage) String() string {
-	var parts []string
-	for _, p := range []struct {
-		bit  coverage
-		name string
-	}{{coverRoute4, "inet routes"}, {coverRoute6, "inet6 routes"}, {coverRule, "rules"}, {coverNexthop, "nexthops"}} {
-		if c&p.bit != 0 {
-			parts = append(parts, p.name)
-		}
-	}
-	return strings.Join(parts, ", ")
+// Follows reports whether a network namespace is traced now: found, and
+// in tier 3 listened to.
+func (t *Tracer) Follows(netns uint32) bool {
+	return t.watcher.Known(netns) && (t.listeners == nil || t.listeners.Has(netns))
 }
 
 // Hooks reports, per hook, the tier it got.
@@ -353,8 +337,11 @@ func (t *Tracer) Close() error {
 		if t.reader != nil {
 			t.reader.Close()
 		}
-		for _, l := range t.listeners {
-			l.Close()
+		if t.listeners != nil {
+			t.listeners.Close()
+		}
+		if t.watcher != nil {
+			t.watcher.Close()
 		}
 		for _, a := range t.attached {
 			a.close()
@@ -374,7 +361,7 @@ const drainWait = 200 * time.Millisecond
 // during the call.
 func (t *Tracer) Run(ctx context.Context, emit func(*event.Event)) error {
 	recs := make(chan record, 4096)
-	notes := make(chan note, 4096)
+	notes := make(chan tier3.Note, 4096)
 	var wg sync.WaitGroup
 
 	wg.Add(1)
@@ -384,34 +371,52 @@ func (t *Tracer) Run(ctx context.Context, emit func(*event.Event)) error {
 		t.readRing(recs)
 	}()
 
-	listeners := t.listeners
-	var lwg sync.WaitGroup
-	for _, l := range listeners {
-		lwg.Add(1)
-		go func() {
-			defer lwg.Done()
-			t.readNotifications(l, notes)
-		}()
-	}
+	wctx, stopWatching := context.WithCancel(context.Background())
+	changes := make(chan nsChange, 256)
+	hints := make(chan hint, 256)
+	watching := make(chan struct{})
 	go func() {
-		lwg.Wait()
-		close(notes)
+		defer close(watching)
+		t.watchNetns(wctx, changes, hints)
+	}()
+	defer func() {
+		stopWatching()
+		<-watching
 	}()
 
-	var j *joiner
+	var j *tier3.Joiner
 	out := func(ev *event.Event) {
+		if !t.traced(ev.Netns) {
+			return // --netns narrows tiers 1-2 too
+		}
 		t.resolveDev(ev)
 		emit(ev)
 	}
-	if t.tier3 != 0 {
-		j = newJoiner(t.tier3, &t.clock, out, &t.stats)
-		j.netns = make(map[uint32]bool, len(t.listeners))
-		for _, l := range t.listeners {
-			j.netns[l.Netns()] = true
+	if t.listeners != nil {
+		j = tier3.NewJoiner(t.tier3, out, &t.stats.Stats, func(netns, ifindex uint32, name event.Name) {
+			t.names[nameKey{netns, ifindex}] = name
+		})
+		j.ListenedBy(t.listeners.Has)
+		j.SetDumper(t.listeners.Dump)
+		if len(t.opts.Netns) == 0 {
+			// Following every namespace: a request from one not listened
+			// to yet is counted, and its namespace opened at once.
+			j.OnUnlistened(func(ev *event.Event) {
+				select {
+				case hints <- hint{tid: ev.Actor.Pid, netns: ev.Netns}:
+				default: // the periodic scan finds it
+				}
+			})
 		}
-		if t.tier3&coverRoute4 != 0 {
-			t.watchRoutes(j)
+		for _, n := range t.listeners.TakeNews() {
+			j.Note(&n, monoNow())
 		}
+		go func() {
+			defer close(notes)
+			t.listeners.Run(notes)
+		}()
+	} else {
+		close(notes)
 	}
 
 	tick := time.NewTicker(50 * time.Millisecond)
@@ -427,10 +432,11 @@ func (t *Tracer) Run(ctx context.Context, emit func(*event.Event)) error {
 		case <-drainTimer:
 			drainTimer = nil
 			// Everything the kernel did before ctx ended is in the ring
-			// buffer and the sockets by now: read to the end and stop.
+			// buffer and the sockets by now: read both to the end and
+			// stop (the sockets are closed by Close, once drained).
 			t.stopping.Store(true)
-			for _, l := range listeners {
-				l.Close()
+			if t.listeners != nil {
+				t.listeners.Stop()
 			}
 		case r, ok := <-recs:
 			if !ok {
@@ -443,32 +449,35 @@ func (t *Tracer) Run(ctx context.Context, emit func(*event.Event)) error {
 				notes = nil
 				continue
 			}
-			if j == nil {
-				continue
-			}
-			ev := &n.ev
-			switch {
-			case n.kind == noteDumpEnd:
-				j.dumpDone(ev.Netns, ev.Portid, ev.Seq, monoNow())
-			case n.kind == noteDumpFailed:
-				j.dumpFailed(ev.Netns, ev.Portid, ev.Seq)
-			case ev.Object == event.ObjectLink:
-				t.names[nameKey{ev.Netns, ev.Oif}] = ev.Dev
-			case ev.Object == event.ObjectAddr:
-			default:
-				j.notification(ev, monoNow())
+			j.Note(&n, monoNow())
+		case c := <-changes:
+			if c.path == "" {
+				delete(t.nsPaths, c.inode)
+				delete(t.namesAt, c.inode)
+			} else {
+				t.nsPaths[c.inode] = c.path
 			}
 		case <-tick.C:
 			if j != nil {
-				j.expire(monoNow(), false)
+				j.Expire(monoNow(), false)
 			}
 		}
 	}
 	wg.Wait()
 	if j != nil {
-		j.expire(monoNow(), true)
+		j.Expire(monoNow(), true)
 	}
 	return nil
+}
+
+// traced reports whether changes in a namespace are reported: with
+// --netns, only those named and our own.
+func (t *Tracer) traced(netns uint32) bool {
+	if len(t.opts.Netns) == 0 {
+		return true
+	}
+	_, ok := t.nsPaths[netns]
+	return ok
 }
 
 func nsLabel(ns string) string {
@@ -478,11 +487,11 @@ func nsLabel(ns string) string {
 	return ns
 }
 
-func (t *Tracer) handleRecord(r *record, ev *event.Event, j *joiner, out func(*event.Event)) {
+func (t *Tracer) handleRecord(r *record, ev *event.Event, j *tier3.Joiner, out func(*event.Event)) {
 	decodeRecord(&t.clock, r, ev)
 	switch r.Kind {
 	case kindChange:
-		if j != nil && j.cover.covers(ev.Object, ev.Family) {
+		if t.tier3.Covers(ev.Object, ev.Family) {
 			return // not expected: this object is traced at the syscalls
 		}
 		if ev.Op == event.OpFlush {
@@ -496,11 +505,11 @@ func (t *Tracer) handleRecord(r *record, ev *event.Event, j *joiner, out func(*e
 		out(ev)
 	case kindRequest:
 		if j != nil {
-			j.request(r, ev, monoNow())
+			j.Request(ev, r.Flags, monoNow())
 		}
 	case kindAck:
 		if j != nil {
-			j.ack(ev, r.NlmsgType)
+			j.Ack(ev, r.Flags, r.NlmsgType, r.NlmsgFlags, monoNow())
 		}
 	}
 }
@@ -516,11 +525,17 @@ const ringPoll = 10 * time.Millisecond
 func (t *Tracer) readRing(recs chan<- record) {
 	var rec ringbuf.Record
 	var r record
+	lastRead := time.Now()
 	for {
-		t.reader.SetDeadline(time.Now().Add(ringPoll))
+		wait := ringPoll
+		if time.Since(lastRead) > idleAfter && !t.stopping.Load() {
+			wait = idlePoll // idle: a forced wakeup still comes at 256 KiB
+		}
+		t.reader.SetDeadline(time.Now().Add(wait))
 		err := t.reader.ReadInto(&rec)
 		switch {
 		case err == nil:
+			lastRead = time.Now()
 		case errors.Is(err, os.ErrDeadlineExceeded):
 			if t.stopping.Load() && t.reader.AvailableBytes() == 0 {
 				return
@@ -544,122 +559,86 @@ func (t *Tracer) readRing(recs chan<- record) {
 	}
 }
 
-// notePoll is how often the notification sockets are read when they were
-// found empty; they are polled, not waited on (see rtnl.ListenPolled).
-const notePoll = 5 * time.Millisecond
-
-// A note is one message read from a notification socket.
-type note struct {
-	ev   event.Event
-	kind uint8
-}
-
+// The ring buffer is read without being woken, fast while records flow and
+// slowly when idle (the same polling as the listeners', see tier3).
 const (
-	noteChange     = iota
-	noteDumpEnd    // NLMSG_DONE of a dump: ev has Netns, Portid, Seq
-	noteDumpFailed // NLMSG_ERROR answering a dump request
+	idlePoll  = tier3.IdlePoll
+	idleAfter = tier3.IdleAfter
 )
 
-// watchRoutes has the joiner keep each namespace's IPv4 routes, asking for
-// dumps through the namespace's own listener.
-func (t *Tracer) watchRoutes(j *joiner) {
-	byNetns := make(map[uint32]*rtnl.Listener, len(t.listeners))
-	for _, l := range t.listeners {
-		portid, err := l.Portid()
-		if err != nil {
-			t.log.Warn("IPv4 flushes will not be seen", "netns", l.Netns(), "err", err)
-			continue
-		}
-		byNetns[l.Netns()] = l
-		j.watchRoutes(l.Netns(), portid, primeDumpSeq)
+// followNetns finds the network namespaces to trace (every one on the
+// node, or those --netns names), and notes each one's path: link names are
+// looked up there in every tier, and tier 3 listens there.
+func (t *Tracer) followNetns() error {
+	w, err := netnswatch.New(netnswatch.Options{Only: t.opts.Netns, Logger: t.log})
+	if err != nil {
+		return fmt.Errorf("--netns: %w", err)
 	}
-	j.dump = func(netns, seq uint32) error {
-		l := byNetns[netns]
-		if l == nil {
-			return errNoListener
-		}
-		err := l.RequestRouteDump(event.FamilyInet, seq)
-		if err != nil {
-			t.log.Warn("requesting an IPv4 route dump", "netns", netns, "err", err)
-		}
-		return err
+	t.watcher = w
+	if _, _, err := w.Scan(); err != nil {
+		return fmt.Errorf("finding the network namespaces: %w", err)
 	}
-}
-
-var errNoListener = errors.New("no listener in that network namespace")
-
-// primeDumpSeq is the seq of the dump each listener asks for when it opens.
-const primeDumpSeq = 1
-
-func (t *Tracer) readNotifications(l *rtnl.Listener, notes chan<- note) {
-	buf := make([]byte, 64<<10)
-	var n note
-	ev := &n.ev
-	netns := l.Netns()
-	for {
-		size, err := l.Poll(buf)
-		if err == nil && size == 0 {
-			time.Sleep(notePoll)
-			continue
-		}
-		if errors.Is(err, rtnl.ErrOverrun) {
-			t.stats.NotificationsLost.Add(1)
-			t.log.Warn("rtnetlink notifications were dropped by the kernel (socket buffer full)", "netns", netns)
-			continue
-		}
-		if err != nil {
-			return // closed
-		}
-		now := time.Now()
-		rest := buf[:size]
-		for len(rest) > 0 {
-			h, msg, next, err := rtnl.Next(rest)
-			if err != nil {
-				break
-			}
-			rest = next
-			*ev = event.Event{Netns: netns, Portid: h.Portid, Seq: h.Seq}
-			switch h.Type {
-			case unix.NLMSG_DONE:
-				n.kind = noteDumpEnd
-			case unix.NLMSG_ERROR:
-				n.kind = noteDumpFailed
-			default:
-				if rtnl.Decode(h, msg, ev) != nil {
-					continue
-				}
-				ev.Netns, ev.Time, n.kind = netns, now, noteChange
-			}
-			notes <- n
-		}
-	}
-}
-
-// resolveNetns turns --netns names into paths, and notes each named
-// namespace's inode: in every tier, link names are looked up there.
-func (t *Tracer) resolveNetns() error {
-	t.netns = []string{""}
-	for _, n := range t.opts.Netns {
-		p := n
-		if !strings.ContainsRune(n, '/') {
-			p = filepath.Join("/run/netns", n)
-		}
-		if _, err := os.Stat(p); err != nil {
-			return fmt.Errorf("--netns %s: %w (name one from `ip netns list` or give a path like /proc/PID/ns/net)", n, err)
-		}
-		t.netns = append(t.netns, p)
-	}
-	t.nsPaths = make(map[uint32]string, len(t.netns))
-	t.namesAt = make(map[uint32]int64, len(t.netns))
-	for _, p := range t.netns {
-		ino, err := rtnl.NetnsInode(p)
-		if err != nil {
-			return fmt.Errorf("netns %s: %w", nsLabel(p), err)
-		}
-		t.nsPaths[ino] = p
+	t.nsPaths = make(map[uint32]string)
+	t.namesAt = make(map[uint32]int64)
+	for _, ns := range w.Namespaces() {
+		t.nsPaths[ns.Inode] = ns.Path
 	}
 	return nil
 }
+
+// A nsChange is a namespace that appeared (path set) or went away, for
+// Run's own maps.
+type nsChange struct {
+	inode uint32
+	path  string
+}
+
+// watchNetns follows namespaces as they come and go until ctx ends:
+// tier 3 listens to each new one, and Run learns its path.
+func (t *Tracer) watchNetns(ctx context.Context, changes chan<- nsChange, hints <-chan hint) {
+	add := func(ns netnswatch.Namespace) {
+		if t.listeners != nil {
+			if _, err := t.listeners.Add(ns.Path); err != nil {
+				t.log.Debug("not listening to a network namespace", "netns", ns.Inode, "origin", ns.Origin, "err", err)
+				return
+			}
+		}
+		select {
+		case changes <- nsChange{inode: ns.Inode, path: ns.Path}:
+		case <-ctx.Done():
+		}
+	}
+	remove := func(ino uint32) {
+		if t.listeners != nil {
+			t.listeners.Remove(ino)
+		}
+		select {
+		case changes <- nsChange{inode: ino}:
+		case <-ctx.Done():
+		}
+	}
+	go func() {
+		for {
+			select {
+			case h := <-hints:
+				if ns, isNew := t.watcher.Hint(h.tid, h.netns); isNew {
+					add(ns)
+				}
+			case <-ctx.Done():
+				return
+			}
+		}
+	}()
+	t.watcher.Run(ctx, func(ns netnswatch.Namespace) {
+		if t.listeners == nil || !t.listeners.Has(ns.Inode) {
+			add(ns)
+		}
+	}, remove)
+}
+
+// A hint is a request seen in a namespace tier 3 does not listen to yet:
+// its thread is in it now, so the namespace can be opened through it.
+type hint struct{ tid, netns uint32 }
 
 func (t *Tracer) loadNames(ns string, inode uint32) {
 	t.namesAt[inode] = monoNow()

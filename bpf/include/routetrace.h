@@ -20,6 +20,11 @@ enum rt_kind {
 	RT_KIND_ACK = 3,     /* an NLMSG_ERROR answer read by the requester */
 };
 
+/* A REQUEST or ACK record with RT_F_TRUNCATED and no object (RT_OBJ_NONE)
+ * says the capture stopped at one of its limits: the messages after it were
+ * not captured one by one. User space counts it; nothing is dropped silently. */
+#define RT_OBJ_NONE 0
+
 enum rt_op {
 	RT_OP_ADD = 1,
 	RT_OP_REPLACE = 2,

@@ -33,12 +33,12 @@ func traceCommand() *cli.Command {
 			"  sudo routetrace trace --op delete --dst 10.244.0.0/16\n" +
 			"  sudo routetrace trace --output json --duration 10m > changes.jsonl\n" +
 			"  sudo routetrace trace --comm systemd-networkd --object rule\n" +
-			"  sudo routetrace trace --attach tracepoint --netns cni-1234   # another namespace, tier 3",
+			"  sudo routetrace trace --netns cni-1234   # only that namespace (and routetrace's own)",
 		Flags: []cli.Flag{
 			&cli.StringFlag{Name: "output", Aliases: []string{"o"}, Value: "text", Usage: "text (aligned lines) or json (JSON lines, fields in the README)"},
 			&cli.StringFlag{Name: "color", Value: "auto", Usage: "auto, always or never (text output)"},
 			&cli.StringFlag{Name: "attach", Value: "auto", Usage: "auto, fentry, kprobe or tracepoint: force one attach tier"},
-			&cli.StringSliceFlag{Name: "netns", Usage: "tier 3 only: also trace this network namespace (name in /run/netns or a path); repeatable"},
+			&cli.StringSliceFlag{Name: "netns", Usage: "only trace this network namespace (name in /run/netns or a path) and routetrace's own; repeatable. Default: every namespace on the node, followed as they come and go"},
 			&cli.StringSliceFlag{Name: "op", Usage: "only these operations: add, replace, delete, flush"},
 			&cli.StringSliceFlag{Name: "object", Usage: "only these objects: route, rule, nexthop"},
 			&cli.StringSliceFlag{Name: "family", Usage: "only this family: inet or inet6"},

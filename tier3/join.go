@@ -1,0 +1,654 @@
+// Package tier3 is routetrace's tier 3: the changes captured at the
+// syscalls (requests, failed acks) joined with the kernel's rtnetlink
+// notifications, the IPv4 route caches that reveal the kernel's silent
+// flushes, and the notification listeners of every traced namespace.
+//
+// Tier 3 sees requests at the syscalls and the kernel's answers as
+// rtnetlink notifications; the joiner pairs them by (netns, portid, seq),
+// so that a reported change is one the kernel made, described as the
+// kernel describes it, with the actor taken from the request.
+package tier3
+
+import (
+	"github.com/routetrace/routetrace/event"
+)
+
+const (
+	// orphanWait is how long a notification waits for its request record:
+	// the ring buffer and the notification socket are read independently,
+	// and on a loaded node (200 namespaces changing at once on 2 cores)
+	// one can lag the other by more than 100 ms.
+	orphanWaitNs = int64(500e6)
+	// pendingTTL bounds how long a request waits for its notification or
+	// error; requests that got neither (a netns routetrace does not listen
+	// to, a no-op) are dropped and counted.
+	pendingTTLNs = int64(5e9)
+	// triggerTTL is how long an address or link request stays a candidate
+	// cause for kernel-internal removals in its netns.
+	triggerTTLNs = int64(2e9)
+	maxTriggers  = 64
+	// maxPending bounds the requests waiting for their notification: at
+	// 70k deletes/s a 5 s wait would otherwise hold 350k of them. The
+	// oldest is evicted first, and counted.
+	maxPending = 1 << 15
+	// actorTTL and maxActors bound the portid -> last actor table that
+	// attributes the messages past a capture limit: an entry older than
+	// this may belong to another process that reused the portid.
+	actorTTLNs = int64(60e9)
+	maxActors  = 4096
+	// completionWait is how long a flushing request's dump waits for the
+	// ack that says the request completed, before it is taken anyway (a
+	// requester that asked for no ack, or read it with read(2)).
+	completionWaitNs = int64(200e6)
+)
+
+type reqKey struct {
+	netns, portid, seq uint32
+	object             event.Object
+}
+
+type portKey struct{ netns, portid uint32 }
+
+// pendingReq keeps a request until its notification or error.
+type pendingReq struct {
+	ev       event.Event
+	deadline int64
+}
+
+type pendingIoctl struct {
+	ev       event.Event
+	deadline int64
+}
+
+type orphan struct {
+	ev       event.Event
+	key      reqKey
+	deadline int64
+	done     bool
+}
+
+// A trigger is an address or link change, or a nexthop removal, that the
+// kernel confirmed with a notification and that makes it remove routes by
+// itself; ev carries the actor of its request when it was captured.
+type trigger struct {
+	ev   event.Event
+	seen int64
+}
+
+type lastActor struct {
+	actor event.Actor
+	seen  int64
+}
+
+// Joiner pairs tier 3's requests with the kernel's notifications. It is
+// not safe for concurrent use: one goroutine feeds it everything.
+type Joiner struct {
+	cover     Coverage
+	pending   map[reqKey]pendingReq
+	order     []reqKey // pending's keys, oldest first (deadline order)
+	orderHead int
+	actors    map[portKey]lastActor
+	orphans   []orphan // FIFO by arrival
+	orphanIdx map[reqKey]int
+	orphanOff int // index of orphans[0] in arrival numbering
+	ioctls    []pendingIoctl
+	triggers  []trigger
+	recent    []trigger // address, link and nexthop requests, for their notifications
+	emit      func(*event.Event)
+	stats     *Stats
+	scratch   event.Event
+	// unlistened is told of requests in namespaces not listened to.
+	unlistened func(*event.Event)
+	// onLink learns interface names from link notifications.
+	onLink func(netns, ifindex uint32, name event.Name)
+
+	// listened says which namespaces are listened to: tier 3 reports only
+	// their changes, failures included (nil: all, for tests).
+	listened func(netns uint32) bool
+
+	// IPv4 route caches of the namespaces listened to (see routes4.go).
+	routes  map[uint32]*netnsRoutes
+	dump    func(netns, seq uint32) error
+	dumpSeq uint32
+}
+
+// NewJoiner returns a joiner reporting the changes of the objects in cover
+// to emit (its event is valid only during the call), counting losses in
+// stats. onLink, if not nil, is told every interface name notified.
+func NewJoiner(cover Coverage, emit func(*event.Event), stats *Stats, onLink func(netns, ifindex uint32, name event.Name)) *Joiner {
+	return &Joiner{
+		cover:     cover,
+		onLink:    onLink,
+		pending:   make(map[reqKey]pendingReq),
+		actors:    make(map[portKey]lastActor),
+		orphanIdx: make(map[reqKey]int),
+		emit:      emit,
+		stats:     stats,
+		routes:    make(map[uint32]*netnsRoutes),
+		dump:      func(uint32, uint32) error { return nil },
+	}
+}
+
+func keyOf(ev *event.Event) reqKey {
+	return reqKey{netns: ev.Netns, portid: ev.Portid, seq: ev.Seq, object: ev.Object}
+}
+
+// Request handles a request captured at the syscalls (a REQUEST record
+// with its RT_F_* flags), decoded into ev.
+func (j *Joiner) Request(ev *event.Event, flags uint16, now int64) {
+	if j.listened != nil && !j.listened(ev.Netns) {
+		// Its success would not be seen: report none of it. When every
+		// namespace is followed, that is a gap, and the namespace is
+		// opened now.
+		if j.unlistened != nil {
+			j.stats.Unlistened.Add(1)
+			j.unlistened(ev)
+		}
+		return
+	}
+	if ev.Origin == event.OriginIoctl {
+		j.ioctl(ev, now)
+		return
+	}
+	j.noteActor(ev, now)
+	if flags&FlagTruncated != 0 && ev.Object == event.ObjectUnknown {
+		// The capture stopped at a limit: the rest of the batch is
+		// attributed by portid, and the summary counts it.
+		j.stats.Truncated.Add(1)
+		return
+	}
+	switch ev.Object {
+	case event.ObjectAddr, event.ObjectLink:
+		// Kept only to name the actor of the notification that confirms
+		// it: a request that failed causes nothing.
+		if ev.Op == event.OpDelete || flags&FlagLinkDown != 0 {
+			j.addRecent(ev, now)
+		}
+		return
+	case event.ObjectNexthop:
+		if ev.Op == event.OpDelete {
+			j.addRecent(ev, now)
+		}
+	}
+	if !j.cover.covers(ev.Object, ev.Family) {
+		return
+	}
+	k := keyOf(ev)
+	if i, ok := j.orphanIdx[k]; ok {
+		o := &j.orphans[i-j.orphanOff]
+		o.done = true
+		delete(j.orphanIdx, k)
+		j.merge(&o.ev, ev)
+		return
+	}
+	j.addPending(ev, now)
+}
+
+// noteActor remembers who owns a socket, for the messages of a batch past
+// a capture limit. The table is bounded: stale entries go first.
+func (j *Joiner) noteActor(ev *event.Event, now int64) {
+	k := portKey{ev.Netns, ev.Portid}
+	if _, ok := j.actors[k]; !ok && len(j.actors) >= maxActors {
+		for key, a := range j.actors {
+			if now-a.seen > actorTTLNs {
+				delete(j.actors, key)
+			}
+		}
+		for key := range j.actors { // still full: drop arbitrary ones
+			if len(j.actors) < maxActors*3/4 {
+				break
+			}
+			delete(j.actors, key)
+		}
+	}
+	j.actors[k] = lastActor{actor: ev.Actor, seen: now}
+}
+
+// actorOf is the last actor seen on a socket, if recent enough to trust.
+func (j *Joiner) actorOf(netns, portid uint32, now int64) (event.Actor, bool) {
+	a, ok := j.actors[portKey{netns, portid}]
+	if !ok || now-a.seen > actorTTLNs {
+		return event.Actor{}, false
+	}
+	return a.actor, true
+}
+
+// addPending keeps a request until its notification or error, within a
+// bound: past it the oldest request is evicted and counted.
+func (j *Joiner) addPending(ev *event.Event, now int64) {
+	k := keyOf(ev)
+	j.pending[k] = pendingReq{ev: *ev, deadline: now + pendingTTLNs}
+	j.order = append(j.order, k)
+	for len(j.pending) > maxPending && j.orderHead < len(j.order) {
+		old := j.order[j.orderHead]
+		j.orderHead++
+		if _, ok := j.pending[old]; ok {
+			delete(j.pending, old)
+			j.stats.Evicted.Add(1)
+		}
+	}
+	j.compactOrder()
+}
+
+// compactOrder drops the consumed head of order once it is most of it.
+func (j *Joiner) compactOrder() {
+	if j.orderHead > 1024 && j.orderHead*2 > len(j.order) {
+		n := copy(j.order, j.order[j.orderHead:])
+		j.order = j.order[:n]
+		j.orderHead = 0
+	}
+}
+
+// Ack handles an NLMSG_ERROR read back by the requester (an ACK record,
+// decoded into ev, with its flags and the failed request's header): with
+// an errno the request failed; without, a flushing request has completed.
+func (j *Joiner) Ack(ev *event.Event, flags, nlmsgType, nlmsgFlags uint16, now int64) {
+	if j.listened != nil && !j.listened(ev.Netns) {
+		return
+	}
+	if flags&FlagTruncated != 0 && ev.Object == event.ObjectUnknown {
+		j.stats.Truncated.Add(1) // more acks in one read than one pass scans
+		return
+	}
+	ev.Object = objectOfType(nlmsgType)
+	if ev.Errno == 0 {
+		j.completed(ev.Netns, ev.Portid, ev.Seq, now)
+		return
+	}
+	k := keyOf(ev)
+	p, ok := j.pending[k]
+	if !ok {
+		j.unmatchedFailure(ev, nlmsgType, nlmsgFlags)
+		return
+	}
+	delete(j.pending, k)
+	errno := ev.Errno
+	req := &p.ev
+	req.Errno = errno
+	if !j.cover.covers(req.Object, req.Family) {
+		return // an address or link request that failed: causes nothing
+	}
+	j.emit(req)
+}
+
+// unmatchedFailure reports a failure whose request was not captured one by
+// one (past a capture limit): what the ack says, with the actor that read
+// it, rather than nothing.
+func (j *Joiner) unmatchedFailure(ev *event.Event, nlmsgType, nlmsgFlags uint16) {
+	switch ev.Object {
+	case event.ObjectRoute:
+		if !j.cover.covers(event.ObjectRoute, event.FamilyInet) || !j.cover.covers(event.ObjectRoute, event.FamilyInet6) {
+			return // the family is unknown: tiers 1-2 may report it
+		}
+	case event.ObjectRule, event.ObjectNexthop:
+		if !j.cover.covers(ev.Object, 0) {
+			return
+		}
+	default:
+		return
+	}
+	switch nlmsgType {
+	case 24, 32, 104: // RTM_NEWROUTE, RTM_NEWRULE, RTM_NEWNEXTHOP
+		ev.Op = event.OpAdd
+		if nlmsgFlags&0x100 != 0 { // NLM_F_REPLACE
+			ev.Op = event.OpReplace
+		}
+	default:
+		ev.Op = event.OpDelete
+	}
+	ev.Origin, ev.Attach = event.OriginNetlink, event.AttachTracepoint
+	j.emit(ev)
+}
+
+// ioctl handles a completed route ioctl: failures are reported at once,
+// successes wait for the kernel's notification (portid 0) to confirm them.
+func (j *Joiner) ioctl(ev *event.Event, now int64) {
+	if !j.cover.covers(ev.Object, ev.Family) {
+		return
+	}
+	if ev.Errno != 0 {
+		j.emit(ev)
+		return
+	}
+	for i := range j.orphans {
+		o := &j.orphans[i]
+		if !o.done && o.key.portid == 0 && ioctlMatches(ev, &o.ev) {
+			o.done = true
+			j.merge(&o.ev, ev)
+			return
+		}
+	}
+	j.ioctls = append(j.ioctls, pendingIoctl{ev: *ev, deadline: now + pendingTTLNs})
+}
+
+func ioctlMatches(req, note *event.Event) bool {
+	return req.Netns == note.Netns && req.Family == note.Family && req.Dst == note.Dst &&
+		((req.Op == event.OpDelete) == (note.Op == event.OpDelete))
+}
+
+// notification handles one route, rule or nexthop notification.
+func (j *Joiner) notification(ev *event.Event, now int64) {
+	if !j.cover.covers(ev.Object, ev.Family) {
+		return
+	}
+	if j.trackRoute(ev) {
+		return // an answer to our own dump, not a change
+	}
+	k := keyOf(ev)
+	if ev.Portid != 0 {
+		if p, ok := j.pending[k]; ok {
+			delete(j.pending, k)
+			j.merge(ev, &p.ev)
+			return
+		}
+	} else {
+		for i := range j.ioctls {
+			if ioctlMatches(&j.ioctls[i].ev, ev) {
+				req := j.ioctls[i].ev
+				j.ioctls = append(j.ioctls[:i], j.ioctls[i+1:]...)
+				j.merge(ev, &req)
+				return
+			}
+		}
+	}
+	j.orphans = append(j.orphans, orphan{ev: *ev, key: k, deadline: now + orphanWaitNs})
+	if ev.Portid != 0 {
+		j.orphanIdx[k] = j.orphanOff + len(j.orphans) - 1
+	}
+}
+
+// trigger handles the kernel's notification of an address removal, a link
+// going down or away, or a nexthop removal: the kernel may have removed
+// routes by itself, IPv4 ones without a word. The actor is its request's,
+// when captured; a request that failed sent no notification, so it never
+// becomes a cause.
+func (j *Joiner) trigger(ev *event.Event, now int64) {
+	t := trigger{ev: *ev, seen: now}
+	t.ev.Actor, t.ev.Origin = event.Actor{}, event.OriginUnknown
+	if ev.Portid == 0 {
+		t.ev.Actor.Kernel, t.ev.Origin = true, event.OriginKernel
+	}
+	for i := len(j.recent) - 1; i >= 0; i-- {
+		if r := &j.recent[i]; now-r.seen <= triggerTTLNs && requestConfirmedBy(&r.ev, ev) {
+			t.ev.Actor, t.ev.Origin, t.ev.Time = r.ev.Actor, r.ev.Origin, r.ev.Time
+			break
+		}
+	}
+	if t.ev.Origin == event.OriginUnknown {
+		if a, ok := j.actorOf(ev.Netns, ev.Portid, now); ok {
+			t.ev.Actor, t.ev.Origin = a, event.OriginNetlink
+		}
+	}
+	j.triggers = appendBounded(j.triggers, t)
+	j.afterTrigger(ev, now)
+}
+
+// addRecent keeps an address, link or nexthop request for the notification
+// that confirms it; one that came first gets its actor now (the ring
+// buffer and the sockets are read independently).
+func (j *Joiner) addRecent(ev *event.Event, now int64) {
+	j.recent = appendBounded(j.recent, trigger{ev: *ev, seen: now})
+	for i := len(j.triggers) - 1; i >= 0; i-- {
+		t := &j.triggers[i]
+		if now-t.seen > triggerTTLNs {
+			break
+		}
+		if t.ev.Origin != event.OriginNetlink && requestConfirmedBy(ev, &t.ev) {
+			t.ev.Actor, t.ev.Origin, t.ev.Time = ev.Actor, ev.Origin, ev.Time
+			return
+		}
+	}
+}
+
+// requestConfirmedBy reports whether notification n confirms request r:
+// the same request (portid, seq), or, when the kernel's notification names
+// no requester (kernels before 6.3 for links), the same change.
+func requestConfirmedBy(r, n *event.Event) bool {
+	if r.Netns != n.Netns || r.Object != n.Object {
+		return false
+	}
+	if n.Portid != 0 {
+		return r.Portid == n.Portid && r.Seq == n.Seq
+	}
+	switch n.Object {
+	case event.ObjectLink:
+		return r.Oif == n.Oif && (n.Op != event.OpDelete || r.Op == event.OpDelete)
+	case event.ObjectNexthop:
+		return r.NexthopID == n.NexthopID
+	}
+	return false // an address removal the kernel made by itself
+}
+
+func appendBounded(ts []trigger, t trigger) []trigger {
+	if len(ts) == maxTriggers {
+		copy(ts, ts[1:])
+		ts = ts[:maxTriggers-1]
+	}
+	return append(ts, t)
+}
+
+// merge reports the kernel's notification note with the actor, origin
+// (netlink or ioctl) and op of its request req.
+func (j *Joiner) merge(note, req *event.Event) {
+	out := &j.scratch
+	*out = *note
+	out.Time, out.Actor, out.Origin, out.Path = req.Time, req.Actor, req.Origin, req.Path
+	out.Attach = event.AttachTracepoint
+	if note.Op != event.OpDelete {
+		out.Op = req.Op
+	}
+	j.emit(out)
+}
+
+// Expire reports orphans whose request never came and drops stale
+// requests. With force, everything still waiting is settled now.
+func (j *Joiner) Expire(now int64, force bool) {
+	j.startDumps(now)
+	n := 0
+	for n < len(j.orphans) && (force || j.orphans[n].deadline <= now) {
+		o := &j.orphans[n]
+		if !o.done {
+			// A later notification with the same key may own the index.
+			if i, ok := j.orphanIdx[o.key]; ok && i == j.orphanOff+n {
+				delete(j.orphanIdx, o.key)
+			}
+			j.settleOrphan(&o.ev, now)
+		}
+		n++
+	}
+	if n > 0 {
+		j.orphans = append(j.orphans[:0], j.orphans[n:]...)
+		j.orphanOff += n
+	}
+	for j.orderHead < len(j.order) {
+		k := j.order[j.orderHead]
+		p, ok := j.pending[k]
+		if ok && !force && p.deadline > now {
+			break
+		}
+		j.orderHead++
+		if ok && (force || p.deadline <= now) {
+			delete(j.pending, k)
+			if k.object != event.ObjectAddr && k.object != event.ObjectLink {
+				// Nothing confirmed or refused it: a netns not listened
+				// to, a no-op, or an ack read where it is not captured.
+				j.stats.Unconfirmed.Add(1)
+			}
+		}
+	}
+	j.compactOrder()
+	kept := j.ioctls[:0]
+	for _, p := range j.ioctls {
+		if force || p.deadline <= now {
+			// Confirmed by the syscall's result, but no notification was
+			// seen (a netns routetrace does not listen to): report it.
+			ev := p.ev
+			j.emit(&ev)
+			continue
+		}
+		kept = append(kept, p)
+	}
+	j.ioctls = kept
+}
+
+// settleOrphan reports a notification no captured request claimed: by the
+// socket's last known owner, or as the kernel's own doing.
+func (j *Joiner) settleOrphan(ev *event.Event, now int64) {
+	out := &j.scratch
+	*out = *ev
+	out.Attach = event.AttachTracepoint
+	if ev.Portid != 0 {
+		out.Origin = event.OriginNetlink
+		if a, ok := j.actorOf(ev.Netns, ev.Portid, now); ok {
+			out.Actor = a
+		}
+		j.emit(out)
+		return
+	}
+	out.Origin = event.OriginKernel
+	out.Path = event.PathNotification
+	out.Actor = event.Actor{Kernel: true}
+	if t := j.cause(ev, now); t != nil {
+		out.Cause = causeOf(t)
+	}
+	j.emit(out)
+}
+
+// causeOf describes the trigger t as the cause of a kernel removal.
+func causeOf(t *event.Event) event.Cause {
+	c := event.Cause{Valid: true, Object: t.Object, Op: t.Op, Ifindex: t.Oif, Actor: t.Actor}
+	if t.Object == event.ObjectLink && t.Op != event.OpDelete {
+		c.Op = event.OpReplace // set down, not deleted
+	}
+	if t.Object == event.ObjectAddr {
+		c.Prefix = t.Dst
+	}
+	if t.Object == event.ObjectNexthop {
+		c.Ifindex = 0
+	}
+	return c
+}
+
+// cause finds the change that made the kernel remove ev: the newest recent
+// trigger in ev's namespace that touches it (its link, the subnet of its
+// address, or its nexthop object). None matching: no cause, never a guess.
+func (j *Joiner) cause(ev *event.Event, now int64) *event.Event {
+	var kernel *event.Event
+	for i := len(j.triggers) - 1; i >= 0; i-- {
+		t := &j.triggers[i]
+		if now-t.seen > triggerTTLNs {
+			break
+		}
+		if t.ev.Netns != ev.Netns || !triggerTouches(&t.ev, ev) {
+			continue
+		}
+		// A request outranks the kernel's own removals it set off (a
+		// link set down drops its IPv6 addresses, notified first), and
+		// among the kernel's, a link outranks the addresses it dropped.
+		if !t.ev.Actor.Kernel {
+			return &t.ev
+		}
+		if kernel == nil || (kernel.Object == event.ObjectAddr && t.ev.Object == event.ObjectLink) {
+			kernel = &t.ev
+		}
+	}
+	return kernel
+}
+
+// triggerTouches reports whether removing t can have removed route ev.
+func triggerTouches(t, ev *event.Event) bool {
+	switch t.Object {
+	case event.ObjectLink:
+		return t.Oif != 0 && t.Oif == ev.Oif
+	case event.ObjectAddr:
+		// An address removal removes routes of its own family only.
+		if t.Family != ev.Family {
+			return false
+		}
+		if t.Oif != 0 && t.Oif == ev.Oif {
+			return true
+		}
+		// A route through a gateway in the address's subnet, or the
+		// address's own local and broadcast routes.
+		p := t.Dst.Masked()
+		return p.IsValid() && ((ev.Gateway.IsValid() && p.Contains(ev.Gateway)) ||
+			(ev.Dst.IsValid() && p.Contains(ev.Dst.Addr())))
+	case event.ObjectNexthop:
+		return t.NexthopID != 0 && t.NexthopID == ev.NexthopID
+	}
+	return false
+}
+
+func objectOfType(t uint16) event.Object {
+	switch t {
+	case 24, 25:
+		return event.ObjectRoute
+	case 32, 33:
+		return event.ObjectRule
+	case 104, 105:
+		return event.ObjectNexthop
+	case 20, 21:
+		return event.ObjectAddr
+	case 16, 17, 19:
+		return event.ObjectLink
+	}
+	return event.ObjectUnknown
+}
+
+// Note passes one note from the listeners to the joiner.
+func (j *Joiner) Note(n *Note, now int64) {
+	ev := &n.Ev
+	switch n.Kind {
+	case NoteDumpEnd:
+		j.dumpDone(ev.Netns, ev.Portid, ev.Seq, now)
+	case NoteDumpFailed:
+		j.dumpFailed(ev.Netns, ev.Portid, ev.Seq)
+	case NoteOverrun:
+		j.overrun(ev.Netns, now)
+	case NoteListening:
+		if ev.Seq != 0 {
+			j.listening(ev.Netns, ev.Portid, ev.Seq, now)
+		}
+	case NoteGone:
+		delete(j.routes, ev.Netns)
+	case NoteChange:
+		j.change(n, now)
+	}
+}
+
+func (j *Joiner) change(n *Note, now int64) {
+	ev := &n.Ev
+	switch ev.Object {
+	case event.ObjectLink:
+		if ev.Op != event.OpDelete && j.onLink != nil {
+			j.onLink(ev.Netns, ev.Oif, ev.Dev)
+		}
+		if ev.Op == event.OpDelete || n.LinkDown {
+			j.trigger(ev, now)
+		}
+	case event.ObjectAddr:
+		if ev.Op == event.OpDelete {
+			j.trigger(ev, now)
+		}
+	default:
+		if ev.Object == event.ObjectNexthop && ev.Op == event.OpDelete {
+			j.trigger(ev, now)
+		}
+		j.notification(ev, now)
+	}
+}
+
+// ListenedBy makes the joiner report only what happens in namespaces
+// listened tells it are listened to (by default, for tests, everything).
+// It is asked for every request: the listeners are the truth, so that a
+// request right after a listener opened is not taken for an unheard one.
+func (j *Joiner) ListenedBy(listened func(netns uint32) bool) { j.listened = listened }
+
+// OnUnlistened has f told of every request captured in a namespace that
+// is not listened to, and such requests counted as a gap (Unlistened):
+// for a tracer that follows every namespace.
+func (j *Joiner) OnUnlistened(f func(*event.Event)) { j.unlistened = f }
+
+// SetDumper gives the joiner the way to ask a namespace for its IPv4
+// routes (Listeners.Dump).
+func (j *Joiner) SetDumper(dump func(netns, seq uint32) error) { j.dump = dump }
