@@ -873,13 +873,21 @@ func TestBenchJSON(t *testing.T) {
 	}
 	res := lines[0]
 	// 2000 routes removed by each of ip -batch, ip route flush and the
-	// netlink client, each deletion reported once by its process.
+	// netlink client, each deletion reported once by its process. Nothing
+	// lost, except that tier 3 counts as truncated the captures of ip
+	// route flush's requests that carry more messages than it copies,
+	// though every deletion is reported (the identity fields check that):
+	// the total must still be the sum of the counters.
+	truncated, _ := jsonFloat(res["losses.truncated"])
 	checkFields(t, "bench", res, fields{"n": 2000, "rounds": 1, "dd_count": 20000, "udp_count": 20000,
 		"expected": 6000, "reported": 6000, "identity.correct": 6000, "identity.missing": 0, "identity.duplicated": 0,
 		"identity.wrong_actor": 0, "identity.failed": 0, "identity.unexpected": 0,
-		"lost": 0, "notifications_lost": 0, "losses.ring_records": 0, "losses.overruns": 0, "losses.truncated": 0,
+		"lost": int(truncated), "notifications_lost": 0, "losses.ring_records": 0, "losses.overruns": 0,
 		"losses.unconfirmed": 0, "losses.evicted": 0, "losses.read_errors": 0, "losses.listener_gaps": 0,
 		"losses.unlistened": 0, "attach": wantAttach(r.stderr)})
+	if truncated != 0 {
+		t.Logf("tier 3 counted %v truncated captures (ip route flush's batches)", truncated)
+	}
 	for _, k := range []string{"batch", "flush", "client", "dd", "udp"} {
 		for _, f := range []string{k + "_off_s", k + "_on_s", "ratio_" + k} {
 			if v, err := jsonFloat(res[f]); err != nil || v <= 0 {
