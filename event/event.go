@@ -195,6 +195,11 @@ type Actor struct {
 	Kernel bool
 }
 
+// Unknown reports that no task is known for a change that a task made: a
+// request the tracer did not capture. Its zero fields are not values (pid
+// 0 is no process, uid 0 would read as root), so sinks show it as unknown.
+func (a *Actor) Unknown() bool { return !a.Kernel && a.Tgid == 0 }
+
 // Cause is the request that made the kernel remove state by itself, e.g. an
 // address deletion whose dependent routes the kernel flushed.
 type Cause struct {

@@ -121,3 +121,12 @@ func ip(s string) netip.Addr {
 	}
 	return netip.MustParseAddr(s)
 }
+
+// uncapturedDelete is a tier 3 deletion whose request was not captured:
+// the notification names the requester's portid, but no task is known.
+func uncapturedDelete() *event.Event {
+	ev := routeDelete()
+	ev.Attach, ev.Portid, ev.Seq = event.AttachTracepoint, 3141, 0
+	ev.Actor = event.Actor{}
+	return ev
+}

@@ -75,13 +75,17 @@ func (j *JSON) appendEvent(b []byte, ev *event.Event) []byte {
 	b = append(b, `","object":"`...)
 	b = append(b, ev.Object.String()...)
 	b = append(b, `","family":"`...)
-	b = appendFamily(b, ev.Family)
+	if n := event.FamilyName(ev.Family); n != "" {
+		b = append(b, n...)
+	} else {
+		b = strconv.AppendUint(b, uint64(ev.Family), 10)
+	}
 	b = append(b, '"')
 	b = appendUintField(b, "table", uint64(ev.Table))
 	b = appendIntField(b, "errno", int64(ev.Errno))
 	if ev.Errno != 0 {
 		b = appendKey(b, "error")
-		b = appendErrno(append(b, '"'), ev.Errno)
+		b = event.AppendErrno(append(b, '"'), ev.Errno)
 		b = append(b, '"')
 	}
 	b = appendStrField(b, "origin", ev.Origin.String())
@@ -139,11 +143,11 @@ func (j *JSON) appendRoute(b []byte, ev *event.Event) []byte {
 	}
 	b = appendProtocol(b, ev.Protocol)
 	b = appendKey(b, "scope")
-	b = appendName8(append(b, '"'), &scopeNames, ev.Scope)
+	b = append(append(b, '"'), event.ScopeName(ev.Scope)...)
 	b = append(b, '"')
 	if ev.Type != 0 {
 		b = appendKey(b, "type")
-		b = appendName8(append(b, '"'), &routeTypeNames, ev.Type)
+		b = append(append(b, '"'), event.RouteTypeName(ev.Type)...)
 		b = append(b, '"')
 	}
 	b = appendUintField(b, "metric", uint64(ev.Priority))
@@ -172,9 +176,10 @@ func (j *JSON) appendRule(b []byte, ev *event.Event) []byte {
 	if ev.FwMask != 0 {
 		b = appendUintField(b, "fwmask", uint64(ev.FwMask))
 	}
-	if ev.Action != frActUnspec {
+	if ev.Action != event.RuleActionUnspec {
 		b = appendKey(b, "action")
-		b = appendName8(append(b, '"'), &ruleActionNames, ev.Action)
+		name, _ := event.RuleActionName(ev.Action)
+		b = append(append(b, '"'), name...)
 		b = append(b, '"')
 	}
 	if ev.Goto != 0 {
@@ -192,7 +197,7 @@ func (j *JSON) appendNexthop(b []byte, ev *event.Event) []byte {
 	b = appendProtocol(b, ev.Protocol)
 	if ev.Type != 0 {
 		b = appendKey(b, "type")
-		b = appendName8(append(b, '"'), &routeTypeNames, ev.Type)
+		b = append(append(b, '"'), event.RouteTypeName(ev.Type)...)
 		b = append(b, '"')
 	}
 	return appendLinkNexthop(b, ev)
@@ -200,7 +205,7 @@ func (j *JSON) appendNexthop(b []byte, ev *event.Event) []byte {
 
 func appendProtocol(b []byte, p uint8) []byte {
 	b = appendKey(b, "protocol")
-	b = appendName8(append(b, '"'), &protocolNames, p)
+	b = append(append(b, '"'), event.ProtocolName(p)...)
 	b = append(b, '"')
 	return appendUintField(b, "protocol_num", uint64(p))
 }
@@ -225,6 +230,9 @@ func appendLinkNexthop(b []byte, ev *event.Event) []byte {
 // appendActor writes the actor object. pid is the process (Tgid) and tid
 // the thread (Pid), the names a user knows from ps, not the kernel's.
 func appendActor(b []byte, a *event.Actor) []byte {
+	if a.Unknown() {
+		return appendUnknownActor(b, a)
+	}
 	b = append(b, `{"pid":`...)
 	b = strconv.AppendUint(b, uint64(a.Tgid), 10)
 	b = append(b, `,"tid":`...)
@@ -256,6 +264,24 @@ func appendActor(b []byte, a *event.Actor) []byte {
 	}
 	if a.Kernel {
 		b = append(b, `,"kernel":true`...)
+	}
+	return append(b, '}')
+}
+
+// appendUnknownActor writes an actor no task was captured for as
+// {"unknown":true}: no pid, tid or uid, whose zeros would be read as
+// values (uid 0 is root). A field the tracer did learn is kept.
+func appendUnknownActor(b []byte, a *event.Actor) []byte {
+	b = append(b, `{"unknown":true`...)
+	if n := a.Comm.Bytes(); len(n) > 0 {
+		b = appendKey(b, "comm")
+		b = appendJSONString(b, n)
+	}
+	if a.CgroupID != 0 {
+		b = appendUintField(b, "cgroup_id", a.CgroupID)
+	}
+	if a.Netns != 0 {
+		b = appendUintField(b, "netns", uint64(a.Netns))
 	}
 	return append(b, '}')
 }

@@ -8,6 +8,7 @@ import (
 	"reflect"
 	"strings"
 	"testing"
+	"time"
 	"unicode/utf8"
 
 	"github.com/routetrace/routetrace/event"
@@ -196,4 +197,26 @@ func FuzzAppendJSONString(f *testing.F) {
 			t.Errorf("escaped %q is not UTF-8", q)
 		}
 	})
+}
+
+// TestNamesAsIproute2 pins the names where the sinks' old copy of the
+// tables had drifted from rtnl's: errno 95 is EOPNOTSUPP (x/sys says
+// ENOTSUP) and route type 11 is xresolve.
+func TestNamesAsIproute2(t *testing.T) {
+	ev := failedDelete()
+	ev.Errno, ev.Type = 95, 11
+	var m map[string]any
+	if err := json.Unmarshal([]byte(jsonLine(t, ev)), &m); err != nil {
+		t.Fatal(err)
+	}
+	if m["error"] != "EOPNOTSUPP" || m["type"] != "xresolve" {
+		t.Errorf("json: error %v, type %v; want EOPNOTSUPP, xresolve", m["error"], m["type"])
+	}
+	const want = "15:04:06.001  delete  route    xresolve 10.9.9.0/24 table main                       ip[4410] uid=0                 EOPNOTSUPP\n"
+	if got := textLine(t, TextOptions{Location: time.UTC}, ev); got != want {
+		t.Errorf("text:\n got  %q\n want %q", got, want)
+	}
+	if got := summaryOf(ev).Detail(); got != "failed: EOPNOTSUPP 1" {
+		t.Errorf("summary: %q, want %q", got, "failed: EOPNOTSUPP 1")
+	}
 }

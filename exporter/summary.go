@@ -2,12 +2,15 @@ package exporter
 
 import (
 	"cmp"
+	"fmt"
+	"io"
 	"slices"
 	"strconv"
 	"strings"
 	"sync"
 
 	"github.com/routetrace/routetrace/event"
+	"github.com/routetrace/routetrace/tracer"
 )
 
 // Summary counts events for a report at the end of a run. Its zero value
@@ -17,13 +20,14 @@ type Summary struct {
 	mu       sync.Mutex
 	changes  uint64
 	failed   uint64
-	lost     uint64
+	losses   tracer.Losses
 	byOp     map[string]uint64
 	byObject map[string]uint64
 	byActor  map[string]uint64
 	byErrno  map[string]uint64
 	procs    map[uint32]struct{}
 	kernel   bool // the kernel counts as one more process
+	unknown  bool // and so do the uncaptured requesters, as one
 }
 
 // Write counts ev. A successful change counts once, except a flush record,
@@ -40,7 +44,7 @@ func (s *Summary) Write(ev *event.Event) error {
 	}
 	if ev.Errno != 0 {
 		s.failed++
-		s.byErrno[string(appendErrno(nil, ev.Errno))]++
+		s.byErrno[string(event.AppendErrno(nil, ev.Errno))]++
 		return nil
 	}
 	n := uint64(1)
@@ -53,6 +57,9 @@ func (s *Summary) Write(ev *event.Event) error {
 	if ev.Origin == event.OriginKernel || ev.Actor.Kernel {
 		s.kernel = true
 		s.byActor["kernel"] += n
+	} else if ev.Actor.Unknown() {
+		s.unknown = true
+		s.byActor["unknown"] += n
 	} else {
 		s.procs[ev.Actor.Tgid] = struct{}{}
 		name := "?"
@@ -67,11 +74,53 @@ func (s *Summary) Write(ev *event.Event) error {
 // Close does nothing; the counts stay readable.
 func (s *Summary) Close() error { return nil }
 
-// SetLost records how many events the tracer could not deliver.
-func (s *Summary) SetLost(n uint64) {
+// SetLosses records what the tracer may have missed, every counter.
+func (s *Summary) SetLosses(l tracer.Losses) {
 	s.mu.Lock()
-	s.lost = n
+	s.losses = l
 	s.mu.Unlock()
+}
+
+// lossCounters names each of tracer.Losses's counters, in the order the
+// summary prints them: text for the "lost:" line, key for JSON (a public
+// interface, like the event fields). A counter the tracer adds must be
+// added here; TestLossCountersCoverLosses fails until it is.
+var lossCounters = []struct {
+	text, key string
+	get       func(*tracer.Losses) uint64
+}{
+	{"ring records", "ring_records", func(l *tracer.Losses) uint64 { return l.RingRecords }},
+	{"overruns", "overruns", func(l *tracer.Losses) uint64 { return l.Overruns }},
+	{"truncated", "truncated", func(l *tracer.Losses) uint64 { return l.Truncated }},
+	{"unconfirmed", "unconfirmed", func(l *tracer.Losses) uint64 { return l.Unconfirmed }},
+	{"evicted", "evicted", func(l *tracer.Losses) uint64 { return l.Evicted }},
+	{"read errors", "read_errors", func(l *tracer.Losses) uint64 { return l.ReadErrors }},
+	{"listener gaps", "listener_gaps", func(l *tracer.Losses) uint64 { return l.ListenerGaps }},
+	{"unlistened", "unlistened", func(l *tracer.Losses) uint64 { return l.Unlistened }},
+}
+
+// Lost is the total of every loss counter: zero means nothing was missed.
+func (s *Summary) Lost() uint64 {
+	s.mu.Lock()
+	defer s.mu.Unlock()
+	return s.losses.Total()
+}
+
+// LossLine names every loss counter with its value, zeros included, so
+// that a reader sees what was counted and not only that the sum is zero:
+// "lost: ring records 0, overruns 0, ..., unlistened 0".
+func (s *Summary) LossLine() string {
+	s.mu.Lock()
+	defer s.mu.Unlock()
+	b := []byte("lost: ")
+	for i, c := range lossCounters {
+		if i > 0 {
+			b = append(b, ", "...)
+		}
+		b = append(b, c.text...)
+		b = strconv.AppendUint(append(b, ' '), c.get(&s.losses), 10)
+	}
+	return string(b)
 }
 
 // String is a one-line summary, e.g.
@@ -85,11 +134,7 @@ func (s *Summary) String() string {
 		b = append(b, "no changes seen"...)
 	} else {
 		b = appendCount(b, s.changes, "change", "changes")
-		procs := uint64(len(s.procs))
-		if s.kernel {
-			procs++
-		}
-		b = appendCount(append(b, " by "...), procs, "process", "processes")
+		b = appendCount(append(b, " by "...), s.processes(), "process", "processes")
 		b = append(b, " ("...)
 		b = appendCounts(b, s.byActor)
 		b = append(b, ')')
@@ -98,7 +143,7 @@ func (s *Summary) String() string {
 		b = strconv.AppendUint(append(b, "; "...), s.failed, 10)
 		b = append(b, " failed"...)
 	}
-	b = strconv.AppendUint(append(b, "; "...), s.lost, 10)
+	b = strconv.AppendUint(append(b, "; "...), s.losses.Total(), 10)
 	b = append(b, " lost"...)
 	return string(b)
 }
@@ -127,6 +172,71 @@ func (s *Summary) Detail() string {
 	return strings.Join(lines, "\n")
 }
 
+// processes counts distinct process ids, the kernel as one more and the
+// uncaptured requesters as one more.
+func (s *Summary) processes() uint64 {
+	n := uint64(len(s.procs))
+	if s.kernel {
+		n++
+	}
+	if s.unknown {
+		n++
+	}
+	return n
+}
+
+// WriteJSON writes the summary as one JSON object on one line, the last
+// line of --output json: {"summary":{"changes":N,"processes":N,"failed":N,
+// "by_op":{..},"by_object":{..},"by_actor":{..},"failed_by_errno":{..},
+// "lost":{"ring_records":N,...},"lost_total":N}}. Every loss counter is
+// present, zeros included; the count maps hold only what was seen.
+func (s *Summary) WriteJSON(w io.Writer) error {
+	s.mu.Lock()
+	defer s.mu.Unlock()
+	b := append([]byte(nil), `{"summary":{"changes":`...)
+	b = strconv.AppendUint(b, s.changes, 10)
+	b = appendUintField(b, "processes", s.processes())
+	b = appendUintField(b, "failed", s.failed)
+	for _, m := range []struct {
+		key    string
+		counts map[string]uint64
+	}{{"by_op", s.byOp}, {"by_object", s.byObject}, {"by_actor", s.byActor}, {"failed_by_errno", s.byErrno}} {
+		b = appendKey(b, m.key)
+		b = appendCountsJSON(b, m.counts)
+	}
+	b = append(appendKey(b, "lost"), '{')
+	for i, c := range lossCounters {
+		if i > 0 {
+			b = append(b, ',')
+		}
+		b = append(b, '"')
+		b = append(b, c.key...)
+		b = append(b, '"', ':')
+		b = strconv.AppendUint(b, c.get(&s.losses), 10)
+	}
+	b = append(b, '}')
+	b = appendUintField(b, "lost_total", s.losses.Total())
+	b = append(b, "}}\n"...)
+	if _, err := w.Write(b); err != nil {
+		return fmt.Errorf("writing the json summary: %w", err)
+	}
+	return nil
+}
+
+// appendCountsJSON appends counts as a JSON object, keys sorted as
+// appendCounts sorts them.
+func appendCountsJSON(b []byte, counts map[string]uint64) []byte {
+	b = append(b, '{')
+	for i, name := range sortedNames(counts) {
+		if i > 0 {
+			b = append(b, ',')
+		}
+		b = appendJSONString(b, []byte(name))
+		b = strconv.AppendUint(append(b, ':'), counts[name], 10)
+	}
+	return append(b, '}')
+}
+
 func appendCount(b []byte, n uint64, one, many string) []byte {
 	b = strconv.AppendUint(b, n, 10)
 	b = append(b, ' ')
@@ -139,6 +249,19 @@ func appendCount(b []byte, n uint64, one, many string) []byte {
 // appendCounts appends "name n, name n" by count, largest first, then by
 // name so that the output is stable.
 func appendCounts(b []byte, counts map[string]uint64) []byte {
+	for i, name := range sortedNames(counts) {
+		if i > 0 {
+			b = append(b, ", "...)
+		}
+		b = append(b, name...)
+		b = strconv.AppendUint(append(b, ' '), counts[name], 10)
+	}
+	return b
+}
+
+// sortedNames orders the names with a count by count, largest first, then
+// by name so that the output is stable.
+func sortedNames(counts map[string]uint64) []string {
 	names := make([]string, 0, len(counts))
 	for name, n := range counts {
 		if n != 0 {
@@ -151,12 +274,5 @@ func appendCounts(b []byte, counts map[string]uint64) []byte {
 		}
 		return strings.Compare(x, y)
 	})
-	for i, name := range names {
-		if i > 0 {
-			b = append(b, ", "...)
-		}
-		b = append(b, name...)
-		b = strconv.AppendUint(append(b, ' '), counts[name], 10)
-	}
-	return b
+	return names
 }

@@ -80,7 +80,7 @@ func (t *Text) Write(ev *event.Event) error {
 		if t.opts.Color {
 			b = append(b, ansiRed...)
 		}
-		b = appendErrno(b, ev.Errno)
+		b = event.AppendErrno(b, ev.Errno)
 		if t.opts.Color {
 			b = append(b, ansiReset...)
 		}
@@ -137,7 +137,7 @@ func appendDescription(b []byte, ev *event.Event) []byte {
 	switch {
 	case ev.Op == event.OpFlush:
 		b = append(b, " table "...)
-		b = appendTable(b, ev.Table)
+		b = event.AppendTable(b, ev.Table)
 		b = append(b, ": "...)
 		b = strconv.AppendUint(b, uint64(ev.Count), 10)
 		if ev.Count == 1 {
@@ -159,8 +159,8 @@ func appendDescription(b []byte, ev *event.Event) []byte {
 }
 
 func appendRouteText(b []byte, ev *event.Event) []byte {
-	if ev.Type != 0 && ev.Type != rtnUnicast {
-		b = appendName8(append(b, ' '), &routeTypeNames, ev.Type)
+	if ev.Type != 0 && ev.Type != event.RouteTypeUnicast {
+		b = append(append(b, ' '), event.RouteTypeName(ev.Type)...)
 	}
 	if ev.Dst.IsValid() {
 		b = appendPrefixText(append(b, ' '), ev.Dst, "default")
@@ -175,14 +175,14 @@ func appendRouteText(b []byte, ev *event.Event) []byte {
 		b = ev.Gateway.AppendTo(append(b, " via "...))
 	}
 	b = appendDev(b, ev)
-	b = appendTable(append(b, " table "...), ev.Table)
+	b = event.AppendTable(append(b, " table "...), ev.Table)
 	if ev.Protocol != 0 {
-		b = appendName8(append(b, " proto "...), &protocolNames, ev.Protocol)
+		b = append(append(b, " proto "...), event.ProtocolName(ev.Protocol)...)
 	}
 	// Global is the default, and no installed route has scope nowhere:
 	// ip route del sends it to mean any scope.
-	if ev.Scope != 0 && ev.Scope != rtScopeNowhere {
-		b = appendName8(append(b, " scope "...), &scopeNames, ev.Scope)
+	if ev.Scope != 0 && ev.Scope != event.ScopeNowhere {
+		b = append(append(b, " scope "...), event.ScopeName(ev.Scope)...)
 	}
 	if ev.Priority != 0 {
 		b = strconv.AppendUint(append(b, " metric "...), uint64(ev.Priority), 10)
@@ -223,19 +223,19 @@ func appendRuleText(b []byte, ev *event.Event) []byte {
 		}
 	}
 	switch ev.Action {
-	case frActToTbl:
-		b = appendTable(append(b, " lookup "...), ev.Table)
-	case frActGoto:
+	case event.RuleActionToTable:
+		b = event.AppendTable(append(b, " lookup "...), ev.Table)
+	case event.RuleActionGoto:
 		b = strconv.AppendUint(append(b, " goto "...), uint64(ev.Goto), 10)
-	case frActUnspec:
+	case event.RuleActionUnspec:
 		// A delete may name only the table to match; ip rule shows that
 		// as a lookup too.
 		if ev.Table != 0 {
-			b = appendTable(append(b, " lookup "...), ev.Table)
+			b = event.AppendTable(append(b, " lookup "...), ev.Table)
 		}
 	default:
-		if ruleActionNames[ev.Action] != "" {
-			b = append(append(b, ' '), ruleActionNames[ev.Action]...)
+		if name, ok := event.RuleActionName(ev.Action); ok {
+			b = append(append(b, ' '), name...)
 		} else {
 			b = strconv.AppendUint(append(b, " action "...), uint64(ev.Action), 10)
 		}
@@ -249,7 +249,7 @@ func appendNexthopText(b []byte, ev *event.Event) []byte {
 		b = ev.Gateway.AppendTo(append(b, " via "...))
 	}
 	b = appendDev(b, ev)
-	if ev.Type == rtnBlackhole {
+	if ev.Type == event.RouteTypeBlackhole {
 		b = append(b, " blackhole"...)
 	}
 	if ev.Multipath {
@@ -285,12 +285,15 @@ func appendHex(b []byte, v uint64) []byte {
 }
 
 // appendActorText appends who made the change: comm[pid] uid=N for a
-// process, kernel for the kernel, then the kernel path and what the kernel
+// process, kernel for the kernel, unknown when no task was captured, then the kernel path and what the kernel
 // was reacting to.
 func appendActorText(b []byte, ev *event.Event) []byte {
-	if ev.Origin == event.OriginKernel || ev.Actor.Kernel {
+	switch {
+	case ev.Origin == event.OriginKernel || ev.Actor.Kernel:
 		b = append(b, "kernel"...)
-	} else {
+	case ev.Actor.Unknown():
+		b = append(b, "unknown"...)
+	default:
 		b = appendProcess(b, &ev.Actor)
 		b = strconv.AppendUint(append(b, " uid="...), uint64(ev.Actor.UID), 10)
 	}
@@ -330,7 +333,11 @@ func appendActorText(b []byte, ev *event.Event) []byte {
 		default:
 			b = append(b, "requested"...)
 		}
-		if !c.Actor.Kernel {
+		switch {
+		case c.Actor.Kernel:
+		case c.Actor.Unknown():
+			b = append(b, " by unknown"...)
+		default:
 			b = appendProcess(append(b, " by "...), &c.Actor)
 		}
 		b = append(b, ')')

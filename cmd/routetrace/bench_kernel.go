@@ -166,14 +166,14 @@ func (b *benchNetns) measureKernelCost(attach string, batchOff, flushOff float64
 
 	kc := &kernelCost{Pinned: pinned}
 	for _, ph := range []struct {
-		name     string
-		off      float64
-		add, del []string
+		name string
+		off  float64
+		del  []string
 	}{
-		{"ip -batch del", batchOff, []string{"-n", b.name, "-batch", b.addFile}, []string{"-n", b.name, "-batch", b.delFile}},
-		{"ip route flush", flushOff, []string{"-n", b.name, "-batch", b.addFile}, []string{"-n", b.name, "route", "flush", "proto", "static"}},
+		{"ip -batch del", batchOff, []string{"-n", b.name, "-batch", b.delFile}},
+		{"ip route flush", flushOff, []string{"-n", b.name, "route", "flush", "proto", "static"}},
 	} {
-		if err := ipCmd(ph.add...); err != nil {
+		if err := b.addRoutes(); err != nil {
 			return nil, err
 		}
 		before, err := snapshot(progs)

@@ -23,7 +23,11 @@ func traceCommand() *cli.Command {
 		Name:  "trace",
 		Usage: "report routing changes live, with who made them",
 		Description: "Prints one line per route, rule or nexthop change until interrupted (Ctrl-C) or --duration\n" +
-			"ends, then a summary (by actor, by operation, lost records) on stderr.\n\n" +
+			"ends, then a summary on stderr: counts by actor, operation and object, and every loss counter\n" +
+			"by name (ring records, overruns, truncated, unconfirmed, evicted, read errors, listener gaps,\n" +
+			"unlistened). With --output json, stdout ends with one {\"summary\":{...}} object as well.\n\n" +
+			"Exit status: 0 when nothing was lost; 3 when the run ended normally but any loss counter is\n" +
+			"above zero (changes may be missing from the report); 1 on any other error.\n\n" +
 			"Examples:\n" +
 			"  sudo routetrace trace\n" +
 			"  sudo routetrace trace --op delete --dst 10.244.0.0/16\n" +
@@ -100,22 +104,43 @@ func runTrace(c *cli.Context) error {
 	if cerr := sink.Close(); err == nil {
 		err = cerr
 	}
-	summary.SetLost(t.Lost())
+	summary.SetLosses(t.Losses())
+	if err == nil && writeErr == nil && c.String("output") == "json" {
+		// The last line of stdout, after every event.
+		writeErr = summary.WriteJSON(c.App.Writer)
+	}
 	fmt.Fprintln(os.Stderr, summary.String())
 	if d := summary.Detail(); d != "" {
 		fmt.Fprintln(os.Stderr, d)
 	}
-	if n := t.Stats().NotificationsLost.Load(); n > 0 {
-		fmt.Fprintf(os.Stderr, "warning: the kernel dropped rtnetlink notifications %d times (tier 3 may have missed changes)\n", n)
-	}
+	fmt.Fprintln(os.Stderr, summary.LossLine())
 	if err != nil {
 		return err
 	}
 	if writeErr != nil {
 		return fmt.Errorf("writing output: %w", writeErr)
 	}
+	if n := summary.Lost(); n > 0 {
+		return lostError{n}
+	}
 	return nil
 }
+
+// exitLost is the exit status of a run that ended as asked but may have
+// missed changes: distinct from 1 (bad flags, no privileges, a failed
+// load), so that a script can tell "the report is incomplete" from "the
+// tracer did not run".
+const exitLost = 3
+
+// lostError ends a run whose loss counters are not all zero.
+type lostError struct{ total uint64 }
+
+func (e lostError) Error() string {
+	return fmt.Sprintf("routetrace: %d lost (see the \"lost:\" line): changes may be missing from this report (exit status %d)",
+		e.total, exitLost)
+}
+
+func (e lostError) ExitCode() int { return exitLost }
 
 func logTiers(t *tracer.Tracer) {
 	counts := map[event.Attach]int{}
