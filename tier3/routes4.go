@@ -139,6 +139,28 @@ func (st *netnsRoutes) setDue(t int64) {
 	}
 }
 
+// DumpNow takes every dump that is due or waited for now: the tracer is
+// stopping, and a flush already made must still be compared.
+func (j *Joiner) DumpNow(now int64) {
+	for _, st := range j.routes {
+		if st.wantDump || st.confirmAt != 0 || st.waitPortid != 0 {
+			st.confirmAt = 0
+			st.due, st.wantDump = now, true
+		}
+	}
+	j.startDumps(now)
+}
+
+// Dumping reports whether a dump is in flight or due.
+func (j *Joiner) Dumping() bool {
+	for _, st := range j.routes {
+		if st.seq != 0 || st.wantDump {
+			return true
+		}
+	}
+	return false
+}
+
 // completed is the ack of a request that may have flushed routes: the
 // dump it waits for can be taken now.
 func (j *Joiner) completed(netns, portid, seq uint32, now int64) {

@@ -357,6 +357,9 @@ func (t *Tracer) Close() error {
 // notifications and records of the last changes are reported.
 const drainWait = 200 * time.Millisecond
 
+// maxDrainExtra bounds the drain periods added while dumps are answered.
+const maxDrainExtra = 10
+
 // Run reports events to emit until ctx ends. emit's event is only valid
 // during the call.
 func (t *Tracer) Run(ctx context.Context, emit func(*event.Event)) error {
@@ -424,12 +427,21 @@ func (t *Tracer) Run(ctx context.Context, emit func(*event.Event)) error {
 	var ev event.Event
 	done := ctx.Done()
 	var drainTimer <-chan time.Time
+	drainExtra := 0 // drain periods added for dumps still in flight
 	for recs != nil || notes != nil {
 		select {
 		case <-done:
 			done = nil
 			drainTimer = time.After(drainWait)
+			if j != nil {
+				j.DumpNow(monoNow()) // a flush already made is still compared
+			}
 		case <-drainTimer:
+			if j != nil && j.Dumping() && drainExtra < maxDrainExtra {
+				drainExtra++
+				drainTimer = time.After(drainWait)
+				continue
+			}
 			drainTimer = nil
 			// Everything the kernel did before ctx ended is in the ring
 			// buffer and the sockets by now: read both to the end and
