@@ -97,6 +97,7 @@ var lossCounters = []struct {
 	{"read errors", "read_errors", func(l *tracer.Losses) uint64 { return l.ReadErrors }},
 	{"listener gaps", "listener_gaps", func(l *tracer.Losses) uint64 { return l.ListenerGaps }},
 	{"unlistened", "unlistened", func(l *tracer.Losses) uint64 { return l.Unlistened }},
+	{"kprobe misses", "kprobe_missed", func(l *tracer.Losses) uint64 { return l.KprobeMissed }},
 }
 
 // Lost is the total of every loss counter: zero means nothing was missed.

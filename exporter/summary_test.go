@@ -95,21 +95,21 @@ func TestMulti(t *testing.T) {
 
 func TestSummaryLosses(t *testing.T) {
 	s := summaryOf(routeDelete())
-	const zeros = "lost: ring records 0, overruns 0, truncated 0, unconfirmed 0, evicted 0, read errors 0, listener gaps 0, unlistened 0"
+	const zeros = "lost: ring records 0, overruns 0, truncated 0, unconfirmed 0, evicted 0, read errors 0, listener gaps 0, unlistened 0, kprobe misses 0"
 	if got := s.LossLine(); got != zeros {
 		t.Errorf("no losses:\n got  %q\n want %q", got, zeros)
 	}
 	s.SetLosses(tracer.Losses{RingRecords: 1, Overruns: 2, Truncated: 3, Unconfirmed: 4, Evicted: 5,
-		ReadErrors: 6, ListenerGaps: 7, Unlistened: 8})
-	const all = "lost: ring records 1, overruns 2, truncated 3, unconfirmed 4, evicted 5, read errors 6, listener gaps 7, unlistened 8"
+		ReadErrors: 6, ListenerGaps: 7, Unlistened: 8, KprobeMissed: 9})
+	const all = "lost: ring records 1, overruns 2, truncated 3, unconfirmed 4, evicted 5, read errors 6, listener gaps 7, unlistened 8, kprobe misses 9"
 	if got := s.LossLine(); got != all {
 		t.Errorf("every counter:\n got  %q\n want %q", got, all)
 	}
-	if got, want := s.String(), "1 change by 1 process (systemd-network 1); 36 lost"; got != want {
+	if got, want := s.String(), "1 change by 1 process (systemd-network 1); 45 lost"; got != want {
 		t.Errorf("String:\n got  %q\n want %q", got, want)
 	}
-	if s.Lost() != 36 {
-		t.Errorf("Lost() = %d, want 36", s.Lost())
+	if s.Lost() != 45 {
+		t.Errorf("Lost() = %d, want 45", s.Lost())
 	}
 }
 
@@ -149,7 +149,7 @@ func TestSummaryJSON(t *testing.T) {
 	const want = `{"summary":{"changes":5,"processes":4,"failed":1,` +
 		`"by_op":{"delete":4,"add":1},"by_object":{"route":4,"rule":1},` +
 		`"by_actor":{"systemd-network":2,"ip":1,"kernel":1,"unknown":1},"failed_by_errno":{"ESRCH":1},` +
-		`"lost":{"ring_records":3,"overruns":0,"truncated":0,"unconfirmed":1,"evicted":0,"read_errors":0,"listener_gaps":0,"unlistened":0},` +
+		`"lost":{"ring_records":3,"overruns":0,"truncated":0,"unconfirmed":1,"evicted":0,"read_errors":0,"listener_gaps":0,"unlistened":0,"kprobe_missed":0},` +
 		`"lost_total":4}}` + "\n"
 	if out.String() != want {
 		t.Errorf("got\n%s\nwant\n%s", out.String(), want)
@@ -163,7 +163,7 @@ func TestSummaryJSON(t *testing.T) {
 		t.Fatal(err)
 	}
 	const empty = `{"summary":{"changes":0,"processes":0,"failed":0,"by_op":{},"by_object":{},"by_actor":{},"failed_by_errno":{},` +
-		`"lost":{"ring_records":0,"overruns":0,"truncated":0,"unconfirmed":0,"evicted":0,"read_errors":0,"listener_gaps":0,"unlistened":0},` +
+		`"lost":{"ring_records":0,"overruns":0,"truncated":0,"unconfirmed":0,"evicted":0,"read_errors":0,"listener_gaps":0,"unlistened":0,"kprobe_missed":0},` +
 		`"lost_total":0}}` + "\n"
 	if out.String() != empty {
 		t.Errorf("empty summary:\n got  %s\n want %s", out.String(), empty)

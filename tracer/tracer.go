@@ -62,11 +62,16 @@ type Losses struct {
 	ReadErrors   uint64 // failed reads of the ring buffer or a socket
 	ListenerGaps uint64 // windows where a namespace's listener was restarted
 	Unlistened   uint64 // changes in namespaces not (yet) listened to
+	// KprobeMissed: kprobe hits the kernel skipped (a kprobe firing inside
+	// another's handler, e.g. the IPv6 GC timer interrupting one), from
+	// each kprobe link's info (kernels 6.6 and later report it).
+	KprobeMissed uint64
 }
 
 // Total is the sum of every counter: zero means nothing was missed.
 func (l Losses) Total() uint64 {
-	return l.RingRecords + l.Overruns + l.Truncated + l.Unconfirmed + l.Evicted + l.ReadErrors + l.ListenerGaps + l.Unlistened
+	return l.RingRecords + l.Overruns + l.Truncated + l.Unconfirmed + l.Evicted + l.ReadErrors + l.ListenerGaps + l.Unlistened +
+		l.KprobeMissed
 }
 
 // Losses reads every loss counter now.
@@ -81,7 +86,27 @@ func (t *Tracer) Losses() Losses {
 		ReadErrors:   s.ReadErrors.Load(),
 		ListenerGaps: s.ListenerGaps.Load(),
 		Unlistened:   s.Unlistened.Load(),
+		KprobeMissed: t.kprobeMissed(),
 	}
+}
+
+// kprobeMissed sums the misses the kernel counted on every kprobe link.
+func (t *Tracer) kprobeMissed() uint64 {
+	var n uint64
+	for _, a := range t.attached {
+		for _, l := range a.links {
+			info, err := l.Info()
+			if err != nil {
+				continue
+			}
+			if pe := info.PerfEvent(); pe != nil {
+				if kp := pe.Kprobe(); kp != nil {
+					n += kp.Missed
+				}
+			}
+		}
+	}
+	return n
 }
 
 // HookStatus is what one hook got, and why better tiers were refused.

@@ -404,7 +404,7 @@ func checkJSON(t *testing.T, lines []jsonLine, ns *testnet.Netns, expects ...exp
 
 // noLosses is the summary's loss line when nothing was lost: every
 // counter, by name, zeros included.
-const noLosses = "lost: ring records 0, overruns 0, truncated 0, unconfirmed 0, evicted 0, read errors 0, listener gaps 0, unlistened 0"
+const noLosses = "lost: ring records 0, overruns 0, truncated 0, unconfirmed 0, evicted 0, read errors 0, listener gaps 0, unlistened 0, kprobe misses 0"
 
 // checkSummary asserts the summary line on stderr, and that nothing was
 // lost: the loss line names every counter, each zero.
@@ -425,7 +425,7 @@ func checkSummary(t *testing.T, stderr, want string) {
 // zeroLosses is the "lost" object of a JSON summary with nothing lost.
 var zeroLosses = fields{"summary.lost.ring_records": 0, "summary.lost.overruns": 0, "summary.lost.truncated": 0,
 	"summary.lost.unconfirmed": 0, "summary.lost.evicted": 0, "summary.lost.read_errors": 0,
-	"summary.lost.listener_gaps": 0, "summary.lost.unlistened": 0, "summary.lost_total": 0}
+	"summary.lost.listener_gaps": 0, "summary.lost.unlistened": 0, "summary.lost.kprobe_missed": 0, "summary.lost_total": 0}
 
 // checkJSONSummary asserts that the last line of --output json is the one
 // summary object and holds exactly the fields in want.
@@ -545,13 +545,13 @@ func TestTraceLossExitStatus(t *testing.T) {
 	// The loss line names every counter; the sum of those must be the
 	// summary's total, and above zero.
 	m := regexp.MustCompile(`(?m)^lost: ring records (\d+), overruns (\d+), truncated (\d+), unconfirmed (\d+), ` +
-		`evicted (\d+), read errors (\d+), listener gaps (\d+), unlistened (\d+)$`).FindStringSubmatch(stderr)
+		`evicted (\d+), read errors (\d+), listener gaps (\d+), unlistened (\d+), kprobe misses (\d+)$`).FindStringSubmatch(stderr)
 	if m == nil {
 		t.Fatalf("no loss line naming every counter:\n%s", stderr)
 	}
 	var total uint64
 	counts := map[string]uint64{}
-	for i, k := range []string{"ring_records", "overruns", "truncated", "unconfirmed", "evicted", "read_errors", "listener_gaps", "unlistened"} {
+	for i, k := range []string{"ring_records", "overruns", "truncated", "unconfirmed", "evicted", "read_errors", "listener_gaps", "unlistened", "kprobe_missed"} {
 		n, _ := strconv.ParseUint(m[i+1], 10, 64)
 		counts[k] = n
 		total += n
@@ -885,7 +885,7 @@ func TestBenchJSON(t *testing.T) {
 		"identity.wrong_actor": 0, "identity.failed": 0, "identity.unexpected": 0,
 		"lost": int(truncated), "notifications_lost": 0, "losses.ring_records": 0, "losses.overruns": 0,
 		"losses.unconfirmed": 0, "losses.evicted": 0, "losses.read_errors": 0, "losses.listener_gaps": 0,
-		"losses.unlistened": 0, "attach": wantAttach(r.stderr)})
+		"losses.unlistened": 0, "losses.kprobe_missed": 0, "attach": wantAttach(r.stderr)})
 	if truncated != 0 {
 		t.Logf("tier 3 counted %v truncated captures (ip route flush's batches)", truncated)
 	}
