@@ -13,6 +13,7 @@ import (
 	"encoding/json"
 	"errors"
 	"fmt"
+	"maps"
 	"os"
 	"os/exec"
 	"path/filepath"
@@ -827,6 +828,13 @@ func TestProbe(t *testing.T) {
 	const tier3 = "tier 3 (syscall tracepoints + rtnetlink notifications): available"
 	if !slices.Contains(strings.Split(r.stdout, "\n"), tier3) {
 		t.Errorf("no line %q:\n%s", tier3, r.stdout)
+	}
+	// Where a carrying hook falls back to tier 3, probe says what it
+	// costs every other process; where none does, it says nothing of it.
+	usesTier3 := slices.Contains(slices.Collect(maps.Values(tiers)), "tracepoint")
+	const tax = "  the last resort, used here because fentry and kprobes are refused: enabling any syscall"
+	if got := slices.Contains(strings.Split(r.stdout, "\n"), tax); got != usesTier3 {
+		t.Errorf("tier 3 used: %v, but the syscall tax line shown: %v:\n%s", usesTier3, got, r.stdout)
 	}
 	if t.Failed() {
 		t.Logf("stdout:\n%s", r.stdout)

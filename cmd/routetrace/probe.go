@@ -77,6 +77,24 @@ func printReport(w io.Writer, r *tracer.Report) {
 	}
 	tw.Flush()
 	fmt.Fprintf(w, "\ntier 3 (syscall tracepoints + rtnetlink notifications): %s\n", status(r.Tracepoints, "available"))
+	if r.Tracepoints == nil && tier3Needed(r.Hooks) {
+		fmt.Fprintln(w, "  the last resort, used here because fentry and kprobes are refused: enabling any syscall\n"+
+			"  tracepoint puts every syscall of every process on the kernel's slow path. Measured on a\n"+
+			"  2-core 6.18 machine: dd bs=1 (a read and a write per byte) 2.05x as long, a UDP sendmsg\n"+
+			"  loop 1.16x (routetrace bench --cases dd,udp measures it here). Allowing fentry (no\n"+
+			"  lockdown=confidentiality, CONFIG_FUNCTION_TRACER) or kprobes removes it.")
+	}
+}
+
+// tier3Needed reports whether some essential hook got neither fentry nor
+// kprobe, so that tier 3 runs.
+func tier3Needed(hooks []tracer.HookStatus) bool {
+	for _, h := range hooks {
+		if h.Essential && h.Tier == event.AttachUnknown {
+			return true
+		}
+	}
+	return false
 }
 
 func status(err error, ok string) string {
