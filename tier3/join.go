@@ -402,7 +402,7 @@ func (j *Joiner) addRecent(ev *event.Event, now int64) {
 
 // requestConfirmedBy reports whether notification n confirms request r:
 // the same request (portid, seq), or, when the kernel's notification names
-// no requester (kernels before 6.3 for links), the same change.
+// no requester (links before 6.3, IPv6 addresses always), the same change.
 func requestConfirmedBy(r, n *event.Event) bool {
 	if r.Netns != n.Netns || r.Object != n.Object {
 		return false
@@ -415,8 +415,12 @@ func requestConfirmedBy(r, n *event.Event) bool {
 		return r.Oif == n.Oif && (n.Op != event.OpDelete || r.Op == event.OpDelete)
 	case event.ObjectNexthop:
 		return r.NexthopID == n.NexthopID
+	case event.ObjectAddr:
+		// The same address on the same link: a lifetime ending at the
+		// very moment a request removes it is not worth a guess.
+		return r.Oif == n.Oif && r.Dst == n.Dst && r.Dst.IsValid()
 	}
-	return false // an address removal the kernel made by itself
+	return false
 }
 
 func appendBounded(ts []trigger, t trigger) []trigger {
@@ -533,50 +537,67 @@ func causeOf(t *event.Event) event.Cause {
 // trigger in ev's namespace that touches it (its link, the subnet of its
 // address, or its nexthop object). None matching: no cause, never a guess.
 func (j *Joiner) cause(ev *event.Event, now int64) *event.Event {
-	var kernel *event.Event
+	var best *event.Event
+	bestRank := 0
 	for i := len(j.triggers) - 1; i >= 0; i-- {
 		t := &j.triggers[i]
 		if now-t.seen > triggerTTLNs {
 			break
 		}
-		if t.ev.Netns != ev.Netns || !triggerTouches(&t.ev, ev) {
+		if t.ev.Netns != ev.Netns {
 			continue
 		}
 		// A request outranks the kernel's own removals it set off (a
-		// link set down drops its IPv6 addresses, notified first), and
-		// among the kernel's, a link outranks the addresses it dropped.
-		if !t.ev.Actor.Kernel {
-			return &t.ev
+		// link set down drops its IPv6 addresses, notified first); then
+		// an address whose subnet holds the route outranks one that
+		// only shares its link; among the kernel's, a link outranks the
+		// addresses it dropped; then the newest.
+		rank := triggerTouches(&t.ev, ev)
+		if rank == 0 {
+			continue
 		}
-		if kernel == nil || (kernel.Object == event.ObjectAddr && t.ev.Object == event.ObjectLink) {
-			kernel = &t.ev
+		if !t.ev.Actor.Kernel {
+			rank += 4
+		} else if t.ev.Object == event.ObjectLink {
+			rank++
+		}
+		if rank > bestRank {
+			best, bestRank = &t.ev, rank
 		}
 	}
-	return kernel
+	return best
 }
 
-// triggerTouches reports whether removing t can have removed route ev.
-func triggerTouches(t, ev *event.Event) bool {
+// triggerTouches says whether removing t can have removed route ev: 0 no,
+// 1 through the link they share, 2 through the address's subnet, which
+// holds the route's destination or gateway.
+func triggerTouches(t, ev *event.Event) int {
 	switch t.Object {
 	case event.ObjectLink:
-		return t.Oif != 0 && t.Oif == ev.Oif
+		if t.Oif != 0 && t.Oif == ev.Oif {
+			return 1
+		}
 	case event.ObjectAddr:
 		// An address removal removes routes of its own family only.
 		if t.Family != ev.Family {
-			return false
-		}
-		if t.Oif != 0 && t.Oif == ev.Oif {
-			return true
+			return 0
 		}
 		// A route through a gateway in the address's subnet, or the
-		// address's own local and broadcast routes.
+		// address's own prefix, local and broadcast routes.
 		p := t.Dst.Masked()
-		return p.IsValid() && ((ev.Gateway.IsValid() && p.Contains(ev.Gateway)) ||
-			(ev.Dst.IsValid() && p.Contains(ev.Dst.Addr())))
+		if p.IsValid() && ((ev.Gateway.IsValid() && p.Contains(ev.Gateway)) ||
+			(ev.Dst.IsValid() && p.Contains(ev.Dst.Addr()))) {
+			return 2
+		}
+		if t.Oif != 0 && t.Oif == ev.Oif {
+			return 1
+		}
 	case event.ObjectNexthop:
-		return t.NexthopID != 0 && t.NexthopID == ev.NexthopID
+		if t.NexthopID != 0 && t.NexthopID == ev.NexthopID {
+			return 2
+		}
 	}
-	return false
+	return 0
 }
 
 func objectOfType(t uint16) event.Object {

@@ -470,3 +470,30 @@ func TestJoinDumpWithoutAck(t *testing.T) {
 		t.Errorf("an IPv6 address removal asked for an IPv4 dump: %d dumps", len(dumps))
 	}
 }
+
+// IPv6 address notifications never name their requester (portid 0): the
+// captured request for the same address on the same link is its actor,
+// while a removal of another address stays the kernel's.
+func TestJoinIPv6AddressCauseWithoutPortid(t *testing.T) {
+	jd := newJoined()
+	req := event.Event{Op: event.OpDelete, Object: event.ObjectAddr, Family: event.FamilyInet6, Netns: 7, Portid: 1, Seq: 40,
+		Oif: 3, Dst: netip.MustParsePrefix("2001:db8:ff::1/64"), Origin: event.OriginNetlink}
+	req.Actor.Tgid, req.Actor.Pid = 305, 305
+	jd.j.Request(&req, 0, 0)
+	note := event.Event{Op: event.OpDelete, Object: event.ObjectAddr, Family: event.FamilyInet6, Netns: 7,
+		Oif: 3, Dst: netip.MustParsePrefix("2001:db8:ff::1/64")}
+	jd.j.trigger(&note, 1)
+	other := note
+	other.Dst = netip.MustParsePrefix("2001:db8:ee::1/64")
+	jd.j.trigger(&other, 1)
+
+	route := event.Event{Op: event.OpDelete, Object: event.ObjectRoute, Family: event.FamilyInet6, Netns: 7, Oif: 3,
+		Dst: netip.MustParsePrefix("2001:db8:ff::/64")}
+	c := jd.j.cause(&route, 2)
+	if c == nil || c.Actor.Tgid != 305 || c.Dst.String() != "2001:db8:ff::1/64" {
+		t.Fatalf("cause %+v, want the deletion of 2001:db8:ff::1/64 by pid 305", c)
+	}
+	if !jd.j.triggers[1].ev.Actor.Kernel {
+		t.Errorf("the other address's removal got actor %+v, want the kernel", jd.j.triggers[1].ev.Actor)
+	}
+}
