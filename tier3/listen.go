@@ -21,7 +21,7 @@ import (
 // idle tracer costs next to nothing.
 const (
 	BusyPoll = 5 * time.Millisecond
-	IdlePoll = 200 * time.Millisecond
+	IdlePoll = 500 * time.Millisecond
 	// IdleAfter is how long without anything read before polling slows.
 	IdleAfter = time.Second
 	// rcvbuf holds a burst of notifications between two polls.
@@ -61,6 +61,7 @@ type Listeners struct {
 	mu     sync.Mutex
 	byNs   map[uint32]*listener
 	queued []Note // news for Run to send, in order
+	wake   chan struct{}
 	// stopping: Run drains every socket once more and returns.
 	stopping atomic.Bool
 }
@@ -74,7 +75,7 @@ type listener struct {
 // for its namespace's IPv4 routes when it opens (tier 3 keeps them to see
 // the kernel's silent flushes).
 func NewListeners(log *slog.Logger, stats *Stats, dumpRoutes bool) *Listeners {
-	return &Listeners{log: log, stats: stats, dumpRoutes: dumpRoutes, byNs: make(map[uint32]*listener)}
+	return &Listeners{log: log, stats: stats, dumpRoutes: dumpRoutes, byNs: make(map[uint32]*listener), wake: make(chan struct{}, 1)}
 }
 
 // Add opens a listener in the namespace at path ("" for our own) unless
@@ -122,6 +123,7 @@ func (ls *Listeners) open(ino uint32, path string, l *rtnl.Listener) error {
 	}
 	ls.byNs[ino] = &listener{l: l, path: path}
 	ls.queued = append(ls.queued, n)
+	ls.poke()
 	return nil
 }
 
@@ -133,6 +135,7 @@ func (ls *Listeners) Remove(ino uint32) {
 		old.l.Close()
 		delete(ls.byNs, ino)
 		ls.queued = append(ls.queued, Note{Ev: event.Event{Netns: ino}, Kind: NoteGone})
+		ls.poke()
 	}
 }
 
@@ -190,7 +193,10 @@ func (ls *Listeners) TakeNews() []Note {
 }
 
 // Stop makes Run drain every socket once more and return.
-func (ls *Listeners) Stop() { ls.stopping.Store(true) }
+func (ls *Listeners) Stop() {
+	ls.stopping.Store(true)
+	ls.poke()
+}
 
 // Close closes every socket.
 func (ls *Listeners) Close() {
@@ -237,16 +243,21 @@ func (ls *Listeners) Run(notes chan<- Note) {
 }
 
 // sleepIdle sleeps up to IdlePoll, less if Stop is called or a listener
-// is added.
+// is added or removed: one timer, no polling of its own.
 func (ls *Listeners) sleepIdle() {
-	for end := time.Now().Add(IdlePoll); time.Now().Before(end) && !ls.stopping.Load(); {
-		time.Sleep(4 * BusyPoll)
-		ls.mu.Lock()
-		news := len(ls.queued) > 0
-		ls.mu.Unlock()
-		if news {
-			return
-		}
+	t := time.NewTimer(IdlePoll)
+	defer t.Stop()
+	select {
+	case <-t.C:
+	case <-ls.wake:
+	}
+}
+
+// poke wakes an idle Run.
+func (ls *Listeners) poke() {
+	select {
+	case ls.wake <- struct{}{}:
+	default:
 	}
 }
 

@@ -151,6 +151,20 @@ func (j *Joiner) DumpNow(now int64) {
 	j.startDumps(now)
 }
 
+// Idle reports whether the joiner waits for nothing: no request, orphan,
+// ioctl or dump that a deadline could settle.
+func (j *Joiner) Idle() bool {
+	if len(j.pending) > 0 || len(j.orphans) > 0 || len(j.ioctls) > 0 || j.Dumping() {
+		return false
+	}
+	for _, st := range j.routes {
+		if st.confirmAt != 0 || st.waitPortid != 0 {
+			return false
+		}
+	}
+	return true
+}
+
 // Dumping reports whether a dump is in flight or due.
 func (j *Joiner) Dumping() bool {
 	for _, st := range j.routes {

@@ -382,6 +382,13 @@ func (t *Tracer) Close() error {
 // notifications and records of the last changes are reported.
 const drainWait = 200 * time.Millisecond
 
+// busyTick and idleTick: how often the joiner's deadlines are looked at
+// while it waits for something, and when it waits for nothing.
+const (
+	busyTick = 100 * time.Millisecond
+	idleTick = time.Second
+)
+
 // maxDrainExtra bounds the drain periods added while dumps are answered.
 const maxDrainExtra = 10
 
@@ -447,8 +454,18 @@ func (t *Tracer) Run(ctx context.Context, emit func(*event.Event)) error {
 		close(notes)
 	}
 
-	tick := time.NewTicker(50 * time.Millisecond)
+	// The joiner's deadlines are 200 ms and more: a tick of 100 ms keeps
+	// them while it waits for anything, and a joiner with nothing waiting
+	// is looked at once a second, so that an idle tracer sleeps.
+	tick := time.NewTimer(busyTick)
 	defer tick.Stop()
+	tickIdle := false
+	busy := func() {
+		if tickIdle {
+			tick.Reset(busyTick)
+			tickIdle = false
+		}
+	}
 	var ev event.Event
 	done := ctx.Done()
 	var drainTimer <-chan time.Time
@@ -481,12 +498,14 @@ func (t *Tracer) Run(ctx context.Context, emit func(*event.Event)) error {
 				continue
 			}
 			t.handleRecord(&r, &ev, j, out)
+			busy()
 		case n, ok := <-notes:
 			if !ok {
 				notes = nil
 				continue
 			}
 			j.Note(&n, monoNow())
+			busy()
 		case c := <-changes:
 			if c.path == "" {
 				delete(t.nsPaths, c.inode)
@@ -495,9 +514,16 @@ func (t *Tracer) Run(ctx context.Context, emit func(*event.Event)) error {
 				t.nsPaths[c.inode] = c.path
 			}
 		case <-tick.C:
+			next := busyTick
 			if j != nil {
 				j.Expire(monoNow(), false)
+				if j.Idle() {
+					next, tickIdle = idleTick, true
+				}
+			} else {
+				next, tickIdle = idleTick, true
 			}
+			tick.Reset(next)
 		}
 	}
 	wg.Wait()
