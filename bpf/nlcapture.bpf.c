@@ -132,6 +132,8 @@ struct buf_walk {
 	__u64 off;
 	struct sock_info *si;
 	__u64 ended; /* the walk reached the end, or bytes that are no message */
+	__u64 captured; /* a request was captured: its acks are worth a scan */
+	struct rt_actor actor; /* who sent the buffer, read once */
 };
 
 /* One message of a request buffer; returns 1 to stop the walk. */
@@ -156,23 +158,18 @@ static long capture_one(__u64 index, void *ctx)
 		if (n > RT_SCRATCH)
 			n = RT_SCRATCH;
 		if (bpf_probe_read_user(h->buf, n & (RT_SCRATCH * 2 - 1), w->ubuf + w->off) == 0) {
-			struct rt_event *e = rt_new_event(h, RT_KIND_REQUEST, RT_ATTACH_TRACEPOINT);
+			struct rt_event *e = rt_new_event_as(h, RT_KIND_REQUEST, RT_ATTACH_TRACEPOINT, &w->actor);
 
 			e->origin = RT_ORIGIN_NETLINK;
 			e->portid = w->si->portid;
 			e->netns = w->si->netns;
 			if (rtnl_parse_heap(n) == RT_PARSE_OK) {
-				/* by process: a Go requester reads its acks on
-				 * whichever thread its goroutine runs on next */
-				__u32 tgid = bpf_get_current_pid_tgid() >> 32;
-				__u8 one = 1;
-
 				/* rtnl_parse_heap found the heap itself: use it again */
 				h = rt_heap();
 				if (!h)
 					return 1;
 				rt_emit(&h->ev);
-				bpf_map_update_elem(&requesters, &tgid, &one, BPF_ANY);
+				w->captured = 1;
 			}
 		}
 	}
@@ -185,8 +182,20 @@ static long capture_one(__u64 index, void *ctx)
 static __always_inline void capture_buf(const __u8 *ubuf, __u64 len, struct sock_info *si)
 {
 	struct buf_walk w = {.ubuf = ubuf, .len = len, .si = si};
+	struct rt_heap *h = rt_heap();
 
+	if (!h)
+		return;
+	rt_save_actor(rt_new_event(h, RT_KIND_REQUEST, RT_ATTACH_TRACEPOINT), &w.actor);
 	bpf_loop(MAX_MSGS_PER_BUF, capture_one, &w, 0);
+	if (w.captured) {
+		/* by process: a Go requester reads its acks on whichever
+		 * thread its goroutine runs on next */
+		__u32 tgid = bpf_get_current_pid_tgid() >> 32;
+		__u8 one = 1;
+
+		bpf_map_update_elem(&requesters, &tgid, &one, BPF_ANY);
+	}
 	/* More messages than one pass covers (not a walk that ended at the
 	 * buffer's end or at slack past the last message): user space
 	 * attributes the rest by the socket's portid, and counts it. */
@@ -372,6 +381,11 @@ static long scan_one(__u64 index, void *ctx)
 	if (bpf_probe_read_user(&ack, sizeof(ack), (const __u8 *)w->pr->buf + w->off))
 		return 1;
 	if (ack.hdr.nlmsg_len < NLMSG_HDRLEN)
+		return 1;
+	/* The kernel sends each ack in a datagram of its own: a datagram
+	 * that does not start with one is a dump part or a notification,
+	 * whose hundreds of messages need no walk. */
+	if (index == 0 && ack.hdr.nlmsg_type != NLMSG_ERROR)
 		return 1;
 	if (ack.hdr.nlmsg_type == NLMSG_ERROR && rtnl_type_wanted(ack.orig.nlmsg_type) &&
 	    (ack.error != 0 || completion_wanted(ack.orig.nlmsg_type))) {

@@ -135,6 +135,56 @@ static __always_inline void rt_fill_actor(struct rt_event *e)
 		e->flags |= RT_F_KTHREAD;
 }
 
+/* The actor's part of an event, kept to stamp many events of one syscall
+ * (a batch of requests) without asking the kernel again for each. */
+struct rt_actor {
+	__u64 cgroup_id;
+	__u32 pid;
+	__u32 tgid;
+	__u32 ppid;
+	__u32 uid;
+	__u32 actor_netns;
+	__u16 flags;
+	__u16 pad;
+	char comm[RT_COMM_LEN];
+	char pcomm[RT_COMM_LEN];
+};
+
+static __always_inline void rt_save_actor(const struct rt_event *e, struct rt_actor *a)
+{
+	a->cgroup_id = e->cgroup_id;
+	a->pid = e->pid;
+	a->tgid = e->tgid;
+	a->ppid = e->ppid;
+	a->uid = e->uid;
+	a->actor_netns = e->actor_netns;
+	a->flags = e->flags;
+	__builtin_memcpy(a->comm, e->comm, RT_COMM_LEN);
+	__builtin_memcpy(a->pcomm, e->pcomm, RT_COMM_LEN);
+}
+
+/* A fresh event in the per-CPU heap, stamped with a saved actor. */
+static __always_inline struct rt_event *rt_new_event_as(struct rt_heap *h, __u8 kind, __u8 attach,
+							const struct rt_actor *a)
+{
+	struct rt_event *e = &h->ev;
+
+	__builtin_memset(e, 0, sizeof(*e));
+	e->kind = kind;
+	e->attach = attach;
+	e->ts_ns = bpf_ktime_get_ns();
+	e->cgroup_id = a->cgroup_id;
+	e->pid = a->pid;
+	e->tgid = a->tgid;
+	e->ppid = a->ppid;
+	e->uid = a->uid;
+	e->actor_netns = a->actor_netns;
+	e->flags = a->flags;
+	__builtin_memcpy(e->comm, a->comm, RT_COMM_LEN);
+	__builtin_memcpy(e->pcomm, a->pcomm, RT_COMM_LEN);
+	return e;
+}
+
 /* A fresh event in the per-CPU heap, actor filled. */
 static __always_inline struct rt_event *rt_new_event(struct rt_heap *h, __u8 kind, __u8 attach)
 {
