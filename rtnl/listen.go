@@ -222,6 +222,14 @@ func setup(fd, rcvbuf int) error {
 // Netns returns the inode of the network namespace the listener watches.
 func (l *Listener) Netns() uint32 { return l.netns }
 
+// Fd is the socket's descriptor (-1 once closed), for socket options and
+// for tests that break it on purpose. Closing it is Close's job.
+func (l *Listener) Fd() int {
+	l.mu.Lock()
+	defer l.mu.Unlock()
+	return l.fd
+}
+
 // Close closes the socket; a second Close does nothing. Poll,
 // RequestRouteDump and Portid then return os.ErrClosed.
 func (l *Listener) Close() error {
