@@ -345,7 +345,7 @@ func TestIPv6GCInSoftirqKeepsTaskRecords(t *testing.T) {
 		// for the loss accounting, which does not count it yet.
 		if s.wantAttach() == event.AttachKprobe {
 			t.Logf("kprobe tier: %d of %d expiries unreported (e.g. %s); kprobe misses %d, program recursion misses %d, ring buffer losses %d",
-				len(unreported), len(expiringSet), unreported[0], kprobeMisses(s.tr), recursionMisses(t, s.tr), s.tr.Lost())
+				len(unreported), len(expiringSet), unreported[0], s.tr.kprobeMissed(), recursionMisses(t, s.tr), s.tr.Lost())
 		} else {
 			complain("%d of %d expiries unreported, e.g. %s", len(unreported), len(expiringSet), unreported[0])
 		}
@@ -353,26 +353,6 @@ func TestIPv6GCInSoftirqKeepsTaskRecords(t *testing.T) {
 	if bad > 0 {
 		t.Errorf("%d wrong or missing reports", bad)
 	}
-}
-
-// kprobeMisses sums the kernel's count of kprobe hits skipped (kernels
-// from 6.6 report it; older ones count as 0).
-func kprobeMisses(tr *Tracer) uint64 {
-	var n uint64
-	for _, a := range tr.attached {
-		for _, l := range a.links {
-			info, err := l.Info()
-			if err != nil {
-				continue
-			}
-			if pe := info.PerfEvent(); pe != nil {
-				if kp := pe.Kprobe(); kp != nil {
-					n += kp.Missed
-				}
-			}
-		}
-	}
-	return n
 }
 
 // recursionMisses sums the kernel's count of runs skipped as recursive
