@@ -84,6 +84,23 @@ func isRefusal(err error) bool {
 		errors.Is(err, unix.EOPNOTSUPP) || strings.Contains(err.Error(), "no kprobes")
 }
 
+// netlinkIn returns a vishvananda/netlink handle whose socket lives in ns,
+// closed when the test ends.
+func netlinkIn(t *testing.T, ns *testnet.Netns) *netlink.Handle {
+	t.Helper()
+	h, err := netns.GetFromPath(ns.Path)
+	if err != nil {
+		t.Fatal(err)
+	}
+	defer h.Close() // the socket keeps the namespace
+	nl, err := netlink.NewHandleAt(h, unix.NETLINK_ROUTE)
+	if err != nil {
+		t.Fatal(err)
+	}
+	t.Cleanup(nl.Close)
+	return nl
+}
+
 // stop ends tracing and returns the events reported in ns.
 func (s *session) stop() []event.Event {
 	if s.cancel != nil {
@@ -321,17 +338,7 @@ func TestNexthops(t *testing.T) {
 func TestNetlinkLibrary(t *testing.T) {
 	ns := newNetns(t)
 	s := startTracer(t, ns)
-
-	h, err := netns.GetFromPath(ns.Path)
-	if err != nil {
-		t.Fatal(err)
-	}
-	defer h.Close()
-	nl, err := netlink.NewHandleAt(h, unix.NETLINK_ROUTE)
-	if err != nil {
-		t.Fatal(err)
-	}
-	defer nl.Close()
+	nl := netlinkIn(t, ns)
 	route := &netlink.Route{
 		Dst:       &net.IPNet{IP: net.IPv4(203, 0, 113, 0).To4(), Mask: net.CIDRMask(24, 32)},
 		LinkIndex: int(ns.V0),

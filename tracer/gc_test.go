@@ -18,7 +18,6 @@ import (
 	"github.com/cilium/ebpf"
 	"github.com/cilium/ebpf/btf"
 	"github.com/vishvananda/netlink"
-	"github.com/vishvananda/netns"
 	"golang.org/x/sys/unix"
 
 	"github.com/routetrace/routetrace/event"
@@ -183,17 +182,7 @@ func TestIPv6GCInSoftirqKeepsTaskRecords(t *testing.T) {
 	}
 	s := startTracer(t, ns)
 	requireIPv6FIBHooks(t, s)
-
-	h, err := netns.GetFromPath(ns.Path)
-	if err != nil {
-		t.Fatal(err)
-	}
-	defer h.Close()
-	nl, err := netlink.NewHandleAt(h, unix.NETLINK_ROUTE)
-	if err != nil {
-		t.Fatal(err)
-	}
-	defer nl.Close()
+	nl := netlinkIn(t, ns)
 
 	ctx, cancel := context.WithTimeout(context.Background(), 8*time.Second)
 	defer cancel()

@@ -2,7 +2,6 @@ package main
 
 import (
 	"encoding/json"
-	"os"
 	"os/exec"
 	"runtime"
 	"slices"
@@ -16,7 +15,6 @@ import (
 	"golang.org/x/sys/unix"
 
 	"github.com/routetrace/routetrace/internal/testnet"
-	"github.com/routetrace/routetrace/internal/tiertest"
 )
 
 func TestFdinfoProgID(t *testing.T) {
@@ -133,17 +131,7 @@ func TestBenchKernelCost(t *testing.T) {
 	if pin {
 		args = append(args, "--pin")
 	}
-	mode := os.Getenv("ROUTETRACE_ATTACH")
-	if mode != "" {
-		args = append(args, "--attach", mode)
-	}
-	r := run(t, runTimeout, args...)
-	if r.code != 0 {
-		if (mode == "fentry" || mode == "kprobe") && isRefusal(r.stderr) {
-			tiertest.Refused(t, mode, r.stderr)
-		}
-		t.Fatalf("exit status %d\nstdout:\n%s\nstderr:\n%s", r.code, r.stdout, r.stderr)
-	}
+	r := runBenchCmd(t, args...)
 	var res struct {
 		Attach string      `json:"attach"`
 		Kernel *kernelCost `json:"kernel_cost"`
