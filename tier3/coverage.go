@@ -35,8 +35,6 @@ func (c Coverage) Covers(obj event.Object, family uint8) bool {
 	return false
 }
 
-func (c Coverage) covers(obj event.Object, family uint8) bool { return c.Covers(obj, family) }
-
 func (c Coverage) String() string {
 	var parts []string
 	for _, p := range []struct {

@@ -49,13 +49,9 @@ type reqKey struct {
 
 type portKey struct{ netns, portid uint32 }
 
-// pendingReq keeps a request until its notification or error.
+// pendingReq keeps a request (netlink or ioctl) until its notification or
+// error.
 type pendingReq struct {
-	ev       event.Event
-	deadline int64
-}
-
-type pendingIoctl struct {
 	ev       event.Event
 	deadline int64
 }
@@ -91,7 +87,7 @@ type Joiner struct {
 	orphans   []orphan // FIFO by arrival
 	orphanIdx map[reqKey]int
 	orphanOff int // index of orphans[0] in arrival numbering
-	ioctls    []pendingIoctl
+	ioctls    []pendingReq
 	triggers  []trigger
 	recent    []trigger // address, link and nexthop requests, for their notifications
 	emit      func(*event.Event)
@@ -170,7 +166,7 @@ func (j *Joiner) Request(ev *event.Event, flags uint16, now int64) {
 			j.addRecent(ev, now)
 		}
 	}
-	if !j.cover.covers(ev.Object, ev.Family) {
+	if !j.cover.Covers(ev.Object, ev.Family) {
 		return
 	}
 	k := keyOf(ev)
@@ -262,13 +258,11 @@ func (j *Joiner) Ack(ev *event.Event, flags, nlmsgType, nlmsgFlags uint16, now i
 		return
 	}
 	delete(j.pending, k)
-	errno := ev.Errno
-	req := &p.ev
-	req.Errno = errno
-	if !j.cover.covers(req.Object, req.Family) {
+	p.ev.Errno = ev.Errno
+	if !j.cover.Covers(p.ev.Object, p.ev.Family) {
 		return // an address or link request that failed: causes nothing
 	}
-	j.emit(req)
+	j.emit(&p.ev)
 }
 
 // unmatchedFailure reports a failure whose request was not captured one by
@@ -277,11 +271,11 @@ func (j *Joiner) Ack(ev *event.Event, flags, nlmsgType, nlmsgFlags uint16, now i
 func (j *Joiner) unmatchedFailure(ev *event.Event, nlmsgType, nlmsgFlags uint16) {
 	switch ev.Object {
 	case event.ObjectRoute:
-		if !j.cover.covers(event.ObjectRoute, event.FamilyInet) || !j.cover.covers(event.ObjectRoute, event.FamilyInet6) {
+		if !j.cover.Covers(event.ObjectRoute, event.FamilyInet) || !j.cover.Covers(event.ObjectRoute, event.FamilyInet6) {
 			return // the family is unknown: tiers 1-2 may report it
 		}
 	case event.ObjectRule, event.ObjectNexthop:
-		if !j.cover.covers(ev.Object, 0) {
+		if !j.cover.Covers(ev.Object, 0) {
 			return
 		}
 	default:
@@ -303,7 +297,7 @@ func (j *Joiner) unmatchedFailure(ev *event.Event, nlmsgType, nlmsgFlags uint16)
 // ioctl handles a completed route ioctl: failures are reported at once,
 // successes wait for the kernel's notification (portid 0) to confirm them.
 func (j *Joiner) ioctl(ev *event.Event, now int64) {
-	if !j.cover.covers(ev.Object, ev.Family) {
+	if !j.cover.Covers(ev.Object, ev.Family) {
 		return
 	}
 	if ev.Errno != 0 {
@@ -318,7 +312,7 @@ func (j *Joiner) ioctl(ev *event.Event, now int64) {
 			return
 		}
 	}
-	j.ioctls = append(j.ioctls, pendingIoctl{ev: *ev, deadline: now + pendingTTLNs})
+	j.ioctls = append(j.ioctls, pendingReq{ev: *ev, deadline: now + pendingTTLNs})
 }
 
 func ioctlMatches(req, note *event.Event) bool {
@@ -328,7 +322,7 @@ func ioctlMatches(req, note *event.Event) bool {
 
 // notification handles one route, rule or nexthop notification.
 func (j *Joiner) notification(ev *event.Event, now int64) {
-	if !j.cover.covers(ev.Object, ev.Family) {
+	if !j.cover.Covers(ev.Object, ev.Family) {
 		return
 	}
 	if j.trackRoute(ev) {

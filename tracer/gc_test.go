@@ -22,6 +22,7 @@ import (
 
 	"github.com/routetrace/routetrace/event"
 	"github.com/routetrace/routetrace/internal/testnet"
+	"github.com/routetrace/routetrace/tier3"
 )
 
 // Tests of the IPv6 GC context (fib6_run_gc) and of the scratch space the
@@ -33,7 +34,7 @@ import (
 // FIB hooks: tier 3 has no GC context and no shared scratch to test.
 func requireIPv6FIBHooks(t *testing.T, s *session) {
 	t.Helper()
-	if s.tr.tier3&coverRoute6 != 0 {
+	if s.tr.tier3&tier3.RouteInet6 != 0 {
 		s.stop()
 		t.Skip("IPv6 routes are traced at the syscalls (tier 3) here: the GC context and the FIB hooks' scratch are tiers 1-2 (vmtest runs them)")
 	}

@@ -14,7 +14,7 @@ type hook struct {
 	// tier 1 or 2 attachment, its objects are captured at the syscalls.
 	Essential bool
 	// Covers is what tier 3 must capture when this essential hook is missing.
-	Covers coverage
+	Covers tier3.Coverage
 	// Fentry and Kprobe are the programs of each tier, in attach order:
 	// exit programs first, entry programs last (detach is the reverse).
 	// An entry program that notes a state its exit clears (a context, the
@@ -32,16 +32,6 @@ type hookAlt struct {
 	Kprobe []string
 }
 
-// coverage is what tier 3 must capture (see tier3.Coverage).
-type coverage = tier3.Coverage
-
-const (
-	coverRoute4  = tier3.RouteInet
-	coverRoute6  = tier3.RouteInet6
-	coverRule    = tier3.Rule
-	coverNexthop = tier3.Nexthop
-)
-
 func exitPair(fn string) (fentry, kprobe []string) {
 	return []string{"fexit_" + fn}, []string{"kretprobe_" + fn, "kprobe_" + fn}
 }
@@ -55,7 +45,7 @@ func contextHook(fn, what string) hook {
 	}
 }
 
-func reportHook(fn, what string, essential bool, covers coverage) hook {
+func reportHook(fn, what string, essential bool, covers tier3.Coverage) hook {
 	fe, kp := exitPair(fn)
 	return hook{Fn: fn, What: what, Essential: essential, Covers: covers, Fentry: fe, Kprobe: kp}
 }
@@ -68,9 +58,9 @@ func reportAlt(fn string) hookAlt {
 // hooks is every FIB hook, essential ones first. Context hooks come before
 // the hooks they annotate so that no change slips by unannotated.
 func hooks() []hook {
-	newRule := reportHook("fib_nl_newrule", "rule add (both families)", true, coverRule)
+	newRule := reportHook("fib_nl_newrule", "rule add (both families)", true, tier3.Rule)
 	newRule.Alternatives = []hookAlt{reportAlt("fib_newrule")}
-	delRule := reportHook("fib_nl_delrule", "rule delete (both families)", true, coverRule)
+	delRule := reportHook("fib_nl_delrule", "rule delete (both families)", true, tier3.Rule)
 	delRule.Alternatives = []hookAlt{reportAlt("fib_delrule")}
 
 	flush := hook{
@@ -81,7 +71,7 @@ func hooks() []hook {
 		Fentry: []string{"fexit_fib_table_flush", "fentry_fib_table_flush"},
 		Kprobe: []string{"kretprobe_fib_table_flush", "kprobe_fib_table_flush", "kprobe_fib_table_flush_ctx"},
 	}
-	delNexthop := reportHook("rtm_del_nexthop", "nexthop delete", true, coverNexthop)
+	delNexthop := reportHook("rtm_del_nexthop", "nexthop delete", true, tier3.Nexthop)
 	delNexthop.Fentry = []string{"fexit_rtm_del_nexthop", "fentry_rtm_del_nexthop"}
 	delNexthop.Kprobe = []string{"kretprobe_rtm_del_nexthop", "kprobe_rtm_del_nexthop", "kprobe_rtm_del_nexthop_ctx"}
 
@@ -92,8 +82,8 @@ func hooks() []hook {
 		contextHook("fib_inetaddr_event", "IPv4 address removal: cause of IPv4 flushes"),
 		contextHook("addrconf_notify", "IPv6 link down/unregister: cause of IPv6 removals"),
 		contextHook("fib6_run_gc", "IPv6 garbage collection: timer removals"),
-		reportHook("fib_table_insert", "IPv4 route add/replace", true, coverRoute4),
-		reportHook("fib_table_delete", "IPv4 route delete", true, coverRoute4),
+		reportHook("fib_table_insert", "IPv4 route add/replace", true, tier3.RouteInet),
+		reportHook("fib_table_delete", "IPv4 route delete", true, tier3.RouteInet),
 		flush,
 		{
 			Fn:     "fib_notify_alias_delete",
@@ -101,12 +91,12 @@ func hooks() []hook {
 			Fentry: []string{"fentry_fib_notify_alias_delete"},
 			Kprobe: []string{"kprobe_fib_notify_alias_delete"},
 		},
-		reportHook("fib6_add", "IPv6 route add/replace", true, coverRoute6),
-		reportHook("fib6_del", "IPv6 route delete (all removals)", true, coverRoute6),
+		reportHook("fib6_add", "IPv6 route add/replace", true, tier3.RouteInet6),
+		reportHook("fib6_del", "IPv6 route delete (all removals)", true, tier3.RouteInet6),
 		reportHook("ip6_route_del", "IPv6 route delete failures", false, 0),
 		newRule,
 		delRule,
-		reportHook("rtm_new_nexthop", "nexthop add/replace", true, coverNexthop),
+		reportHook("rtm_new_nexthop", "nexthop add/replace", true, tier3.Nexthop),
 		delNexthop,
 	}
 }

@@ -543,13 +543,6 @@ func (t *Tracer) traced(netns uint32) bool {
 	return ok
 }
 
-func nsLabel(ns string) string {
-	if ns == "" {
-		return "self"
-	}
-	return ns
-}
-
 func (t *Tracer) handleRecord(r *record, ev *event.Event, j *tier3.Joiner, out func(*event.Event)) {
 	decodeRecord(&t.clock, r, ev)
 	switch r.Kind {
@@ -707,7 +700,7 @@ func (t *Tracer) loadNames(ns string, inode uint32) {
 	t.namesAt[inode] = monoNow()
 	links, err := rtnl.Links(ns)
 	if err != nil {
-		t.log.Debug("listing links", "netns", nsLabel(ns), "err", err)
+		t.log.Debug("listing links", "netns", ns, "err", err)
 		return
 	}
 	for idx, name := range links {
