@@ -153,16 +153,6 @@ func (ls *Listeners) Len() int {
 	return len(ls.byNs)
 }
 
-// Path is the path a namespace's listener was opened through.
-func (ls *Listeners) Path(ino uint32) (string, bool) {
-	ls.mu.Lock()
-	defer ls.mu.Unlock()
-	if l := ls.byNs[ino]; l != nil {
-		return l.path, true
-	}
-	return "", false
-}
-
 var errNoListener = errors.New("no listener in that network namespace")
 
 // Dump asks the kernel for the IPv4 routes of a namespace; the answers
