@@ -49,6 +49,7 @@ const (
 	NoteOverrun                    // the kernel dropped notifications: Ev has Netns
 	NoteListening                  // a listener opened or reopened: Ev has Netns, Portid, Seq of its first dump (0: none)
 	NoteGone                       // a namespace is no longer listened to: Ev has Netns
+	NoteSynced                     // every socket was read to empty after Sync was called
 )
 
 // Listeners holds one rtnetlink notification socket per traced namespace
@@ -64,6 +65,8 @@ type Listeners struct {
 	wake   chan struct{}
 	// stopping: Run drains every socket once more and returns.
 	stopping atomic.Bool
+	// syncWanted: Run sends NoteSynced after its next full pass.
+	syncWanted atomic.Bool
 }
 
 type listener struct {
@@ -182,6 +185,14 @@ func (ls *Listeners) TakeNews() []Note {
 	return q
 }
 
+// Sync makes Run read every socket now, idle or not, and send NoteSynced
+// once all were read to empty: whatever the kernel had notified before the
+// call is then in the notes before it.
+func (ls *Listeners) Sync() {
+	ls.syncWanted.Store(true)
+	ls.poke()
+}
+
 // Stop makes Run drain every socket once more and return.
 func (ls *Listeners) Stop() {
 	ls.stopping.Store(true)
@@ -207,6 +218,7 @@ func (ls *Listeners) Run(notes chan<- Note) {
 	lastRead := time.Now()
 	for {
 		stopping := ls.stopping.Load()
+		syncing := ls.syncWanted.Swap(false)
 		read := ls.flushQueued(notes)
 		snapshot = ls.inodes(snapshot[:0])
 		for _, ino := range snapshot {
@@ -216,6 +228,9 @@ func (ls *Listeners) Run(notes chan<- Note) {
 		}
 		if ls.flushQueued(notes) {
 			read = true
+		}
+		if syncing {
+			notes <- Note{Kind: NoteSynced}
 		}
 		if stopping {
 			return // drained after Stop

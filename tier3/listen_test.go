@@ -76,3 +76,45 @@ func TestListenerReopenedAfterFailure(t *testing.T) {
 		}
 	}
 }
+
+// Sync on idle listeners reads every socket at once: a change notified
+// before the call comes before NoteSynced, without waiting for IdlePoll.
+func TestListenersSyncReadsWhatCameBefore(t *testing.T) {
+	testnet.RequireRoot(t)
+	ns := testnet.New(t)
+	var stats Stats
+	ls := NewListeners(slog.Default(), &stats, false)
+	defer ls.Close()
+	if _, err := ls.Add(ns.Path); err != nil {
+		t.Fatal(err)
+	}
+	ls.TakeNews()
+	notes := make(chan Note, 64)
+	done := make(chan struct{})
+	go func() { defer close(done); ls.Run(notes) }()
+	defer func() { ls.Stop(); <-done }()
+
+	time.Sleep(IdleAfter + BusyPoll*4) // Run is in its idle sleep now
+	if out, err := exec.Command("ip", "-n", ns.Name, "route", "add", "198.51.100.0/24", "dev", "v0").CombinedOutput(); err != nil {
+		t.Fatalf("ip route add: %v: %s", err, out)
+	}
+	ls.Sync()
+	sawRoute := false
+	for {
+		select {
+		case n := <-notes:
+			if n.Kind == NoteChange && n.Ev.Dst.String() == "198.51.100.0/24" {
+				sawRoute = true
+			}
+			if n.Kind == NoteSynced {
+				if !sawRoute {
+					t.Fatal("NoteSynced came before the route added before Sync")
+				}
+				return
+			}
+		case <-time.After(IdlePoll * 3 / 4):
+			// An idle Run wakes at IdlePoll at the latest: Sync must be sooner.
+			t.Fatalf("no NoteSynced within %v of Sync", IdlePoll*3/4)
+		}
+	}
+}

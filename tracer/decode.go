@@ -22,6 +22,9 @@ const (
 	kindChange  = 1
 	kindRequest = 2
 	kindAck     = 3
+	// kindRingFlushed never comes from the kernel: readRing sends it once
+	// every record written before a Flush of the reader has been read.
+	kindRingFlushed = 0xff
 
 	flagKthread   = 1 << 0
 	flagTruncated = 1 << 1

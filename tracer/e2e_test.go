@@ -509,7 +509,11 @@ func TestAddressRemovalFlushesIPv4Routes(t *testing.T) {
 	ns.IP("route", "add", "198.51.100.0/24", "via", "192.0.2.2", "dev", "v0", "proto", "static", "table", "100")
 	s := startTracer(t, ns)
 	// Tiers 1-2 see the flush itself; tier 3 finds the route missing
-	// from a dump taken after the address deletion.
+	// from a dump taken after the address deletion. The deletion comes
+	// once the tracer polls slowly, and the tracer stops right after it:
+	// the final dump must still wait for the request and the notification
+	// (it did not: the flush went unreported, or its cause had no actor).
+	time.Sleep(idleAfter + idlePoll)
 	del := ns.IP("addr", "del", "192.0.2.1/24", "dev", "v0")
 	evs := in(s.stop(), ns)
 

@@ -470,15 +470,34 @@ func (t *Tracer) Run(ctx context.Context, emit func(*event.Event)) error {
 	done := ctx.Done()
 	var drainTimer <-chan time.Time
 	drainExtra := 0 // drain periods added for dumps still in flight
+	// Stopping: the final dumps wait until the ring buffer and the sockets
+	// have both been read up to the moment ctx ended.
+	var ringSynced, listenersSynced, finalDumps bool
 	for recs != nil || notes != nil {
+		if j != nil && ringSynced && listenersSynced && !finalDumps {
+			finalDumps = true
+			j.DumpNow(monoNow())
+		}
 		select {
 		case <-done:
 			done = nil
 			drainTimer = time.After(drainWait)
 			if j != nil {
-				j.DumpNow(monoNow()) // a flush already made is still compared
+				// A flush already made is still compared, from dumps taken
+				// once what the kernel said before now has been read: the
+				// ring buffer (the requests naming the cause's actor) and
+				// the sockets (the notifications asking for the dump) may
+				// both be in an idle poll.
+				if err := t.reader.Flush(); err != nil {
+					ringSynced = true
+				}
+				t.listeners.Sync()
 			}
 		case <-drainTimer:
+			if j != nil && !finalDumps {
+				finalDumps = true // a sync that never came: dump anyway
+				j.DumpNow(monoNow())
+			}
 			if j != nil && j.Dumping() && drainExtra < maxDrainExtra {
 				drainExtra++
 				drainTimer = time.After(drainWait)
@@ -497,15 +516,23 @@ func (t *Tracer) Run(ctx context.Context, emit func(*event.Event)) error {
 				recs = nil
 				continue
 			}
-			t.handleRecord(&r, &ev, j, out)
-			busy()
+			if r.Kind == kindRingFlushed {
+				ringSynced = true
+			} else {
+				t.handleRecord(&r, &ev, j, out)
+				busy()
+			}
 		case n, ok := <-notes:
 			if !ok {
 				notes = nil
 				continue
 			}
-			j.Note(&n, monoNow())
-			busy()
+			if n.Kind == tier3.NoteSynced {
+				listenersSynced = true
+			} else {
+				j.Note(&n, monoNow())
+				busy()
+			}
 		case c := <-changes:
 			if c.path == "" {
 				delete(t.nsPaths, c.inode)
@@ -592,6 +619,10 @@ func (t *Tracer) readRing(recs chan<- record) {
 		switch {
 		case err == nil:
 			lastRead = time.Now()
+		case errors.Is(err, ringbuf.ErrFlushed):
+			// Every record written before Flush has been read: say so.
+			recs <- record{Kind: kindRingFlushed}
+			continue
 		case errors.Is(err, os.ErrDeadlineExceeded):
 			if t.stopping.Load() && t.reader.AvailableBytes() == 0 {
 				return
