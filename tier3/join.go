@@ -59,6 +59,7 @@ type pendingReq struct {
 type orphan struct {
 	ev       event.Event
 	key      reqKey
+	hash     uint32 // OriginHash of a notification with no requester
 	deadline int64
 	done     bool
 }
@@ -69,6 +70,7 @@ type orphan struct {
 type trigger struct {
 	ev   event.Event
 	seen int64
+	hash uint32 // OriginHash of a notification with no requester
 }
 
 type lastActor struct {
@@ -90,6 +92,7 @@ type Joiner struct {
 	ioctls    []pendingReq
 	triggers  []trigger
 	recent    []trigger // address, link and nexthop requests, for their notifications
+	origins   []origin  // ioctls that made notifications not read yet (origin.go)
 	emit      func(*event.Event)
 	stats     *Stats
 	scratch   event.Event
@@ -321,7 +324,7 @@ func ioctlMatches(req, note *event.Event) bool {
 }
 
 // notification handles one route, rule or nexthop notification.
-func (j *Joiner) notification(ev *event.Event, now int64) {
+func (j *Joiner) notification(ev *event.Event, hash uint32, now int64) {
 	if !j.cover.Covers(ev.Object, ev.Family) {
 		return
 	}
@@ -345,7 +348,7 @@ func (j *Joiner) notification(ev *event.Event, now int64) {
 			}
 		}
 	}
-	j.orphans = append(j.orphans, orphan{ev: *ev, key: k, deadline: now + orphanWaitNs})
+	j.orphans = append(j.orphans, orphan{ev: *ev, key: k, hash: hash, deadline: now + orphanWaitNs})
 	if ev.Portid != 0 {
 		j.orphanIdx[k] = j.orphanOff + len(j.orphans) - 1
 	}
@@ -356,8 +359,8 @@ func (j *Joiner) notification(ev *event.Event, now int64) {
 // routes by itself, IPv4 ones without a word. The actor is its request's,
 // when captured; a request that failed sent no notification, so it never
 // becomes a cause.
-func (j *Joiner) trigger(ev *event.Event, now int64) {
-	t := trigger{ev: *ev, seen: now}
+func (j *Joiner) trigger(ev *event.Event, hash uint32, now int64) {
+	t := trigger{ev: *ev, seen: now, hash: hash}
 	t.ev.Actor, t.ev.Origin = event.Actor{}, event.OriginUnknown
 	if ev.Portid == 0 {
 		t.ev.Actor.Kernel, t.ev.Origin = true, event.OriginKernel
@@ -371,6 +374,11 @@ func (j *Joiner) trigger(ev *event.Event, now int64) {
 	if t.ev.Origin == event.OriginUnknown {
 		if a, ok := j.actorOf(ev.Netns, ev.Portid, now); ok {
 			t.ev.Actor, t.ev.Origin = a, event.OriginNetlink
+		}
+	}
+	if ev.Portid == 0 && t.ev.Origin == event.OriginKernel {
+		if o, ok := j.takeOrigin(ev.Netns, hash, now); ok {
+			t.ev.Actor, t.ev.Origin = o.actor, event.OriginIoctl
 		}
 	}
 	j.triggers = appendBounded(j.triggers, t)
@@ -442,6 +450,7 @@ func (j *Joiner) merge(note, req *event.Event) {
 // requests. With force, everything still waiting is settled now.
 func (j *Joiner) Expire(now int64, force bool) {
 	j.startDumps(now)
+	j.expireOrigins(now)
 	n := 0
 	for n < len(j.orphans) && (force || j.orphans[n].deadline <= now) {
 		o := &j.orphans[n]
@@ -450,7 +459,7 @@ func (j *Joiner) Expire(now int64, force bool) {
 			if i, ok := j.orphanIdx[o.key]; ok && i == j.orphanOff+n {
 				delete(j.orphanIdx, o.key)
 			}
-			j.settleOrphan(&o.ev, now)
+			j.settleOrphan(&o.ev, o.hash, now)
 		}
 		n++
 	}
@@ -491,7 +500,7 @@ func (j *Joiner) Expire(now int64, force bool) {
 
 // settleOrphan reports a notification no captured request claimed: by the
 // socket's last known owner, or as the kernel's own doing.
-func (j *Joiner) settleOrphan(ev *event.Event, now int64) {
+func (j *Joiner) settleOrphan(ev *event.Event, hash uint32, now int64) {
 	out := &j.scratch
 	*out = *ev
 	out.Attach = event.AttachTracepoint
@@ -500,6 +509,12 @@ func (j *Joiner) settleOrphan(ev *event.Event, now int64) {
 		if a, ok := j.actorOf(ev.Netns, ev.Portid, now); ok {
 			out.Actor = a
 		}
+		j.emit(out)
+		return
+	}
+	if o, ok := j.takeOrigin(ev.Netns, hash, now); ok {
+		// route(8): the ioctl's task, recorded as it made the change.
+		out.Origin, out.Actor = event.OriginIoctl, o.actor
 		j.emit(out)
 		return
 	}
@@ -639,17 +654,17 @@ func (j *Joiner) change(n *Note, now int64) {
 			j.onLink(ev.Netns, ev.Oif, ev.Dev)
 		}
 		if ev.Op == event.OpDelete || n.LinkDown {
-			j.trigger(ev, now)
+			j.trigger(ev, n.Hash, now)
 		}
 	case event.ObjectAddr:
 		if ev.Op == event.OpDelete {
-			j.trigger(ev, now)
+			j.trigger(ev, n.Hash, now)
 		}
 	default:
 		if ev.Object == event.ObjectNexthop && ev.Op == event.OpDelete {
-			j.trigger(ev, now)
+			j.trigger(ev, n.Hash, now)
 		}
-		j.notification(ev, now)
+		j.notification(ev, n.Hash, now)
 	}
 }
 

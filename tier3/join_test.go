@@ -84,7 +84,7 @@ func TestJoinRequestThenNotification(t *testing.T) {
 	jd := newJoined()
 	jd.request(requestRecord(100, 55, 1, uint8(event.OpDelete), "10.1.0.0/24"))
 	n := notification(55, 1, event.OpDelete, "10.1.0.0/24")
-	jd.j.notification(&n, 0)
+	jd.j.notification(&n, 0, 0)
 	if len(jd.out) != 1 {
 		t.Fatalf("got %d events, want 1", len(jd.out))
 	}
@@ -101,7 +101,7 @@ func TestJoinRequestThenNotification(t *testing.T) {
 func TestJoinNotificationThenRequest(t *testing.T) {
 	jd := newJoined()
 	n := notification(55, 1, event.OpAdd, "10.1.0.0/24")
-	jd.j.notification(&n, 0)
+	jd.j.notification(&n, 0, 0)
 	if len(jd.out) != 0 {
 		t.Fatalf("a notification was reported before its request could claim it")
 	}
@@ -133,10 +133,10 @@ func TestJoinUnclaimedNotification(t *testing.T) {
 	// A request seen earlier on the same socket makes its owner known.
 	jd.request(requestRecord(100, 55, 1, uint8(event.OpAdd), "10.1.0.0/24"))
 	n1 := notification(55, 1, event.OpAdd, "10.1.0.0/24")
-	jd.j.notification(&n1, 0)
+	jd.j.notification(&n1, 0, 0)
 	// A message past the captured part of a batch: no request record.
 	n2 := notification(55, 2, event.OpDelete, "10.2.0.0/24")
-	jd.j.notification(&n2, 0)
+	jd.j.notification(&n2, 0, 0)
 	jd.j.Expire(orphanWaitNs-1, false)
 	if len(jd.out) != 1 {
 		t.Fatalf("an orphan was settled before its wait: %d events", len(jd.out))
@@ -155,9 +155,9 @@ func TestJoinKernelRemovalCause(t *testing.T) {
 	jd.request(down)
 	// IPv6 routes are notified before the link's own RTM_NEWLINK.
 	n := notification(0, 0, event.OpDelete, "10.3.0.0/24")
-	jd.j.notification(&n, 1)
+	jd.j.notification(&n, 0, 1)
 	linkDown := event.Event{Op: event.OpAdd, Object: event.ObjectLink, Netns: 7, Portid: 60, Seq: 3, Oif: 3}
-	jd.j.trigger(&linkDown, 2)
+	jd.j.trigger(&linkDown, 0, 2)
 	jd.j.Expire(1+orphanWaitNs, false)
 	if len(jd.out) != 1 {
 		t.Fatalf("got %d events, want 1", len(jd.out))
@@ -171,7 +171,7 @@ func TestJoinKernelRemovalCause(t *testing.T) {
 	}
 	// Past the trigger's lifetime nothing is blamed.
 	n2 := notification(0, 0, event.OpDelete, "10.4.0.0/24")
-	jd.j.notification(&n2, 1+triggerTTLNs+1)
+	jd.j.notification(&n2, 0, 1+triggerTTLNs+1)
 	jd.j.Expire(1+triggerTTLNs+1+orphanWaitNs, false)
 	if len(jd.out) != 2 || jd.out[1].Cause.Valid {
 		t.Errorf("got %+v, want a removal without a cause", jd.out[1:])
@@ -181,7 +181,7 @@ func TestJoinKernelRemovalCause(t *testing.T) {
 func TestJoinIoctl(t *testing.T) {
 	jd := newJoined()
 	n := notification(0, 0, event.OpAdd, "198.51.100.0/24")
-	jd.j.notification(&n, 0)
+	jd.j.notification(&n, 0, 0)
 	r := requestRecord(300, 0, 0, uint8(event.OpAdd), "198.51.100.0/24")
 	r.Origin = uint8(event.OriginIoctl)
 	for i, c := range "route\x00" {
@@ -200,7 +200,7 @@ func TestJoinForeignObjectsIgnored(t *testing.T) {
 	jd.j.cover = Rule // routes are seen by FIB hooks
 	jd.request(requestRecord(100, 55, 1, uint8(event.OpDelete), "10.1.0.0/24"))
 	n := notification(55, 1, event.OpDelete, "10.1.0.0/24")
-	jd.j.notification(&n, 0)
+	jd.j.notification(&n, 0, 0)
 	jd.j.Expire(orphanWaitNs, true)
 	if len(jd.out) != 0 {
 		t.Fatalf("got %d events for an object tier 3 does not cover", len(jd.out))
@@ -219,7 +219,7 @@ func TestJoinSilentFlush(t *testing.T) {
 	jd.j.watchRoutes(7, us, 1)
 	answer := func(seq uint32, dst string) {
 		n := notification(us, seq, event.OpAdd, dst)
-		jd.j.notification(&n, 0)
+		jd.j.notification(&n, 0, 0)
 	}
 	// The first cut: three routes.
 	answer(1, "10.1.0.0/24")
@@ -232,7 +232,7 @@ func TestJoinSilentFlush(t *testing.T) {
 	// 10.2.0.0/24 is deleted by a request (its notification reports it).
 	jd.request(requestRecord(100, 55, 4, uint8(event.OpDelete), "10.2.0.0/24"))
 	n := notification(55, 4, event.OpDelete, "10.2.0.0/24")
-	jd.j.notification(&n, 0)
+	jd.j.notification(&n, 0, 0)
 	// An address deletion: its notification comes from inside the
 	// request, so the dump waits for the request's ack.
 	del := record{Kind: kindRequest, Op: uint8(event.OpDelete), Object: uint8(event.ObjectAddr), Family: event.FamilyInet,
@@ -241,7 +241,7 @@ func TestJoinSilentFlush(t *testing.T) {
 	jd.request(del)
 	deladdr := event.Event{Op: event.OpDelete, Object: event.ObjectAddr, Family: event.FamilyInet, Netns: 7, Portid: 61, Seq: 5,
 		Oif: 3, Dst: netip.MustParsePrefix("192.0.2.1/24")}
-	jd.j.trigger(&deladdr, 0)
+	jd.j.trigger(&deladdr, 0, 0)
 	jd.j.Expire(completionWaitNs-1, false)
 	if len(dumps) != 0 {
 		t.Fatalf("dump requested before the request completed")
@@ -255,7 +255,7 @@ func TestJoinSilentFlush(t *testing.T) {
 	// The dump has 10.1 only; 10.4 is added (notified) while it runs.
 	answer(seq, "10.1.0.0/24")
 	added := notification(56, 1, event.OpAdd, "10.4.0.0/24")
-	jd.j.notification(&added, dumpDelayNs)
+	jd.j.notification(&added, 0, dumpDelayNs)
 	jd.j.dumpDone(7, us, seq, dumpDelayNs)
 
 	var flushed []event.Event
@@ -360,14 +360,14 @@ func TestJoinCauseMatching(t *testing.T) {
 	link.Object, link.Oif = uint8(event.ObjectLink), 3
 	jd.request(link)
 	dellink := event.Event{Op: event.OpDelete, Object: event.ObjectLink, Netns: 7, Portid: 55, Seq: 1, Oif: 3}
-	jd.j.trigger(&dellink, 0)
+	jd.j.trigger(&dellink, 0, 0)
 	// A later address removal on another link (ifindex 9) by pid 200.
 	addr := requestRecord(200, 66, 2, uint8(event.OpDelete), "198.51.100.1/24")
 	addr.Object, addr.Oif = uint8(event.ObjectAddr), 9
 	jd.request(addr)
 	deladdr := event.Event{Op: event.OpDelete, Object: event.ObjectAddr, Family: event.FamilyInet, Netns: 7, Portid: 66, Seq: 2,
 		Oif: 9, Dst: netip.MustParsePrefix("198.51.100.1/24")}
-	jd.j.trigger(&deladdr, 1)
+	jd.j.trigger(&deladdr, 0, 1)
 	// A failed link removal (ifindex 4): no notification, so no trigger.
 	failed := requestRecord(400, 77, 3, uint8(event.OpDelete), "10.1.0.0/24")
 	failed.Object, failed.Oif = uint8(event.ObjectLink), 4
@@ -412,11 +412,11 @@ func TestJoinOverrunResync(t *testing.T) {
 	jd.j.dump = func(netns, seq uint32) error { dumps = append(dumps, seq); return nil }
 	jd.j.watchRoutes(7, 999, 1)
 	a := notification(999, 1, event.OpAdd, "10.1.0.0/24") // the first dump
-	jd.j.notification(&a, 0)
+	jd.j.notification(&a, 0, 0)
 	jd.j.dumpDone(7, 999, 1, 0)
 	// ip link del of ifindex 3 by pid 100, then an overrun.
 	dellink := event.Event{Op: event.OpDelete, Object: event.ObjectLink, Netns: 7, Portid: 0, Oif: 3}
-	jd.j.trigger(&dellink, 0)
+	jd.j.trigger(&dellink, 0, 0)
 	jd.j.overrun(7, 0)
 	if len(dumps) != 1 {
 		t.Fatalf("%d dumps requested, want 1", len(dumps))
@@ -440,7 +440,7 @@ func TestJoinDumpWithoutAck(t *testing.T) {
 	jd.j.watchRoutes(7, 900, 1)
 	jd.j.dumpDone(7, 900, 1, 0)
 	deladdr := event.Event{Op: event.OpDelete, Object: event.ObjectAddr, Family: event.FamilyInet, Netns: 7, Portid: 61, Seq: 5, Oif: 3}
-	jd.j.trigger(&deladdr, 0)
+	jd.j.trigger(&deladdr, 0, 0)
 	jd.j.Expire(completionWaitNs, false)
 	if len(dumps) != 1 {
 		t.Fatalf("%d dumps after the completion wait, want 1", len(dumps))
@@ -448,7 +448,7 @@ func TestJoinDumpWithoutAck(t *testing.T) {
 	jd.j.dumpDone(7, 900, dumps[0], completionWaitNs)
 	expired := event.Event{Op: event.OpDelete, Object: event.ObjectAddr, Family: event.FamilyInet, Netns: 7, Oif: 3} // lifetime ended
 	now := 2 * completionWaitNs
-	jd.j.trigger(&expired, now)
+	jd.j.trigger(&expired, 0, now)
 	jd.j.Expire(now+kernelSettleNs-1, false)
 	if len(dumps) != 1 {
 		t.Fatalf("a dump was taken before the kernel's notifications settled")
@@ -464,7 +464,7 @@ func TestJoinDumpWithoutAck(t *testing.T) {
 	}
 	ipv6 := event.Event{Op: event.OpDelete, Object: event.ObjectAddr, Family: event.FamilyInet6, Netns: 7, Oif: 3}
 	jd.j.dumpDone(7, 900, dumps[2], now+confirmDelayNs)
-	jd.j.trigger(&ipv6, now+confirmDelayNs)
+	jd.j.trigger(&ipv6, 0, now+confirmDelayNs)
 	jd.j.Expire(now+3*confirmDelayNs, false)
 	if len(dumps) != 3 {
 		t.Errorf("an IPv6 address removal asked for an IPv4 dump: %d dumps", len(dumps))
@@ -482,10 +482,10 @@ func TestJoinIPv6AddressCauseWithoutPortid(t *testing.T) {
 	jd.j.Request(&req, 0, 0)
 	note := event.Event{Op: event.OpDelete, Object: event.ObjectAddr, Family: event.FamilyInet6, Netns: 7,
 		Oif: 3, Dst: netip.MustParsePrefix("2001:db8:ff::1/64")}
-	jd.j.trigger(&note, 1)
+	jd.j.trigger(&note, 0, 1)
 	other := note
 	other.Dst = netip.MustParsePrefix("2001:db8:ee::1/64")
-	jd.j.trigger(&other, 1)
+	jd.j.trigger(&other, 0, 1)
 
 	route := event.Event{Op: event.OpDelete, Object: event.ObjectRoute, Family: event.FamilyInet6, Netns: 7, Oif: 3,
 		Dst: netip.MustParsePrefix("2001:db8:ff::/64")}

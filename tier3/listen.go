@@ -36,7 +36,8 @@ const (
 type Note struct {
 	Ev       event.Event
 	Kind     NoteKind
-	LinkDown bool // an RTM_NEWLINK that takes the link down
+	LinkDown bool   // an RTM_NEWLINK that takes the link down
+	Hash     uint32 // OriginHash of a change with no requester (portid 0)
 }
 
 // NoteKind says what a Note carries.
@@ -67,11 +68,34 @@ type Listeners struct {
 	stopping atomic.Bool
 	// syncWanted: Run sends NoteSynced after its next full pass.
 	syncWanted atomic.Bool
+	// onSocket is told of each listener socket as it opens and closes.
+	onSocket func(netns, portid uint32, open bool)
 }
 
 type listener struct {
-	l    *rtnl.Listener
-	path string
+	l      *rtnl.Listener
+	path   string
+	portid uint32
+}
+
+// OnSocket has f told, under the listeners' lock, of every listener socket
+// as it opens (before its first notification is read) and as it closes:
+// the BPF side that names ioctls knows our sockets by netns and portid.
+func (ls *Listeners) OnSocket(f func(netns, portid uint32, open bool)) {
+	ls.mu.Lock()
+	defer ls.mu.Unlock()
+	ls.onSocket = f
+	for ino, l := range ls.byNs {
+		f(ino, l.portid, true)
+	}
+}
+
+// closeLocked closes a listener; ls.mu is held.
+func (ls *Listeners) closeLocked(ino uint32, l *listener) {
+	l.l.Close()
+	if ls.onSocket != nil {
+		ls.onSocket(ino, l.portid, false)
+	}
 }
 
 // NewListeners returns an empty set. With dumpRoutes each listener asks
@@ -122,9 +146,12 @@ func (ls *Listeners) open(ino uint32, path string, l *rtnl.Listener) error {
 	ls.mu.Lock()
 	defer ls.mu.Unlock()
 	if old := ls.byNs[ino]; old != nil {
-		old.l.Close()
+		ls.closeLocked(ino, old)
 	}
-	ls.byNs[ino] = &listener{l: l, path: path}
+	ls.byNs[ino] = &listener{l: l, path: path, portid: portid}
+	if ls.onSocket != nil {
+		ls.onSocket(ino, portid, true)
+	}
 	ls.queued = append(ls.queued, n)
 	ls.poke()
 	return nil
@@ -135,7 +162,7 @@ func (ls *Listeners) Remove(ino uint32) {
 	ls.mu.Lock()
 	defer ls.mu.Unlock()
 	if old := ls.byNs[ino]; old != nil {
-		old.l.Close()
+		ls.closeLocked(ino, old)
 		delete(ls.byNs, ino)
 		ls.queued = append(ls.queued, Note{Ev: event.Event{Netns: ino}, Kind: NoteGone})
 		ls.poke()
@@ -204,7 +231,7 @@ func (ls *Listeners) Close() {
 	ls.mu.Lock()
 	defer ls.mu.Unlock()
 	for ino, l := range ls.byNs {
-		l.l.Close()
+		ls.closeLocked(ino, l)
 		delete(ls.byNs, ino)
 	}
 }
@@ -321,6 +348,10 @@ func (ls *Listeners) readOne(ino uint32, buf []byte, notes chan<- Note) bool {
 		if err != nil {
 			ls.stats.ReadErrors.Add(1)
 			break
+		}
+		n.Hash = 0
+		if h.Portid == 0 {
+			n.Hash = OriginHash(rest)
 		}
 		rest = next
 		*ev = event.Event{Netns: ino, Portid: h.Portid, Seq: h.Seq}

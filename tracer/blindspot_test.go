@@ -30,6 +30,9 @@ func TestRemovalsWithoutRequest(t *testing.T) {
 		setup       func(t *testing.T, ns *testnet.Netns) (other *testnet.Netns)
 		act         func(t *testing.T, ns, other *testnet.Netns)
 		causeObject event.Object
+		// causeComm: the cause's actor, where tier 3 can name it (an
+		// ioctl's task, from its notification's ORIGIN record).
+		causeComm string
 		causeOp     event.Op
 		orOp        event.Op // another acceptable cause op, if any
 		gateway     string
@@ -54,7 +57,7 @@ func TestRemovalsWithoutRequest(t *testing.T) {
 			act: func(t *testing.T, ns, _ *testnet.Netns) {
 				run(t, "ip", "netns", "exec", ns.Name, "ifconfig", "v0", "down")
 			},
-			causeObject: event.ObjectLink, causeOp: event.OpReplace, gateway: "192.0.2.2",
+			causeObject: event.ObjectLink, causeOp: event.OpReplace, gateway: "192.0.2.2", causeComm: "ifconfig",
 		},
 		{
 			name:  "link moved to another namespace",
@@ -138,6 +141,11 @@ func TestRemovalsWithoutRequest(t *testing.T) {
 			// which address it was.
 			if tc.causeObject == event.ObjectAddr && s.tr.Tier3() && c.Prefix.String() != "198.18.0.1/24" {
 				t.Errorf("cause prefix %s, want 198.18.0.1/24", c.Prefix)
+			}
+			// Before ORIGIN records, the cause of an ioctl's change had
+			// no actor in tier 3.
+			if tc.causeComm != "" && s.tr.Tier3() && s.tr.NamesIoctls() && (c.Actor.Comm.String() != tc.causeComm || c.Actor.Kernel) {
+				t.Errorf("cause actor %+v, want %s", c.Actor, tc.causeComm)
 			}
 			// Only this namespace's own losses: the ring buffer and the
 			// unlistened count see every namespace on the node.

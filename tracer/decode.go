@@ -22,6 +22,7 @@ const (
 	kindChange  = 1
 	kindRequest = 2
 	kindAck     = 3
+	kindOrigin  = 4
 	// kindRingFlushed never comes from the kernel: readRing sends it once
 	// every record written before a Flush of the reader has been read.
 	kindRingFlushed = 0xff

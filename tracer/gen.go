@@ -6,4 +6,5 @@ package tracer
 
 //go:generate go tool bpf2go -tags linux -cc clang-19 -cflags "-O2 -g -Wall -Wpadded -Werror" -target amd64,arm64 -type rt_event fib ../bpf/fib.bpf.c -- -I../bpf/include
 //go:generate go tool bpf2go -tags linux -cc clang-19 -cflags "-O2 -g -Wall -Wpadded -Werror" -target amd64,arm64 -type rt_event nlcapture ../bpf/nlcapture.bpf.c -- -I../bpf/include
+//go:generate go tool bpf2go -tags linux -cc clang-19 -cflags "-O2 -g -Wall -Wpadded -Werror" -target amd64,arm64 -type rt_event nlorigin ../bpf/nlorigin.bpf.c -- -I../bpf/include
 //go:generate go tool bpf2go -tags linux -cc clang-19 -cflags "-O2 -g -Wall -Wpadded -Werror" -target amd64,arm64 -type rt_event parsertest ../bpf/parsertest.bpf.c -- -I../bpf/include

@@ -142,7 +142,11 @@ type Tracer struct {
 	stats     Stats
 	stopping  atomic.Bool      // Run is draining: readRing stops once the ring is empty
 	listeners *tier3.Listeners // tier 3's notification sockets, nil without tier 3
-	closed    sync.Once
+	origins   bool             // ioctls behind notifications are named (origin.go)
+	// flushAsked numbers the reader's flushes (wakeRing); readRing stamps
+	// each kindRingFlushed record with it.
+	flushAsked atomic.Uint64
+	closed     sync.Once
 }
 
 type nameKey struct{ netns, ifindex uint32 }
@@ -311,6 +315,7 @@ func (t *Tracer) startTier3(self uint32, fib *object, cache *btf.Cache) error {
 
 	// Listen before New returns: a change made right after must be seen.
 	t.listeners = tier3.NewListeners(t.log, &t.stats.Stats, t.tier3&tier3.RouteInet != 0)
+	t.startOrigins(self, fib, cache)
 	for _, ns := range t.watcher.Namespaces() {
 		if _, err := t.listeners.Add(ns.Path); err != nil {
 			if ns.Inode == t.watcher.Self() || len(t.opts.Netns) > 0 {
@@ -473,6 +478,8 @@ func (t *Tracer) Run(ctx context.Context, emit func(*event.Event)) error {
 	// Stopping: the final dumps wait until the ring buffer and the sockets
 	// have both been read up to the moment ctx ended.
 	var ringSynced, listenersSynced, finalDumps bool
+	var stopFlush uint64 // the flush asked for at the stop
+	var lastWake time.Time
 	for recs != nil || notes != nil {
 		if j != nil && ringSynced && listenersSynced && !finalDumps {
 			finalDumps = true
@@ -488,9 +495,7 @@ func (t *Tracer) Run(ctx context.Context, emit func(*event.Event)) error {
 				// ring buffer (the requests naming the cause's actor) and
 				// the sockets (the notifications asking for the dump) may
 				// both be in an idle poll.
-				if err := t.reader.Flush(); err != nil {
-					ringSynced = true
-				}
+				stopFlush = t.wakeRing()
 				t.listeners.Sync()
 			}
 		case <-drainTimer:
@@ -517,7 +522,9 @@ func (t *Tracer) Run(ctx context.Context, emit func(*event.Event)) error {
 				continue
 			}
 			if r.Kind == kindRingFlushed {
-				ringSynced = true
+				if stopFlush != 0 && r.Seq >= uint32(stopFlush) {
+					ringSynced = true
+				}
 			} else {
 				t.handleRecord(&r, &ev, j, out)
 				busy()
@@ -530,6 +537,12 @@ func (t *Tracer) Run(ctx context.Context, emit func(*event.Event)) error {
 			if n.Kind == tier3.NoteSynced {
 				listenersSynced = true
 			} else {
+				if t.origins && n.Kind == tier3.NoteChange && n.Ev.Portid == 0 && time.Since(lastWake) > ringPoll {
+					// Its ORIGIN record, if an ioctl made it, is in the
+					// ring: read it now, even if the reader is idle.
+					lastWake = time.Now()
+					t.wakeRing()
+				}
 				j.Note(&n, monoNow())
 				busy()
 			}
@@ -594,6 +607,10 @@ func (t *Tracer) handleRecord(r *record, ev *event.Event, j *tier3.Joiner, out f
 		if j != nil {
 			j.Ack(ev, r.Flags, r.NlmsgType, r.NlmsgFlags, monoNow())
 		}
+	case kindOrigin:
+		if j != nil {
+			j.Origin(ev, r.Count, monoNow())
+		}
 	}
 }
 
@@ -620,8 +637,9 @@ func (t *Tracer) readRing(recs chan<- record) {
 		case err == nil:
 			lastRead = time.Now()
 		case errors.Is(err, ringbuf.ErrFlushed):
-			// Every record written before Flush has been read: say so.
-			recs <- record{Kind: kindRingFlushed}
+			// Every record written before the flush has been read: say
+			// so, with the number of the last flush asked (wakeRing).
+			recs <- record{Kind: kindRingFlushed, Seq: uint32(t.flushAsked.Load())}
 			continue
 		case errors.Is(err, os.ErrDeadlineExceeded):
 			if t.stopping.Load() && t.reader.AvailableBytes() == 0 {

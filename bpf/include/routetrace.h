@@ -18,6 +18,9 @@ enum rt_kind {
 	RT_KIND_CHANGE = 1,  /* a change seen at a FIB hook, with its result */
 	RT_KIND_REQUEST = 2, /* an rtnetlink or ioctl request seen at the syscall */
 	RT_KIND_ACK = 3,     /* an NLMSG_ERROR answer read by the requester */
+	RT_KIND_ORIGIN = 4,  /* the ioctl that made a notification with no requester
+			      * (portid 0): the actor, nlmsg_type, seq, and in count
+			      * a hash of the notification (see nlorigin.bpf.c) */
 };
 
 /* A REQUEST or ACK record with RT_F_TRUNCATED and no object (RT_OBJ_NONE)
