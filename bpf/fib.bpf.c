@@ -72,11 +72,22 @@ struct {
 	__type(value, struct hook_args);
 } stash SEC(".maps");
 
+/* What a notifier context hook was told: the link, the address, whether
+ * the link goes down or away. */
+struct ctx_cause {
+	__u32 ifindex;
+	__u8 addr[4];
+	__u8 prefixlen;
+	__u8 op;
+	__u8 pad[2];
+};
+
 /* The kernel path the current thread is in (set by context hooks). */
 struct task_ctx {
 	__u16 path;     /* enum rt_path of the outermost context hook */
 	__u16 in_flush; /* inside fib_table_flush */
 	__u32 detailed; /* per-route records emitted by the current flush */
+	struct ctx_cause cause; /* what the outermost context hook was told */
 };
 
 struct {
@@ -253,7 +264,7 @@ static __always_inline void gc_exit(void)
 	r->depth--;
 }
 
-static __always_inline void ctx_enter(__u16 path)
+static __always_inline void ctx_enter_cause(__u16 path, const struct ctx_cause *cause)
 {
 	__u64 id = bpf_get_current_pid_tgid();
 	struct task_ctx *c = bpf_map_lookup_elem(&task_ctxs, &id);
@@ -265,14 +276,50 @@ static __always_inline void ctx_enter(__u16 path)
 			c->detailed = 0;
 		} else if (!c->path) {
 			c->path = path;
+			if (cause)
+				c->cause = *cause;
 		}
 		return;
 	}
-	if (path == RT_PATH_FIB_TABLE_FLUSH)
+	if (path == RT_PATH_FIB_TABLE_FLUSH) {
 		fresh.in_flush = 1;
-	else
+	} else {
 		fresh.path = path;
+		if (cause)
+			fresh.cause = *cause;
+	}
 	bpf_map_update_elem(&task_ctxs, &id, &fresh, BPF_ANY);
+}
+
+static __always_inline void ctx_enter(__u16 path)
+{
+	ctx_enter_cause(path, NULL);
+}
+
+#define NETDEV_DOWN_ 2
+#define NETDEV_UNREGISTER_ 6
+
+/* A netdevice notifier's cause: ptr is a struct netdev_notifier_info, whose
+ * first member is the device. Going away is a delete; down (or a change of
+ * state that flushes) a replace. */
+static __always_inline void netdev_cause(struct ctx_cause *c, unsigned long event, void *ptr)
+{
+	struct net_device *dev = BPF_CORE_READ((struct netdev_notifier_info *)ptr, dev);
+
+	c->ifindex = BPF_CORE_READ(dev, ifindex);
+	c->op = event == NETDEV_UNREGISTER_ ? RT_OP_DELETE : RT_OP_REPLACE;
+}
+
+/* An inetaddr notifier's cause: ptr is the struct in_ifaddr removed. */
+static __always_inline void inetaddr_cause(struct ctx_cause *c, void *ptr)
+{
+	struct in_ifaddr *ifa = ptr;
+	__be32 local = BPF_CORE_READ(ifa, ifa_local);
+
+	c->ifindex = BPF_CORE_READ(ifa, ifa_dev, dev, ifindex);
+	__builtin_memcpy(c->addr, &local, 4);
+	c->prefixlen = BPF_CORE_READ(ifa, ifa_prefixlen);
+	c->op = RT_OP_DELETE;
 }
 
 static __always_inline void ctx_exit(__u16 path)
@@ -313,6 +360,10 @@ static __always_inline void set_origin(struct rt_event *e, struct nlmsghdr *nlh,
 	e->path = c->path;
 	if (!e->path && c->in_flush)
 		e->path = RT_PATH_FIB_TABLE_FLUSH;
+	e->cause_ifindex = c->cause.ifindex;
+	__builtin_memcpy(e->cause_addr, c->cause.addr, 4);
+	e->cause_prefixlen = c->cause.prefixlen;
+	e->cause_op = c->cause.op;
 }
 
 /* A fresh change record in the shared heap: task-context programs only. */
@@ -885,12 +936,43 @@ int BPF_KPROBE(kprobe_fib_notify_alias_delete, struct net *net, u32 key, struct 
 
 CONTEXT_HOOK(ip_rt_ioctl, RT_PATH_IP_RT_IOCTL)
 CONTEXT_HOOK(ipv6_route_ioctl, RT_PATH_IPV6_ROUTE_IOCTL)
-CONTEXT_HOOK(fib_netdev_event, RT_PATH_FIB_NETDEV_EVENT)
-CONTEXT_HOOK(fib_inetaddr_event, RT_PATH_FIB_INETADDR_EVENT)
 /* Notifier callbacks, not the functions under them: a callback is called
  * through a pointer and so never inlined, while rt6_sync_down_dev (say) can
- * have an attachable copy that its real caller does not use. */
-CONTEXT_HOOK(addrconf_notify, RT_PATH_ADDRCONF_NOTIFY)
+ * have an attachable copy that its real caller does not use. Each notes
+ * what it was told: the cause's link, address and op. */
+#define NOTIFIER_HOOK(kfn, path, fill)                                                      \
+	SEC("fentry/" #kfn)                                                                  \
+	int BPF_PROG(fentry_##kfn, struct notifier_block *nb, unsigned long event, void *ptr) \
+	{                                                                                    \
+		struct ctx_cause c = {};                                                     \
+		fill;                                                                        \
+		ctx_enter_cause(path, &c);                                                   \
+		return 0;                                                                    \
+	}                                                                                    \
+	SEC("fexit/" #kfn)                                                                   \
+	int BPF_PROG(fexit_##kfn)                                                            \
+	{                                                                                    \
+		ctx_exit(path);                                                              \
+		return 0;                                                                    \
+	}                                                                                    \
+	SEC("kprobe/" #kfn)                                                                  \
+	int BPF_KPROBE(kprobe_##kfn, struct notifier_block *nb, unsigned long event, void *ptr) \
+	{                                                                                    \
+		struct ctx_cause c = {};                                                     \
+		fill;                                                                        \
+		ctx_enter_cause(path, &c);                                                   \
+		return 0;                                                                    \
+	}                                                                                    \
+	SEC("kretprobe/" #kfn)                                                               \
+	int BPF_KRETPROBE(kretprobe_##kfn)                                                   \
+	{                                                                                    \
+		ctx_exit(path);                                                              \
+		return 0;                                                                    \
+	}
+
+NOTIFIER_HOOK(fib_netdev_event, RT_PATH_FIB_NETDEV_EVENT, netdev_cause(&c, event, ptr))
+NOTIFIER_HOOK(fib_inetaddr_event, RT_PATH_FIB_INETADDR_EVENT, inetaddr_cause(&c, ptr))
+NOTIFIER_HOOK(addrconf_notify, RT_PATH_ADDRCONF_NOTIFY, netdev_cause(&c, event, ptr))
 
 /* Entry halves of report hooks that also set a context. */
 SEC("fentry/rtm_del_nexthop")

@@ -169,22 +169,30 @@ func decodeRecord(c *clock, r *record, ev *event.Event) {
 		// ended, a namespace torn down): the cause is known, its actor
 		// is the kernel.
 		if r.Flags&flagKthread != 0 && causeObject(ev.Path) != event.ObjectUnknown {
-			ev.Cause = event.Cause{Valid: true, Object: causeObject(ev.Path), Op: causeOp(ev.Path), Actor: ev.Actor}
+			ev.Cause = contextCause(r, ev)
 		}
 		return
 	}
-	ev.Cause = event.Cause{Valid: true, Object: causeObject(ev.Path), Op: causeOp(ev.Path), Actor: ev.Actor}
+	ev.Cause = contextCause(r, ev)
 	ev.Actor = event.Actor{Kernel: true}
 }
 
-// causeOp is what the cause did: a link going down (or away: the context
-// hooks cannot tell) is reported as a replace, the rest as deletions.
-func causeOp(p event.Path) event.Op {
-	switch p {
-	case event.PathFibNetdevEvent, event.PathAddrconfNotify:
-		return event.OpReplace
+// contextCause is the cause a context hook recorded: its object from the
+// path, and the link, address and op the notifier was told.
+func contextCause(r *record, ev *event.Event) event.Cause {
+	c := event.Cause{Valid: true, Object: causeObject(ev.Path), Op: event.OpDelete, Ifindex: r.CauseIfindex, Actor: ev.Actor}
+	if r.CauseOp != 0 {
+		c.Op = event.Op(r.CauseOp)
+	} else if c.Object == event.ObjectLink {
+		c.Op = event.OpReplace // a link going down (or away: not told)
 	}
-	return event.OpDelete
+	if c.Object == event.ObjectAddr && r.CauseAddr != [4]uint8{} {
+		c.Prefix = netip.PrefixFrom(netip.AddrFrom4(r.CauseAddr), int(r.CausePrefixlen))
+	}
+	if c.Object == event.ObjectNexthop {
+		c.Ifindex = 0
+	}
+	return c
 }
 
 func causeObject(p event.Path) event.Object {

@@ -127,6 +127,31 @@ func decodeCases() []decodeCase {
 			Cause: event.Cause{Valid: true, Object: event.ObjectLink, Op: event.OpReplace, Actor: actor}}})
 	}
 	{
+		// Tiers 1-2: the notifier told the context hook which address
+		// went, and the link that was unregistered.
+		r := record{TsNs: uint64(time.Second), Kind: kindChange, Op: 3, Object: 1, Family: 2,
+			Origin: originKernel, Attach: attachTP, Path: pathInetaddr, DstLen: 24, Dst: a16("10.0.0.0"),
+			Table: 254, Oif: 2, Netns: 4026532000, CauseIfindex: 2, CauseAddr: [4]uint8{10, 0, 0, 1},
+			CausePrefixlen: 24, CauseOp: 3}
+		actor := ipActor(&r)
+		cases = append(cases, decodeCase{"kernel removal with the address the notifier was told", r, event.Event{
+			Time: decodeEpoch, Op: event.OpDelete, Object: event.ObjectRoute, Family: 2,
+			Origin: event.OriginKernel, Attach: event.AttachTracepoint, Path: event.PathFibInetaddrEvent,
+			Dst: netip.MustParsePrefix("10.0.0.0/24"), Table: 254, Oif: 2, Netns: 4026532000, Actor: event.Actor{Kernel: true},
+			Cause: event.Cause{Valid: true, Object: event.ObjectAddr, Op: event.OpDelete, Ifindex: 2,
+				Prefix: netip.MustParsePrefix("10.0.0.1/24"), Actor: actor}}})
+		r2 := record{TsNs: uint64(time.Second), Kind: kindChange, Op: 3, Object: 1, Family: 10,
+			Origin: originKernel, Attach: attachTP, Path: pathNetdev, DstLen: 64, Dst: a16("2001:db8::"),
+			Table: 254, Oif: 3, Netns: 4026532000, CauseIfindex: 3, CauseOp: 3}
+		actor2 := ipActor(&r2)
+		cases = append(cases, decodeCase{"kernel removal caused by a link unregistered", r2, event.Event{
+			Time: decodeEpoch, Op: event.OpDelete, Object: event.ObjectRoute, Family: 10,
+			Origin: event.OriginKernel, Attach: event.AttachTracepoint, Path: event.PathFibNetdevEvent,
+			Dst: netip.MustParsePrefix("2001:db8::/64"), Table: 254, Oif: 3, Netns: 4026532000,
+			Actor: event.Actor{Kernel: true},
+			Cause: event.Cause{Valid: true, Object: event.ObjectLink, Op: event.OpDelete, Ifindex: 3, Actor: actor2}}})
+	}
+	{
 		// IPv6 GC runs from a timer: the interrupted task is not the actor.
 		r := record{TsNs: uint64(time.Second), Kind: kindChange, Op: 3, Object: 1, Family: 10,
 			Origin: originKernel, Attach: attachTP, Path: 4, DstLen: 128, Dst: a16("2001:db8::9"),

@@ -495,8 +495,8 @@ func TestLinkDownRemovesRoutes(t *testing.T) {
 			t.Errorf("%s: actor %+v, want the kernel", w.dst, found.Actor)
 		}
 		c := found.Cause
-		if !c.Valid || c.Object != event.ObjectLink || c.Actor.Tgid != down || c.Actor.Comm.String() != "ip" {
-			t.Errorf("%s: cause %+v (path %s), want link set down by ip[%d]", w.dst, c, found.Path, down)
+		if !c.Valid || c.Object != event.ObjectLink || c.Op != event.OpReplace || c.Ifindex != ns.V0 || c.Actor.Tgid != down || c.Actor.Comm.String() != "ip" {
+			t.Errorf("%s: cause %+v (path %s), want link %d set down by ip[%d]", w.dst, c, found.Path, ns.V0, down)
 			s.logHooks()
 		}
 	}
@@ -531,8 +531,9 @@ func TestAddressRemovalFlushesIPv4Routes(t *testing.T) {
 		t.Errorf("got %s", g)
 	}
 	c := found.Cause
-	if !found.Actor.Kernel || !c.Valid || c.Object != event.ObjectAddr || c.Actor.Tgid != del {
-		t.Errorf("actor %+v cause %+v, want the kernel, caused by the address deletion of ip[%d]", found.Actor, c, del)
+	if !found.Actor.Kernel || !c.Valid || c.Object != event.ObjectAddr || c.Op != event.OpDelete || c.Actor.Tgid != del ||
+		c.Ifindex != ns.V0 || c.Prefix.String() != "192.0.2.1/24" {
+		t.Errorf("actor %+v cause %+v, want the kernel, caused by the deletion of 192.0.2.1/24 from link %d by ip[%d]", found.Actor, c, ns.V0, del)
 	}
 	for i := range evs {
 		if &evs[i] != found && evs[i].Dst == found.Dst && evs[i].Op == event.OpDelete {

@@ -50,53 +50,58 @@ type fibHookArgs struct {
 }
 
 type fibRtEvent struct {
-	_          structs.HostLayout
-	TsNs       uint64
-	CgroupId   uint64
-	Pid        uint32
-	Tgid       uint32
-	Ppid       uint32
-	Uid        uint32
-	ActorNetns uint32
-	Netns      uint32
-	Portid     uint32
-	Seq        uint32
-	Err        int32
-	Count      uint32
-	Kind       uint8
-	Op         uint8
-	Object     uint8
-	Family     uint8
-	Origin     uint8
-	Attach     uint8
-	Path       uint16
-	NlmsgType  uint16
-	NlmsgFlags uint16
-	Flags      uint16
-	DstLen     uint8
-	SrcLen     uint8
-	Table      uint32
-	Oif        uint32
-	Priority   uint32
-	NhId       uint32
-	Fwmark     uint32
-	Fwmask     uint32
-	GotoTarget uint32
-	Protocol   uint8
-	Scope      uint8
-	Type       uint8
-	Tos        uint8
-	RuleAction uint8
-	GwFamily   uint8
-	Pad        [2]uint8
-	Dst        [16]uint8
-	Src        [16]uint8
-	Gw         [16]uint8
-	Iifname    [16]int8
-	Oifname    [16]int8
-	Comm       [16]int8
-	Pcomm      [16]int8
-	Reserved   uint32
+	_              structs.HostLayout
+	TsNs           uint64
+	CgroupId       uint64
+	Pid            uint32
+	Tgid           uint32
+	Ppid           uint32
+	Uid            uint32
+	ActorNetns     uint32
+	Netns          uint32
+	Portid         uint32
+	Seq            uint32
+	Err            int32
+	Count          uint32
+	Kind           uint8
+	Op             uint8
+	Object         uint8
+	Family         uint8
+	Origin         uint8
+	Attach         uint8
+	Path           uint16
+	NlmsgType      uint16
+	NlmsgFlags     uint16
+	Flags          uint16
+	DstLen         uint8
+	SrcLen         uint8
+	Table          uint32
+	Oif            uint32
+	Priority       uint32
+	NhId           uint32
+	Fwmark         uint32
+	Fwmask         uint32
+	GotoTarget     uint32
+	Protocol       uint8
+	Scope          uint8
+	Type           uint8
+	Tos            uint8
+	RuleAction     uint8
+	GwFamily       uint8
+	Pad            [2]uint8
+	Dst            [16]uint8
+	Src            [16]uint8
+	Gw             [16]uint8
+	Iifname        [16]int8
+	Oifname        [16]int8
+	Comm           [16]int8
+	Pcomm          [16]int8
+	Reserved       uint32
+	CauseIfindex   uint32
+	CauseAddr      [4]uint8
+	CausePrefixlen uint8
+	CauseOp        uint8
+	Pad2           [6]uint8
 }
 
 type fibRtHeap struct {
@@ -116,6 +121,14 @@ type fibTaskCtx struct {
 	Path     uint16
 	InFlush  uint16
 	Detailed uint32
+	Cause    struct {
+		_         structs.HostLayout
+		Ifindex   uint32
+		Addr      [4]uint8
+		Prefixlen uint8
+		Op        uint8
+		Pad       [2]uint8
+	}
 }
 
 // Names of all BPF objects in the ELF.

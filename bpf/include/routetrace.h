@@ -127,6 +127,14 @@ struct rt_event {
 	char comm[RT_COMM_LEN];
 	char pcomm[RT_COMM_LEN];
 	__u32 reserved; /* flush records: how many routes were reported one by one */
+
+	/* Kernel-internal changes in tiers 1-2: what the context hook that
+	 * set `path` was told (the link, or the IPv4 address removed). */
+	__u32 cause_ifindex;
+	__u8 cause_addr[4];
+	__u8 cause_prefixlen;
+	__u8 cause_op; /* enum rt_op: delete (unregistered, address) or replace (down) */
+	__u8 pad2[6];
 };
 
 #endif
