@@ -2,8 +2,20 @@
 /*
  * Tier 3: rtnetlink and route-ioctl requests captured at the syscalls.
  *
- * Used where neither fentry nor kprobes load. rtnetlink handles a request
- * synchronously inside sendmsg, so the task at sys_enter is the actor. Each
+ * Used where neither fentry nor kprobes load. Two captures of the same
+ * records, of which user space attaches one:
+ *
+ *  - the socket capture (tp_btf/consume_skb, tp_btf/skb_copy_datagram_iovec)
+ *    sees a request when the rtnetlink kernel socket frees it, still in the
+ *    requester's task, and an ack when the requester copies it out. Those
+ *    tracepoints fire only for freed and read skbs: every other syscall on
+ *    the node keeps its fast path.
+ *  - the syscall capture (tracepoint/syscalls/...) where tp_btf is refused:
+ *    the requester's buffers at sys_enter. Enabling any syscall tracepoint
+ *    puts every syscall of every task on the slow path.
+ *
+ * rtnetlink handles a request synchronously inside sendmsg, so the current
+ * task in either place is the actor. Each
  * request message becomes an RT_KIND_REQUEST record carrying the socket's
  * portid and the message's seq; user space joins them with the kernel's
  * notifications (same portid and seq) so that only changes the kernel really
@@ -126,11 +138,22 @@ static __always_inline void emit_limit(__u8 kind, struct sock_info *si)
 	rt_emit(e);
 }
 
+/* Where a walked buffer lives: the syscall capture reads the requester's
+ * memory, the socket capture the skb's. One walk serves both, so that the
+ * two captures cannot drift apart. */
+static __always_inline long walk_read(__u8 user, void *dst, __u32 size, const void *src)
+{
+	if (user)
+		return bpf_probe_read_user(dst, size, src);
+	return bpf_probe_read_kernel(dst, size, src);
+}
+
 struct buf_walk {
-	const __u8 *ubuf;
+	const __u8 *buf;
 	__u64 len;
 	__u64 off;
 	struct sock_info *si;
+	__u64 user; /* buf is user memory */
 	__u64 ended; /* the walk reached the end, or bytes that are no message */
 	__u64 captured; /* a request was captured: its acks are worth a scan */
 	struct rt_actor actor; /* who sent the buffer, read once */
@@ -149,7 +172,7 @@ static long capture_one(__u64 index, void *ctx)
 		return 1;
 	if (w->off + NLMSG_HDRLEN > w->len)
 		return 1;
-	if (bpf_probe_read_user(&nlh, sizeof(nlh), w->ubuf + w->off))
+	if (walk_read(w->user, &nlh, sizeof(nlh), w->buf + w->off))
 		return 1;
 	if (nlh.nlmsg_len < NLMSG_HDRLEN || w->off + nlh.nlmsg_len > w->len)
 		return 1;
@@ -157,7 +180,7 @@ static long capture_one(__u64 index, void *ctx)
 		n = nlh.nlmsg_len;
 		if (n > RT_SCRATCH)
 			n = RT_SCRATCH;
-		if (bpf_probe_read_user(h->buf, n & (RT_SCRATCH * 2 - 1), w->ubuf + w->off) == 0) {
+		if (walk_read(w->user, h->buf, n & (RT_SCRATCH * 2 - 1), w->buf + w->off) == 0) {
 			struct rt_event *e = rt_new_event_as(h, RT_KIND_REQUEST, RT_ATTACH_TRACEPOINT, &w->actor);
 
 			e->origin = RT_ORIGIN_NETLINK;
@@ -178,17 +201,29 @@ static long capture_one(__u64 index, void *ctx)
 	return 0;
 }
 
-/* Emits one request record per wanted message in a user buffer. */
-static __always_inline void capture_buf(const __u8 *ubuf, __u64 len, struct sock_info *si)
+/* Emits one request record per wanted message in a buffer of requests;
+ * returns whether any was captured. */
+static __always_inline int walk_requests(const __u8 *buf, __u64 len, struct sock_info *si, __u8 user)
 {
-	struct buf_walk w = {.ubuf = ubuf, .len = len, .si = si};
+	struct buf_walk w = {.buf = buf, .len = len, .si = si, .user = user};
 	struct rt_heap *h = rt_heap();
 
 	if (!h)
-		return;
+		return 0;
 	rt_save_actor(rt_new_event(h, RT_KIND_REQUEST, RT_ATTACH_TRACEPOINT), &w.actor);
 	bpf_loop(MAX_MSGS_PER_BUF, capture_one, &w, 0);
-	if (w.captured) {
+	/* More messages than one pass covers (not a walk that ended at the
+	 * buffer's end or at slack past the last message): user space
+	 * attributes the rest by the socket's portid, and counts it. */
+	if (!w.ended && w.off + NLMSG_HDRLEN <= len)
+		emit_limit(RT_KIND_REQUEST, si);
+	return w.captured;
+}
+
+/* The syscall capture's walk of one user buffer. */
+static __always_inline void capture_buf(const __u8 *ubuf, __u64 len, struct sock_info *si)
+{
+	if (walk_requests(ubuf, len, si, 1)) {
 		/* by process: a Go requester reads its acks on whichever
 		 * thread its goroutine runs on next */
 		__u32 tgid = bpf_get_current_pid_tgid() >> 32;
@@ -196,11 +231,6 @@ static __always_inline void capture_buf(const __u8 *ubuf, __u64 len, struct sock
 
 		bpf_map_update_elem(&requesters, &tgid, &one, BPF_ANY);
 	}
-	/* More messages than one pass covers (not a walk that ended at the
-	 * buffer's end or at slack past the last message): user space
-	 * attributes the rest by the socket's portid, and counts it. */
-	if (!w.ended && w.off + NLMSG_HDRLEN <= len)
-		emit_limit(RT_KIND_REQUEST, si);
 }
 
 static __always_inline void capture_msghdr(const struct user_msghdr *umsg, struct sock_info *si)
@@ -345,9 +375,12 @@ int rt_recvfrom_enter(struct trace_event_raw_sys_enter *ctx)
 }
 
 struct ack_walk {
-	struct pending_read *pr;
+	const __u8 *buf;
 	__u64 len;
 	__u64 off;
+	__u64 user; /* buf is user memory */
+	__u32 portid;
+	__u32 netns;
 	__u64 ended;
 };
 
@@ -378,7 +411,7 @@ static long scan_one(__u64 index, void *ctx)
 		return 1;
 	if (w->off + NLMSG_HDRLEN > w->len)
 		return 1;
-	if (bpf_probe_read_user(&ack, sizeof(ack), (const __u8 *)w->pr->buf + w->off))
+	if (walk_read(w->user, &ack, sizeof(ack), w->buf + w->off))
 		return 1;
 	if (ack.hdr.nlmsg_len < NLMSG_HDRLEN)
 		return 1;
@@ -392,8 +425,8 @@ static long scan_one(__u64 index, void *ctx)
 		struct rt_event *e = rt_new_event(h, RT_KIND_ACK, RT_ATTACH_TRACEPOINT);
 
 		e->origin = RT_ORIGIN_NETLINK;
-		e->portid = w->pr->portid;
-		e->netns = w->pr->netns;
+		e->portid = w->portid;
+		e->netns = w->netns;
 		e->err = ack.error;
 		e->seq = ack.orig.nlmsg_seq;
 		e->nlmsg_type = ack.orig.nlmsg_type;
@@ -405,23 +438,27 @@ static long scan_one(__u64 index, void *ctx)
 	return 0;
 }
 
+/* Emits ACK records for the acks at the start of a read datagram. */
+static __always_inline void walk_acks(const __u8 *buf, __u64 len, struct sock_info *si, __u8 user)
+{
+	struct ack_walk w = {.buf = buf, .len = len, .user = user, .portid = si->portid, .netns = si->netns};
+
+	bpf_loop(MAX_ACKS_PER_READ, scan_one, &w, 0);
+	if (!w.ended && w.off + NLMSG_HDRLEN <= w.len)
+		emit_limit(RT_KIND_ACK, si);
+}
+
 static __always_inline void scan_acks(long ret)
 {
 	__u64 id = bpf_get_current_pid_tgid();
 	struct pending_read *pr = bpf_map_lookup_elem(&reads, &id);
-	struct ack_walk w = {};
 
 	if (!pr)
 		return;
 	if (ret > 0) {
-		w.pr = pr;
-		w.len = ret;
-		bpf_loop(MAX_ACKS_PER_READ, scan_one, &w, 0);
-		if (!w.ended && w.off + NLMSG_HDRLEN <= w.len) {
-			struct sock_info si = {.portid = pr->portid, .netns = pr->netns};
+		struct sock_info si = {.portid = pr->portid, .netns = pr->netns};
 
-			emit_limit(RT_KIND_ACK, &si);
-		}
+		walk_acks((const __u8 *)pr->buf, ret, &si, 1);
 	}
 	bpf_map_delete_elem(&reads, &id);
 }
@@ -437,6 +474,94 @@ SEC("tracepoint/syscalls/sys_exit_recvfrom")
 int rt_recvfrom_exit(struct trace_event_raw_sys_exit *ctx)
 {
 	scan_acks(ctx->ret);
+	return 0;
+}
+
+/* --- the socket capture: requests and acks where the skbs pass --- */
+
+/* Whether sk is an rtnetlink socket. These two loads are all that every
+ * other skb freed or read on the node costs. */
+static __always_inline int rtnl_sk(const struct sock *sk)
+{
+	return sk && sk->__sk_common.skc_family == AF_NETLINK && sk->sk_protocol == NETLINK_ROUTE;
+}
+
+/* A request, when the rtnetlink kernel socket frees it: netlink_unicast_kernel
+ * runs nlk->netlink_rcv(skb) and then consume_skb(skb), synchronously in the
+ * requester's task, whatever the requester called (sendmsg, sendmmsg, sendto,
+ * write, io_uring). skb->sk is the kernel socket (netlink_skb_set_owner_r),
+ * NETLINK_CB(skb) names the sender. Requests that start a dump are freed
+ * later, when the dump ends; routetrace wants none of their types. */
+SEC("tp_btf/consume_skb")
+int BPF_PROG(rt_skb_consume, struct sk_buff *skb)
+{
+	struct sock *sk = skb->sk;
+	struct netlink_skb_parms *cb;
+	struct sock_info si = {};
+	const __u8 *head;
+	__u32 tail;
+
+	if (!rtnl_sk(sk))
+		return 0;
+	/* a kernel socket has a receive function: the test
+	 * netlink_unicast_kernel itself makes (the skbs of user sockets
+	 * here are notifications and acks they read) */
+	if (!BPF_CORE_READ((struct netlink_sock *)sk, netlink_rcv))
+		return 0;
+	cb = (struct netlink_skb_parms *)&skb->cb[0];
+	if (!BPF_CORE_READ(cb, sk))
+		return 0;
+	if (self_tgid && (bpf_get_current_pid_tgid() >> 32) == self_tgid)
+		return 0;
+	si.portid = BPF_CORE_READ(cb, portid);
+	si.netns = BPF_CORE_READ(sk, __sk_common.skc_net.net, ns.inum);
+	/* netlink_rcv_skb pulled each message it handled, so skb->data is at
+	 * the end by now. The request was copied to the start of the buffer
+	 * (netlink_sendmsg reserves no headroom; netlink_trim keeps none) and
+	 * is linear: it runs from head to tail (an offset on 64-bit). */
+	/* read, not loaded: a pointer loaded from the skb is typed memory
+	 * whose every offset the verifier would follow through the loop */
+	head = BPF_CORE_READ(skb, head);
+	tail = skb->tail;
+	if ((__u64)(BPF_CORE_READ(skb, data) - head) > tail)
+		return 0; /* not the layout above: never walk what it is not */
+	walk_requests(head, tail, &si, 0);
+	return 0;
+}
+
+/* An ack, when its reader copies it out of the socket (recvmsg, recvfrom,
+ * read, recvmmsg, io_uring alike), in the reader's task.
+ *
+ * A reader that peeks (iproute2 does, to size its buffer) copies the skb
+ * twice. The peek leaves the skb on the receive queue; the real read
+ * unlinks it first (__skb_try_recv_from_queue, __skb_unlink clears
+ * skb->next). So the copy of an skb that is still linked is a peek and is
+ * skipped: no map to write on every ack and to clean when the skb is freed
+ * (an LRU keyed by the skb's address would also confuse a reused address
+ * with the same skb if its entry outlived the free). A reader that only
+ * ever peeks is not reported: it never took the ack. */
+SEC("tp_btf/skb_copy_datagram_iovec")
+int BPF_PROG(rt_skb_copy, const struct sk_buff *skb, int len)
+{
+	struct sock *sk = skb->sk;
+	struct sock_info si = {};
+	const __u8 *data;
+	__u16 type = 0;
+
+	if (!rtnl_sk(sk))
+		return 0;
+	if (skb->next)
+		return 0; /* a peek: reported when it is read */
+	data = BPF_CORE_READ(skb, data); /* a scalar, as head above */
+	/* each ack is a datagram of its own: anything else (dump parts,
+	 * notifications) is left after one read of its first header */
+	if (bpf_probe_read_kernel(&type, sizeof(type), data + 4) || type != NLMSG_ERROR)
+		return 0;
+	if (self_tgid && (bpf_get_current_pid_tgid() >> 32) == self_tgid)
+		return 0;
+	si.portid = BPF_CORE_READ((struct netlink_sock *)sk, portid);
+	si.netns = BPF_CORE_READ(sk, __sk_common.skc_net.net, ns.inum);
+	walk_acks(data, skb->len, &si, 0);
 	return 0;
 }
 

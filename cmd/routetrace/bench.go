@@ -49,6 +49,7 @@ func benchCommand() *cli.Command {
 			&cli.IntFlag{Name: "n", Value: 100000, Usage: "routes per deletion case"},
 			&cli.IntFlag{Name: "rounds", Value: 3, Usage: "rounds per mode (the median is reported)"},
 			&cli.StringFlag{Name: "attach", Value: "auto", Usage: "auto, fentry, kprobe or tracepoint"},
+			captureFlag(),
 			&cli.StringSliceFlag{Name: "cases", Value: cli.NewStringSlice(benchCaseKeys()...), Usage: "which cases to run"},
 			&cli.IntFlag{Name: "dd-count", Value: 2000000, Usage: "bytes dd copies one at a time"},
 			&cli.IntFlag{Name: "udp-count", Value: 200000, Usage: "datagrams the UDP case sends"},
@@ -158,6 +159,9 @@ func runBench(c *cli.Context) error {
 	if err := checkAttach(c.String("attach")); err != nil {
 		return err
 	}
+	if err := checkCaptureFlag(c.String("capture")); err != nil {
+		return err
+	}
 	if c.Bool("pin") {
 		if err := pinBench(); err != nil {
 			return err
@@ -189,6 +193,7 @@ func runBench(c *cli.Context) error {
 		return err
 	}
 	defer b.close()
+	b.capture = c.String("capture")
 	// Ctrl-C must not leave the namespace and its 100k routes behind.
 	sig := make(chan os.Signal, 1)
 	signal.Notify(sig, os.Interrupt, syscall.SIGTERM)
@@ -296,6 +301,7 @@ type benchNetns struct {
 	ipComm     string
 	ddCount    int
 	udpCount   int
+	capture    string // --capture
 }
 
 func newBenchNetns(n, ddCount, udpCount int) (*benchNetns, error) {
@@ -517,7 +523,7 @@ func (b *benchNetns) child(args ...string) (childReport, error) {
 // tracedHalf runs the cases once with a tracer attached, checking after
 // each deletion case that every deletion was reported once, by its actor.
 func (b *benchNetns) tracedHalf(attach string, cases []benchCase, round int, on map[string][]float64, res *benchResult) error {
-	t, err := tracer.New(tracer.Options{Attach: attach, Netns: []string{b.name}, Logger: slog.Default()})
+	t, err := tracer.New(tracer.Options{Attach: attach, Capture: b.capture, Netns: []string{b.name}, Logger: slog.Default()})
 	if err != nil {
 		return err
 	}
@@ -575,7 +581,7 @@ func (b *benchNetns) tracedHalf(attach string, cases []benchCase, round int, on 
 
 func tierName(t *tracer.Tracer) string {
 	if t.Tier3() {
-		return "tracepoint"
+		return "tracepoint (" + t.Capture() + " capture)"
 	}
 	for _, h := range t.Hooks() {
 		if h.Fn == "fib_table_delete" {

@@ -82,6 +82,9 @@ func startTrace(t *testing.T, ns *testnet.Netns, args ...string) *traceProc {
 	if mode != "" {
 		args = append(args, "--attach", mode)
 	}
+	if c := os.Getenv("ROUTETRACE_CAPTURE"); c != "" {
+		args = append(args, "--capture", c)
+	}
 	p := &traceProc{t: t, cmd: exec.Command(binary, args...), exited: make(chan struct{})}
 	p.cmd.Stdout, p.cmd.Stderr = &p.stdout, &p.stderr
 	if err := p.cmd.Start(); err != nil {
@@ -179,7 +182,7 @@ func wantAttach(stderr string) any {
 	if mode := os.Getenv("ROUTETRACE_ATTACH"); mode != "" && mode != "auto" {
 		return mode
 	}
-	if strings.Contains(stderr, "msg=attached fentry=0 kprobe=0 syscall_tracepoints=true") {
+	if strings.Contains(stderr, "msg=attached fentry=0 kprobe=0 tier3=true") {
 		return "tracepoint"
 	}
 	return oneOf{"fentry", "kprobe", "tracepoint"}
@@ -869,6 +872,9 @@ func runBenchCmd(t *testing.T, args ...string) result {
 	mode := os.Getenv("ROUTETRACE_ATTACH")
 	if mode != "" {
 		args = append(args, "--attach", mode)
+	}
+	if c := os.Getenv("ROUTETRACE_CAPTURE"); c != "" {
+		args = append(args, "--capture", c)
 	}
 	r := run(t, runTimeout, args...)
 	if r.code != 0 {
