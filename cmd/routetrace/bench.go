@@ -108,6 +108,7 @@ type benchResult struct {
 	N        int      `json:"n"`
 	Rounds   int      `json:"rounds"`
 	Attach   string   `json:"attach"`
+	Capture  string   `json:"capture,omitempty"` // tier 3's, when used
 	Cases    []string `json:"cases"`
 	DDCount  int      `json:"dd_count"`
 	UDPCount int      `json:"udp_count"`
@@ -268,8 +269,12 @@ func (r *benchResult) offSeconds(key string) float64 {
 }
 
 func printBench(w io.Writer, res *benchResult) {
+	attach := res.Attach
+	if res.Capture != "" {
+		attach += " (" + res.Capture + " capture)"
+	}
 	fmt.Fprintf(w, "routetrace bench: %d IPv4 /24 routes per deletion case, %d round(s), attach %s, median of rounds\n",
-		res.N, res.Rounds, res.Attach)
+		res.N, res.Rounds, attach)
 	fmt.Fprintf(w, "%-16s %12s %12s %8s\n", "", "no tracer", "tracer", "ratio")
 	for _, c := range res.results {
 		fmt.Fprintf(w, "%-16s %11.3fs %11.3fs %8.3f\n", c.Label, c.Off, c.On, c.Ratio)
@@ -529,6 +534,7 @@ func (b *benchNetns) tracedHalf(attach string, cases []benchCase, round int, on 
 	}
 	defer t.Close()
 	res.Attach = tierName(t)
+	res.Capture = t.Capture()
 	res.BPF = res.BPF.max(readBPFMemory())
 
 	id := newIdentity(b.n, b.inode)
@@ -581,7 +587,7 @@ func (b *benchNetns) tracedHalf(attach string, cases []benchCase, round int, on 
 
 func tierName(t *tracer.Tracer) string {
 	if t.Tier3() {
-		return "tracepoint (" + t.Capture() + " capture)"
+		return "tracepoint"
 	}
 	for _, h := range t.Hooks() {
 		if h.Fn == "fib_table_delete" {
