@@ -88,11 +88,12 @@ func printReport(w io.Writer, r *tracer.Report) {
 		return
 	}
 	if r.Capture() == tracer.CaptureSyscalls {
-		fmt.Fprintln(w, "  the last resort, used here because fentry, kprobes and BTF tracepoints are refused: enabling\n"+
-			"  any syscall tracepoint puts every syscall of every process on the kernel's slow path. Measured\n"+
-			"  on a 2-core 6.18 machine: dd bs=1 (a read and a write per byte) 2.05x as long, a UDP sendmsg\n"+
+		fmt.Fprintln(w, "  the last resort, used here because fentry and kprobes are refused: enabling any syscall\n"+
+			"  tracepoint puts every syscall of every process on the kernel's slow path. Measured on a\n"+
+			"  2-core 6.18 machine: dd bs=1 (a read and a write per byte) 2.05x as long, a UDP sendmsg\n"+
 			"  loop 1.16x (routetrace bench --cases dd,udp measures it here). Allowing fentry (no\n"+
-			"  lockdown=confidentiality, CONFIG_FUNCTION_TRACER) or kprobes removes it.")
+			"  lockdown=confidentiality, CONFIG_FUNCTION_TRACER), kprobes, or BTF tracepoints (the\n"+
+			"  socket capture: kernel BTF, 5.5 and later) removes it.")
 		return
 	}
 	fmt.Fprintln(w, "  route ioctls (net-tools route, ifconfig) are reported with an unknown actor unless\n"+

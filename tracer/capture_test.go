@@ -1,0 +1,238 @@
+package tracer
+
+import (
+	"encoding/binary"
+	"fmt"
+	"os"
+	"os/exec"
+	"strings"
+	"testing"
+	"unsafe"
+
+	"golang.org/x/sys/unix"
+
+	"github.com/routetrace/routetrace/event"
+	"github.com/routetrace/routetrace/internal/nltest"
+	"github.com/routetrace/routetrace/internal/testnet"
+	"github.com/routetrace/routetrace/rtnl"
+)
+
+// Tier 3's capture of requests and acks, whichever way a requester sends
+// and reads them. The socket capture sees requests where the kernel frees
+// them and acks where they are copied out, so it has no per-syscall limits
+// and no syscall it does not know; the syscall capture knows sendmsg,
+// sendmmsg (64 messages), sendto and write, and reads by recvmsg and
+// recvfrom only. ROUTETRACE_CAPTURE=syscalls runs these with the fallback:
+// the tests of what only the socket capture sees skip there, saying so.
+
+// requireTier3 skips a test of tier 3's capture where the FIB hooks attach
+// (they see changes, not requests).
+func requireTier3(t *testing.T, s *session) {
+	t.Helper()
+	if !s.tr.Tier3() {
+		t.Skip("tier 3 is not used here (the FIB hooks attach); this tests its capture")
+	}
+}
+
+func requireSocketCapture(t *testing.T, s *session, why string) {
+	t.Helper()
+	requireTier3(t, s)
+	if c := s.tr.Capture(); c != CaptureSocket {
+		t.Skipf("the %s capture %s: this tests the socket capture", c, why)
+	}
+}
+
+// rtnlSocketIn opens a bound rtnetlink socket in ns, closed when the test
+// ends.
+func rtnlSocketIn(t *testing.T, ns *testnet.Netns) int {
+	t.Helper()
+	fd, err := rtnl.SocketIn(ns.Path)
+	if err != nil {
+		t.Fatal(err)
+	}
+	t.Cleanup(func() { unix.Close(fd) })
+	if err := unix.Bind(fd, &unix.SockaddrNetlink{Family: unix.AF_NETLINK}); err != nil {
+		t.Fatal(err)
+	}
+	return fd
+}
+
+// ackErrno reads one datagram with read and returns the errno of the ack
+// it starts with.
+func ackErrno(t *testing.T, fd int, read func(buf []byte) (int, error)) int32 {
+	t.Helper()
+	buf := make([]byte, 4096)
+	n, err := read(buf)
+	if err != nil {
+		t.Fatalf("reading the ack: %v", err)
+	}
+	h, msg, _, err := rtnl.Next(buf[:n])
+	if err != nil || h.Type != unix.NLMSG_ERROR || len(msg) < rtnl.HeaderLen+4 {
+		t.Fatalf("read %d bytes, not an ack (type %d, %v)", n, h.Type, err)
+	}
+	return -int32(binary.NativeEndian.Uint32(msg[rtnl.HeaderLen:]))
+}
+
+func routeAdd(seq, oif uint32, dst string) []byte {
+	return nltest.NewMsg(unix.RTM_NEWROUTE, unix.NLM_F_REQUEST|unix.NLM_F_ACK|unix.NLM_F_CREATE|unix.NLM_F_EXCL, seq, 0,
+		nltest.Rtmsg(unix.AF_INET, 24, 0, 0, unix.RT_TABLE_MAIN, unix.RTPROT_STATIC, unix.RT_SCOPE_UNIVERSE, unix.RTN_UNICAST)).
+		Attr(unix.RTA_DST, nltest.IP(dst)).Attr(unix.RTA_OIF, nltest.U32(oif)).Bytes()
+}
+
+func routeDel(seq uint32, dst string) []byte {
+	return nltest.NewMsg(unix.RTM_DELROUTE, unix.NLM_F_REQUEST|unix.NLM_F_ACK, seq, 0,
+		nltest.Rtmsg(unix.AF_INET, 24, 0, 0, unix.RT_TABLE_MAIN, 0, 0, 0)).Attr(unix.RTA_DST, nltest.IP(dst)).Bytes()
+}
+
+// thisTest sets a wanted change's actor: the test process itself (the
+// tracer traces its own process in tests, see startTracer).
+func thisTest(w want) want {
+	w.pid = uint32(os.Getpid())
+	w.comm = selfComm()
+	w.origin = event.OriginNetlink
+	return w
+}
+
+func selfComm() string {
+	b, err := os.ReadFile("/proc/self/comm")
+	if err != nil {
+		return ""
+	}
+	return strings.TrimSpace(string(b))
+}
+
+// A request sent with write(2) and its failure read with read(2): the
+// syscall capture reads no read(2), so the failure went unreported there
+// (and the request counted unconfirmed).
+func TestRequestWithWriteAckWithRead(t *testing.T) {
+	ns := testnet.New(t)
+	s := startTracer(t, ns)
+	requireSocketCapture(t, s, "scans no ack read with read(2)")
+	fd := rtnlSocketIn(t, ns)
+	read := func(buf []byte) (int, error) { return unix.Read(fd, buf) }
+
+	if _, err := unix.Write(fd, routeAdd(1, ns.V0, "198.51.100.0")); err != nil {
+		t.Fatal(err)
+	}
+	if e := ackErrno(t, fd, read); e != 0 {
+		t.Fatalf("route add: errno %d", e)
+	}
+	if _, err := unix.Write(fd, routeDel(2, "203.0.113.0")); err != nil {
+		t.Fatal(err)
+	}
+	if e := ackErrno(t, fd, read); e != int32(unix.ESRCH) {
+		t.Fatalf("deleting a missing route: errno %d, want ESRCH", e)
+	}
+	evs := byRequester(in(s.stop(), ns))
+	s.checkExactly(evs, ns,
+		thisTest(want{op: event.OpAdd, object: event.ObjectRoute, family: event.FamilyInet, dst: "198.51.100.0/24",
+			table: 254, proto: unix.RTPROT_STATIC, oif: ns.V0}),
+		thisTest(want{op: event.OpDelete, object: event.ObjectRoute, family: event.FamilyInet, dst: "203.0.113.0/24",
+			table: 254, errno: int32(unix.ESRCH)}),
+	)
+	if l := s.tr.Losses(); l.Total() != 0 {
+		t.Errorf("losses %+v, want none", l)
+	}
+}
+
+// mmsghdr is struct mmsghdr (linux/socket.h).
+type mmsghdr struct {
+	hdr unix.Msghdr
+	len uint32
+	_   [4]byte
+}
+
+// One sendmmsg of 100 requests: every one reported, by this test, nothing
+// truncated. The syscall capture walks 64 messages of a sendmmsg and
+// attributes the rest by portid, counting them truncated.
+func TestSendmmsgOf100(t *testing.T) {
+	ns := testnet.New(t)
+	s := startTracer(t, ns)
+	requireSocketCapture(t, s, "walks 64 messages of a sendmmsg")
+	fd := rtnlSocketIn(t, ns)
+
+	const n = 100
+	bufs := make([][]byte, n)
+	iovs := make([]unix.Iovec, n)
+	msgs := make([]mmsghdr, n)
+	var wants []want
+	for i := range n {
+		dst := fmt.Sprintf("10.77.%d.0", i)
+		bufs[i] = nltest.NewMsg(unix.RTM_NEWROUTE, unix.NLM_F_REQUEST|unix.NLM_F_CREATE|unix.NLM_F_EXCL, uint32(100+i), 0,
+			nltest.Rtmsg(unix.AF_INET, 24, 0, 0, unix.RT_TABLE_MAIN, unix.RTPROT_STATIC, unix.RT_SCOPE_UNIVERSE, unix.RTN_UNICAST)).
+			Attr(unix.RTA_DST, nltest.IP(dst)).Attr(unix.RTA_OIF, nltest.U32(ns.V0)).Bytes()
+		iovs[i].Base = &bufs[i][0]
+		iovs[i].SetLen(len(bufs[i]))
+		msgs[i].hdr.Iov = &iovs[i]
+		msgs[i].hdr.SetIovlen(1)
+		wants = append(wants, thisTest(want{op: event.OpAdd, object: event.ObjectRoute, family: event.FamilyInet,
+			dst: dst + "/24", table: 254, proto: unix.RTPROT_STATIC, oif: ns.V0}))
+	}
+	sent, _, errno := unix.Syscall6(unix.SYS_SENDMMSG, uintptr(fd), uintptr(unsafe.Pointer(&msgs[0])), n, 0, 0, 0)
+	if errno != 0 || sent != n {
+		t.Fatalf("sendmmsg: %d sent, %v", sent, errno)
+	}
+	evs := byRequester(in(s.stop(), ns))
+	s.checkExactly(evs, ns, wants...)
+	if l := s.tr.Losses(); l.Total() != 0 {
+		t.Errorf("losses %+v, want none", l)
+	}
+}
+
+// A failure ack peeked (twice: to size the buffer, as iproute2 does, and
+// once more) and then read is reported once.
+func TestPeekedFailureAckReportedOnce(t *testing.T) {
+	ns := testnet.New(t)
+	s := startTracer(t, ns)
+	requireTier3(t, s)
+	fd := rtnlSocketIn(t, ns)
+
+	if err := unix.Sendto(fd, routeDel(7, "203.0.113.0"), 0, &unix.SockaddrNetlink{Family: unix.AF_NETLINK}); err != nil {
+		t.Fatal(err)
+	}
+	var empty [0]byte
+	if n, _, err := unix.Recvfrom(fd, empty[:], unix.MSG_PEEK|unix.MSG_TRUNC); err != nil || n <= 0 {
+		t.Fatalf("peeking at the ack's size: %d, %v", n, err)
+	}
+	peek := func(buf []byte) (int, error) { n, _, err := unix.Recvfrom(fd, buf, unix.MSG_PEEK); return n, err }
+	recv := func(buf []byte) (int, error) {
+		n, _, _, _, err := unix.Recvmsg(fd, buf, nil, 0)
+		return n, err
+	}
+	for _, read := range []func([]byte) (int, error){peek, recv} {
+		if e := ackErrno(t, fd, read); e != int32(unix.ESRCH) {
+			t.Fatalf("errno %d, want ESRCH", e)
+		}
+	}
+	evs := byRequester(in(s.stop(), ns))
+	s.checkExactly(evs, ns,
+		thisTest(want{op: event.OpDelete, object: event.ObjectRoute, family: event.FamilyInet, dst: "203.0.113.0/24",
+			table: 254, errno: int32(unix.ESRCH)}))
+}
+
+// With the socket capture and no Ioctl, route ioctls are not attributed
+// (that needs the ioctl syscall tracepoints), but the changes they make are
+// still reported, from the kernel's notifications, with an unknown actor.
+func TestIoctlWithoutAttribution(t *testing.T) {
+	if _, err := exec.LookPath("route"); err != nil {
+		t.Skip("needs net-tools' route command (apt-get install net-tools)")
+	}
+	ns := testnet.New(t)
+	s := startTracer(t, ns)
+	requireSocketCapture(t, s, "always attributes ioctls")
+	if _, out, err := ns.Exec("route", "add", "-net", "198.51.100.0", "netmask", "255.255.255.0", "dev", "v0"); err != nil {
+		t.Fatalf("route add: %v: %s", err, out)
+	}
+	var adds []event.Event
+	for _, ev := range in(s.stop(), ns) {
+		if ev.Object == event.ObjectRoute && ev.Dst.String() == "198.51.100.0/24" {
+			adds = append(adds, ev)
+		}
+	}
+	if len(adds) != 1 {
+		t.Fatalf("got %d reports of the route ioctl's add, want 1: %+v", len(adds), adds)
+	}
+	if ev := adds[0]; ev.Op != event.OpAdd || ev.Actor.Tgid != 0 || ev.Actor.Comm.String() != "" {
+		t.Errorf("got %s, want an add with an unknown actor", got(&ev))
+	}
+}
