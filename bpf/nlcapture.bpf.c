@@ -201,29 +201,32 @@ static long capture_one(__u64 index, void *ctx)
 	return 0;
 }
 
-/* Emits one request record per wanted message in a buffer of requests;
- * returns whether any was captured. */
-static __always_inline int walk_requests(const __u8 *buf, __u64 len, struct sock_info *si, __u8 user)
+/* Emits one request record per wanted message in a buffer of requests,
+ * each stamped with the actor w->actor the caller filled in; returns
+ * whether any was captured. */
+static __always_inline int walk_requests(struct buf_walk *w)
 {
-	struct buf_walk w = {.buf = buf, .len = len, .si = si, .user = user};
-	struct rt_heap *h = rt_heap();
+	__u64 len = w->len;
 
-	if (!h)
-		return 0;
-	rt_save_actor(rt_new_event(h, RT_KIND_REQUEST, RT_ATTACH_TRACEPOINT), &w.actor);
-	bpf_loop(MAX_MSGS_PER_BUF, capture_one, &w, 0);
+	bpf_loop(MAX_MSGS_PER_BUF, capture_one, w, 0);
 	/* More messages than one pass covers (not a walk that ended at the
 	 * buffer's end or at slack past the last message): user space
 	 * attributes the rest by the socket's portid, and counts it. */
-	if (!w.ended && w.off + NLMSG_HDRLEN <= len)
-		emit_limit(RT_KIND_REQUEST, si);
-	return w.captured;
+	if (!w->ended && w->off + NLMSG_HDRLEN <= len)
+		emit_limit(RT_KIND_REQUEST, w->si);
+	return w->captured;
 }
 
 /* The syscall capture's walk of one user buffer. */
 static __always_inline void capture_buf(const __u8 *ubuf, __u64 len, struct sock_info *si)
 {
-	if (walk_requests(ubuf, len, si, 1)) {
+	struct buf_walk w = {.buf = ubuf, .len = len, .si = si, .user = 1};
+	struct rt_heap *h = rt_heap();
+
+	if (!h)
+		return;
+	rt_save_actor(rt_new_event(h, RT_KIND_REQUEST, RT_ATTACH_TRACEPOINT), &w.actor);
+	if (walk_requests(&w)) {
 		/* by process: a Go requester reads its acks on whichever
 		 * thread its goroutine runs on next */
 		__u32 tgid = bpf_get_current_pid_tgid() >> 32;
@@ -394,17 +397,39 @@ static __always_inline int completion_wanted(__u16 type)
 	       type == RTM_DELNEXTHOP;
 }
 
-/* One message of a read: failures, and completions of flushing requests,
- * become ACK records. Returns 1 to stop the walk. */
+/* An NLMSG_ERROR message as far as acks are read: the failed request's
+ * header follows the errno. */
+struct ack_msg {
+	struct nlmsghdr hdr;
+	__s32 error;
+	struct nlmsghdr orig;
+};
+
+/* Failures, and completions of flushing requests, become ACK records. */
+static __always_inline void report_ack(struct rt_heap *h, const struct ack_msg *ack, __u32 portid, __u32 netns)
+{
+	struct rt_event *e;
+
+	if (ack->hdr.nlmsg_type != NLMSG_ERROR || !rtnl_type_wanted(ack->orig.nlmsg_type) ||
+	    (ack->error == 0 && !completion_wanted(ack->orig.nlmsg_type)))
+		return;
+	e = rt_new_event(h, RT_KIND_ACK, RT_ATTACH_TRACEPOINT);
+	e->origin = RT_ORIGIN_NETLINK;
+	e->portid = portid;
+	e->netns = netns;
+	e->err = ack->error;
+	e->seq = ack->orig.nlmsg_seq;
+	e->nlmsg_type = ack->orig.nlmsg_type;
+	e->nlmsg_flags = ack->orig.nlmsg_flags;
+	rt_emit(e);
+}
+
+/* One message of a read (see report_ack). Returns 1 to stop the walk. */
 static long scan_one(__u64 index, void *ctx)
 {
 	struct ack_walk *w = ctx;
 	struct rt_heap *h = rt_heap();
-	struct {
-		struct nlmsghdr hdr;
-		__s32 error;
-		struct nlmsghdr orig;
-	} ack;
+	struct ack_msg ack;
 
 	w->ended = 1;
 	if (!h)
@@ -420,19 +445,7 @@ static long scan_one(__u64 index, void *ctx)
 	 * whose hundreds of messages need no walk. */
 	if (index == 0 && ack.hdr.nlmsg_type != NLMSG_ERROR)
 		return 1;
-	if (ack.hdr.nlmsg_type == NLMSG_ERROR && rtnl_type_wanted(ack.orig.nlmsg_type) &&
-	    (ack.error != 0 || completion_wanted(ack.orig.nlmsg_type))) {
-		struct rt_event *e = rt_new_event(h, RT_KIND_ACK, RT_ATTACH_TRACEPOINT);
-
-		e->origin = RT_ORIGIN_NETLINK;
-		e->portid = w->portid;
-		e->netns = w->netns;
-		e->err = ack.error;
-		e->seq = ack.orig.nlmsg_seq;
-		e->nlmsg_type = ack.orig.nlmsg_type;
-		e->nlmsg_flags = ack.orig.nlmsg_flags;
-		rt_emit(e);
-	}
+	report_ack(h, &ack, w->portid, w->netns);
 	w->off += (ack.hdr.nlmsg_len + 3) & ~3U;
 	w->ended = 0;
 	return 0;
@@ -486,6 +499,27 @@ static __always_inline int rtnl_sk(const struct sock *sk)
 	return sk && sk->__sk_common.skc_family == AF_NETLINK && sk->sk_protocol == NETLINK_ROUTE;
 }
 
+/* The current task as the actor of a batch, read with direct loads through
+ * its BTF pointer (tp_btf): a few nanoseconds each, where a probe-read
+ * helper costs tens. The same fields rt_fill_actor reads. */
+static __always_inline void actor_now(struct rt_actor *a)
+{
+	struct task_struct *task = bpf_get_current_task_btf();
+	struct task_struct *parent = task->real_parent;
+	__u64 id = bpf_get_current_pid_tgid();
+
+	a->pid = (__u32)id;
+	a->tgid = id >> 32;
+	a->uid = (__u32)bpf_get_current_uid_gid();
+	a->cgroup_id = bpf_get_current_cgroup_id();
+	bpf_get_current_comm(a->comm, sizeof(a->comm));
+	a->ppid = parent->tgid;
+	bpf_probe_read_kernel_str(a->pcomm, sizeof(a->pcomm), parent->comm);
+	a->actor_netns = task->nsproxy->net_ns->ns.inum;
+	a->flags = (task->flags & PF_KTHREAD) ? RT_F_KTHREAD : 0;
+	a->pad = 0;
+}
+
 /* A request, when the rtnetlink kernel socket frees it: netlink_unicast_kernel
  * runs nlk->netlink_rcv(skb) and then consume_skb(skb), synchronously in the
  * requester's task, whatever the requester called (sendmsg, sendmmsg, sendto,
@@ -525,7 +559,12 @@ int BPF_PROG(rt_skb_consume, struct sk_buff *skb)
 	tail = skb->tail;
 	if ((__u64)(BPF_CORE_READ(skb, data) - head) > tail)
 		return 0; /* not the layout above: never walk what it is not */
-	walk_requests(head, tail, &si, 0);
+	{
+		struct buf_walk w = {.buf = head, .len = tail, .si = &si};
+
+		actor_now(&w.actor);
+		walk_requests(&w);
+	}
 	return 0;
 }
 
@@ -541,12 +580,14 @@ int BPF_PROG(rt_skb_consume, struct sk_buff *skb)
  * with the same skb if its entry outlived the free). A reader that only
  * ever peeks is not reported: it never took the ack. */
 SEC("tp_btf/skb_copy_datagram_iovec")
-int BPF_PROG(rt_skb_copy, const struct sk_buff *skb, int len)
+int BPF_PROG(rt_skb_copy, const struct sk_buff *skb, int copied)
 {
 	struct sock *sk = skb->sk;
 	struct sock_info si = {};
+	struct ack_msg ack;
+	struct rt_heap *h;
 	const __u8 *data;
-	__u16 type = 0;
+	__u32 len;
 
 	if (!rtnl_sk(sk))
 		return 0;
@@ -555,13 +596,22 @@ int BPF_PROG(rt_skb_copy, const struct sk_buff *skb, int len)
 	data = BPF_CORE_READ(skb, data); /* a scalar, as head above */
 	/* each ack is a datagram of its own: anything else (dump parts,
 	 * notifications) is left after one read of its first header */
-	if (bpf_probe_read_kernel(&type, sizeof(type), data + 4) || type != NLMSG_ERROR)
+	if (bpf_probe_read_kernel(&ack, sizeof(ack), data) || ack.hdr.nlmsg_type != NLMSG_ERROR)
 		return 0;
 	if (self_tgid && (bpf_get_current_pid_tgid() >> 32) == self_tgid)
 		return 0;
 	si.portid = BPF_CORE_READ((struct netlink_sock *)sk, portid);
 	si.netns = BPF_CORE_READ(sk, __sk_common.skc_net.net, ns.inum);
-	walk_acks(data, skb->len, &si, 0);
+	len = skb->len;
+	if (ack.hdr.nlmsg_len >= NLMSG_HDRLEN && ((ack.hdr.nlmsg_len + 3) & ~3U) >= len) {
+		/* the one message of the datagram (netlink_ack sends each
+		 * ack alone): no walk */
+		h = rt_heap();
+		if (h)
+			report_ack(h, &ack, si.portid, si.netns);
+		return 0;
+	}
+	walk_acks(data, len, &si, 0);
 	return 0;
 }
 
