@@ -514,7 +514,7 @@ static __always_inline void actor_now(struct rt_actor *a)
 	a->cgroup_id = bpf_get_current_cgroup_id();
 	bpf_get_current_comm(a->comm, sizeof(a->comm));
 	a->ppid = parent->tgid;
-	bpf_probe_read_kernel_str(a->pcomm, sizeof(a->pcomm), parent->comm);
+	__builtin_memcpy(a->pcomm, parent->comm, sizeof(a->pcomm)); /* NUL-padded: set_task_comm */
 	a->actor_netns = task->nsproxy->net_ns->ns.inum;
 	a->flags = (task->flags & PF_KTHREAD) ? RT_F_KTHREAD : 0;
 	a->pad = 0;
@@ -531,40 +531,41 @@ int BPF_PROG(rt_skb_consume, struct sk_buff *skb)
 {
 	struct sock *sk = skb->sk;
 	struct netlink_skb_parms *cb;
+	struct sock *sender;
 	struct sock_info si = {};
-	const __u8 *head;
+	struct buf_walk w = {.si = &si};
 	__u32 tail;
 
 	if (!rtnl_sk(sk))
 		return 0;
-	/* a kernel socket has a receive function: the test
-	 * netlink_unicast_kernel itself makes (the skbs of user sockets
-	 * here are notifications and acks they read) */
-	if (!BPF_CORE_READ((struct netlink_sock *)sk, netlink_rcv))
-		return 0;
+	/* NETLINK_CB(skb).sk names the sender only on the way into a kernel
+	 * socket (netlink_unicast_kernel); loaded directly, as the other
+	 * fields through the skb's and the socket's BTF pointers */
 	cb = (struct netlink_skb_parms *)&skb->cb[0];
-	if (!BPF_CORE_READ(cb, sk))
+	sender = cb->sk;
+	if (!sender || sender == sk)
+		return 0;
+	/* and a kernel socket has a receive function: the test
+	 * netlink_unicast_kernel itself makes */
+	if (!BPF_CORE_READ((struct netlink_sock *)sk, netlink_rcv))
 		return 0;
 	if (self_tgid && (bpf_get_current_pid_tgid() >> 32) == self_tgid)
 		return 0;
-	si.portid = BPF_CORE_READ(cb, portid);
-	si.netns = BPF_CORE_READ(sk, __sk_common.skc_net.net, ns.inum);
+	si.portid = cb->portid;
+	si.netns = sk->__sk_common.skc_net.net->ns.inum;
 	/* netlink_rcv_skb pulled each message it handled, so skb->data is at
 	 * the end by now. The request was copied to the start of the buffer
 	 * (netlink_sendmsg reserves no headroom; netlink_trim keeps none) and
-	 * is linear: it runs from head to tail (an offset on 64-bit). */
+	 * is linear: it runs from head to tail (offsets on 64-bit). */
+	tail = skb->tail;
+	if (tail > skb->end || skb->data_len)
+		return 0; /* not the layout above: never walk what it is not */
 	/* read, not loaded: a pointer loaded from the skb is typed memory
 	 * whose every offset the verifier would follow through the loop */
-	head = BPF_CORE_READ(skb, head);
-	tail = skb->tail;
-	if ((__u64)(BPF_CORE_READ(skb, data) - head) > tail)
-		return 0; /* not the layout above: never walk what it is not */
-	{
-		struct buf_walk w = {.buf = head, .len = tail, .si = &si};
-
-		actor_now(&w.actor);
-		walk_requests(&w);
-	}
+	w.buf = BPF_CORE_READ(skb, head);
+	w.len = tail;
+	actor_now(&w.actor);
+	walk_requests(&w);
 	return 0;
 }
 
@@ -601,7 +602,7 @@ int BPF_PROG(rt_skb_copy, const struct sk_buff *skb, int copied)
 	if (self_tgid && (bpf_get_current_pid_tgid() >> 32) == self_tgid)
 		return 0;
 	si.portid = BPF_CORE_READ((struct netlink_sock *)sk, portid);
-	si.netns = BPF_CORE_READ(sk, __sk_common.skc_net.net, ns.inum);
+	si.netns = sk->__sk_common.skc_net.net->ns.inum;
 	len = skb->len;
 	if (ack.hdr.nlmsg_len >= NLMSG_HDRLEN && ((ack.hdr.nlmsg_len + 3) & ~3U) >= len) {
 		/* the one message of the datagram (netlink_ack sends each
