@@ -63,4 +63,7 @@ type Stats struct {
 	Evicted           atomic.Uint64 // pending requests dropped by the bound on them
 	ListenerGaps      atomic.Uint64 // notification listeners restarted after an error
 	Unlistened        atomic.Uint64 // requests seen in a namespace with no listener
+	// AcksParked counts failure acks read before their request's record
+	// (see ackParkWait): not a loss, each is reported either way.
+	AcksParked atomic.Uint64
 }

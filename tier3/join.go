@@ -40,6 +40,15 @@ const (
 	// ack that says the request completed, before it is taken anyway (a
 	// requester that asked for no ack, or read it with read(2)).
 	completionWaitNs = int64(1e9)
+	// ackParkWait is how long a failure ack waits for its request record.
+	// The socket capture writes a request's record when the kernel frees
+	// the request, after its ack was queued: a requester reading acks on
+	// another thread can have the ack's record written first. Both are in
+	// the one ring buffer, so the request follows within microseconds;
+	// the wait only has to outlast one read of the ring. maxParked bounds
+	// the acks waiting (past it the oldest is reported as unmatched).
+	ackParkWaitNs = int64(200e6)
+	maxParked     = 1024
 )
 
 type reqKey struct {
@@ -73,6 +82,13 @@ type trigger struct {
 	hash uint32 // OriginHash of a notification with no requester
 }
 
+// parkedAck is a failure ack whose request record has not come yet.
+type parkedAck struct {
+	ev                    event.Event
+	nlmsgType, nlmsgFlags uint16
+	deadline              int64
+}
+
 type lastActor struct {
 	actor event.Actor
 	seen  int64
@@ -90,6 +106,8 @@ type Joiner struct {
 	orphanIdx map[reqKey]int
 	orphanOff int // index of orphans[0] in arrival numbering
 	ioctls    []pendingReq
+	parked    map[reqKey]parkedAck // failure acks that came before their request
+	parkOrder []reqKey             // parked's keys, oldest first
 	triggers  []trigger
 	recent    []trigger // address, link and nexthop requests, for their notifications
 	origins   []origin  // ioctls that made notifications not read yet (origin.go)
@@ -121,6 +139,7 @@ func NewJoiner(cover Coverage, emit func(*event.Event), stats *Stats, onLink fun
 		pending:   make(map[reqKey]pendingReq),
 		actors:    make(map[portKey]lastActor),
 		orphanIdx: make(map[reqKey]int),
+		parked:    make(map[reqKey]parkedAck),
 		emit:      emit,
 		stats:     stats,
 		routes:    make(map[uint32]*netnsRoutes),
@@ -173,6 +192,13 @@ func (j *Joiner) Request(ev *event.Event, flags uint16, now int64) {
 		return
 	}
 	k := keyOf(ev)
+	if a, ok := j.parked[k]; ok {
+		// Its failure ack came first (see ackParkWait).
+		delete(j.parked, k)
+		ev.Errno = a.ev.Errno
+		j.emit(ev)
+		return
+	}
 	if i, ok := j.orphanIdx[k]; ok {
 		o := &j.orphans[i-j.orphanOff]
 		o.done = true
@@ -257,7 +283,7 @@ func (j *Joiner) Ack(ev *event.Event, flags, nlmsgType, nlmsgFlags uint16, now i
 	k := keyOf(ev)
 	p, ok := j.pending[k]
 	if !ok {
-		j.unmatchedFailure(ev, nlmsgType, nlmsgFlags)
+		j.park(ev, nlmsgType, nlmsgFlags, now)
 		return
 	}
 	delete(j.pending, k)
@@ -266,6 +292,48 @@ func (j *Joiner) Ack(ev *event.Event, flags, nlmsgType, nlmsgFlags uint16, now i
 		return // an address or link request that failed: causes nothing
 	}
 	j.emit(&p.ev)
+}
+
+// park keeps a failure ack whose request record has not been read yet,
+// briefly (ackParkWait), so that the request's record still gets its
+// errno; acks that wait in vain are reported as unmatched.
+func (j *Joiner) park(ev *event.Event, nlmsgType, nlmsgFlags uint16, now int64) {
+	k := keyOf(ev)
+	if old, ok := j.parked[k]; ok {
+		// The same request failed twice (a reused seq) before either
+		// request came: the first is reported now.
+		delete(j.parked, k)
+		j.unmatchedFailure(&old.ev, old.nlmsgType, old.nlmsgFlags)
+	}
+	j.stats.AcksParked.Add(1)
+	j.parked[k] = parkedAck{ev: *ev, nlmsgType: nlmsgType, nlmsgFlags: nlmsgFlags, deadline: now + ackParkWaitNs}
+	j.parkOrder = append(j.parkOrder, k)
+	if len(j.parked) > maxParked {
+		j.expireParked(0, true, 1)
+	}
+}
+
+// expireParked reports the parked acks due by now (all with force), at
+// most limit of them when limit > 0, oldest first.
+func (j *Joiner) expireParked(now int64, force bool, limit int) {
+	n, done := 0, 0
+	for ; n < len(j.parkOrder); n++ {
+		if limit > 0 && done == limit {
+			break
+		}
+		k := j.parkOrder[n]
+		a, ok := j.parked[k]
+		if !ok {
+			continue // claimed by its request
+		}
+		if !force && a.deadline > now {
+			break
+		}
+		delete(j.parked, k)
+		j.unmatchedFailure(&a.ev, a.nlmsgType, a.nlmsgFlags)
+		done++
+	}
+	j.parkOrder = append(j.parkOrder[:0], j.parkOrder[n:]...)
 }
 
 // unmatchedFailure reports a failure whose request was not captured one by
@@ -451,6 +519,7 @@ func (j *Joiner) merge(note, req *event.Event) {
 func (j *Joiner) Expire(now int64, force bool) {
 	j.startDumps(now)
 	j.expireOrigins(now)
+	j.expireParked(now, force, 0)
 	n := 0
 	for n < len(j.orphans) && (force || j.orphans[n].deadline <= now) {
 		o := &j.orphans[n]

@@ -295,11 +295,16 @@ func (jd *joined) ack(portid, seq uint32, nlmsgType uint16, errno int32) {
 }
 
 // A failure whose request was past the capture's limit is still reported,
-// with the ack's errno and the actor that read it.
+// with the ack's errno and the actor that read it, once it has waited for
+// its request in vain.
 func TestJoinFailureWithoutRequest(t *testing.T) {
 	jd := newJoined()
 	jd.ack(55, 70, 25, 22) // RTM_DELROUTE, EINVAL
 	jd.ack(55, 71, 24, 17) // RTM_NEWROUTE, EEXIST
+	if len(jd.out) != 0 || jd.j.Idle() {
+		t.Fatalf("got %d events and idle %v before the acks waited for their requests", len(jd.out), jd.j.Idle())
+	}
+	jd.j.Expire(ackParkWaitNs, false)
 	if len(jd.out) != 2 {
 		t.Fatalf("got %d events, want 2 failures", len(jd.out))
 	}
@@ -495,5 +500,48 @@ func TestJoinIPv6AddressCauseWithoutPortid(t *testing.T) {
 	}
 	if !jd.j.triggers[1].ev.Actor.Kernel {
 		t.Errorf("the other address's removal got actor %+v, want the kernel", jd.j.triggers[1].ev.Actor)
+	}
+}
+
+// The socket capture writes a request's record when the kernel frees the
+// request, after its ack was queued: an ack read on another thread can come
+// first. It waits for its request, which is then reported with the errno
+// and the requester as actor, once, and nothing is counted unconfirmed.
+func TestJoinAckBeforeRequest(t *testing.T) {
+	jd := newJoined()
+	jd.ack(55, 9, 25, 3) // RTM_DELROUTE, ESRCH
+	if len(jd.out) != 0 {
+		t.Fatalf("the ack was reported before its request could claim it: %+v", jd.out)
+	}
+	jd.request(requestRecord(100, 55, 9, uint8(event.OpDelete), "10.9.9.0/24"))
+	if len(jd.out) != 1 {
+		t.Fatalf("got %d events, want 1", len(jd.out))
+	}
+	ev := jd.out[0]
+	if ev.Errno != 3 || ev.Dst.String() != "10.9.9.0/24" || ev.Actor.Tgid != 100 || ev.Table != 254 || ev.Op != event.OpDelete {
+		t.Errorf("got %+v, want the request by pid 100, failed with ESRCH", ev)
+	}
+	jd.j.Expire(pendingTTLNs*2, true)
+	if len(jd.out) != 1 || jd.j.stats.Unconfirmed.Load() != 0 || jd.j.stats.AcksParked.Load() != 1 {
+		t.Errorf("after expiry: %d events, %d unconfirmed, %d parked; want 1, 0, 1",
+			len(jd.out), jd.j.stats.Unconfirmed.Load(), jd.j.stats.AcksParked.Load())
+	}
+}
+
+// Parked acks are bounded: past the bound the oldest is reported at once.
+func TestJoinParkedAcksBounded(t *testing.T) {
+	jd := newJoined()
+	for i := uint32(0); i < maxParked+5; i++ {
+		jd.ack(55, i, 25, 3)
+	}
+	if len(jd.out) != 5 || len(jd.j.parked) != maxParked {
+		t.Fatalf("%d reported, %d parked; want 5 and %d", len(jd.out), len(jd.j.parked), maxParked)
+	}
+	if jd.out[0].Seq != 0 || jd.out[4].Seq != 4 {
+		t.Errorf("reported seqs %d..%d, want the oldest, 0..4", jd.out[0].Seq, jd.out[4].Seq)
+	}
+	jd.j.Expire(0, true)
+	if len(jd.out) != maxParked+5 || len(jd.j.parked) != 0 || len(jd.j.parkOrder) != 0 {
+		t.Errorf("after a forced expiry: %d reported, %d parked, %d in order", len(jd.out), len(jd.j.parked), len(jd.j.parkOrder))
 	}
 }

@@ -154,7 +154,7 @@ func (j *Joiner) DumpNow(now int64) {
 // Idle reports whether the joiner waits for nothing: no request, orphan,
 // ioctl or dump that a deadline could settle.
 func (j *Joiner) Idle() bool {
-	if len(j.pending) > 0 || len(j.orphans) > 0 || len(j.ioctls) > 0 || j.Dumping() {
+	if len(j.pending) > 0 || len(j.orphans) > 0 || len(j.ioctls) > 0 || len(j.parked) > 0 || j.Dumping() {
 		return false
 	}
 	for _, st := range j.routes {

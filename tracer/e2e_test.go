@@ -36,6 +36,15 @@ func attachMode() string {
 	return "auto"
 }
 
+// captureMode is tier 3's capture: ROUTETRACE_CAPTURE=syscalls runs every
+// test with the fallback; unset, the host's best.
+func captureMode() string {
+	if m := os.Getenv("ROUTETRACE_CAPTURE"); m != "" {
+		return m
+	}
+	return CaptureAuto
+}
+
 // session is a running tracer collecting copies of the events it reports.
 type session struct {
 	t      *testing.T
@@ -52,7 +61,7 @@ func startTracer(t *testing.T, namespaces ...*testnet.Netns) *session {
 	for _, n := range namespaces {
 		paths = append(paths, n.Name)
 	}
-	return startTracerOpts(t, Options{Attach: attachMode(), Netns: paths, TraceSelf: true})
+	return startTracerOpts(t, Options{Attach: attachMode(), Capture: captureMode(), Netns: paths, TraceSelf: true})
 }
 
 func startTracerOpts(t *testing.T, opts Options) *session {
@@ -410,7 +419,8 @@ func TestIoctl(t *testing.T) {
 		t.Skip("needs net-tools' route command (apt-get install net-tools)")
 	}
 	ns := newNetns(t)
-	s := startTracer(t, ns)
+	// The socket capture attributes ioctls only when asked to (Ioctl).
+	s := startTracerOpts(t, Options{Attach: attachMode(), Capture: captureMode(), Ioctl: true, Netns: []string{ns.Name}, TraceSelf: true})
 
 	add, out, err := ns.Exec("route", "add", "-net", "198.51.100.0", "netmask", "255.255.255.0", "gw", "192.0.2.2", "metric", "5")
 	if err != nil {

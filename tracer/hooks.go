@@ -101,16 +101,20 @@ func hooks() []hook {
 	}
 }
 
-// tracepoints are tier 3's syscall hooks, all in the nlcapture object.
-var tracepoints = []struct{ Prog, Name string }{
-	{"rt_sendmsg", "sys_enter_sendmsg"},
-	{"rt_sendmmsg", "sys_enter_sendmmsg"},
-	{"rt_sendto", "sys_enter_sendto"},
-	{"rt_write", "sys_enter_write"},
-	{"rt_recvmsg_enter", "sys_enter_recvmsg"},
-	{"rt_recvmsg_exit", "sys_exit_recvmsg"},
-	{"rt_recvfrom_enter", "sys_enter_recvfrom"},
-	{"rt_recvfrom_exit", "sys_exit_recvfrom"},
-	{"rt_ioctl_enter", "sys_enter_ioctl"},
-	{"rt_ioctl_exit", "sys_exit_ioctl"},
-}
+// Tier 3's programs, all in the nlcapture object, in attach order.
+var (
+	// socketProgs are the socket capture: tp_btf tracepoints that fire
+	// only where netlink skbs are freed and read.
+	socketProgs = []string{"rt_skb_copy", "rt_skb_consume"}
+	// syscallProgs are the syscall capture's netlink programs; exits
+	// before the entries that stash what they clear (see hook.Fentry).
+	syscallProgs = []string{
+		"rt_recvmsg_exit", "rt_recvfrom_exit",
+		"rt_sendmsg", "rt_sendmmsg", "rt_sendto", "rt_write",
+		"rt_recvmsg_enter", "rt_recvfrom_enter",
+	}
+	// ioctlProgs attribute route ioctls (net-tools route(8)): syscall
+	// tracepoints whichever capture tier 3 uses, since no socket-layer
+	// hook sees an ioctl.
+	ioctlProgs = []string{"rt_ioctl_exit", "rt_ioctl_enter"}
+)

@@ -108,7 +108,7 @@ func TestFollowsEveryNamespace(t *testing.T) {
 // startTracerAll starts a tracer that follows every namespace.
 func startTracerAll(t *testing.T) *session {
 	t.Helper()
-	return startTracerOpts(t, Options{Attach: attachMode(), TraceSelf: true})
+	return startTracerOpts(t, Options{Attach: attachMode(), Capture: captureMode(), TraceSelf: true})
 }
 
 func parallel(t *testing.T, n int, f func(i int) error) {

@@ -100,6 +100,8 @@ const (
 	nlcaptureProgRtSendmmsg      = "rt_sendmmsg"
 	nlcaptureProgRtSendmsg       = "rt_sendmsg"
 	nlcaptureProgRtSendto        = "rt_sendto"
+	nlcaptureProgRtSkbConsume    = "rt_skb_consume"
+	nlcaptureProgRtSkbCopy       = "rt_skb_copy"
 	nlcaptureProgRtWrite         = "rt_write"
 	nlcaptureVarSelfTgid         = "self_tgid"
 	nlcaptureVarUnusedRtEvent    = "unused_rt_event"
@@ -156,6 +158,8 @@ type nlcaptureProgramSpecs struct {
 	RtSendmmsg      *ebpf.ProgramSpec `ebpf:"rt_sendmmsg"`
 	RtSendmsg       *ebpf.ProgramSpec `ebpf:"rt_sendmsg"`
 	RtSendto        *ebpf.ProgramSpec `ebpf:"rt_sendto"`
+	RtSkbConsume    *ebpf.ProgramSpec `ebpf:"rt_skb_consume"`
+	RtSkbCopy       *ebpf.ProgramSpec `ebpf:"rt_skb_copy"`
 	RtWrite         *ebpf.ProgramSpec `ebpf:"rt_write"`
 }
 
@@ -239,6 +243,8 @@ type nlcapturePrograms struct {
 	RtSendmmsg      *ebpf.Program `ebpf:"rt_sendmmsg"`
 	RtSendmsg       *ebpf.Program `ebpf:"rt_sendmsg"`
 	RtSendto        *ebpf.Program `ebpf:"rt_sendto"`
+	RtSkbConsume    *ebpf.Program `ebpf:"rt_skb_consume"`
+	RtSkbCopy       *ebpf.Program `ebpf:"rt_skb_copy"`
 	RtWrite         *ebpf.Program `ebpf:"rt_write"`
 }
 
@@ -253,6 +259,8 @@ func (p *nlcapturePrograms) Close() error {
 		p.RtSendmmsg,
 		p.RtSendmsg,
 		p.RtSendto,
+		p.RtSkbConsume,
+		p.RtSkbCopy,
 		p.RtWrite,
 	)
 }

@@ -4,6 +4,7 @@ import (
 	"fmt"
 	"log/slog"
 	"os"
+	"slices"
 	"strings"
 
 	"github.com/cilium/ebpf"
@@ -28,6 +29,17 @@ type Report struct {
 	MissingCaps []string
 	Hooks       []HookStatus
 	Tracepoints error // nil: tier 3's syscall tracepoints attach
+	// SocketCapture: nil when tier 3's socket capture attaches (the
+	// capture "auto" chooses then); else why not.
+	SocketCapture error
+}
+
+// Capture is the capture tier 3 would use with --capture auto.
+func (r *Report) Capture() string {
+	if r.SocketCapture == nil {
+		return CaptureSocket
+	}
+	return CaptureSyscalls
 }
 
 // MountStatus is one pseudo filesystem and whether it is mounted.
@@ -53,7 +65,7 @@ func (r *Report) CanTrace() bool {
 		return false
 	}
 	for _, h := range r.Hooks {
-		if h.Essential && h.Tier == event.AttachUnknown && r.Tracepoints != nil {
+		if h.Essential && h.Tier == event.AttachUnknown && r.Tracepoints != nil && r.SocketCapture != nil {
 			return false
 		}
 	}
@@ -78,7 +90,7 @@ func Probe(log *slog.Logger) *Report {
 	r.Lockdown = readTrimmed("/sys/kernel/security/lockdown")
 	if len(r.MissingCaps) > 0 {
 		err := fmt.Errorf("missing %s", strings.Join(r.MissingCaps, ", "))
-		r.RingBuf, r.Tracepoints = err, err
+		r.RingBuf, r.Tracepoints, r.SocketCapture = err, err, err
 		return r
 	}
 	if err := rlimit.RemoveMemlock(); err != nil {
@@ -110,25 +122,25 @@ func Probe(log *slog.Logger) *Report {
 
 	ncSpec, err := loadNlcapture()
 	if err != nil {
-		r.Tracepoints = err
+		r.Tracepoints, r.SocketCapture = err, err
 		return r
 	}
 	nc, err := openObject("nlcapture", ncSpec, self, nil, cache)
 	if err != nil {
-		r.Tracepoints = explainLoadError(err)
+		r.Tracepoints, r.SocketCapture = explainLoadError(err), explainLoadError(err)
 		return r
 	}
 	defer nc.close()
-	names := make([]string, len(tracepoints))
-	for i, tp := range tracepoints {
-		names[i] = tp.Prog
+	try := func(names []string) error {
+		a, err := attachAll(nc, names)
+		if err != nil {
+			return explainLoadError(err)
+		}
+		a.close()
+		return nil
 	}
-	a, err := attachAll(nc, names)
-	if err != nil {
-		r.Tracepoints = explainLoadError(err)
-		return r
-	}
-	a.close()
+	r.SocketCapture = try(socketProgs)
+	r.Tracepoints = try(slices.Concat(ioctlProgs, syscallProgs))
 	return r
 }
 

@@ -35,6 +35,18 @@ type Options struct {
 	// /run/netns or paths) and the tracer's own. Empty: every namespace
 	// on the node, followed as namespaces come and go.
 	Netns []string
+	// Capture chooses how tier 3 captures rtnetlink requests and acks:
+	// "auto" (default: "socket" where the kernel allows it, else
+	// "syscalls"), "socket" (BTF tracepoints where netlink skbs are freed
+	// and read) or "syscalls" (the syscall tracepoints, which tax every
+	// syscall on the node).
+	Capture string
+	// Ioctl attributes route ioctls (net-tools route(8), ifconfig) to
+	// their process with the ioctl syscall tracepoints, which put every
+	// syscall on the node on the slow path. The syscall capture always
+	// has them; with the socket capture they are attached only when asked
+	// for, and changes made by ioctl are reported with an unknown actor.
+	Ioctl bool
 	// TraceSelf reports changes made by this process too; by default the
 	// tracer's own netlink traffic is not captured.
 	TraceSelf bool
@@ -140,6 +152,7 @@ type Tracer struct {
 	names     map[nameKey]event.Name
 	clock     clock
 	stats     Stats
+	capture   string           // tier 3's capture: CaptureSocket or CaptureSyscalls, "" without tier 3
 	stopping  atomic.Bool      // Run is draining: readRing stops once the ring is empty
 	listeners *tier3.Listeners // tier 3's notification sockets, nil without tier 3
 	origins   bool             // ioctls behind notifications are named (origin.go)
@@ -176,6 +189,9 @@ func New(opts Options) (*Tracer, error) {
 	}
 	tiers, err := tiersFor(opts.Attach)
 	if err != nil {
+		return nil, err
+	}
+	if err := checkCapture(opts.Capture); err != nil {
 		return nil, err
 	}
 	if err := checkPrivileges(); err != nil {
@@ -290,7 +306,7 @@ func attachHook(obj *object, h hook, tiers []event.Attach) (HookStatus, *attache
 	return st, nil
 }
 
-// startTier3 attaches the syscall capture and opens the notification
+// startTier3 attaches the request capture and opens the notification
 // listeners for the objects no FIB hook covers.
 func (t *Tracer) startTier3(self uint32, fib *object, cache *btf.Cache) error {
 	spec, err := loadNlcapture()
@@ -303,15 +319,12 @@ func (t *Tracer) startTier3(self uint32, fib *object, cache *btf.Cache) error {
 		return explainLoadError(err)
 	}
 	t.objs = append(t.objs, obj)
-	names := make([]string, len(tracepoints))
-	for i, tp := range tracepoints {
-		names[i] = tp.Prog
-	}
-	a, err := attachAll(obj, names)
+	a, capture, err := attachCapture(obj, t.opts.Capture, t.opts.Ioctl, t.log)
 	if err != nil {
-		return fmt.Errorf("attaching the syscall tracepoints (tier 3): %w", explainLoadError(err))
+		return err
 	}
 	t.attached = append(t.attached, a)
+	t.capture = capture
 
 	// Listen before New returns: a change made right after must be seen.
 	t.listeners = tier3.NewListeners(t.log, &t.stats.Stats, t.tier3&tier3.RouteInet != 0)
@@ -326,7 +339,7 @@ func (t *Tracer) startTier3(self uint32, fib *object, cache *btf.Cache) error {
 			t.log.Debug("not listening to a network namespace", "netns", ns.Inode, "origin", ns.Origin, "err", err)
 		}
 	}
-	t.log.Info("tier 3: capturing rtnetlink requests at the syscalls", "objects", t.tier3.String(), "netns", t.listeners.Len())
+	t.log.Info("tier 3: capturing rtnetlink requests", "capture", t.capture, "objects", t.tier3.String(), "netns", t.listeners.Len())
 	return nil
 }
 
@@ -339,8 +352,12 @@ func (t *Tracer) Follows(netns uint32) bool {
 // Hooks reports, per hook, the tier it got.
 func (t *Tracer) Hooks() []HookStatus { return t.hooks }
 
-// Tier3 reports whether any object is traced at the syscalls.
+// Tier3 reports whether any object is traced by tier 3.
 func (t *Tracer) Tier3() bool { return t.tier3 != 0 }
+
+// Capture is tier 3's capture (CaptureSocket or CaptureSyscalls), "" when
+// tier 3 is not used.
+func (t *Tracer) Capture() string { return t.capture }
 
 // Stats returns the tracer's counters.
 func (t *Tracer) Stats() *Stats { return &t.stats }

@@ -49,6 +49,7 @@ func benchCommand() *cli.Command {
 			&cli.IntFlag{Name: "n", Value: 100000, Usage: "routes per deletion case"},
 			&cli.IntFlag{Name: "rounds", Value: 3, Usage: "rounds per mode (the median is reported)"},
 			&cli.StringFlag{Name: "attach", Value: "auto", Usage: "auto, fentry, kprobe or tracepoint"},
+			captureFlag(),
 			&cli.StringSliceFlag{Name: "cases", Value: cli.NewStringSlice(benchCaseKeys()...), Usage: "which cases to run"},
 			&cli.IntFlag{Name: "dd-count", Value: 2000000, Usage: "bytes dd copies one at a time"},
 			&cli.IntFlag{Name: "udp-count", Value: 200000, Usage: "datagrams the UDP case sends"},
@@ -107,6 +108,7 @@ type benchResult struct {
 	N        int      `json:"n"`
 	Rounds   int      `json:"rounds"`
 	Attach   string   `json:"attach"`
+	Capture  string   `json:"capture,omitempty"` // tier 3's, when used
 	Cases    []string `json:"cases"`
 	DDCount  int      `json:"dd_count"`
 	UDPCount int      `json:"udp_count"`
@@ -158,6 +160,9 @@ func runBench(c *cli.Context) error {
 	if err := checkAttach(c.String("attach")); err != nil {
 		return err
 	}
+	if err := checkCaptureFlag(c.String("capture")); err != nil {
+		return err
+	}
 	if c.Bool("pin") {
 		if err := pinBench(); err != nil {
 			return err
@@ -189,6 +194,7 @@ func runBench(c *cli.Context) error {
 		return err
 	}
 	defer b.close()
+	b.capture = c.String("capture")
 	// Ctrl-C must not leave the namespace and its 100k routes behind.
 	sig := make(chan os.Signal, 1)
 	signal.Notify(sig, os.Interrupt, syscall.SIGTERM)
@@ -263,8 +269,12 @@ func (r *benchResult) offSeconds(key string) float64 {
 }
 
 func printBench(w io.Writer, res *benchResult) {
+	attach := res.Attach
+	if res.Capture != "" {
+		attach += " (" + res.Capture + " capture)"
+	}
 	fmt.Fprintf(w, "routetrace bench: %d IPv4 /24 routes per deletion case, %d round(s), attach %s, median of rounds\n",
-		res.N, res.Rounds, res.Attach)
+		res.N, res.Rounds, attach)
 	fmt.Fprintf(w, "%-16s %12s %12s %8s\n", "", "no tracer", "tracer", "ratio")
 	for _, c := range res.results {
 		fmt.Fprintf(w, "%-16s %11.3fs %11.3fs %8.3f\n", c.Label, c.Off, c.On, c.Ratio)
@@ -296,6 +306,7 @@ type benchNetns struct {
 	ipComm     string
 	ddCount    int
 	udpCount   int
+	capture    string // --capture
 }
 
 func newBenchNetns(n, ddCount, udpCount int) (*benchNetns, error) {
@@ -517,12 +528,13 @@ func (b *benchNetns) child(args ...string) (childReport, error) {
 // tracedHalf runs the cases once with a tracer attached, checking after
 // each deletion case that every deletion was reported once, by its actor.
 func (b *benchNetns) tracedHalf(attach string, cases []benchCase, round int, on map[string][]float64, res *benchResult) error {
-	t, err := tracer.New(tracer.Options{Attach: attach, Netns: []string{b.name}, Logger: slog.Default()})
+	t, err := tracer.New(tracer.Options{Attach: attach, Capture: b.capture, Netns: []string{b.name}, Logger: slog.Default()})
 	if err != nil {
 		return err
 	}
 	defer t.Close()
 	res.Attach = tierName(t)
+	res.Capture = t.Capture()
 	res.BPF = res.BPF.max(readBPFMemory())
 
 	id := newIdentity(b.n, b.inode)

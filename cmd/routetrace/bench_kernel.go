@@ -145,7 +145,7 @@ func (b *benchNetns) measureKernelCost(attach string, batchOff, flushOff float64
 	defer stats.Close()
 
 	slog.Info("bench round", "mode", "tracer, BPF statistics on")
-	t, err := tracer.New(tracer.Options{Attach: attach, Netns: []string{b.name}, Logger: slog.Default()})
+	t, err := tracer.New(tracer.Options{Attach: attach, Capture: b.capture, Netns: []string{b.name}, Logger: slog.Default()})
 	if err != nil {
 		return nil, err
 	}

@@ -82,6 +82,9 @@ func startTrace(t *testing.T, ns *testnet.Netns, args ...string) *traceProc {
 	if mode != "" {
 		args = append(args, "--attach", mode)
 	}
+	if c := os.Getenv("ROUTETRACE_CAPTURE"); c != "" {
+		args = append(args, "--capture", c)
+	}
 	p := &traceProc{t: t, cmd: exec.Command(binary, args...), exited: make(chan struct{})}
 	p.cmd.Stdout, p.cmd.Stderr = &p.stdout, &p.stderr
 	if err := p.cmd.Start(); err != nil {
@@ -179,7 +182,7 @@ func wantAttach(stderr string) any {
 	if mode := os.Getenv("ROUTETRACE_ATTACH"); mode != "" && mode != "auto" {
 		return mode
 	}
-	if strings.Contains(stderr, "msg=attached fentry=0 kprobe=0 syscall_tracepoints=true") {
+	if strings.Contains(stderr, "msg=attached fentry=0 kprobe=0 tier3=true") {
 		return "tracepoint"
 	}
 	return oneOf{"fentry", "kprobe", "tracepoint"}
@@ -825,16 +828,27 @@ func TestProbe(t *testing.T) {
 			t.Errorf("%s: tier %q, want fentry, kprobe or tracepoint", hook[i], tier)
 		}
 	}
-	const tier3 = "tier 3 (syscall tracepoints + rtnetlink notifications): available"
-	if !slices.Contains(strings.Split(r.stdout, "\n"), tier3) {
-		t.Errorf("no line %q:\n%s", tier3, r.stdout)
+	lines := strings.Split(r.stdout, "\n")
+	for _, l := range []string{
+		"tier 3 (request capture + rtnetlink notifications):",
+		"  syscall capture   available (syscall tracepoints)",
+	} {
+		if !slices.Contains(lines, l) {
+			t.Errorf("no line %q:\n%s", l, r.stdout)
+		}
 	}
-	// Where a carrying hook falls back to tier 3, probe says what it
-	// costs every other process; where none does, it says nothing of it.
+	// Which capture tier 3 takes: the socket capture where tp_btf attaches.
+	socket := slices.Contains(lines, "  --capture auto uses the socket capture")
+	if !socket && !slices.Contains(lines, "  --capture auto uses the syscalls capture") {
+		t.Errorf("no line saying which capture tier 3 uses:\n%s", r.stdout)
+	}
+	// Where a carrying hook falls back to tier 3 and tier 3 to the
+	// syscall tracepoints, probe says what they cost every other process;
+	// otherwise it says nothing of it.
 	usesTier3 := slices.Contains(slices.Collect(maps.Values(tiers)), "tracepoint")
 	const tax = "  the last resort, used here because fentry and kprobes are refused: enabling any syscall"
-	if got := slices.Contains(strings.Split(r.stdout, "\n"), tax); got != usesTier3 {
-		t.Errorf("tier 3 used: %v, but the syscall tax line shown: %v:\n%s", usesTier3, got, r.stdout)
+	if got := slices.Contains(lines, tax); got != (usesTier3 && !socket) {
+		t.Errorf("tier 3 used: %v, socket capture %v, but the syscall tax line shown: %v:\n%s", usesTier3, socket, got, r.stdout)
 	}
 	if t.Failed() {
 		t.Logf("stdout:\n%s", r.stdout)
@@ -869,6 +883,9 @@ func runBenchCmd(t *testing.T, args ...string) result {
 	mode := os.Getenv("ROUTETRACE_ATTACH")
 	if mode != "" {
 		args = append(args, "--attach", mode)
+	}
+	if c := os.Getenv("ROUTETRACE_CAPTURE"); c != "" {
+		args = append(args, "--capture", c)
 	}
 	r := run(t, runTimeout, args...)
 	if r.code != 0 {

@@ -76,14 +76,28 @@ func printReport(w io.Writer, r *tracer.Report) {
 		fmt.Fprintf(tw, "%s\t%s\t%s\t%s\n", h.Fn, tier, h.What, strings.Join(refused, "; "))
 	}
 	tw.Flush()
-	fmt.Fprintf(w, "\ntier 3 (syscall tracepoints + rtnetlink notifications): %s\n", status(r.Tracepoints, "available"))
-	if r.Tracepoints == nil && tier3Needed(r.Hooks) {
+	fmt.Fprintf(w, "\ntier 3 (request capture + rtnetlink notifications):\n")
+	fmt.Fprintf(w, "  socket capture    %s\n", status(r.SocketCapture, "available (tp_btf consume_skb, skb_copy_datagram_iovec)"))
+	fmt.Fprintf(w, "  syscall capture   %s\n", status(r.Tracepoints, "available (syscall tracepoints)"))
+	if r.SocketCapture != nil && r.Tracepoints != nil {
+		fmt.Fprintln(w, "  tier 3 cannot run here")
+		return
+	}
+	fmt.Fprintf(w, "  --capture auto uses the %s capture\n", r.Capture())
+	if !tier3Needed(r.Hooks) {
+		return
+	}
+	if r.Capture() == tracer.CaptureSyscalls {
 		fmt.Fprintln(w, "  the last resort, used here because fentry and kprobes are refused: enabling any syscall\n"+
 			"  tracepoint puts every syscall of every process on the kernel's slow path. Measured on a\n"+
 			"  2-core 6.18 machine: dd bs=1 (a read and a write per byte) 2.05x as long, a UDP sendmsg\n"+
 			"  loop 1.16x (routetrace bench --cases dd,udp measures it here). Allowing fentry (no\n"+
-			"  lockdown=confidentiality, CONFIG_FUNCTION_TRACER) or kprobes removes it.")
+			"  lockdown=confidentiality, CONFIG_FUNCTION_TRACER), kprobes, or BTF tracepoints (the\n"+
+			"  socket capture: kernel BTF, 5.5 and later) removes it.")
+		return
 	}
+	fmt.Fprintln(w, "  route ioctls (net-tools route, ifconfig) are reported with an unknown actor unless\n"+
+		"  `trace --ioctl` attaches the ioctl syscall tracepoints, which tax every syscall on the node.")
 }
 
 // tier3Needed reports whether some essential hook got neither fentry nor
