@@ -68,6 +68,9 @@ test-host:
 	# so one package's floods (the bench, the loss test) would overflow
 	# another's ring buffer and make its exact checks fail.
 	$(GO) test -p 1 -count=1 ./...
+	# Tier 3's fallback, the syscall capture, for kernels that refuse the
+	# socket capture's BTF tracepoints: the tracer's and the CLI's tests again.
+	ROUTETRACE_CAPTURE=syscalls $(GO) test -p 1 -count=1 ./tracer ./cmd/routetrace
 	# Fuzz runs are bounded by count, not time: with -fuzztime 10s the fuzzer
 	# can fail with "context deadline exceeded" when time runs out mid-input.
 	$(GO) test -count=1 -run '^$$' -fuzz FuzzDecode -fuzztime 300000x ./rtnl
