@@ -7,6 +7,9 @@ import (
 	"github.com/cilium/ebpf/btf"
 )
 
+// originProg is nlorigin.bpf.c's one program.
+const originProg = "rt_notify_origin"
+
 // startOrigins attaches nlorigin.bpf.c's program, which names the ioctl
 // behind each notification with no requester that reaches one of our
 // listeners (see tier3/origin.go), and keeps its map of listener sockets
@@ -26,7 +29,7 @@ func (t *Tracer) startOrigins(self uint32, fib *object, cache *btf.Cache) {
 		t.log.Warn("creating the nlorigin maps", "err", explainLoadError(err))
 		return
 	}
-	a, err := attachAll(obj, []string{"rt_notify_origin"})
+	a, err := attachAll(obj, []string{originProg})
 	if err != nil {
 		obj.close()
 		t.log.Info("tier 3: ioctls that change links and addresses cannot be named: the kernel refused the program on the sk_data_ready BTF tracepoint (6.6+ has it); such changes are reported as the kernel's", "err", err)

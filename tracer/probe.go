@@ -32,6 +32,9 @@ type Report struct {
 	// SocketCapture: nil when tier 3's socket capture attaches (the
 	// capture "auto" chooses then); else why not.
 	SocketCapture error
+	// IoctlOrigins: nil when the program naming the ioctl behind a change
+	// with no netlink requester attaches (sk_data_ready, origin.go).
+	IoctlOrigins error
 }
 
 // Capture is the capture tier 3 would use with --capture auto.
@@ -141,7 +144,27 @@ func Probe(log *slog.Logger) *Report {
 	}
 	r.SocketCapture = try(socketProgs)
 	r.Tracepoints = try(slices.Concat(ioctlProgs, syscallProgs))
+	r.IoctlOrigins = probeOrigins(self, cache)
 	return r
+}
+
+// probeOrigins attaches nlorigin's program once, as startOrigins does.
+func probeOrigins(self uint32, cache *btf.Cache) error {
+	spec, err := loadNlorigin()
+	if err != nil {
+		return err
+	}
+	obj, err := openObject("nlorigin", spec, self, nil, cache)
+	if err != nil {
+		return explainLoadError(err)
+	}
+	defer obj.close()
+	a, err := attachAll(obj, []string{originProg})
+	if err != nil {
+		return explainLoadError(err)
+	}
+	a.close()
+	return nil
 }
 
 func readTrimmed(path string) string {

@@ -96,8 +96,15 @@ func printReport(w io.Writer, r *tracer.Report) {
 			"  socket capture: kernel BTF, 5.5 and later) removes it.")
 		return
 	}
-	fmt.Fprintln(w, "  route ioctls (net-tools route, ifconfig) are reported with an unknown actor unless\n"+
-		"  `trace --ioctl` attaches the ioctl syscall tracepoints, which tax every syscall on the node.")
+	if r.IoctlOrigins == nil {
+		fmt.Fprintln(w, "  ioctls (net-tools route, ifconfig) are named from their notifications (tp_btf sk_data_ready);\n"+
+			"  a route ioctl that fails notifies nothing: `trace --ioctl` sees it, with the ioctl syscall\n"+
+			"  tracepoints, which tax every syscall on the node.")
+		return
+	}
+	fmt.Fprintf(w, "  ioctls (net-tools route, ifconfig) are reported with an unknown actor unless `trace --ioctl`\n"+
+		"  attaches the ioctl syscall tracepoints, which tax every syscall on the node; naming them from\n"+
+		"  their notifications needs the sk_data_ready BTF tracepoint (6.6+): %v\n", r.IoctlOrigins)
 }
 
 // tier3Needed reports whether some essential hook got neither fentry nor

@@ -40,9 +40,10 @@ func traceCommand() *cli.Command {
 			&cli.StringFlag{Name: "color", Value: "auto", Usage: "auto, always or never (text output)"},
 			&cli.StringFlag{Name: "attach", Value: "auto", Usage: "auto, fentry, kprobe or tracepoint: force one attach tier"},
 			captureFlag(),
-			&cli.BoolFlag{Name: "ioctl", Usage: "with the socket capture, also name the process behind route ioctls (net-tools route, ifconfig). " +
+			&cli.BoolFlag{Name: "ioctl", Usage: "with the socket capture, also see route ioctls (net-tools route) that fail, and name ioctls on kernels before 6.6. " +
 				"Off by default: it attaches the ioctl syscall tracepoints, which put every syscall of every process on the node on the kernel's slow path " +
-				"(measured: dd bs=1 1.1-1.35x as long). Without it those changes are still reported, with an unknown actor. The syscall capture always has it"},
+				"(measured: dd bs=1 1.1-1.35x as long). Without it, an ioctl's change is still reported from its notification, named after the process " +
+				"where the kernel has the sk_data_ready BTF tracepoint (6.6+; `routetrace probe` says), with an unknown actor before. The syscall capture always has it"},
 			&cli.StringSliceFlag{Name: "netns", Usage: "only trace this network namespace (name in /run/netns or a path) and routetrace's own; repeatable. Default: every namespace on the node, followed as they come and go"},
 			&cli.StringSliceFlag{Name: "op", Usage: "only these operations: add, replace, delete, flush"},
 			&cli.StringSliceFlag{Name: "object", Usage: "only these objects: route, rule, nexthop"},
