@@ -59,12 +59,14 @@ struct pt_regs___rt_arm64 {
 
 static __always_inline long rt_syscall_nr(struct task_struct *task)
 {
+	/* A trusted BTF pointer: direct loads, no probe-read helper (this
+	 * runs for every rtnetlink wakeup on the node). */
 	void *regs = (void *)bpf_task_pt_regs(task);
 
 	if (bpf_core_field_exists(struct pt_regs___rt_x86, orig_ax))
-		return BPF_CORE_READ((struct pt_regs___rt_x86 *)regs, orig_ax);
+		return ((struct pt_regs___rt_x86 *)regs)->orig_ax;
 	if (bpf_core_field_exists(struct pt_regs___rt_arm64, syscallno))
-		return BPF_CORE_READ((struct pt_regs___rt_arm64 *)regs, syscallno);
+		return ((struct pt_regs___rt_arm64 *)regs)->syscallno;
 	return -1;
 }
 
@@ -152,9 +154,19 @@ int BPF_PROG(rt_notify_origin, const struct sock *sk)
 
 	if (sk->__sk_common.skc_family != AF_NETLINK || sk->sk_protocol != NETLINK_ROUTE)
 		return 0;
+	/* Only an ioctl's, and most selective first: nearly every
+	 * notification comes from a netlink request (its requester's
+	 * sendmsg) or a kernel thread, and leaves here. In a kernel thread or
+	 * an interrupt the kernel is the actor, as user space assumes; a
+	 * netlink request's side effects are joined to that request. */
+	task = bpf_get_current_task_btf();
+	if (task->flags & PF_KTHREAD || rt_syscall_nr(task) != RT_NR_IOCTL)
+		return 0;
 	key.netns = sk->__sk_common.skc_net.net->ns.inum;
 	key.portid = BPF_CORE_READ((struct netlink_sock *)sk, portid); /* past struct sock: read, not a direct load */
 	if (!bpf_map_lookup_elem(&listeners, &key))
+		return 0;
+	if (rt_in_interrupt(task) == 1)
 		return 0;
 	/* Just queued: the tail of the receive queue. Read, not trusted:
 	 * our reader may dequeue it at any moment. */
@@ -167,12 +179,6 @@ int BPF_PROG(rt_notify_origin, const struct sock *sk)
 		return 0;
 	if (nlh.nlmsg_pid != 0)
 		return 0; /* names its requester: joined by portid and seq */
-	/* Only an ioctl's: in a kernel thread or an interrupt the kernel is
-	 * the actor, as user space assumes, and a netlink request's side
-	 * effects are joined to that request. */
-	task = bpf_get_current_task_btf();
-	if (task->flags & PF_KTHREAD || rt_in_interrupt(task) == 1 || rt_syscall_nr(task) != RT_NR_IOCTL)
-		return 0;
 	h = rt_heap();
 	if (!h)
 		return 0;

@@ -100,9 +100,13 @@ static __always_inline void rt_count_lost(void)
 
 static __always_inline void rt_emit(struct rt_event *e)
 {
+	__u64 backlog = bpf_ringbuf_query(&events, BPF_RB_AVAIL_DATA);
 	__u64 flags = BPF_RB_NO_WAKEUP;
 
-	if (bpf_ringbuf_query(&events, BPF_RB_AVAIL_DATA) >= RT_WAKEUP_BYTES)
+	/* Once each time the backlog crosses a multiple of RT_WAKEUP_BYTES,
+	 * not on every record past it: a reader already woken needs no more,
+	 * and a flush that outran the reader paid a wakeup per route. */
+	if (backlog / RT_WAKEUP_BYTES != (backlog + sizeof(*e) + 8) / RT_WAKEUP_BYTES)
 		flags = BPF_RB_FORCE_WAKEUP;
 	if (bpf_ringbuf_output(&events, e, sizeof(*e), flags) != 0)
 		rt_count_lost();
