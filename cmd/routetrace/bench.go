@@ -288,7 +288,7 @@ func printBench(w io.Writer, res *benchResult) {
 	fmt.Fprintf(w, "%s (total %d)\n", s.LossLine(), res.Lost)
 	fmt.Fprintf(w, "peak RSS %.1f MiB (%.1f MiB before the first tracer); BPF maps %.1f MiB in %d maps\n",
 		res.RSSMiB, res.RSSBaseMiB, res.BPF.MapsMiB, res.BPF.Maps)
-	fmt.Fprintln(w, "  (RSS is this whole process: tracer, its 4 MiB ring buffer mapped in, and the bench's 6 bytes per\n"+
+	fmt.Fprintln(w, "  (RSS is this whole process: tracer, its 16 MiB ring buffer mapped in, and the bench's 6 bytes per\n"+
 		"  route of bookkeeping; the BPF figures are kernel memory charged as memlock, from /proc/self/fdinfo)")
 	printKernelCost(w, res.Kernel)
 }
