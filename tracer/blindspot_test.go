@@ -33,10 +33,10 @@ func TestRemovalsWithoutRequest(t *testing.T) {
 		// causeComm: the cause's actor, where tier 3 can name it (an
 		// ioctl's task, from its notification's ORIGIN record).
 		causeComm string
-		causeOp     event.Op
-		orOp        event.Op // another acceptable cause op, if any
-		gateway     string
-		src         string // the route's preferred source, if any
+		causeOp   event.Op
+		orOp      event.Op // another acceptable cause op, if any
+		gateway   string
+		src       string // the route's preferred source, if any
 	}{
 		{
 			name: "peer deleted from another namespace",
