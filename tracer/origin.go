@@ -10,28 +10,35 @@ import (
 // originProg is nlorigin.bpf.c's one program.
 const originProg = "rt_notify_origin"
 
+// attachOrigins loads nlorigin.bpf.c against the shared maps (nil: its
+// own, for probe) and attaches its program; the caller owns both results.
+func attachOrigins(self uint32, shared map[string]*ebpf.Map, cache *btf.Cache) (*object, *attached, error) {
+	spec, err := loadNlorigin()
+	if err != nil {
+		return nil, nil, fmt.Errorf("reading the nlorigin BPF object: %w", err)
+	}
+	obj, err := openObject("nlorigin", spec, self, shared, cache)
+	if err != nil {
+		return nil, nil, explainLoadError(err)
+	}
+	a, err := attachAll(obj, []string{originProg})
+	if err != nil {
+		obj.close()
+		return nil, nil, explainLoadError(err)
+	}
+	return obj, a, nil
+}
+
 // startOrigins attaches nlorigin.bpf.c's program, which names the ioctl
 // behind each notification with no requester that reaches one of our
 // listeners (see tier3/origin.go), and keeps its map of listener sockets
 // in step with the listeners. It needs the sk_data_ready BTF tracepoint
 // (kernel 6.6+): where the kernel refuses it, ioctl-made changes are still
-// reported, route ones attributed by the ioctl capture, and a link or
-// address changed by ioctl is the kernel's.
+// reported from their notifications, named only by the ioctl syscall
+// tracepoints (the syscall capture, or --ioctl) and only for routes.
 func (t *Tracer) startOrigins(self uint32, fib *object, cache *btf.Cache) {
-	spec, err := loadNlorigin()
+	obj, a, err := attachOrigins(self, sharedMaps(fib), cache)
 	if err != nil {
-		t.log.Warn("reading the nlorigin BPF object", "err", err)
-		return
-	}
-	shared := map[string]*ebpf.Map{"events": fib.maps["events"], "lost": fib.maps["lost"], "heap": fib.maps["heap"]}
-	obj, err := openObject("nlorigin", spec, self, shared, cache)
-	if err != nil {
-		t.log.Warn("creating the nlorigin maps", "err", explainLoadError(err))
-		return
-	}
-	a, err := attachAll(obj, []string{originProg})
-	if err != nil {
-		obj.close()
 		t.log.Info("tier 3: ioctls that change links and addresses cannot be named: the kernel refused the program on the sk_data_ready BTF tracepoint (6.6+ has it); such changes are reported as the kernel's", "err", err)
 		return
 	}

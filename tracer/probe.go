@@ -150,20 +150,12 @@ func Probe(log *slog.Logger) *Report {
 
 // probeOrigins attaches nlorigin's program once, as startOrigins does.
 func probeOrigins(self uint32, cache *btf.Cache) error {
-	spec, err := loadNlorigin()
+	obj, a, err := attachOrigins(self, nil, cache)
 	if err != nil {
 		return err
 	}
-	obj, err := openObject("nlorigin", spec, self, nil, cache)
-	if err != nil {
-		return explainLoadError(err)
-	}
-	defer obj.close()
-	a, err := attachAll(obj, []string{originProg})
-	if err != nil {
-		return explainLoadError(err)
-	}
 	a.close()
+	obj.close()
 	return nil
 }
 

@@ -306,6 +306,12 @@ func attachHook(obj *object, h hook, tiers []event.Attach) (HookStatus, *attache
 	return st, nil
 }
 
+// sharedMaps are the fib object's maps every other object writes to: one
+// ring buffer, its loss counter, and the per-CPU heap (see openObject).
+func sharedMaps(fib *object) map[string]*ebpf.Map {
+	return map[string]*ebpf.Map{"events": fib.maps["events"], "lost": fib.maps["lost"], "heap": fib.maps["heap"]}
+}
+
 // startTier3 attaches the request capture and opens the notification
 // listeners for the objects no FIB hook covers.
 func (t *Tracer) startTier3(self uint32, fib *object, cache *btf.Cache) error {
@@ -313,8 +319,7 @@ func (t *Tracer) startTier3(self uint32, fib *object, cache *btf.Cache) error {
 	if err != nil {
 		return fmt.Errorf("reading the nlcapture BPF object: %w", err)
 	}
-	shared := map[string]*ebpf.Map{"events": fib.maps["events"], "lost": fib.maps["lost"], "heap": fib.maps["heap"]}
-	obj, err := openObject("nlcapture", spec, self, shared, cache)
+	obj, err := openObject("nlcapture", spec, self, sharedMaps(fib), cache)
 	if err != nil {
 		return explainLoadError(err)
 	}
