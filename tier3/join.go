@@ -449,7 +449,7 @@ func (j *Joiner) trigger(ev *event.Event, hash uint32, now int64) {
 			t.ev.Actor, t.ev.Origin = o.actor, event.OriginIoctl
 		}
 	}
-	j.triggers = appendBounded(j.triggers, t)
+	j.triggers = appendBounded(j.triggers, t, maxTriggers)
 	j.afterTrigger(ev, now)
 }
 
@@ -457,7 +457,7 @@ func (j *Joiner) trigger(ev *event.Event, hash uint32, now int64) {
 // that confirms it; one that came first gets its actor now (the ring
 // buffer and the sockets are read independently).
 func (j *Joiner) addRecent(ev *event.Event, now int64) {
-	j.recent = appendBounded(j.recent, trigger{ev: *ev, seen: now})
+	j.recent = appendBounded(j.recent, trigger{ev: *ev, seen: now}, maxTriggers)
 	for i := len(j.triggers) - 1; i >= 0; i-- {
 		t := &j.triggers[i]
 		if now-t.seen > triggerTTLNs {
@@ -493,12 +493,14 @@ func requestConfirmedBy(r, n *event.Event) bool {
 	return false
 }
 
-func appendBounded(ts []trigger, t trigger) []trigger {
-	if len(ts) == maxTriggers {
-		copy(ts, ts[1:])
-		ts = ts[:maxTriggers-1]
+// appendBounded appends v, first dropping the oldest element when s holds
+// limit already.
+func appendBounded[T any](s []T, v T, limit int) []T {
+	if len(s) >= limit {
+		copy(s, s[1:])
+		s = s[:limit-1]
 	}
-	return append(ts, t)
+	return append(s, v)
 }
 
 // merge reports the kernel's notification note with the actor, origin

@@ -69,11 +69,7 @@ func (j *Joiner) Origin(ev *event.Event, hash uint32, now int64) {
 			return
 		}
 	}
-	if len(j.origins) >= maxOrigins {
-		copy(j.origins, j.origins[1:])
-		j.origins = j.origins[:maxOrigins-1]
-	}
-	j.origins = append(j.origins, o)
+	j.origins = appendBounded(j.origins, o, maxOrigins)
 }
 
 // takeOrigin finds and removes the origin of a notification with no
