@@ -1,8 +1,9 @@
 // Package event is routetrace's one event model: every attach tier decodes
 // into an Event and every sink (terminal, JSON lines, OpenTelemetry,
-// metrics) consumes one. An Event holds no heap pointers of its own (names
-// are fixed arrays, addresses netip values) so the hot path can reuse one
-// value per record without allocating.
+// metrics) consumes one. An Event holds no heap values of its own (names
+// are fixed arrays, addresses netip values; enrichment points into caches
+// whose values never change) so the hot path can reuse one value per record
+// without allocating.
 package event
 
 import (
@@ -193,6 +194,12 @@ type Actor struct {
 	// Kernel is set when no task is responsible (timers, kernel threads,
 	// notifications without a requester).
 	Kernel bool
+	// Cookie names the kernel's record of the process (its command line,
+	// executable and cgroup at the time), sent once before its first
+	// change: 0 when there is none.
+	Cookie uint64
+	// Process is the enricher's answer for Cookie; nil until enriched.
+	Process *Process
 }
 
 // Unknown reports that no task is known for a change that a task made: a
@@ -256,6 +263,8 @@ type Event struct {
 
 	Actor Actor
 	Cause Cause
+	// Victim is filled by the enricher.
+	Victim Victim
 }
 
 func parseName[T ~uint8](names []string, s string, zero T) (T, bool) {
