@@ -11,7 +11,7 @@ LDFLAGS  := -X main.version=$(VERSION)
 # Debian packages the build, the tests and vmtest need.
 APT_PKGS := clang-19 llvm-19 libbpf-dev bpftool iproute2 net-tools \
             qemu-system-x86 busybox-static xz-utils git ca-certificates \
-            debootstrap e2fsprogs
+            debootstrap e2fsprogs containerd runc containernetworking-plugins
 
 .PHONY: help build install trace generate check-generate vmlinux deps test test-host vmtest vmbench incident bench fuzz clean
 
