@@ -7,6 +7,7 @@ import (
 	"net/netip"
 	"strconv"
 	"unicode/utf8"
+	"unsafe"
 
 	"github.com/routetrace/routetrace/event"
 )
@@ -128,6 +129,7 @@ func (j *JSON) appendEvent(b []byte, ev *event.Event) []byte {
 		b = appendActor(b, &c.Actor)
 		b = append(b, '}')
 	}
+	b = appendVictim(b, &ev.Victim)
 	return append(b, "}\n"...)
 }
 
@@ -265,7 +267,94 @@ func appendActor(b []byte, a *event.Actor) []byte {
 	if a.Kernel {
 		b = append(b, `,"kernel":true`...)
 	}
+	if p := a.Process; p != nil {
+		b = appendProcessFields(b, p)
+	}
 	return append(b, '}')
+}
+
+// appendProcessFields writes the enricher's names of the actor's process into
+// the actor object. Unknown fields are left out, never guessed.
+func appendProcessFields(b []byte, p *event.Process) []byte {
+	b = appendOptString(b, "unit", p.Unit)
+	b = appendOptString(b, "exe", p.Exe)
+	if len(p.Cmdline) > 0 {
+		b = append(appendKey(b, "cmdline"), '[')
+		for i, arg := range p.Cmdline {
+			if i > 0 {
+				b = append(b, ',')
+			}
+			b = appendJSONStr(b, arg)
+		}
+		b = append(b, ']')
+	}
+	b = appendOptString(b, "cgroup", p.Cgroup)
+	b = appendOptString(b, "cgroup_hierarchy", p.CgroupHierarchy)
+	b = appendOptString(b, "container_id", p.ContainerID)
+	b = appendOptString(b, "runtime", p.Runtime)
+	if p.Container != nil && p.Container.Pod != nil {
+		b = appendKey(b, "pod")
+		b = appendPod(b, p.Container.Pod, p.Container)
+	} else if p.PodUID != "" {
+		b = append(appendKey(b, "pod"), `{"uid":`...)
+		b = append(appendJSONStr(b, p.PodUID), '}')
+	}
+	b = appendOptString(b, "qos", p.QoS)
+	b = appendOptString(b, "enrich_error", p.EnrichError)
+	return b
+}
+
+// appendPod writes {"name","namespace","uid"[,"container","image"]}.
+func appendPod(b []byte, p *event.Pod, c *event.Container) []byte {
+	b = append(b, `{"name":`...)
+	b = appendJSONStr(b, p.Name)
+	b = append(b, `,"namespace":`...)
+	b = appendJSONStr(b, p.Namespace)
+	b = append(b, `,"uid":`...)
+	b = appendJSONStr(b, p.UID)
+	if c != nil {
+		b = appendOptString(b, "container", c.Name)
+		b = appendOptString(b, "image", c.Image)
+	}
+	return append(b, '}')
+}
+
+// appendVictim writes what the change hit, when the enricher knows any.
+func appendVictim(b []byte, v *event.Victim) []byte {
+	if v.Link == nil && v.Pod == nil && v.Pods == 0 {
+		return b
+	}
+	b = append(appendKey(b, "victim"), '{')
+	first := len(b)
+	if l := v.Link; l != nil {
+		b = appendOptString(b, "link", l.Name)
+		b = appendOptString(b, "link_kind", l.Kind)
+		b = appendOptString(b, "master", l.Master)
+		b = appendOptString(b, "cni", l.CNI)
+	}
+	if v.Pod != nil {
+		b = appendPod(appendKey(b, "pod"), v.Pod, nil)
+	}
+	if v.Pods > 0 {
+		b = appendUintField(b, "pods", uint64(v.Pods))
+	}
+	if len(b) > first && b[first] == ',' {
+		// The first field's comma: the object opened just before it.
+		b = append(b[:first], b[first+1:]...)
+	}
+	return append(b, '}')
+}
+
+func appendOptString(b []byte, k, v string) []byte {
+	if v == "" {
+		return b
+	}
+	return appendJSONStr(appendKey(b, k), v)
+}
+
+// appendJSONStr is appendJSONString for a string, without converting it.
+func appendJSONStr(b []byte, s string) []byte {
+	return appendJSONString(b, unsafe.Slice(unsafe.StringData(s), len(s)))
 }
 
 // appendUnknownActor writes an actor no task was captured for as

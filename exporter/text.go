@@ -67,6 +67,7 @@ func (t *Text) Write(ev *event.Event) error {
 
 	start := len(b)
 	b = appendDescription(b, ev)
+	b = appendVictimText(b, &ev.Victim)
 	b = padTo(b, start, descWidth)
 	b = append(b, "  "...)
 	start = len(b)
@@ -357,7 +358,46 @@ func causeVerb(op event.Op) string {
 	return "changed"
 }
 
+// appendVictimText names the pod behind the route, or how many pods its
+// destination covers, and a CNI's interface.
+func appendVictimText(b []byte, v *event.Victim) []byte {
+	if l := v.Link; l != nil && l.CNI != "" {
+		b = appendSafe(append(b, " ["...), []byte(l.CNI))
+		if l.Kind != "" {
+			b = appendSafe(append(b, ' '), []byte(l.Kind))
+		}
+		b = append(b, ']')
+	}
+	switch {
+	case v.Pod != nil:
+		b = append(b, " pod "...)
+		b = appendSafe(b, []byte(v.Pod.Namespace))
+		b = appendSafe(append(b, '/'), []byte(v.Pod.Name))
+	case v.Pods > 0:
+		b = strconv.AppendUint(append(b, " pods="...), uint64(v.Pods), 10)
+	}
+	return b
+}
+
+// appendProcess names the actor: its pod and container, else its systemd
+// unit, then comm[pid] (the pid is what an SRE looks up next).
 func appendProcess(b []byte, a *event.Actor) []byte {
+	if p := a.Process; p != nil {
+		switch c := p.Container; {
+		case c != nil && c.Pod != nil:
+			b = appendSafe(b, []byte(c.Pod.Namespace))
+			b = appendSafe(append(b, '/'), []byte(c.Pod.Name))
+			if c.Name != "" {
+				b = appendSafe(append(b, " ("...), []byte(c.Name))
+				b = append(b, ')')
+			}
+			b = append(b, ' ')
+		case p.Unit != "":
+			b = append(appendSafe(b, []byte(p.Unit)), ' ')
+		case p.ContainerID != "":
+			b = append(appendSafe(append(b, "container "...), []byte(p.ContainerID[:min(12, len(p.ContainerID))])), ' ')
+		}
+	}
 	if comm := a.Comm.Bytes(); len(comm) > 0 {
 		b = appendSafe(b, comm)
 	} else {
