@@ -59,6 +59,7 @@ type Runtime struct {
 	cmd          *exec.Cmd
 	exited       chan struct{}
 	subnetLock   *os.File
+	expectDead   bool // a test killed containerd: its cleanup is by force
 
 	rs internalapi.RuntimeService
 	is internalapi.ImageManagerService
@@ -286,11 +287,13 @@ disabled_plugins = [
       runtime_type = "io.containerd.runc.v2"
       [plugins."io.containerd.grpc.v1.cri".containerd.runtimes.runc.options]
         SystemdCgroup = false
+        # runc's state with the rest, not in /run/containerd/runc.
+        Root = %q
   [plugins."io.containerd.grpc.v1.cri".cni]
     bin_dir = %q
     conf_dir = %q
     max_conf_num = 1
-`, r.root, filepath.Join(r.stateDir, "state"), r.sock, r.sock+".ttrpc", PauseImage, cniBinDir, netDir)
+`, r.root, filepath.Join(r.stateDir, "state"), r.sock, r.sock+".ttrpc", PauseImage, filepath.Join(r.stateDir, "runc"), cniBinDir, netDir)
 	return os.WriteFile(r.configPath, []byte(config), 0o644)
 }
 
@@ -399,7 +402,18 @@ func (r *Runtime) importImages() error {
 // sure, by force if needed, that no process, mount, network namespace,
 // link, route or cgroup of this run is left.
 func (r *Runtime) cleanup(t testing.TB) {
-	if r.rs != nil {
+	dead := false
+	if r.exited != nil {
+		select {
+		case <-r.exited:
+			dead = true
+			if !r.expectDead {
+				t.Errorf("cleanup: containerd had exited (%v): removing what it left by force\n%s", r.cmd.ProcessState, r.logTail())
+			}
+		default:
+		}
+	}
+	if r.rs != nil && !dead {
 		ctx, cancel := context.WithTimeout(quiet(context.Background()), callTimeout)
 		sbs, err := r.rs.ListPodSandbox(ctx, nil)
 		if err != nil {
@@ -411,6 +425,8 @@ func (r *Runtime) cleanup(t testing.TB) {
 			}
 		}
 		cancel()
+	}
+	if r.rs != nil {
 		r.rs.Close(context.Background())
 	}
 	if r.is != nil {
@@ -434,6 +450,7 @@ func (r *Runtime) cleanup(t testing.TB) {
 	r.killCgroups(t)
 	r.unmountAll(t)
 	r.removeLinks(t)
+	r.removeShimSockets(t)
 	if err := os.RemoveAll(r.stateDir); err != nil {
 		t.Errorf("cleanup: %v", err)
 	}
@@ -651,6 +668,26 @@ func (r *Runtime) removeLinks(t testing.TB) {
 		t.Logf("cleanup: deleting leftover route %v", rt)
 		if err := netlink.RouteDel(&rt); err != nil {
 			t.Errorf("cleanup: deleting route %v: %v", rt, err)
+		}
+	}
+}
+
+// removeShimSockets removes the sockets of shims that were killed: they
+// are in /run/containerd/s (containerd 1.6 puts them there whatever its
+// state directory), named in each task bundle's address file.
+func (r *Runtime) removeShimSockets(t testing.TB) {
+	files, _ := filepath.Glob(filepath.Join(r.stateDir, "state", "io.containerd.runtime.v2.task", "*", "*", "address"))
+	for _, f := range files {
+		b, err := os.ReadFile(f)
+		if err != nil {
+			continue
+		}
+		sock, ok := strings.CutPrefix(strings.TrimSpace(string(b)), "unix://")
+		if !ok || !strings.HasPrefix(sock, "/run/containerd/s/") {
+			continue
+		}
+		if err := os.Remove(sock); err == nil {
+			t.Logf("cleanup: removed leftover shim socket %s", sock)
 		}
 	}
 }

@@ -1,15 +1,16 @@
 package containerdtest
 
 import (
+	"bytes"
 	"net"
 	"os"
 	"path/filepath"
+	"strconv"
 	"strings"
 	"testing"
 
 	"github.com/vishvananda/netlink"
 	"github.com/vishvananda/netns"
-	"golang.org/x/sys/unix"
 )
 
 // A process in a container with NET_ADMIN changes its own pod's routes, in
@@ -92,6 +93,7 @@ func TestContainerDeletesPodRoute(t *testing.T) {
 func TestHarnessLeavesNothing(t *testing.T) {
 	var r *Runtime
 	var pod *Pod
+	var shimSockets []string
 	t.Run("run", func(t *testing.T) {
 		r = Start(t)
 		pod = r.RunPod(t, PodSpec{Name: "left", Namespace: "rt-test", Labels: map[string]string{"app": "x"}})
@@ -101,6 +103,10 @@ func TestHarnessLeavesNothing(t *testing.T) {
 		if len(r.Shims()) == 0 {
 			t.Errorf("no shim found for %s while pods run", r.sock)
 		}
+		if len(runProcesses(r)) < 2 {
+			t.Errorf("containerd and its shims not found while pods run")
+		}
+		shimSockets = shimSocketsOf(r)
 		if len(r.CgroupDirs()) == 0 {
 			t.Errorf("no cgroup %s while pods run", r.cgroupParent)
 		}
@@ -111,8 +117,13 @@ func TestHarnessLeavesNothing(t *testing.T) {
 	if r == nil || pod == nil {
 		t.Skip("the run was skipped")
 	}
-	if err := unix.Kill(r.cmd.Process.Pid, 0); err == nil {
-		t.Errorf("containerd %d still runs", r.cmd.Process.Pid)
+	if pids := runProcesses(r); len(pids) > 0 {
+		t.Errorf("processes of this run left (containerd, shims): %v", pids)
+	}
+	for _, s := range shimSockets {
+		if _, err := os.Stat(s); err == nil {
+			t.Errorf("shim socket %s left", s)
+		}
 	}
 	if pids := r.Shims(); len(pids) > 0 {
 		t.Errorf("shims of %s left: %v", r.sock, pids)
@@ -141,4 +152,102 @@ func TestHarnessLeavesNothing(t *testing.T) {
 			t.Errorf("%s is left", d)
 		}
 	}
+}
+
+// When containerd dies mid-test (here: SIGKILL) nothing can be removed
+// through CRI; the cleanup removes the shims, the containers' processes,
+// mounts, network namespaces, veths and routes by force.
+func TestHarnessCleansUpAfterContainerdDies(t *testing.T) {
+	var r *Runtime
+	var pod *Pod
+	var containerPids, shimSockets []string
+	t.Run("run", func(t *testing.T) {
+		r = Start(t)
+		pod = r.RunPod(t, PodSpec{Name: "orphan", Namespace: "rt-test"})
+		r.RunContainer(t, pod, "c1")
+		for _, d := range r.CgroupDirs() {
+			if strings.HasSuffix(filepath.Dir(d), "/pids") || filepath.Base(filepath.Dir(d)) == "pids" {
+				filepath.WalkDir(d, func(p string, e os.DirEntry, err error) error {
+					if err == nil && e.Name() == "cgroup.procs" {
+						b, _ := os.ReadFile(p)
+						containerPids = append(containerPids, strings.Fields(string(b))...)
+					}
+					return nil
+				})
+			}
+		}
+		shimSockets = shimSocketsOf(r)
+		r.expectDead = true
+		r.cmd.Process.Kill()
+		<-r.exited
+	})
+	if r == nil || pod == nil {
+		t.Skip("the run was skipped")
+	}
+	if len(containerPids) < 2 {
+		t.Errorf("found %d processes in the pod's cgroups before the kill, want the pause and c1's", len(containerPids))
+	}
+	for _, p := range containerPids {
+		if b, err := os.ReadFile("/proc/" + p + "/cmdline"); err == nil && len(b) > 0 {
+			t.Errorf("container process %s left: %q", p, b)
+		}
+	}
+	if pids := runProcesses(r); len(pids) > 0 {
+		t.Errorf("processes of this run left (containerd, shims): %v", pids)
+	}
+	if len(shimSockets) == 0 {
+		t.Errorf("no shim socket found while the pod ran")
+	}
+	for _, s := range shimSockets {
+		if _, err := os.Stat(s); err == nil {
+			t.Errorf("shim socket %s left", s)
+		}
+	}
+	if dirs := r.CgroupDirs(); len(dirs) > 0 {
+		t.Errorf("cgroups left: %v", dirs)
+	}
+	links, routes := r.Links()
+	if len(links)+len(routes) > 0 {
+		t.Errorf("links %v and routes %v of %v left", links, routes, r.subnet)
+	}
+	if _, err := os.Stat(pod.NetnsPath); err == nil {
+		t.Errorf("the pod's netns %s is left", pod.NetnsPath)
+	}
+	if mps := r.Mounts(); len(mps) > 0 {
+		t.Errorf("mounts left: %v", mps)
+	}
+	for _, d := range []string{r.stateDir, r.tmp} {
+		if _, err := os.Stat(d); err == nil {
+			t.Errorf("%s is left", d)
+		}
+	}
+}
+
+// runProcesses are the live processes whose command line names this run's
+// socket or config: containerd and its shims.
+func runProcesses(r *Runtime) []int {
+	var pids []int
+	ents, _ := os.ReadDir("/proc")
+	for _, e := range ents {
+		pid, err := strconv.Atoi(e.Name())
+		if err != nil || zombie(pid) {
+			continue
+		}
+		b, _ := os.ReadFile(filepath.Join("/proc", e.Name(), "cmdline"))
+		if bytes.Contains(b, []byte(r.sock)) || bytes.Contains(b, []byte(r.configPath)) {
+			pids = append(pids, pid)
+		}
+	}
+	return pids
+}
+
+// shimSocketsOf are the sockets of the shims serving r's tasks.
+func shimSocketsOf(r *Runtime) []string {
+	var socks []string
+	files, _ := filepath.Glob(filepath.Join(r.stateDir, "state", "io.containerd.runtime.v2.task", "k8s.io", "*", "address"))
+	for _, f := range files {
+		b, _ := os.ReadFile(f)
+		socks = append(socks, strings.TrimPrefix(strings.TrimSpace(string(b)), "unix://"))
+	}
+	return socks
 }

@@ -89,7 +89,7 @@ func (r *Runtime) RunPod(t testing.TB, spec PodSpec) *Pod {
 		t.Fatalf("pod %s: %v", spec.Name, err)
 	}
 	r.mu.Lock()
-	r.netnss[p.NetnsPath] = true
+	r.netnss[resolvedPath(p.NetnsPath)] = true // as mountinfo shows it
 	r.mu.Unlock()
 	if p.HostVeth, err = hostDevice(p.IP); err != nil {
 		t.Fatalf("pod %s: %v", spec.Name, err)
@@ -117,6 +117,15 @@ func netnsPath(info map[string]string) (string, error) {
 		}
 	}
 	return "", fmt.Errorf("no network namespace path in the sandbox's runtime spec")
+}
+
+// resolvedPath is p with its directory's symlinks resolved
+// (/var/run/netns/x is /run/netns/x).
+func resolvedPath(p string) string {
+	if d, err := filepath.EvalSymlinks(filepath.Dir(p)); err == nil {
+		return filepath.Join(d, filepath.Base(p))
+	}
+	return p
 }
 
 // hostDevice is the device of the host's /32 route to ip.
