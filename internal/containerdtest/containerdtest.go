@@ -64,8 +64,9 @@ type Runtime struct {
 	rs internalapi.RuntimeService
 	is internalapi.ImageManagerService
 
-	mu     sync.Mutex
-	netnss map[string]bool // netns paths of the pods made here
+	mu         sync.Mutex
+	netnss     map[string]bool // netns paths of the pods made here
+	sandboxIDs map[string]bool // every sandbox RunPod made
 
 	// StartTime is how long containerd took to answer CRI calls with its
 	// network ready; ImportTime how long building and importing the images
@@ -114,6 +115,7 @@ func Start(t testing.TB) *Runtime {
 		stateDir:     "/run/rt-ctd-" + id,
 		cgroupParent: "/rt-ctd-" + id,
 		netnss:       map[string]bool{},
+		sandboxIDs:   map[string]bool{},
 	}
 	r.sock = filepath.Join(r.stateDir, "c.sock")
 	r.root = filepath.Join(r.tmp, "root")
@@ -251,7 +253,7 @@ func (r *Runtime) writeConfig() error {
 		return err
 	}
 	// Plugins that cannot work here (or that we do not want) are disabled:
-	// only native snapshots, no tracing exporter.
+	// only native snapshots, no tracing exporter, no /opt/containerd.
 	config := fmt.Sprintf(`version = 2
 root = %q
 state = %q
@@ -263,6 +265,7 @@ disabled_plugins = [
   "io.containerd.snapshotter.v1.zfs",
   "io.containerd.tracing.processor.v1.otlp",
   "io.containerd.internal.v1.tracing",
+  "io.containerd.internal.v1.opt", # would create /opt/containerd
 ]
 
 [grpc]
@@ -451,6 +454,7 @@ func (r *Runtime) cleanup(t testing.TB) {
 	r.unmountAll(t)
 	r.removeLinks(t)
 	r.removeShimSockets(t)
+	r.removeCNICache(t)
 	if err := os.RemoveAll(r.stateDir); err != nil {
 		t.Errorf("cleanup: %v", err)
 	}
@@ -688,6 +692,60 @@ func (r *Runtime) removeShimSockets(t testing.TB) {
 		}
 		if err := os.Remove(sock); err == nil {
 			t.Logf("cleanup: removed leftover shim socket %s", sock)
+		}
+	}
+}
+
+// cniCacheDir is where libcni keeps each attachment's result until its
+// DEL; containerd 1.6 does not let us move it.
+const cniCacheDir = "/var/lib/cni/results"
+
+// SandboxIDs are the IDs of every sandbox containerd made in this run, as
+// its CRI state directories name them.
+func (r *Runtime) SandboxIDs() []string {
+	seen := map[string]bool{}
+	var ids []string
+	for _, d := range []string{
+		filepath.Join(r.stateDir, "state", "io.containerd.grpc.v1.cri", "sandboxes"),
+		filepath.Join(r.root, "io.containerd.grpc.v1.cri", "sandboxes"),
+	} {
+		ents, _ := os.ReadDir(d)
+		for _, e := range ents {
+			if !seen[e.Name()] {
+				seen[e.Name()] = true
+				ids = append(ids, e.Name())
+			}
+		}
+	}
+	r.mu.Lock()
+	for id := range r.sandboxIDs {
+		if !seen[id] {
+			seen[id] = true
+			ids = append(ids, id)
+		}
+	}
+	r.mu.Unlock()
+	sort.Strings(ids)
+	return ids
+}
+
+// CNICacheFiles are libcni's cached results of this run's sandboxes: a
+// sandbox removed through CRI has none left; one whose containerd died
+// keeps them.
+func (r *Runtime) CNICacheFiles() []string {
+	var files []string
+	for _, id := range r.SandboxIDs() {
+		m, _ := filepath.Glob(filepath.Join(cniCacheDir, "*-"+id+"-*"))
+		files = append(files, m...)
+	}
+	return files
+}
+
+func (r *Runtime) removeCNICache(t testing.TB) {
+	for _, f := range r.CNICacheFiles() {
+		t.Logf("cleanup: removing leftover CNI result %s", f)
+		if err := os.Remove(f); err != nil {
+			t.Errorf("cleanup: %v", err)
 		}
 	}
 }

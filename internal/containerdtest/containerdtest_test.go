@@ -144,6 +144,9 @@ func TestHarnessLeavesNothing(t *testing.T) {
 	if _, err := os.Stat(pod.NetnsPath); err == nil {
 		t.Errorf("the pod's netns %s is left", pod.NetnsPath)
 	}
+	if files := r.CNICacheFiles(); len(files) > 0 {
+		t.Errorf("CNI cached results left: %v", files)
+	}
 	if mps := r.Mounts(); len(mps) > 0 {
 		t.Errorf("mounts left: %v", mps)
 	}
@@ -177,6 +180,9 @@ func TestHarnessCleansUpAfterContainerdDies(t *testing.T) {
 			}
 		}
 		shimSockets = shimSocketsOf(r)
+		if len(r.CNICacheFiles()) == 0 {
+			t.Errorf("no CNI cached result found for sandbox %s while it runs", pod.SandboxID)
+		}
 		r.expectDead = true
 		r.cmd.Process.Kill()
 		<-r.exited
@@ -212,6 +218,9 @@ func TestHarnessCleansUpAfterContainerdDies(t *testing.T) {
 	}
 	if _, err := os.Stat(pod.NetnsPath); err == nil {
 		t.Errorf("the pod's netns %s is left", pod.NetnsPath)
+	}
+	if files := r.CNICacheFiles(); len(files) > 0 {
+		t.Errorf("CNI cached results left: %v", files)
 	}
 	if mps := r.Mounts(); len(mps) > 0 {
 		t.Errorf("mounts left: %v", mps)
@@ -250,4 +259,33 @@ func shimSocketsOf(r *Runtime) []string {
 		socks = append(socks, strings.TrimPrefix(strings.TrimSpace(string(b)), "unix://"))
 	}
 	return socks
+}
+
+// A containerd that cannot start fails Start with its log in the error.
+func TestStartFailureShowsLog(t *testing.T) {
+	if why := Requirements(); why != "" {
+		t.Skip(why)
+	}
+	dir := t.TempDir()
+	r := &Runtime{tmp: dir, stateDir: dir, sock: filepath.Join(dir, "c.sock"),
+		configPath: filepath.Join(dir, "config.toml"), logPath: filepath.Join(dir, "containerd.log")}
+	os.WriteFile(r.configPath, []byte("version = 2\nroot = [not toml\n"), 0o644)
+	err := r.startContainerd()
+	if err == nil {
+		r.cmd.Process.Kill()
+		t.Fatal("containerd started with a broken config")
+	}
+	if !strings.Contains(err.Error(), "containerd exited before creating "+r.sock) || !strings.Contains(err.Error(), "containerd's log") || !strings.Contains(err.Error(), "toml") {
+		t.Errorf("error %q: want the exit and containerd's log about the config", err)
+	}
+}
+
+func TestMissingToolSkipReason(t *testing.T) {
+	if os.Geteuid() != 0 {
+		t.Skip("the root check comes first")
+	}
+	t.Setenv("PATH", t.TempDir())
+	if why := Requirements(); !strings.Contains(why, "needs containerd in PATH") || !strings.Contains(why, "make deps") {
+		t.Errorf("Requirements() without containerd in PATH = %q", why)
+	}
 }

@@ -75,6 +75,9 @@ func (r *Runtime) RunPod(t testing.TB, spec PodSpec) *Pod {
 	if err != nil {
 		t.Fatalf("RunPodSandbox %s/%s: %v\n%s", spec.Namespace, spec.Name, err, r.logTail())
 	}
+	r.mu.Lock()
+	r.sandboxIDs[id] = true
+	r.mu.Unlock()
 	p := &Pod{SandboxID: id, Name: spec.Name, Namespace: spec.Namespace, UID: spec.UID, config: cfg}
 	t.Cleanup(func() { r.removePodIfPresent(t, p) })
 
