@@ -45,7 +45,7 @@ func checkPod(t *testing.T, got *event.Pod, want *containerdtest.Pod, labels map
 	if got == nil {
 		t.Fatalf("pod %s/%s not listed", want.Namespace, want.Name)
 	}
-	w := event.Pod{Name: want.Name, Namespace: want.Namespace, UID: want.UID, Labels: labels, IPs: ips}
+	w := event.Pod{Name: want.Name, Namespace: want.Namespace, UID: want.UID, Labels: labels, IPs: ips, HostNetwork: want.HostNetwork}
 	if !reflect.DeepEqual(*got, w) {
 		t.Errorf("pod %s:\n got %+v\nwant %+v", want.Name, *got, w)
 	}
@@ -80,8 +80,13 @@ func TestCRISourceListsPods(t *testing.T) {
 	db := r.RunPod(t, containerdtest.PodSpec{
 		Name: "db-0", Namespace: "data", UID: "66666666-7777-4888-9999-aaaaaaaaaaaa", Labels: dbLabels,
 	})
+	// A host-network pod has no addresses of its own.
+	agent := r.RunPod(t, containerdtest.PodSpec{
+		Name: "agent-x", Namespace: "kube-system", UID: "bbbbbbbb-cccc-4ddd-8eee-ffffffffffff", HostNetwork: true,
+	})
 	webCtr := r.RunContainer(t, web, "nginx")
 	dbCtr := r.RunContainer(t, db, "postgres")
+	agentCtr := r.RunContainer(t, agent, "agent")
 
 	s, err := NewCRISource(r.Endpoint())
 	if err != nil {
@@ -101,21 +106,25 @@ func TestCRISourceListsPods(t *testing.T) {
 	t.Logf("Describe: %s", desc)
 
 	snap := listCtx(t, s)
-	if len(snap.Pods) != 2 {
-		t.Fatalf("%d pods listed, want 2: %+v", len(snap.Pods), snap.Pods)
+	if len(snap.Pods) != 3 {
+		t.Fatalf("%d pods listed, want 3: %+v", len(snap.Pods), snap.Pods)
 	}
-	gotWeb, gotDB := findPod(snap, "web-0"), findPod(snap, "db-0")
+	gotWeb, gotDB, gotAgent := findPod(snap, "web-0"), findPod(snap, "db-0"), findPod(snap, "agent-x")
 	checkPod(t, gotWeb, web, webLabels, []netip.Addr{web.IP})
 	checkPod(t, gotDB, db, dbLabels, []netip.Addr{db.IP})
+	checkPod(t, gotAgent, agent, nil, nil)
 	checkContainers(t, snap, map[string]event.Container{
-		webCtr: {Name: "nginx", Image: containerdtest.BusyboxImage, Pod: gotWeb},
-		dbCtr:  {Name: "postgres", Image: containerdtest.BusyboxImage, Pod: gotDB},
+		webCtr:   {Name: "nginx", Image: containerdtest.BusyboxImage, Pod: gotWeb},
+		dbCtr:    {Name: "postgres", Image: containerdtest.BusyboxImage, Pod: gotDB},
+		agentCtr: {Name: "agent", Image: containerdtest.BusyboxImage, Pod: gotAgent},
 	})
-	if n := s.cachedSandboxes(); n != 2 {
-		t.Errorf("%d sandboxes cached, want 2", n)
+	if n := s.cachedSandboxes(); n != 3 {
+		t.Errorf("%d sandboxes cached, want 3", n)
 	}
+	// The rest is about pods with networks of their own.
+	r.RemovePod(t, agent)
 
-	// Lists at once, from several goroutines, agree.
+	// Lists at once, from several goroutines, agree (the agent is gone).
 	var wg sync.WaitGroup
 	snaps := make([]Snapshot, 4)
 	errs := make([]error, 4)

@@ -22,6 +22,9 @@ type PodSpec struct {
 	Namespace string
 	UID       string
 	Labels    map[string]string
+	// HostNetwork pods share the host's network namespace: no veth, no
+	// address of their own (IP, NetnsPath and HostVeth stay empty).
+	HostNetwork bool
 }
 
 // Pod is a running pod sandbox.
@@ -33,6 +36,8 @@ type Pod struct {
 	IP        netip.Addr
 	NetnsPath string // the bind mount of its network namespace
 	HostVeth  string // the host side of its veth: the device of the /32 route to IP
+
+	HostNetwork bool
 
 	config *runtimeapi.PodSandboxConfig
 }
@@ -50,23 +55,29 @@ func (r *Runtime) RunPod(t testing.TB, spec PodSpec) *Pod {
 	if spec.UID == "" {
 		spec.UID = uuid()
 	}
+	netMode := runtimeapi.NamespaceMode_POD
+	if spec.HostNetwork {
+		netMode = runtimeapi.NamespaceMode_NODE
+	}
 	cfg := &runtimeapi.PodSandboxConfig{
 		Metadata: &runtimeapi.PodSandboxMetadata{
 			Name: spec.Name, Namespace: spec.Namespace, Uid: spec.UID,
 		},
-		Hostname:     spec.Name,
 		LogDirectory: filepath.Join(r.tmp, "logs", spec.UID),
 		Labels:       spec.Labels,
 		Linux: &runtimeapi.LinuxPodSandboxConfig{
 			CgroupParent: r.cgroupParent,
 			SecurityContext: &runtimeapi.LinuxSandboxSecurityContext{
 				NamespaceOptions: &runtimeapi.NamespaceOption{
-					Network: runtimeapi.NamespaceMode_POD,
+					Network: netMode,
 					Pid:     runtimeapi.NamespaceMode_CONTAINER,
 					Ipc:     runtimeapi.NamespaceMode_POD,
 				},
 			},
 		},
+	}
+	if !spec.HostNetwork { // a host-network pod has the host's UTS namespace too
+		cfg.Hostname = spec.Name
 	}
 	ctx, cancel := context.WithTimeout(quiet(context.Background()), callTimeout)
 	defer cancel()
@@ -78,8 +89,12 @@ func (r *Runtime) RunPod(t testing.TB, spec PodSpec) *Pod {
 	r.mu.Lock()
 	r.sandboxIDs[id] = true
 	r.mu.Unlock()
-	p := &Pod{SandboxID: id, Name: spec.Name, Namespace: spec.Namespace, UID: spec.UID, config: cfg}
+	p := &Pod{SandboxID: id, Name: spec.Name, Namespace: spec.Namespace, UID: spec.UID, HostNetwork: spec.HostNetwork, config: cfg}
 	t.Cleanup(func() { r.removePodIfPresent(t, p) })
+	if spec.HostNetwork {
+		t.Logf("pod %s/%s: sandbox %.12s, host network, started in %v", p.Namespace, p.Name, id, time.Since(t0).Round(time.Millisecond))
+		return p
+	}
 
 	st, err := r.rs.PodSandboxStatus(ctx, id, true)
 	if err != nil {
@@ -154,7 +169,8 @@ func uuid() string {
 }
 
 // RunContainer starts a container of BusyboxImage in pod, with NET_ADMIN
-// so that it can change its pod's routes. Without cmd it sleeps forever.
+// so that it can change its pod's routes (in a HostNetwork pod those are
+// the host's: do not). Without cmd it sleeps forever.
 func (r *Runtime) RunContainer(t testing.TB, pod *Pod, name string, cmd ...string) string {
 	t.Helper()
 	cfg := &runtimeapi.ContainerConfig{
@@ -165,11 +181,8 @@ func (r *Runtime) RunContainer(t testing.TB, pod *Pod, name string, cmd ...strin
 		Linux: &runtimeapi.LinuxContainerConfig{
 			SecurityContext: &runtimeapi.LinuxContainerSecurityContext{
 				Capabilities: &runtimeapi.Capability{AddCapabilities: []string{"NET_ADMIN"}},
-				NamespaceOptions: &runtimeapi.NamespaceOption{
-					Network: runtimeapi.NamespaceMode_POD,
-					Pid:     runtimeapi.NamespaceMode_CONTAINER,
-					Ipc:     runtimeapi.NamespaceMode_POD,
-				},
+				// The pod's: its network (or the host's), its own pid namespace.
+				NamespaceOptions: pod.config.Linux.SecurityContext.NamespaceOptions,
 			},
 		},
 	}
