@@ -68,6 +68,7 @@ type CRISource struct {
 type sandboxNet struct {
 	ips         []netip.Addr
 	hostNetwork bool
+	ready       bool // the sandbox was ready when asked: ips are final
 }
 
 var _ Source = (*CRISource)(nil)
@@ -145,7 +146,8 @@ func (s *CRISource) List(ctx context.Context) (Snapshot, error) {
 	listed := make(map[string]bool, len(sbs))
 	for _, sb := range sbs {
 		listed[sb.Id] = true
-		net, err := s.sandboxNet(ctx, sb.Id)
+		ready := sb.State == runtimeapi.PodSandboxState_SANDBOX_READY
+		net, err := s.sandboxNet(ctx, sb.Id, ready)
 		if err != nil {
 			if isNotFound(err) {
 				continue // removed since it was listed
@@ -160,7 +162,7 @@ func (s *CRISource) List(ctx context.Context) (Snapshot, error) {
 			Labels:      podLabels(sb.Labels),
 			HostNetwork: net.hostNetwork,
 		}
-		if sb.State == runtimeapi.PodSandboxState_SANDBOX_READY {
+		if ready {
 			p.IPs = net.ips
 		}
 		pods[sb.Id] = p
@@ -184,12 +186,15 @@ func (s *CRISource) List(ctx context.Context) (Snapshot, error) {
 }
 
 // sandboxNet returns the sandbox's addresses and network mode, asking the
-// runtime only the first time.
-func (s *CRISource) sandboxNet(ctx context.Context, id string) (sandboxNet, error) {
+// runtime the first time, and again if the sandbox was not ready then but
+// is now (its addresses may not have been set yet). A stopped sandbox is
+// asked once: it never becomes ready again, and its addresses are not
+// reported.
+func (s *CRISource) sandboxNet(ctx context.Context, id string, ready bool) (sandboxNet, error) {
 	s.mu.Lock()
 	n, ok := s.sandboxes[id]
 	s.mu.Unlock()
-	if ok {
+	if ok && (n.ready || !ready) {
 		return n, nil
 	}
 	resp, err := s.rs.PodSandboxStatus(ctx, id, false)
@@ -197,7 +202,10 @@ func (s *CRISource) sandboxNet(ctx context.Context, id string) (sandboxNet, erro
 		return sandboxNet{}, s.wrap(fmt.Sprintf("reading pod sandbox %.12s's status", id), err)
 	}
 	st := resp.GetStatus()
-	n.hostNetwork = st.GetLinux().GetNamespaces().GetOptions().GetNetwork() == runtimeapi.NamespaceMode_NODE
+	n = sandboxNet{
+		hostNetwork: st.GetLinux().GetNamespaces().GetOptions().GetNetwork() == runtimeapi.NamespaceMode_NODE,
+		ready:       st.GetState() == runtimeapi.PodSandboxState_SANDBOX_READY,
+	}
 	if !n.hostNetwork {
 		if ip, err := netip.ParseAddr(st.GetNetwork().GetIp()); err == nil {
 			n.ips = append(n.ips, ip)
@@ -208,12 +216,9 @@ func (s *CRISource) sandboxNet(ctx context.Context, id string) (sandboxNet, erro
 			}
 		}
 	}
-	// A sandbox not yet ready may not have its addresses yet: ask again.
-	if st.GetState() == runtimeapi.PodSandboxState_SANDBOX_READY {
-		s.mu.Lock()
-		s.sandboxes[id] = n
-		s.mu.Unlock()
-	}
+	s.mu.Lock()
+	s.sandboxes[id] = n
+	s.mu.Unlock()
 	return n, nil
 }
 
