@@ -9,8 +9,8 @@ import (
 
 	"google.golang.org/grpc/codes"
 	"google.golang.org/grpc/status"
-	criapitest "k8s.io/cri-api/pkg/apis/testing"
 	runtimeapi "k8s.io/cri-api/pkg/apis/runtime/v1"
+	criapitest "k8s.io/cri-api/pkg/apis/testing"
 )
 
 func statusCalls(f *criapitest.FakeRuntimeService) int {
