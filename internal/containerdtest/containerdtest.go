@@ -326,8 +326,11 @@ func (r *Runtime) startContainerd() error {
 	go func() { r.cmd.Wait(); close(r.exited) }()
 
 	deadline := time.Now().Add(startWait)
+	// The socket exists from bind(2) on but refuses connections until
+	// listen(2): wait for a connection.
 	for {
-		if fi, err := os.Stat(r.sock); err == nil && fi.Mode()&os.ModeSocket != 0 {
+		if c, err := net.DialTimeout("unix", r.sock, time.Second); err == nil {
+			c.Close()
 			break
 		}
 		select {
@@ -336,7 +339,7 @@ func (r *Runtime) startContainerd() error {
 		case <-time.After(10 * time.Millisecond):
 		}
 		if time.Now().After(deadline) {
-			return fmt.Errorf("containerd did not create %s within %v\n%s", r.sock, startWait, r.logTail())
+			return fmt.Errorf("containerd did not listen on %s within %v\n%s", r.sock, startWait, r.logTail())
 		}
 	}
 
@@ -405,6 +408,8 @@ func (r *Runtime) importImages() error {
 // sure, by force if needed, that no process, mount, network namespace,
 // link, route or cgroup of this run is left.
 func (r *Runtime) cleanup(t testing.TB) {
+	t0 := time.Now()
+	defer func() { t.Logf("containerd %s: cleaned up in %v", r.sock, time.Since(t0).Round(time.Millisecond)) }()
 	dead := false
 	if r.exited != nil {
 		select {
@@ -663,14 +668,16 @@ func (r *Runtime) removeLinks(t testing.TB) {
 	links, _ := r.Links()
 	for _, l := range links {
 		t.Logf("cleanup: deleting leftover link %s", l.Attrs().Name)
-		if err := netlink.LinkDel(l); err != nil {
+		// Its namespace's teardown, asynchronous in the kernel, may delete it
+		// first.
+		if err := netlink.LinkDel(l); err != nil && !errors.Is(err, unix.ENODEV) {
 			t.Errorf("cleanup: deleting link %s: %v", l.Attrs().Name, err)
 		}
 	}
 	_, routes := r.Links() // the links' routes went with them
 	for _, rt := range routes {
 		t.Logf("cleanup: deleting leftover route %v", rt)
-		if err := netlink.RouteDel(&rt); err != nil {
+		if err := netlink.RouteDel(&rt); err != nil && !errors.Is(err, unix.ESRCH) {
 			t.Errorf("cleanup: deleting route %v: %v", rt, err)
 		}
 	}
