@@ -2,6 +2,7 @@ package containerdtest
 
 import (
 	"bytes"
+	"fmt"
 	"net"
 	"os"
 	"path/filepath"
@@ -11,6 +12,7 @@ import (
 
 	"github.com/vishvananda/netlink"
 	"github.com/vishvananda/netns"
+	"golang.org/x/sys/unix"
 )
 
 // A process in a container with NET_ADMIN changes its own pod's routes, in
@@ -80,6 +82,18 @@ func TestContainerDeletesPodRoute(t *testing.T) {
 	}
 	if !found {
 		t.Errorf("%s is not the namespace of the pod with %v: addresses %v", pod.NetnsPath, pod.IP, addrs)
+	}
+	// The container's first process lives in that namespace.
+	pid := r.ContainerPID(t, ctr)
+	var podNS, ctrNS unix.Stat_t
+	if err := unix.Stat(pod.NetnsPath, &podNS); err != nil {
+		t.Fatal(err)
+	}
+	if err := unix.Stat(fmt.Sprintf("/proc/%d/ns/net", pid), &ctrNS); err != nil {
+		t.Fatal(err)
+	}
+	if podNS.Ino != ctrNS.Ino {
+		t.Errorf("container pid %d is in netns %d, the pod's is %d", pid, ctrNS.Ino, podNS.Ino)
 	}
 	// The host's route to the pod is untouched.
 	if dev, err := hostDevice(pod.IP); err != nil || dev != pod.HostVeth {

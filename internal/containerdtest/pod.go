@@ -235,3 +235,20 @@ func (r *Runtime) removePodIfPresent(t testing.TB, pod *Pod) {
 		t.Errorf("cleanup: %v", err)
 	}
 }
+
+// ContainerPID is the host pid of the container's first process, from
+// containerd's verbose container status.
+func (r *Runtime) ContainerPID(t testing.TB, containerID string) int {
+	t.Helper()
+	ctx, cancel := context.WithTimeout(quiet(context.Background()), callTimeout)
+	defer cancel()
+	st, err := r.rs.ContainerStatus(ctx, containerID, true)
+	if err != nil {
+		t.Fatalf("ContainerStatus %.12s: %v", containerID, err)
+	}
+	var v struct{ Pid int }
+	if err := json.Unmarshal([]byte(st.GetInfo()["info"]), &v); err != nil || v.Pid <= 0 {
+		t.Fatalf("container %.12s: no pid in its verbose status (%v): %q", containerID, err, st.GetInfo()["info"])
+	}
+	return v.Pid
+}
