@@ -158,6 +158,10 @@ func (r *Runtime) Socket() string { return r.sock }
 // Subnet is the range the pods' addresses come from.
 func (r *Runtime) Subnet() netip.Prefix { return r.subnet }
 
+// CNIConfDir is the directory of the run's CNI network configuration (a
+// ptp + host-local conflist), as /etc/cni/net.d is on a node.
+func (r *Runtime) CNIConfDir() string { return filepath.Join(r.tmp, "net.d") }
+
 // RuntimeService is the CRI client the harness uses.
 func (r *Runtime) RuntimeService() internalapi.RuntimeService { return r.rs }
 

@@ -66,7 +66,10 @@ func (r *Runtime) RunPod(t testing.TB, spec PodSpec) *Pod {
 		LogDirectory: filepath.Join(r.tmp, "logs", spec.UID),
 		Labels:       spec.Labels,
 		Linux: &runtimeapi.LinuxPodSandboxConfig{
-			CgroupParent: r.cgroupParent,
+			// As the kubelet's cgroupfs driver names a best-effort pod's
+			// cgroup, under this run's own: the containers' cgroup paths
+			// are then what enrichment parses on a real node.
+			CgroupParent: r.cgroupParent + "/kubepods/besteffort/pod" + spec.UID,
 			SecurityContext: &runtimeapi.LinuxSandboxSecurityContext{
 				NamespaceOptions: &runtimeapi.NamespaceOption{
 					Network: netMode,
