@@ -1,0 +1,404 @@
+package enrich
+
+import (
+	"context"
+	"errors"
+	"fmt"
+	"log/slog"
+	"net/netip"
+	"os"
+	"strings"
+	"sync"
+
+	"github.com/go-logr/logr"
+	corev1 "k8s.io/api/core/v1"
+	metav1 "k8s.io/apimachinery/pkg/apis/meta/v1"
+	"k8s.io/apimachinery/pkg/fields"
+	"k8s.io/apimachinery/pkg/types"
+	"k8s.io/client-go/discovery"
+	"k8s.io/client-go/informers"
+	"k8s.io/client-go/kubernetes"
+	"k8s.io/client-go/rest"
+	"k8s.io/client-go/tools/cache"
+	"k8s.io/client-go/tools/clientcmd"
+	"k8s.io/klog/v2"
+
+	"github.com/routetrace/routetrace/event"
+)
+
+// KubeOptions configure NewKubeSource.
+type KubeOptions struct {
+	// Kubeconfig is the path of a kubeconfig file; "" uses the in-cluster
+	// config (service account token and KUBERNETES_SERVICE_HOST).
+	Kubeconfig string
+	// NodeName is the Kubernetes name of this node; "" uses $NODE_NAME,
+	// else the hostname.
+	NodeName string
+	// Logger receives the informer's logs; nil uses slog.Default().
+	Logger *slog.Logger
+}
+
+// KubeSource lists this node's pods from the Kubernetes API. A pod
+// informer restricted to spec.nodeName=<node> keeps a slim copy of each pod
+// (see slimPod), so List makes no API call.
+type KubeSource struct {
+	client kubernetes.Interface
+	host   string // API server URL, for Describe
+	node   string
+	log    *slog.Logger
+
+	factory  informers.SharedInformerFactory
+	informer cache.SharedIndexInformer
+	stop     context.CancelFunc
+	closed   sync.Once
+
+	errMu   sync.Mutex
+	lastErr error // last list/watch failure, for Describe and WaitForSync
+
+	mu   sync.Mutex
+	pods map[types.UID]*kubePod // what the last List returned, by pod UID
+}
+
+// kubePod is what one List built for a pod, reused by the next List while
+// the pod is unchanged.
+type kubePod struct {
+	resourceVersion string
+	pod             *event.Pod
+	containers      []*event.Container
+}
+
+var _ Source = (*KubeSource)(nil)
+
+// NewKubeSource connects to the API server named by opts.Kubeconfig (or the
+// in-cluster config) and starts watching this node's pods in the
+// background. It does not wait for the first list: see WaitForSync.
+func NewKubeSource(opts KubeOptions) (*KubeSource, error) {
+	cfg, err := kubeConfig(opts.Kubeconfig)
+	if err != nil {
+		return nil, err
+	}
+	// Protobuf is smaller to receive and cheaper to decode than JSON for
+	// the built-in types; JSON stays acceptable for servers that insist.
+	cfg.ContentType = "application/vnd.kubernetes.protobuf"
+	cfg.AcceptContentTypes = "application/vnd.kubernetes.protobuf,application/json"
+	cfg.UserAgent = "routetrace"
+	client, err := kubernetes.NewForConfig(cfg)
+	if err != nil {
+		return nil, fmt.Errorf("creating Kubernetes client for %s: %w", cfg.Host, err)
+	}
+	node, err := nodeName(opts.NodeName)
+	if err != nil {
+		return nil, err
+	}
+	return newKubeSource(client, cfg.Host, node, opts.Logger), nil
+}
+
+// kubeConfig loads the kubeconfig file at path, or the in-cluster config
+// when path is "".
+func kubeConfig(path string) (*rest.Config, error) {
+	if path == "" {
+		cfg, err := rest.InClusterConfig()
+		if errors.Is(err, rest.ErrNotInCluster) {
+			return nil, errors.New("not in a cluster (KUBERNETES_SERVICE_HOST unset): pass --kubeconfig")
+		}
+		if err != nil {
+			return nil, fmt.Errorf("loading in-cluster config: %w (or pass --kubeconfig)", err)
+		}
+		return cfg, nil
+	}
+	// clientcmd's own message for a missing file does not always name it.
+	if _, err := os.Stat(path); err != nil {
+		return nil, fmt.Errorf("reading kubeconfig: %w", err)
+	}
+	cfg, err := clientcmd.BuildConfigFromFlags("", path)
+	if err != nil {
+		return nil, fmt.Errorf("loading kubeconfig %s: %w", path, err)
+	}
+	return cfg, nil
+}
+
+// nodeName is name, else $NODE_NAME (the downward API's spec.nodeName in
+// a DaemonSet), else the hostname.
+func nodeName(name string) (string, error) {
+	if name != "" {
+		return name, nil
+	}
+	if name := os.Getenv("NODE_NAME"); name != "" {
+		return name, nil
+	}
+	name, err := os.Hostname()
+	if err != nil {
+		return "", fmt.Errorf("finding the node name: %w (set NODE_NAME)", err)
+	}
+	return name, nil
+}
+
+// newKubeSource starts a pod informer for node on client. Tests pass a
+// fake clientset.
+func newKubeSource(client kubernetes.Interface, host, node string, log *slog.Logger) *KubeSource {
+	if log == nil {
+		log = slog.Default()
+	}
+	log = log.With("source", "kubernetes", "node", node)
+	s := &KubeSource{client: client, host: host, node: node, log: log, pods: map[types.UID]*kubePod{}}
+
+	selector := fields.OneTermEqualSelector("spec.nodeName", node).String()
+	s.factory = informers.NewSharedInformerFactoryWithOptions(client, 0, // no resync: nothing handles events
+		informers.WithTweakListOptions(func(o *metav1.ListOptions) { o.FieldSelector = selector }),
+		informers.WithTransform(slimPod),
+	)
+	s.informer = s.factory.Core().V1().Pods().Informer()
+	// Cannot fail: the informer has not started.
+	_ = s.informer.SetWatchErrorHandlerWithContext(func(ctx context.Context, r *cache.Reflector, err error) {
+		s.errMu.Lock()
+		s.lastErr = err
+		s.errMu.Unlock()
+		cache.DefaultWatchErrorHandler(ctx, r, err)
+	})
+
+	// The informer logs through klog's contextual logger: hand it ours.
+	ctx, cancel := context.WithCancel(context.Background())
+	ctx = klog.NewContext(ctx, logr.FromSlogHandler(log.Handler()))
+	s.stop = cancel
+	s.factory.StartWithContext(ctx)
+	return s
+}
+
+// slimPod is the informer's transform: it keeps only what List reads, so
+// that the cache holds a few hundred bytes per pod instead of the
+// kilobytes of spec, managedFields and annotations the API sends. It
+// builds a new object rather than clearing fields so that nothing of the
+// decoded one stays reachable. It is idempotent, as client-go asks.
+func slimPod(obj any) (any, error) {
+	switch o := obj.(type) {
+	case *corev1.Pod:
+		return &corev1.Pod{
+			ObjectMeta: metav1.ObjectMeta{
+				Name:            o.Name,
+				Namespace:       o.Namespace,
+				UID:             o.UID,
+				ResourceVersion: o.ResourceVersion,
+				Labels:          o.Labels,
+			},
+			Spec: corev1.PodSpec{
+				NodeName:    o.Spec.NodeName,
+				HostNetwork: o.Spec.HostNetwork,
+			},
+			Status: corev1.PodStatus{
+				Phase:                      o.Status.Phase,
+				PodIP:                      o.Status.PodIP,
+				PodIPs:                     o.Status.PodIPs,
+				ContainerStatuses:          slimStatuses(o.Status.ContainerStatuses),
+				InitContainerStatuses:      slimStatuses(o.Status.InitContainerStatuses),
+				EphemeralContainerStatuses: slimStatuses(o.Status.EphemeralContainerStatuses),
+			},
+		}, nil
+	case cache.DeletedFinalStateUnknown:
+		if p, ok := o.Obj.(*corev1.Pod); ok {
+			slim, _ := slimPod(p)
+			o.Obj = slim
+		}
+		return o, nil
+	}
+	return obj, nil
+}
+
+func slimStatuses(in []corev1.ContainerStatus) []corev1.ContainerStatus {
+	if len(in) == 0 {
+		return nil
+	}
+	out := make([]corev1.ContainerStatus, len(in))
+	for i, c := range in {
+		out[i] = corev1.ContainerStatus{Name: c.Name, ContainerID: c.ContainerID, Image: c.Image}
+	}
+	return out
+}
+
+// Name is "kubernetes".
+func (s *KubeSource) Name() string { return "kubernetes" }
+
+// Describe names the API server's version and URL, the node, and how many
+// pods the cache holds, e.g.
+// "Kubernetes v1.31.0 at https://10.96.0.1:443; node n1; 57 pods".
+func (s *KubeSource) Describe(ctx context.Context) (string, error) {
+	v, err := discovery.ToServerVersionInterfaceWithContext(s.client.Discovery()).ServerVersionWithContext(ctx)
+	if err != nil {
+		return "", fmt.Errorf("asking %s for its version: %w", s.host, err)
+	}
+	d := fmt.Sprintf("Kubernetes %s", v.GitVersion)
+	if s.host != "" {
+		d += " at " + s.host
+	}
+	d += "; node " + s.node
+	if !s.informer.HasSynced() {
+		d += "; pods not listed yet"
+		if err := s.watchErr(); err != nil {
+			d += fmt.Sprintf(" (last error: %v)", err)
+		}
+		return d, nil
+	}
+	n := len(s.informer.GetStore().ListKeys())
+	d += fmt.Sprintf("; %d pods", n)
+	if n == 0 {
+		d += " (is the node name right? set NODE_NAME)"
+	}
+	return d, nil
+}
+
+func (s *KubeSource) watchErr() error {
+	s.errMu.Lock()
+	defer s.errMu.Unlock()
+	return s.lastErr
+}
+
+// WaitForSync returns once the informer holds the node's pods, or ctx's
+// error together with the last list/watch failure (e.g. RBAC refusing to
+// list pods).
+func (s *KubeSource) WaitForSync(ctx context.Context) error {
+	if cache.WaitForCacheSync(ctx.Done(), s.informer.HasSynced) {
+		return nil
+	}
+	err := fmt.Errorf("waiting for the pods of node %s from %s: %w", s.node, s.host, context.Cause(ctx))
+	if werr := s.watchErr(); werr != nil {
+		err = fmt.Errorf("%w (last error: %v)", err, werr)
+	}
+	return err
+}
+
+// List returns the node's pods and their containers from the informer's
+// cache, in no particular order. A pod whose resourceVersion is the same as
+// at the last List (or whose listed fields are all unchanged) is the same
+// *event.Pod, with the same *event.Container values, as that List
+// returned. Before the first sync it fails rather than return a partial
+// list that would make present pods look absent.
+func (s *KubeSource) List(ctx context.Context) (Snapshot, error) {
+	if !s.informer.HasSynced() {
+		err := fmt.Errorf("pods of node %s not listed yet", s.node)
+		if werr := s.watchErr(); werr != nil {
+			err = fmt.Errorf("%w (last error: %v)", err, werr)
+		}
+		return Snapshot{}, err
+	}
+	objs := s.informer.GetStore().List()
+
+	s.mu.Lock()
+	defer s.mu.Unlock()
+	next := make(map[types.UID]*kubePod, len(objs))
+	snap := Snapshot{Pods: make([]*event.Pod, 0, len(objs))}
+	for _, obj := range objs {
+		p, ok := obj.(*corev1.Pod)
+		if !ok {
+			continue
+		}
+		kp := s.pods[p.UID]
+		if kp == nil || kp.resourceVersion != p.ResourceVersion || p.ResourceVersion == "" {
+			fresh := newKubePod(p)
+			if kp == nil || !kp.equal(fresh) {
+				kp = fresh
+			} else {
+				kp.resourceVersion = p.ResourceVersion
+			}
+		}
+		next[p.UID] = kp
+		snap.Pods = append(snap.Pods, kp.pod)
+		snap.Containers = append(snap.Containers, kp.containers...)
+	}
+	s.pods = next
+	return snap, nil
+}
+
+// newKubePod converts a slim pod to the event types.
+func newKubePod(p *corev1.Pod) *kubePod {
+	pod := &event.Pod{
+		Name:        p.Name,
+		Namespace:   p.Namespace,
+		UID:         string(p.UID),
+		Labels:      p.Labels,
+		HostNetwork: p.Spec.HostNetwork,
+	}
+	// A pod that has finished has had its sandbox torn down and its
+	// addresses returned to the IPAM, which may already have handed them to
+	// a new pod: the API still shows them, but they no longer name it.
+	if p.Status.Phase != corev1.PodSucceeded && p.Status.Phase != corev1.PodFailed {
+		pod.IPs = podIPs(p.Status)
+	}
+	kp := &kubePod{resourceVersion: p.ResourceVersion, pod: pod}
+	for _, list := range [][]corev1.ContainerStatus{p.Status.InitContainerStatuses, p.Status.ContainerStatuses, p.Status.EphemeralContainerStatuses} {
+		for _, c := range list {
+			if c.ContainerID == "" { // not created yet
+				continue
+			}
+			kp.containers = append(kp.containers, &event.Container{
+				ID:    stripRuntimeScheme(c.ContainerID),
+				Name:  c.Name,
+				Image: c.Image,
+				Pod:   pod,
+			})
+		}
+	}
+	return kp
+}
+
+// podIPs parses status.podIPs, or status.podIP from servers too old to set
+// podIPs. Unparsable addresses are skipped.
+func podIPs(st corev1.PodStatus) []netip.Addr {
+	var ips []netip.Addr
+	for _, ip := range st.PodIPs {
+		if a, err := netip.ParseAddr(ip.IP); err == nil {
+			ips = append(ips, a)
+		}
+	}
+	if len(ips) == 0 && st.PodIP != "" {
+		if a, err := netip.ParseAddr(st.PodIP); err == nil {
+			ips = append(ips, a)
+		}
+	}
+	return ips
+}
+
+// stripRuntimeScheme turns a containerStatuses[].containerID
+// ("containerd://<id>", "cri-o://<id>", "docker://<id>") into the
+// runtime's own ID.
+func stripRuntimeScheme(id string) string {
+	if _, rest, ok := strings.Cut(id, "://"); ok {
+		return rest
+	}
+	return id
+}
+
+// equal reports whether k and o would list the same pod and containers, so
+// that a pod whose status changed in a way List does not show (a probe, a
+// condition) keeps its values.
+func (k *kubePod) equal(o *kubePod) bool {
+	a, b := k.pod, o.pod
+	if a.Name != b.Name || a.Namespace != b.Namespace || a.UID != b.UID || a.HostNetwork != b.HostNetwork ||
+		len(a.Labels) != len(b.Labels) || len(a.IPs) != len(b.IPs) || len(k.containers) != len(o.containers) {
+		return false
+	}
+	for key, v := range a.Labels {
+		if w, ok := b.Labels[key]; !ok || w != v {
+			return false
+		}
+	}
+	for i := range a.IPs {
+		if a.IPs[i] != b.IPs[i] {
+			return false
+		}
+	}
+	for i, c := range k.containers {
+		d := o.containers[i]
+		if c.ID != d.ID || c.Name != d.Name || c.Image != d.Image {
+			return false
+		}
+	}
+	return true
+}
+
+// Close stops the informer and waits for its goroutines.
+func (s *KubeSource) Close() error {
+	s.closed.Do(func() {
+		s.stop()
+		s.factory.Shutdown()
+	})
+	return nil
+}
