@@ -9,6 +9,7 @@ import (
 	"os"
 	"strings"
 	"sync"
+	"unique"
 
 	"github.com/go-logr/logr"
 	corev1 "k8s.io/api/core/v1"
@@ -16,7 +17,7 @@ import (
 	"k8s.io/apimachinery/pkg/fields"
 	"k8s.io/apimachinery/pkg/types"
 	"k8s.io/client-go/discovery"
-	"k8s.io/client-go/informers"
+	coreinformers "k8s.io/client-go/informers/core/v1"
 	"k8s.io/client-go/kubernetes"
 	"k8s.io/client-go/rest"
 	"k8s.io/client-go/tools/cache"
@@ -47,24 +48,16 @@ type KubeSource struct {
 	node   string
 	log    *slog.Logger
 
-	factory  informers.SharedInformerFactory
 	informer cache.SharedIndexInformer
 	stop     context.CancelFunc
+	running  sync.WaitGroup
 	closed   sync.Once
 
 	errMu   sync.Mutex
 	lastErr error // last list/watch failure, for Describe and WaitForSync
 
 	mu   sync.Mutex
-	pods map[types.UID]*kubePod // what the last List returned, by pod UID
-}
-
-// kubePod is what one List built for a pod, reused by the next List while
-// the pod is unchanged.
-type kubePod struct {
-	resourceVersion string
-	pod             *event.Pod
-	containers      []*event.Container
+	last map[types.UID]*kubePod // what the last List returned, by pod UID
 }
 
 var _ Source = (*KubeSource)(nil)
@@ -140,15 +133,15 @@ func newKubeSource(client kubernetes.Interface, host, node string, log *slog.Log
 		log = slog.Default()
 	}
 	log = log.With("source", "kubernetes", "node", node)
-	s := &KubeSource{client: client, host: host, node: node, log: log, pods: map[types.UID]*kubePod{}}
+	s := &KubeSource{client: client, host: host, node: node, log: log, last: map[types.UID]*kubePod{}}
 
 	selector := fields.OneTermEqualSelector("spec.nodeName", node).String()
-	s.factory = informers.NewSharedInformerFactoryWithOptions(client, 0, // no resync: nothing handles events
-		informers.WithTweakListOptions(func(o *metav1.ListOptions) { o.FieldSelector = selector }),
-		informers.WithTransform(slimPod),
-	)
-	s.informer = s.factory.Core().V1().Pods().Informer()
-	// Cannot fail: the informer has not started.
+	// No indexers: List reads every pod, and the namespace index the
+	// shared factory adds would cost a set entry a pod.
+	s.informer = coreinformers.NewFilteredPodInformer(client, metav1.NamespaceAll, 0, // no resync: nothing handles events
+		cache.Indexers{}, func(o *metav1.ListOptions) { o.FieldSelector = selector })
+	// Neither can fail: the informer has not started.
+	_ = s.informer.SetTransform(slimPod)
 	_ = s.informer.SetWatchErrorHandlerWithContext(func(ctx context.Context, r *cache.Reflector, err error) {
 		s.errMu.Lock()
 		s.lastErr = err
@@ -160,58 +153,37 @@ func newKubeSource(client kubernetes.Interface, host, node string, log *slog.Log
 	ctx, cancel := context.WithCancel(context.Background())
 	ctx = klog.NewContext(ctx, logr.FromSlogHandler(log.Handler()))
 	s.stop = cancel
-	s.factory.StartWithContext(ctx)
+	s.running.Go(func() { s.informer.RunWithContext(ctx) })
 	return s
 }
 
-// slimPod is the informer's transform: it keeps only what List reads, so
-// that the cache holds a few hundred bytes per pod instead of the
-// kilobytes of spec, managedFields and annotations the API sends. It
-// builds a new object rather than clearing fields so that nothing of the
-// decoded one stays reachable. It is idempotent, as client-go asks.
+// kubePod is the informer's copy of a pod: what List returns for it,
+// built once when the pod arrives, instead of the pod. The embedded
+// ObjectMeta holds only the name, namespace, UID and resourceVersion the
+// informer keys and tracks it by.
+type kubePod struct {
+	metav1.ObjectMeta
+	pod        *event.Pod
+	containers []*event.Container
+}
+
+// slimPod is the informer's transform: it turns a *corev1.Pod into a
+// *kubePod, so that the cache holds a few hundred bytes a pod rather than
+// a corev1.Pod (1.2 KB empty) with the kilobytes of spec, managedFields and
+// annotations the API sends. Nothing of the decoded pod stays reachable but
+// the strings and the labels map it shares. It is idempotent, as client-go
+// asks: a *kubePod is returned as it is.
 func slimPod(obj any) (any, error) {
 	switch o := obj.(type) {
 	case *corev1.Pod:
-		return &corev1.Pod{
-			ObjectMeta: metav1.ObjectMeta{
-				Name:            o.Name,
-				Namespace:       o.Namespace,
-				UID:             o.UID,
-				ResourceVersion: o.ResourceVersion,
-				Labels:          o.Labels,
-			},
-			Spec: corev1.PodSpec{
-				NodeName:    o.Spec.NodeName,
-				HostNetwork: o.Spec.HostNetwork,
-			},
-			Status: corev1.PodStatus{
-				Phase:                      o.Status.Phase,
-				PodIP:                      o.Status.PodIP,
-				PodIPs:                     o.Status.PodIPs,
-				ContainerStatuses:          slimStatuses(o.Status.ContainerStatuses),
-				InitContainerStatuses:      slimStatuses(o.Status.InitContainerStatuses),
-				EphemeralContainerStatuses: slimStatuses(o.Status.EphemeralContainerStatuses),
-			},
-		}, nil
+		return newKubePod(o), nil
 	case cache.DeletedFinalStateUnknown:
 		if p, ok := o.Obj.(*corev1.Pod); ok {
-			slim, _ := slimPod(p)
-			o.Obj = slim
+			o.Obj = newKubePod(p)
 		}
 		return o, nil
 	}
 	return obj, nil
-}
-
-func slimStatuses(in []corev1.ContainerStatus) []corev1.ContainerStatus {
-	if len(in) == 0 {
-		return nil
-	}
-	out := make([]corev1.ContainerStatus, len(in))
-	for i, c := range in {
-		out[i] = corev1.ContainerStatus{Name: c.Name, ContainerID: c.ContainerID, Image: c.Image}
-	}
-	return out
 }
 
 // Name is "kubernetes".
@@ -267,9 +239,9 @@ func (s *KubeSource) WaitForSync(ctx context.Context) error {
 
 // List returns the node's pods and their containers from the informer's
 // cache, in no particular order. A pod whose resourceVersion is the same as
-// at the last List (or whose listed fields are all unchanged) is the same
-// *event.Pod, with the same *event.Container values, as that List
-// returned. Before the first sync it fails rather than return a partial
+// at the last List is the same *event.Pod, with the same *event.Container
+// values, as that List returned; so is one whose new version changed
+// nothing List shows (a probe, a condition). Before the first sync it fails rather than return a partial
 // list that would make present pods look absent.
 func (s *KubeSource) List(ctx context.Context) (Snapshot, error) {
 	if !s.informer.HasSynced() {
@@ -284,36 +256,32 @@ func (s *KubeSource) List(ctx context.Context) (Snapshot, error) {
 	s.mu.Lock()
 	defer s.mu.Unlock()
 	next := make(map[types.UID]*kubePod, len(objs))
-	snap := Snapshot{Pods: make([]*event.Pod, 0, len(objs))}
+	snap := Snapshot{Pods: make([]*event.Pod, 0, len(objs)), Containers: make([]*event.Container, 0, 3*len(objs))}
 	for _, obj := range objs {
-		p, ok := obj.(*corev1.Pod)
+		kp, ok := obj.(*kubePod)
 		if !ok {
 			continue
 		}
-		kp := s.pods[p.UID]
-		if kp == nil || kp.resourceVersion != p.ResourceVersion || p.ResourceVersion == "" {
-			fresh := newKubePod(p)
-			if kp == nil || !kp.equal(fresh) {
-				kp = fresh
-			} else {
-				kp.resourceVersion = p.ResourceVersion
-			}
+		// The informer replaced its copy when the pod changed; keep what the
+		// last List returned if nothing List shows has changed.
+		if last := s.last[kp.UID]; last != nil && last != kp && last.equal(kp) {
+			kp = last
 		}
-		next[p.UID] = kp
+		next[kp.UID] = kp
 		snap.Pods = append(snap.Pods, kp.pod)
 		snap.Containers = append(snap.Containers, kp.containers...)
 	}
-	s.pods = next
+	s.last = next
 	return snap, nil
 }
 
-// newKubePod converts a slim pod to the event types.
+// newKubePod converts a pod to the event types.
 func newKubePod(p *corev1.Pod) *kubePod {
 	pod := &event.Pod{
 		Name:        p.Name,
-		Namespace:   p.Namespace,
+		Namespace:   intern(p.Namespace),
 		UID:         string(p.UID),
-		Labels:      p.Labels,
+		Labels:      internLabels(p.Labels),
 		HostNetwork: p.Spec.HostNetwork,
 	}
 	// A pod that has finished has had its sandbox torn down and its
@@ -322,19 +290,28 @@ func newKubePod(p *corev1.Pod) *kubePod {
 	if p.Status.Phase != corev1.PodSucceeded && p.Status.Phase != corev1.PodFailed {
 		pod.IPs = podIPs(p.Status)
 	}
-	kp := &kubePod{resourceVersion: p.ResourceVersion, pod: pod}
+	kp := &kubePod{
+		ObjectMeta: metav1.ObjectMeta{Name: p.Name, Namespace: pod.Namespace, UID: p.UID, ResourceVersion: p.ResourceVersion},
+		pod:        pod,
+	}
+	// Init containers include native sidecars; they and ephemeral (debug)
+	// containers can change routes as well as the main ones.
+	n := len(p.Status.InitContainerStatuses) + len(p.Status.ContainerStatuses) + len(p.Status.EphemeralContainerStatuses)
+	if n == 0 {
+		return kp
+	}
+	all := make([]event.Container, 0, n) // one allocation for the pod's containers
 	for _, list := range [][]corev1.ContainerStatus{p.Status.InitContainerStatuses, p.Status.ContainerStatuses, p.Status.EphemeralContainerStatuses} {
 		for _, c := range list {
 			if c.ContainerID == "" { // not created yet
 				continue
 			}
-			kp.containers = append(kp.containers, &event.Container{
-				ID:    stripRuntimeScheme(c.ContainerID),
-				Name:  c.Name,
-				Image: c.Image,
-				Pod:   pod,
-			})
+			all = append(all, event.Container{ID: stripRuntimeScheme(c.ContainerID), Name: intern(c.Name), Image: intern(c.Image), Pod: pod})
 		}
+	}
+	kp.containers = make([]*event.Container, len(all))
+	for i := range all {
+		kp.containers[i] = &all[i]
 	}
 	return kp
 }
@@ -342,7 +319,7 @@ func newKubePod(p *corev1.Pod) *kubePod {
 // podIPs parses status.podIPs, or status.podIP from servers too old to set
 // podIPs. Unparsable addresses are skipped.
 func podIPs(st corev1.PodStatus) []netip.Addr {
-	var ips []netip.Addr
+	ips := make([]netip.Addr, 0, max(len(st.PodIPs), 1))
 	for _, ip := range st.PodIPs {
 		if a, err := netip.ParseAddr(ip.IP); err == nil {
 			ips = append(ips, a)
@@ -353,7 +330,26 @@ func podIPs(st corev1.PodStatus) []netip.Addr {
 			ips = append(ips, a)
 		}
 	}
+	if len(ips) == 0 {
+		return nil
+	}
 	return ips
+}
+
+// intern returns the one copy of s that all pods share: namespaces,
+// label keys and values, container names and images repeat across the
+// replicas of a workload, and each decoded pod brings its own copy.
+func intern(s string) string { return unique.Make(s).Value() }
+
+func internLabels(m map[string]string) map[string]string {
+	if len(m) == 0 {
+		return nil
+	}
+	out := make(map[string]string, len(m))
+	for k, v := range m {
+		out[intern(k)] = intern(v)
+	}
+	return out
 }
 
 // stripRuntimeScheme turns a containerStatuses[].containerID
@@ -398,7 +394,7 @@ func (k *kubePod) equal(o *kubePod) bool {
 func (s *KubeSource) Close() error {
 	s.closed.Do(func() {
 		s.stop()
-		s.factory.Shutdown()
+		s.running.Wait()
 	})
 	return nil
 }

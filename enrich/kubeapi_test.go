@@ -414,7 +414,7 @@ func storedRV(t *testing.T, s *KubeSource, key string) string {
 	if err != nil || !ok {
 		t.Fatalf("%s not in the informer's store (%v)", key, err)
 	}
-	return o.(*corev1.Pod).ResourceVersion
+	return o.(*kubePod).ResourceVersion
 }
 
 // A source that cannot list says why, in WaitForSync, List and Describe.
@@ -444,34 +444,31 @@ func TestKubeListFailure(t *testing.T) {
 func TestKubeSlimPod(t *testing.T) {
 	in := webPod()
 	in.Spec.HostNetwork = true
+	in.Status.PodIPs = nil // status.podIP alone, as servers before podIPs sent
 	in.Status.EphemeralContainerStatuses = []corev1.ContainerStatus{{Name: "debug", ContainerID: "containerd://ffff", Image: "busybox", ImageID: "sha256:3"}}
-	want := &corev1.Pod{
-		ObjectMeta: metav1.ObjectMeta{Name: "web-1", Namespace: "default", UID: "uid-web-1", Labels: in.Labels},
-		Spec:       corev1.PodSpec{NodeName: testNode, HostNetwork: true},
-		Status: corev1.PodStatus{
-			Phase: corev1.PodRunning, PodIP: "10.244.1.5", PodIPs: in.Status.PodIPs,
-			InitContainerStatuses: []corev1.ContainerStatus{{Name: "init", ContainerID: "docker://cccc", Image: "docker.io/library/busybox:1.36"}},
-			ContainerStatuses: []corev1.ContainerStatus{
-				{Name: "app", ContainerID: "containerd://aaaa", Image: "docker.io/library/nginx:1.27"},
-				{Name: "proxy", ContainerID: "cri-o://bbbb", Image: "docker.io/envoyproxy/envoy:v1.31"},
-			},
-			EphemeralContainerStatuses: []corev1.ContainerStatus{{Name: "debug", ContainerID: "containerd://ffff", Image: "busybox"}},
-		},
-	}
-	want.ResourceVersion = in.ResourceVersion
 	got, err := slimPod(in)
 	if err != nil {
 		t.Fatal(err)
 	}
-	if !reflect.DeepEqual(got, want) {
-		t.Errorf("slimPod:\n got %+v\nwant %+v", got, want)
+	kp, ok := got.(*kubePod)
+	if !ok {
+		t.Fatalf("slimPod returned %T", got)
 	}
-	if again, _ := slimPod(got); !reflect.DeepEqual(again, want) {
-		t.Errorf("slimPod is not idempotent:\n got %+v\nwant %+v", again, want)
+	if want := (metav1.ObjectMeta{Name: "web-1", Namespace: "default", UID: "uid-web-1", ResourceVersion: "10"}); !reflect.DeepEqual(kp.ObjectMeta, want) {
+		t.Errorf("ObjectMeta:\n got %+v\nwant %+v", kp.ObjectMeta, want)
+	}
+	wp, wc := wantWeb()
+	wp.HostNetwork = true
+	wp.IPs = []netip.Addr{netip.MustParseAddr("10.244.1.5")}
+	wc = append(wc, event.Container{ID: "ffff", Name: "debug", Image: "busybox"})
+	checkSnapshot(t, Snapshot{Pods: []*event.Pod{kp.pod}, Containers: kp.containers}, map[string][]event.Container{wp.UID: wc}, wp)
+
+	if again, _ := slimPod(kp); again != any(kp) {
+		t.Errorf("slimPod(slimPod(pod)) = %v, want its argument", again)
 	}
 	tomb, _ := slimPod(cache.DeletedFinalStateUnknown{Key: "default/web-1", Obj: webPod()})
-	if p := tomb.(cache.DeletedFinalStateUnknown).Obj.(*corev1.Pod); p.ManagedFields != nil || p.Spec.Containers != nil {
-		t.Errorf("tombstone not slimmed: %+v", p)
+	if _, ok := tomb.(cache.DeletedFinalStateUnknown).Obj.(*kubePod); !ok {
+		t.Errorf("tombstone holds %T", tomb.(cache.DeletedFinalStateUnknown).Obj)
 	}
 }
 
