@@ -8,6 +8,7 @@ import (
 	"log/slog"
 	"net/netip"
 	"os"
+	"slices"
 	"strings"
 	"sync"
 	"unique"
@@ -17,6 +18,7 @@ import (
 	metav1 "k8s.io/apimachinery/pkg/apis/meta/v1"
 	"k8s.io/apimachinery/pkg/fields"
 	"k8s.io/apimachinery/pkg/runtime"
+	"k8s.io/apimachinery/pkg/runtime/schema"
 	"k8s.io/apimachinery/pkg/types"
 	"k8s.io/apimachinery/pkg/watch"
 	"k8s.io/client-go/discovery"
@@ -176,18 +178,18 @@ func newKubeSource(client kubernetes.Interface, host, node string, log *slog.Log
 }
 
 // streamPodList lists pods as JSON and decodes the response one pod at a
-// time, keeping only what slimPod reads. client-go asks for a watch-list
+// time into kubePods. client-go asks for a watch-list
 // first, which streams pods singly anyway; this is for servers that refuse
 // it, whose full list client-go would otherwise decode whole before any
 // transform runs: 10,000 pods of 8 KB of JSON peaked at 314 MiB of heap.
-func streamPodList(ctx context.Context, rc *rest.RESTClient, opts metav1.ListOptions) (*corev1.PodList, error) {
+func streamPodList(ctx context.Context, rc *rest.RESTClient, opts metav1.ListOptions) (*kubePodList, error) {
 	body, err := rc.Get().Resource("pods").VersionedParams(&opts, scheme.ParameterCodec).
 		SetHeader("Accept", "application/json").Stream(ctx)
 	if err != nil {
 		return nil, err
 	}
 	defer body.Close()
-	list := &corev1.PodList{}
+	list := &kubePodList{}
 	dec := json.NewDecoder(body)
 	if err := expectDelim(dec, '{'); err != nil {
 		return nil, err
@@ -215,7 +217,7 @@ func streamPodList(ctx context.Context, rc *rest.RESTClient, opts metav1.ListOpt
 				if err = dec.Decode(&p); err != nil {
 					break
 				}
-				list.Items = append(list.Items, slimCorePod(&p))
+				list.Items = append(list.Items, newKubePod(&p))
 			}
 			if err == nil {
 				err = expectDelim(dec, ']')
@@ -242,28 +244,18 @@ func expectDelim(dec *json.Decoder, d json.Delim) error {
 	return nil
 }
 
-// slimCorePod keeps what newKubePod reads.
-func slimCorePod(p *corev1.Pod) corev1.Pod {
-	slim := func(in []corev1.ContainerStatus) []corev1.ContainerStatus {
-		var out []corev1.ContainerStatus
-		for _, c := range in {
-			out = append(out, corev1.ContainerStatus{Name: c.Name, ContainerID: c.ContainerID, Image: c.Image})
-		}
-		return out
-	}
-	return corev1.Pod{
-		TypeMeta: p.TypeMeta,
-		ObjectMeta: metav1.ObjectMeta{
-			Name: p.Name, Namespace: p.Namespace, UID: p.UID, ResourceVersion: p.ResourceVersion, Labels: p.Labels,
-		},
-		Spec: corev1.PodSpec{NodeName: p.Spec.NodeName, HostNetwork: p.Spec.HostNetwork},
-		Status: corev1.PodStatus{
-			Phase: p.Status.Phase, PodIP: p.Status.PodIP, PodIPs: p.Status.PodIPs,
-			InitContainerStatuses:      slim(p.Status.InitContainerStatuses),
-			ContainerStatuses:          slim(p.Status.ContainerStatuses),
-			EphemeralContainerStatuses: slim(p.Status.EphemeralContainerStatuses),
-		},
-	}
+// kubePodList is a pod list whose items are already kubePods, so that
+// the list costs no more than the cache it fills.
+type kubePodList struct {
+	metav1.TypeMeta
+	metav1.ListMeta
+	Items []runtime.Object
+}
+
+func (l *kubePodList) DeepCopyObject() runtime.Object {
+	c := *l
+	c.Items = slices.Clone(l.Items)
+	return &c
 }
 
 // kubePod is the informer's copy of a pod: what List returns for it,
@@ -275,6 +267,12 @@ type kubePod struct {
 	pod        *event.Pod
 	containers []*event.Container
 }
+
+// A kubePod is a runtime.Object so that a kubePodList can hold it.
+func (k *kubePod) GetObjectKind() schema.ObjectKind { return schema.EmptyObjectKind }
+
+// DeepCopyObject returns k: a kubePod is never changed once built.
+func (k *kubePod) DeepCopyObject() runtime.Object { return k }
 
 // slimPod is the informer's transform: it turns a *corev1.Pod into a
 // *kubePod, so that the cache holds a few hundred bytes a pod rather than
