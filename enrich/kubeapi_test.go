@@ -5,11 +5,13 @@ import (
 	"encoding/json"
 	"errors"
 	"fmt"
+	"io"
 	"log/slog"
 	"net/http"
 	"net/http/httptest"
 	"net/netip"
 	"os"
+	"os/exec"
 	"path/filepath"
 	"reflect"
 	"slices"
@@ -25,7 +27,10 @@ import (
 	"k8s.io/apimachinery/pkg/version"
 	"k8s.io/apimachinery/pkg/watch"
 	fakediscovery "k8s.io/client-go/discovery/fake"
+	clientfeatures "k8s.io/client-go/features"
+	"k8s.io/client-go/kubernetes"
 	"k8s.io/client-go/kubernetes/fake"
+	"k8s.io/client-go/rest"
 	k8stesting "k8s.io/client-go/testing"
 	"k8s.io/client-go/tools/cache"
 
@@ -684,5 +689,79 @@ func TestKubeAPIServer(t *testing.T) {
 		return ""
 	})
 	checkSnapshot(t, list(t, s), map[string][]event.Container{wp.UID: wc}, wp)
-	t.Logf("requests: %v", a.seen())
+
+	// client-go asks for a watch-list unless KUBE_FEATURE_WatchListClient
+	// is false, when it lists (streamPodList) and then watches.
+	seen := a.seen()
+	t.Logf("requests: %v", seen)
+	if clientfeatures.FeatureGates().Enabled(clientfeatures.WatchListClient) {
+		if len(seen) == 0 || seen[0] != "watch-list" {
+			t.Errorf("requests %v, want a watch-list first", seen)
+		}
+	} else if len(seen) < 2 || seen[0] != "list" || seen[1] != "watch" {
+		t.Errorf("requests %v, want a list then a watch", seen)
+	}
+	if os.Getenv("ROUTETRACE_KUBE_CHILD") != "" {
+		return
+	}
+	// The feature gate is read once a process: list+watch in a child.
+	cmd := exec.CommandContext(t.Context(), os.Args[0], "-test.run=^TestKubeAPIServer$", "-test.count=1", "-test.v")
+	cmd.Env = append(os.Environ(), "ROUTETRACE_KUBE_CHILD=1", "KUBE_FEATURE_WatchListClient=false")
+	out, err := cmd.CombinedOutput()
+	if err != nil || !strings.Contains(string(out), "requests: [list watch") {
+		t.Errorf("list+watch in a child: %v\n%s", err, out)
+	}
+}
+
+// streamPodList's errors: the server's, and a response that is not a pod
+// list.
+func TestKubeStreamPodListErrors(t *testing.T) {
+	for _, tt := range []struct {
+		name, body string
+		status     int
+		want       string
+	}{
+		{"forbidden", `{"kind":"Status","apiVersion":"v1","status":"Failure","message":"pods is forbidden: User \"x\" cannot list resource \"pods\"","reason":"Forbidden","code":403}`, 403, "pods is forbidden"},
+		{"truncated", `{"kind":"PodList","apiVersion":"v1","metadata":{"resourceVersion":"5"},"items":[{"metadata":{"name":"a"}},{"metad`, 200, "decoding the pod list"},
+		{"not a pod list", `{"kind":"ConfigMapList","apiVersion":"v1","items":[]}`, 200, "not a PodList"},
+		{"not an object", `[1]`, 200, "decoding the pod list"},
+	} {
+		t.Run(tt.name, func(t *testing.T) {
+			srv := httptest.NewServer(http.HandlerFunc(func(w http.ResponseWriter, r *http.Request) {
+				w.Header().Set("Content-Type", "application/json")
+				w.WriteHeader(tt.status)
+				io.WriteString(w, tt.body)
+			}))
+			defer srv.Close()
+			_, err := streamPodList(t.Context(), restClient(t, srv.URL), metav1.ListOptions{})
+			if err == nil || !strings.Contains(err.Error(), tt.want) {
+				t.Errorf("streamPodList = %v, want an error with %q", err, tt.want)
+			}
+		})
+	}
+	t.Run("fields in any order, unknown ones skipped", func(t *testing.T) {
+		srv := httptest.NewServer(http.HandlerFunc(func(w http.ResponseWriter, r *http.Request) {
+			io.WriteString(w, `{"items":[{"metadata":{"name":"a","namespace":"n","uid":"u","resourceVersion":"3"}}],"extra":{"x":[1,2]},"metadata":{"resourceVersion":"7","continue":"c"},"kind":"PodList"}`)
+		}))
+		defer srv.Close()
+		l, err := streamPodList(t.Context(), restClient(t, srv.URL), metav1.ListOptions{})
+		if err != nil {
+			t.Fatal(err)
+		}
+		if l.ResourceVersion != "7" || l.Continue != "c" || len(l.Items) != 1 {
+			t.Fatalf("list %+v", l)
+		}
+		if kp := l.Items[0].(*kubePod); kp.Name != "a" || kp.Namespace != "n" || kp.UID != "u" || kp.ResourceVersion != "3" || kp.pod.Name != "a" {
+			t.Errorf("item %+v", kp)
+		}
+	})
+}
+
+func restClient(t *testing.T, url string) *rest.RESTClient {
+	t.Helper()
+	cs, err := kubernetes.NewForConfig(&rest.Config{Host: url})
+	if err != nil {
+		t.Fatal(err)
+	}
+	return cs.CoreV1().RESTClient().(*rest.RESTClient)
 }
