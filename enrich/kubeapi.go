@@ -45,8 +45,8 @@ type KubeOptions struct {
 }
 
 // KubeSource lists this node's pods from the Kubernetes API. A pod
-// informer restricted to spec.nodeName=<node> keeps a slim copy of each pod
-// (see slimPod), so List makes no API call.
+// informer restricted to spec.nodeName=<node> keeps, for each pod, the
+// event values List returns (see slimPod), so List makes no API call.
 type KubeSource struct {
 	client kubernetes.Interface
 	host   string // API server URL, for Describe
@@ -159,7 +159,10 @@ func newKubeSource(client kubernetes.Interface, host, node string, log *slog.Log
 	// No indexers: List reads every pod, and the namespace index the
 	// shared factory adds would cost a set entry a pod.
 	s.informer = cache.NewSharedIndexInformerWithOptions(cache.ToListWatcherWithWatchListSemantics(lw, client), &corev1.Pod{},
-		cache.SharedIndexInformerOptions{Indexers: cache.Indexers{}}) // no resync: nothing handles events
+		cache.SharedIndexInformerOptions{ // no resync: nothing handles events
+			Indexers:          cache.Indexers{},
+			ObjectDescription: "pods on node " + node, // for client-go's logs
+		})
 	// Neither can fail: the informer has not started.
 	_ = s.informer.SetTransform(slimPod)
 	_ = s.informer.SetWatchErrorHandlerWithContext(func(ctx context.Context, r *cache.Reflector, err error) {
@@ -178,10 +181,10 @@ func newKubeSource(client kubernetes.Interface, host, node string, log *slog.Log
 }
 
 // streamPodList lists pods as JSON and decodes the response one pod at a
-// time into kubePods. client-go asks for a watch-list
-// first, which streams pods singly anyway; this is for servers that refuse
-// it, whose full list client-go would otherwise decode whole before any
-// transform runs: 10,000 pods of 8 KB of JSON peaked at 314 MiB of heap.
+// time into kubePods. client-go asks for a watch-list first, which streams
+// pods singly anyway; this is for servers that refuse it, whose full list
+// client-go would otherwise decode whole before any transform runs: 10,000
+// pods of 8 KB of JSON peaked at 314 MiB of heap.
 func streamPodList(ctx context.Context, rc *rest.RESTClient, opts metav1.ListOptions) (*kubePodList, error) {
 	body, err := rc.Get().Resource("pods").VersionedParams(&opts, scheme.ParameterCodec).
 		SetHeader("Accept", "application/json").Stream(ctx)
@@ -348,8 +351,9 @@ func (s *KubeSource) WaitForSync(ctx context.Context) error {
 // cache, in no particular order. A pod whose resourceVersion is the same as
 // at the last List is the same *event.Pod, with the same *event.Container
 // values, as that List returned; so is one whose new version changed
-// nothing List shows (a probe, a condition). Before the first sync it fails rather than return a partial
-// list that would make present pods look absent.
+// nothing List shows (a probe, a condition). Before the first sync it
+// fails rather than return a partial list that would make present pods
+// look absent.
 func (s *KubeSource) List(ctx context.Context) (Snapshot, error) {
 	if !s.informer.HasSynced() {
 		err := fmt.Errorf("pods of node %s not listed yet", s.node)
