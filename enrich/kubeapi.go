@@ -11,6 +11,7 @@ import (
 	"slices"
 	"strings"
 	"sync"
+	"time"
 	"unique"
 
 	"github.com/go-logr/logr"
@@ -97,10 +98,10 @@ func kubeConfig(path string) (*rest.Config, error) {
 	if path == "" {
 		cfg, err := rest.InClusterConfig()
 		if errors.Is(err, rest.ErrNotInCluster) {
-			return nil, errors.New("not in a cluster (KUBERNETES_SERVICE_HOST unset): pass --kubeconfig")
+			return nil, errors.New("not in a cluster (KUBERNETES_SERVICE_HOST unset): pass --kubeconfig PATH")
 		}
 		if err != nil {
-			return nil, fmt.Errorf("loading in-cluster config: %w (or pass --kubeconfig)", err)
+			return nil, fmt.Errorf("loading in-cluster config: %w (or pass --kubeconfig PATH)", err)
 		}
 		return cfg, nil
 	}
@@ -302,6 +303,8 @@ func (s *KubeSource) Name() string { return "kubernetes" }
 // Describe names the API server's version and URL, the node, and how many
 // pods the cache holds, e.g.
 // "Kubernetes v1.31.0 at https://10.96.0.1:443; node n1; 57 pods".
+// A source just made has not listed yet: Describe waits for that while ctx
+// allows, at most describeWait, and fails if listing failed (RBAC).
 func (s *KubeSource) Describe(ctx context.Context) (string, error) {
 	v, err := discovery.ToServerVersionInterfaceWithContext(s.client.Discovery()).ServerVersionWithContext(ctx)
 	if err != nil {
@@ -312,20 +315,28 @@ func (s *KubeSource) Describe(ctx context.Context) (string, error) {
 		d += " at " + s.host
 	}
 	d += "; node " + s.node
-	if !s.informer.HasSynced() {
-		d += "; pods not listed yet"
+	wait, cancel := context.WithTimeout(ctx, describeWait)
+	defer cancel()
+	if !cache.WaitForCacheSync(wait.Done(), s.informer.HasSynced) {
 		if err := s.watchErr(); err != nil {
-			d += fmt.Sprintf(" (last error: %v)", err)
+			return "", fmt.Errorf("%s; listing its pods: %w", d, err)
 		}
-		return d, nil
+		return d + "; pods not listed yet", nil
 	}
 	n := len(s.informer.GetStore().ListKeys())
-	d += fmt.Sprintf("; %d pods", n)
+	if n == 1 {
+		d += "; 1 pod"
+	} else {
+		d += fmt.Sprintf("; %d pods", n)
+	}
 	if n == 0 {
 		d += " (is the node name right? set NODE_NAME)"
 	}
 	return d, nil
 }
+
+// describeWait bounds how long Describe waits for the first list.
+const describeWait = 5 * time.Second
 
 func (s *KubeSource) watchErr() error {
 	s.errMu.Lock()

@@ -280,6 +280,13 @@ func TestKubeDescribe(t *testing.T) {
 	if want := "Kubernetes v1.31.0 at https://fake.example:6443; node n1; 2 pods"; got != want {
 		t.Errorf("Describe = %q, want %q", got, want)
 	}
+	// Just made, as `routetrace probe` does: Describe waits for the list.
+	fresh := newKubeSource(newFakeKube(t, webPod(), otherNodePod()), "https://fake.example:6443", testNode, nil)
+	defer fresh.Close()
+	got, err = fresh.Describe(t.Context())
+	if want := "Kubernetes v1.31.0 at https://fake.example:6443; node n1; 1 pod"; got != want || err != nil {
+		t.Errorf("Describe of a new source = %q, %v; want %q", got, err, want)
+	}
 	if s.Name() != "kubernetes" {
 		t.Errorf("Name = %q", s.Name())
 	}
@@ -301,7 +308,7 @@ func poll(t *testing.T, what string, f func() string) {
 	}
 }
 
-func findPod(snap Snapshot, uid string) *event.Pod {
+func findPodUID(snap Snapshot, uid string) *event.Pod {
 	for _, p := range snap.Pods {
 		if p.UID == uid {
 			return p
@@ -324,7 +331,7 @@ func TestKubeWatch(t *testing.T) {
 		t.Fatal(err)
 	}
 	poll(t, "created pod not listed", func() string {
-		if findPod(list(t, s), "uid-web-1") == nil {
+		if findPodUID(list(t, s), "uid-web-1") == nil {
 			return "web-1 missing"
 		}
 		return ""
@@ -336,7 +343,7 @@ func TestKubeWatch(t *testing.T) {
 
 	// Unchanged: the same values.
 	again := list(t, s)
-	if findPod(again, "uid-web-1") != findPod(first, "uid-web-1") || findPod(again, "uid-agent") != findPod(first, "uid-agent") {
+	if findPodUID(again, "uid-web-1") != findPodUID(first, "uid-web-1") || findPodUID(again, "uid-agent") != findPodUID(first, "uid-agent") {
 		t.Error("an unchanged pod is a new *event.Pod")
 	}
 
@@ -356,7 +363,7 @@ func TestKubeWatch(t *testing.T) {
 		}
 		return ""
 	})
-	if findPod(list(t, s), "uid-web-1") != findPod(first, "uid-web-1") {
+	if findPodUID(list(t, s), "uid-web-1") != findPodUID(first, "uid-web-1") {
 		t.Error("a pod whose listed fields did not change is a new *event.Pod")
 	}
 
@@ -370,19 +377,19 @@ func TestKubeWatch(t *testing.T) {
 	wp.Labels["tier"] = "back"
 	wp.IPs = []netip.Addr{netip.MustParseAddr("10.244.1.6")}
 	poll(t, "updated pod not listed", func() string {
-		if p := findPod(list(t, s), "uid-web-1"); !reflect.DeepEqual(*p, wp) {
+		if p := findPodUID(list(t, s), "uid-web-1"); !reflect.DeepEqual(*p, wp) {
 			return fmt.Sprintf("got %+v", *p)
 		}
 		return ""
 	})
 	changed := list(t, s)
 	checkSnapshot(t, changed, map[string][]event.Container{wp.UID: wc, ap.UID: ac}, wp, ap)
-	if old := findPod(first, "uid-web-1"); findPod(changed, "uid-web-1") == old {
+	if old := findPodUID(first, "uid-web-1"); findPodUID(changed, "uid-web-1") == old {
 		t.Error("a changed pod is the same *event.Pod")
 	} else if old.Labels["tier"] != "front" || len(old.IPs) != 2 {
 		t.Errorf("the earlier value changed: %+v", *old)
 	}
-	if findPod(changed, "uid-agent") != findPod(first, "uid-agent") {
+	if findPodUID(changed, "uid-agent") != findPodUID(first, "uid-agent") {
 		t.Error("an unchanged pod is a new *event.Pod after another pod changed")
 	}
 
@@ -393,7 +400,7 @@ func TestKubeWatch(t *testing.T) {
 		t.Fatal(err)
 	}
 	poll(t, "finished pod still has addresses", func() string {
-		if p := findPod(list(t, s), "uid-web-1"); p == nil || p.IPs != nil {
+		if p := findPodUID(list(t, s), "uid-web-1"); p == nil || p.IPs != nil {
 			return fmt.Sprintf("got %+v", p)
 		}
 		return ""
@@ -404,7 +411,7 @@ func TestKubeWatch(t *testing.T) {
 		t.Fatal(err)
 	}
 	poll(t, "deleted pod still listed", func() string {
-		if p := findPod(list(t, s), "uid-web-1"); p != nil {
+		if p := findPodUID(list(t, s), "uid-web-1"); p != nil {
 			return "web-1 listed"
 		}
 		return ""
@@ -440,9 +447,12 @@ func TestKubeListFailure(t *testing.T) {
 	if _, err := s.List(t.Context()); err == nil || !strings.Contains(err.Error(), "not listed yet") || !strings.Contains(err.Error(), "cannot list resource") {
 		t.Errorf("List = %v, want not listed yet and the list error", err)
 	}
-	d, err := s.Describe(t.Context())
-	if err != nil || !strings.HasPrefix(d, "Kubernetes v1.31.0 at https://fake.example:6443; node n1; pods not listed yet (last error: ") {
-		t.Errorf("Describe = %q, %v", d, err)
+	ctx, cancel = context.WithTimeout(t.Context(), 300*time.Millisecond)
+	defer cancel()
+	d, err := s.Describe(ctx)
+	if d != "" || err == nil || !strings.HasPrefix(err.Error(), "Kubernetes v1.31.0 at https://fake.example:6443; node n1; listing its pods: ") ||
+		!strings.Contains(err.Error(), "cannot list resource") {
+		t.Errorf("Describe = %q, %v; want the server, the node and the list error", d, err)
 	}
 }
 
@@ -683,7 +693,7 @@ func TestKubeAPIServer(t *testing.T) {
 		t.Fatal("no watch open")
 	}
 	poll(t, "pod deleted through the watch still listed", func() string {
-		if findPod(list(t, s), "uid-agent") != nil {
+		if findPodUID(list(t, s), "uid-agent") != nil {
 			return "agent-x listed"
 		}
 		return ""
