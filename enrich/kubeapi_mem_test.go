@@ -189,6 +189,7 @@ type memResult struct {
 	SyncTook  time.Duration
 	HeapHeld  uint64 // heap in use after GC, over the baseline before connecting
 	HeapPeak  uint64 // highest live heap while syncing, over the baseline
+	BaseRSS   uint64 // VmRSS before connecting
 	RSS       uint64 // VmRSS after sync
 	PeakRSS   uint64 // VmHWM of the whole process
 	ListAdds  uint64 // heap a Snapshot adds while held
@@ -245,8 +246,8 @@ func TestKubeMemory10kPods(t *testing.T) {
 		if err := json.Unmarshal(b, &r); err != nil {
 			t.Fatal(err)
 		}
-		t.Logf("%-12s requests %v: synced in %v; heap held %s (%d bytes a pod), peak %s while syncing; RSS %s, peak RSS %s",
-			r.Mode, r.Requests, r.SyncTook.Round(time.Millisecond), mib(r.HeapHeld), r.HeapHeld/memPods, mib(r.HeapPeak), mib(r.RSS), mib(r.PeakRSS))
+		t.Logf("%-12s requests %v: synced in %v; heap held %s (%d bytes a pod), peak %s while syncing; RSS %s before connecting, %s after sync, peak %s",
+			r.Mode, r.Requests, r.SyncTook.Round(time.Millisecond), mib(r.HeapHeld), r.HeapHeld/memPods, mib(r.HeapPeak), mib(r.BaseRSS), mib(r.RSS), mib(r.PeakRSS))
 		if r.Mode == "slim" {
 			t.Logf("%-12s a Snapshot of all pods adds %s while held; a List that reuses every pod takes %v", "", mib(r.ListAdds), r.ListAgain.Round(time.Microsecond))
 			if budget := uint64(24 << 20); run.watchList == "true" && r.HeapHeld > budget {
@@ -265,6 +266,7 @@ func memChild(t *testing.T, mode string) {
 	defer cancel()
 
 	base := heapAfterGC()
+	r.BaseRSS = procStatus("VmRSS")
 	h := sampleHeap()
 	began := time.Now()
 	var count func() int
