@@ -15,6 +15,7 @@ import (
 	"path/filepath"
 	"reflect"
 	"slices"
+	"strconv"
 	"strings"
 	"sync"
 	"testing"
@@ -557,6 +558,7 @@ type apiServer struct {
 	node     string
 	pods     func(yield func(*corev1.Pod) bool) // the node's pods
 	events   chan watch.Event                   // sent to every open watch
+	pageSize int                                // pods a list page holds, 0 for one page
 	mu       sync.Mutex
 	requests []string // "list", "watch", "watch-list"
 }
@@ -590,9 +592,19 @@ func (a *apiServer) ServeHTTP(w http.ResponseWriter, r *http.Request) {
 
 	w.Header().Set("Content-Type", "application/json")
 	if kind == "list" {
+		// Pages of pageSize pods; the continue token is the next pod's index.
 		list := corev1.PodList{TypeMeta: metav1.TypeMeta{Kind: "PodList", APIVersion: "v1"}, ListMeta: metav1.ListMeta{ResourceVersion: "100"}}
+		from, _ := strconv.Atoi(q.Get("continue"))
+		i := 0
 		for p := range a.pods {
-			list.Items = append(list.Items, *p)
+			switch {
+			case i < from:
+			case a.pageSize > 0 && len(list.Items) == a.pageSize:
+				list.Continue = strconv.Itoa(i)
+			default:
+				list.Items = append(list.Items, *p)
+			}
+			i++
 		}
 		json.NewEncoder(w).Encode(&list)
 		return
@@ -660,7 +672,9 @@ current-context: x
 // The whole way from a kubeconfig file over HTTP, as against a real API
 // server (which the informer asks for a watch-list first).
 func TestKubeAPIServer(t *testing.T) {
-	a := &apiServer{t: t, node: testNode, events: make(chan watch.Event)}
+	// Pages of one pod: client-go's pager joins the pages streamPodList
+	// decodes.
+	a := &apiServer{t: t, node: testNode, events: make(chan watch.Event), pageSize: 1}
 	a.pods = func(yield func(*corev1.Pod) bool) {
 		_ = yield(webPod()) && yield(agentPod())
 	}
@@ -708,8 +722,8 @@ func TestKubeAPIServer(t *testing.T) {
 		if len(seen) == 0 || seen[0] != "watch-list" {
 			t.Errorf("requests %v, want a watch-list first", seen)
 		}
-	} else if len(seen) < 2 || seen[0] != "list" || seen[1] != "watch" {
-		t.Errorf("requests %v, want a list then a watch", seen)
+	} else if len(seen) < 3 || seen[0] != "list" || seen[1] != "list" || seen[2] != "watch" {
+		t.Errorf("requests %v, want a list in two pages then a watch", seen)
 	}
 	if os.Getenv("ROUTETRACE_KUBE_CHILD") != "" {
 		return
@@ -718,7 +732,7 @@ func TestKubeAPIServer(t *testing.T) {
 	cmd := exec.CommandContext(t.Context(), os.Args[0], "-test.run=^TestKubeAPIServer$", "-test.count=1", "-test.v")
 	cmd.Env = append(os.Environ(), "ROUTETRACE_KUBE_CHILD=1", "KUBE_FEATURE_WatchListClient=false")
 	out, err := cmd.CombinedOutput()
-	if err != nil || !strings.Contains(string(out), "requests: [list watch") {
+	if err != nil || !strings.Contains(string(out), "requests: [list list watch") {
 		t.Errorf("list+watch in a child: %v\n%s", err, out)
 	}
 }
