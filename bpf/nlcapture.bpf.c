@@ -521,6 +521,19 @@ static __always_inline void actor_now(struct rt_actor *a)
 	a->actor_netns = task->nsproxy->net_ns->ns.inum;
 	a->flags = (task->flags & PF_KTHREAD) ? RT_F_KTHREAD : 0;
 	a->pad = 0;
+	a->proc_cookie = 0;
+	if (!a->flags) {
+		/* the process record's key, by direct loads too: one LRU
+		 * lookup per batch, the record itself only on a miss */
+		struct rt_proc_key k = {
+			.start_time = task->group_leader->start_time,
+			.exec_id = task->self_exec_id,
+			.cset = (__u64)task->cgroups,
+			.tgid = a->tgid,
+		};
+
+		a->proc_cookie = rt_proc_cookie_of(&k);
+	}
 }
 
 /* A request, when the rtnetlink kernel socket frees it: netlink_unicast_kernel
