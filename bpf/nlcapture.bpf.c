@@ -156,6 +156,7 @@ struct buf_walk {
 	__u64 user; /* buf is user memory */
 	__u64 ended; /* the walk reached the end, or bytes that are no message */
 	__u64 captured; /* a request was captured: its acks are worth a scan */
+	__u64 proc_known; /* actor.proc_cookie is looked up (see capture_one) */
 	struct rt_actor actor; /* who sent the buffer, read once */
 };
 
@@ -187,10 +188,21 @@ static long capture_one(__u64 index, void *ctx)
 			e->portid = w->si->portid;
 			e->netns = w->si->netns;
 			if (rtnl_parse_heap(n) == RT_PARSE_OK) {
+				/* The process record only for a buffer with a
+				 * request we want: `ip route show` and every other
+				 * dump sends none. Looked up once per buffer; a
+				 * record sent now is reserved before this one. */
+				if (!w->proc_known) {
+					w->proc_known = 1;
+					if (!(w->actor.flags & RT_F_KTHREAD))
+						w->actor.proc_cookie = rt_proc_cookie(
+							(struct task_struct *)bpf_get_current_task(), w->actor.tgid);
+				}
 				/* rtnl_parse_heap found the heap itself: use it again */
 				h = rt_heap();
 				if (!h)
 					return 1;
+				h->ev.proc_cookie = w->actor.proc_cookie;
 				rt_emit(&h->ev);
 				w->captured = 1;
 			}
@@ -225,7 +237,8 @@ static __always_inline void capture_buf(const __u8 *ubuf, __u64 len, struct sock
 
 	if (!h)
 		return;
-	rt_save_actor(rt_new_event(h, RT_KIND_REQUEST, RT_ATTACH_TRACEPOINT), &w.actor);
+	/* the process record waits for a wanted request (capture_one) */
+	rt_save_actor(rt_new_event_noproc(h, RT_KIND_REQUEST, RT_ATTACH_TRACEPOINT), &w.actor);
 	if (walk_requests(&w)) {
 		/* by process: a Go requester reads its acks on whichever
 		 * thread its goroutine runs on next */
@@ -521,19 +534,7 @@ static __always_inline void actor_now(struct rt_actor *a)
 	a->actor_netns = task->nsproxy->net_ns->ns.inum;
 	a->flags = (task->flags & PF_KTHREAD) ? RT_F_KTHREAD : 0;
 	a->pad = 0;
-	a->proc_cookie = 0;
-	if (!a->flags) {
-		/* the process record's key, by direct loads too: one LRU
-		 * lookup per batch, the record itself only on a miss */
-		struct rt_proc_key k = {
-			.start_time = task->group_leader->start_time,
-			.exec_id = task->self_exec_id,
-			.cset = (__u64)task->cgroups,
-			.tgid = a->tgid,
-		};
-
-		a->proc_cookie = rt_proc_cookie_of(&k);
-	}
+	a->proc_cookie = 0; /* looked up by capture_one, if a request is wanted */
 }
 
 /* A request, when the rtnetlink kernel socket frees it: netlink_unicast_kernel

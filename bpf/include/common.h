@@ -224,6 +224,20 @@ static __always_inline struct rt_event *rt_new_event_as(struct rt_heap *h, __u8 
 	return e;
 }
 
+/* A fresh event in the per-CPU heap, actor filled but no process record
+ * looked up (proc_cookie 0): for an actor saved before it is known to
+ * have made a request worth one. */
+static __always_inline struct rt_event *rt_new_event_noproc(struct rt_heap *h, __u8 kind, __u8 attach)
+{
+	struct rt_event *e = &h->ev;
+
+	__builtin_memset(e, 0, sizeof(*e));
+	e->kind = kind;
+	e->attach = attach;
+	rt_fill_actor_noproc(e);
+	return e;
+}
+
 /* A fresh event in the per-CPU heap, actor filled. */
 static __always_inline struct rt_event *rt_new_event(struct rt_heap *h, __u8 kind, __u8 attach)
 {
