@@ -219,10 +219,16 @@ static __always_inline void rt_proc_cgroup(struct rt_proc_slot *s, struct task_s
  * remembers its cookie under k. Returns the cookie, or 0 when no record
  * was sent (no user memory: a kernel thread or an exiting task; this CPU's
  * slot busy; the ring full, counted as lost: the next record tries again).
- * A function of its own, not inlined: it is verified once per program that
- * calls it, and most programs' fast path never reaches it. */
-static __noinline __u64 rt_proc_new(const struct rt_proc_key *k)
+ * A global function: the verifier checks it once per program, on its own,
+ * instead of once per call site with the caller's state (the syscall
+ * capture calls it from a bpf_loop callback inside a loop over 16 iovecs,
+ * which then passed the verifier's 1M-instruction limit). Hence scalar
+ * arguments only (what 5.10 allows a global function), and its own copy
+ * of the key. */
+__noinline __u64 rt_proc_new(__u64 start_time, __u64 exec_id, __u64 cset, __u32 tgid)
 {
+	struct rt_proc_key key = {.start_time = start_time, .exec_id = exec_id, .cset = cset, .tgid = tgid};
+	const struct rt_proc_key *k = &key;
 	struct task_struct *task = (struct task_struct *)bpf_get_current_task();
 	__u32 zero = 0, cpu = bpf_get_smp_processor_id();
 	struct rt_proc_slot *s = bpf_map_lookup_elem(&proc_heap, &zero);
@@ -290,7 +296,7 @@ static __always_inline __u64 rt_proc_cookie_of(const struct rt_proc_key *k)
 
 	if (c)
 		return *c;
-	return rt_proc_new(k);
+	return rt_proc_new(k->start_time, k->exec_id, k->cset, k->tgid);
 }
 
 /* The same, for a task read with CO-RE reads (any program type). Not for
