@@ -197,13 +197,10 @@ static long capture_one(__u64 index, void *ctx)
 				 * record sent now is reserved before this one. */
 				if (!w->proc_known) {
 					w->proc_known = 1;
-					if (w->actor.flags & RT_F_KTHREAD)
-						w->actor.proc_cookie = 0;
-					else if (w->proc_key.tgid)
+					/* the socket capture's; the syscall capture
+					 * looked it up before the walk (capture_buf) */
+					if (!(w->actor.flags & RT_F_KTHREAD) && w->proc_key.tgid)
 						w->actor.proc_cookie = rt_proc_cookie_of(&w->proc_key);
-					else
-						w->actor.proc_cookie = rt_proc_cookie(
-							(struct task_struct *)bpf_get_current_task(), w->actor.tgid);
 				}
 				/* rtnl_parse_heap found the heap itself: use it again */
 				h = rt_heap();
@@ -244,8 +241,13 @@ static __always_inline void capture_buf(const __u8 *ubuf, __u64 len, struct sock
 
 	if (!h)
 		return;
-	/* the process record waits for a wanted request (capture_one) */
-	rt_save_actor(rt_new_event_noproc(h, RT_KIND_REQUEST, RT_ATTACH_TRACEPOINT), &w.actor);
+	/* The process record here, in the syscall program's own frame, not
+	 * in capture_one: under bpf_loop callbacks the global function's
+	 * frame passed the verifier's 512-byte combined stack on 6.1 and
+	 * 6.12. So the syscall capture (the fallback) sends a record for a
+	 * process's first rtnetlink send even when it is a dump. */
+	rt_save_actor(rt_new_event(h, RT_KIND_REQUEST, RT_ATTACH_TRACEPOINT), &w.actor);
+	w.proc_known = 1;
 	if (walk_requests(&w)) {
 		/* by process: a Go requester reads its acks on whichever
 		 * thread its goroutine runs on next */
@@ -405,6 +407,7 @@ struct ack_walk {
 	__u32 portid;
 	__u32 netns;
 	__u64 ended;
+	__u64 cookie; /* the reader's process record */
 };
 
 /* Whether the success of a request of this type matters: the requests that
@@ -426,14 +429,18 @@ struct ack_msg {
 };
 
 /* Failures, and completions of flushing requests, become ACK records. */
-static __always_inline void report_ack(struct rt_heap *h, const struct ack_msg *ack, __u32 portid, __u32 netns)
+static __always_inline void report_ack(struct rt_heap *h, const struct ack_msg *ack, __u32 portid, __u32 netns,
+				       __u64 cookie)
 {
 	struct rt_event *e;
 
 	if (ack->hdr.nlmsg_type != NLMSG_ERROR || !rtnl_type_wanted(ack->orig.nlmsg_type) ||
 	    (ack->error == 0 && !completion_wanted(ack->orig.nlmsg_type)))
 		return;
-	e = rt_new_event(h, RT_KIND_ACK, RT_ATTACH_TRACEPOINT);
+	/* the cookie is looked up by the caller, in the program's own frame */
+	e = rt_new_event_noproc(h, RT_KIND_ACK, RT_ATTACH_TRACEPOINT);
+	if (!(e->flags & RT_F_KTHREAD))
+		e->proc_cookie = cookie;
 	e->origin = RT_ORIGIN_NETLINK;
 	e->portid = portid;
 	e->netns = netns;
@@ -465,16 +472,17 @@ static long scan_one(__u64 index, void *ctx)
 	 * whose hundreds of messages need no walk. */
 	if (index == 0 && ack.hdr.nlmsg_type != NLMSG_ERROR)
 		return 1;
-	report_ack(h, &ack, w->portid, w->netns);
+	report_ack(h, &ack, w->portid, w->netns, w->cookie);
 	w->off += (ack.hdr.nlmsg_len + 3) & ~3U;
 	w->ended = 0;
 	return 0;
 }
 
 /* Emits ACK records for the acks at the start of a read datagram. */
-static __always_inline void walk_acks(const __u8 *buf, __u64 len, struct sock_info *si, __u8 user)
+static __always_inline void walk_acks(const __u8 *buf, __u64 len, struct sock_info *si, __u8 user, __u64 cookie)
 {
-	struct ack_walk w = {.buf = buf, .len = len, .user = user, .portid = si->portid, .netns = si->netns};
+	struct ack_walk w = {.buf = buf, .len = len, .user = user, .portid = si->portid, .netns = si->netns,
+			     .cookie = cookie};
 
 	bpf_loop(MAX_ACKS_PER_READ, scan_one, &w, 0);
 	if (!w.ended && w.off + NLMSG_HDRLEN <= w.len)
@@ -491,7 +499,12 @@ static __always_inline void scan_acks(long ret)
 	if (ret > 0) {
 		struct sock_info si = {.portid = pr->portid, .netns = pr->netns};
 
-		walk_acks((const __u8 *)pr->buf, ret, &si, 1);
+		struct task_struct *task = (struct task_struct *)bpf_get_current_task();
+		__u64 cookie = 0;
+
+		if (!(BPF_CORE_READ(task, flags) & PF_KTHREAD))
+			cookie = rt_proc_cookie(task, id >> 32);
+		walk_acks((const __u8 *)pr->buf, ret, &si, 1, cookie);
 	}
 	bpf_map_delete_elem(&reads, &id);
 }
@@ -627,6 +640,7 @@ int BPF_PROG(rt_skb_copy, const struct sk_buff *skb, int copied)
 	struct ack_msg ack;
 	struct rt_heap *h;
 	const __u8 *data;
+	__u64 cookie = 0;
 	__u32 len;
 
 	if (!rtnl_sk(sk))
@@ -643,15 +657,24 @@ int BPF_PROG(rt_skb_copy, const struct sk_buff *skb, int copied)
 	si.portid = BPF_CORE_READ((struct netlink_sock *)sk, portid);
 	si.netns = sk->__sk_common.skc_net.net->ns.inum;
 	len = skb->len;
+	/* The reader's process record, only for a datagram whose first ack
+	 * is reported (a failure or a completion): a successful route
+	 * change's ack costs no lookup. */
+	if (ack.error != 0 || completion_wanted(ack.orig.nlmsg_type)) {
+		struct rt_proc_key k;
+
+		proc_key_now(&k);
+		cookie = rt_proc_cookie_of(&k);
+	}
 	if (ack.hdr.nlmsg_len >= NLMSG_HDRLEN && ((ack.hdr.nlmsg_len + 3) & ~3U) >= len) {
 		/* the one message of the datagram (netlink_ack sends each
 		 * ack alone): no walk */
 		h = rt_heap();
 		if (h)
-			report_ack(h, &ack, si.portid, si.netns);
+			report_ack(h, &ack, si.portid, si.netns, cookie);
 		return 0;
 	}
-	walk_acks(data, len, &si, 0);
+	walk_acks(data, len, &si, 0, cookie);
 	return 0;
 }
 

@@ -149,6 +149,7 @@ type fibRtProcSlot struct {
 	P    fibRtProc
 	Path [1280]int8
 	Name [256]int8
+	Key  fibRtProcKey
 	Next uint64
 	Busy uint32
 	Pad  uint32

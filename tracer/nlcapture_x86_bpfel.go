@@ -119,6 +119,7 @@ type nlcaptureRtProcSlot struct {
 	P    nlcaptureRtProc
 	Path [1280]int8
 	Name [256]int8
+	Key  nlcaptureRtProcKey
 	Next uint64
 	Busy uint32
 	Pad  uint32

@@ -118,6 +118,7 @@ type nloriginRtProcSlot struct {
 	P    nloriginRtProc
 	Path [1280]int8
 	Name [256]int8
+	Key  nloriginRtProcKey
 	Next uint64
 	Busy uint32
 	Pad  uint32

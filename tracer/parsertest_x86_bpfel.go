@@ -112,6 +112,7 @@ type parsertestRtProcSlot struct {
 	P    parsertestRtProc
 	Path [1280]int8
 	Name [256]int8
+	Key  parsertestRtProcKey
 	Next uint64
 	Busy uint32
 	Pad  uint32

@@ -47,6 +47,7 @@ struct rt_proc_slot {
 	struct rt_proc p;
 	char path[RT_PROC_SCRATCH + RT_PROC_NAME];
 	char name[RT_PROC_NAME];
+	struct rt_proc_key key; /* rt_proc_new's key: here, not on its stack */
 	__u64 next; /* records numbered on this CPU: cookie = next << 16 | cpu */
 	/* A program preempted (or interrupted) half-way through a record on
 	 * this CPU: the other program gets no record (cookie 0) rather than
@@ -227,8 +228,6 @@ static __always_inline void rt_proc_cgroup(struct rt_proc_slot *s, struct task_s
  * of the key. */
 __noinline __u64 rt_proc_new(__u64 start_time, __u64 exec_id, __u64 cset, __u32 tgid)
 {
-	struct rt_proc_key key = {.start_time = start_time, .exec_id = exec_id, .cset = cset, .tgid = tgid};
-	const struct rt_proc_key *k = &key;
 	struct task_struct *task = (struct task_struct *)bpf_get_current_task();
 	__u32 zero = 0, cpu = bpf_get_smp_processor_id();
 	struct rt_proc_slot *s = bpf_map_lookup_elem(&proc_heap, &zero);
@@ -242,6 +241,11 @@ __noinline __u64 rt_proc_new(__u64 start_time, __u64 exec_id, __u64 cset, __u32 
 	if (!mm)
 		return 0;
 	s->busy = 1;
+	s->key.start_time = start_time;
+	s->key.exec_id = exec_id;
+	s->key.cset = cset;
+	s->key.tgid = tgid;
+	s->key.pad = 0;
 	s->next++;
 	cookie = (s->next << 16) | (cpu & 0xffff);
 
@@ -253,7 +257,7 @@ __noinline __u64 rt_proc_new(__u64 start_time, __u64 exec_id, __u64 cset, __u32 
 	p->ts_ns = bpf_ktime_get_ns();
 	p->cookie = cookie;
 	p->pid = (__u32)bpf_get_current_pid_tgid();
-	p->tgid = k->tgid;
+	p->tgid = tgid;
 	p->ppid = BPF_CORE_READ(task, real_parent, tgid);
 	p->uid = (__u32)bpf_get_current_uid_gid();
 	p->cgroup2_id = bpf_get_current_cgroup_id();
@@ -280,7 +284,7 @@ __noinline __u64 rt_proc_new(__u64 start_time, __u64 exec_id, __u64 cset, __u32 
 	 * the record that will carry its cookie (the caller emits that one
 	 * after we return), so user space reads it first. */
 	if (rt_output(p, sizeof(*p)) == 0)
-		bpf_map_update_elem(&procs_seen, k, &cookie, BPF_ANY);
+		bpf_map_update_elem(&procs_seen, &s->key, &cookie, BPF_ANY);
 	else
 		cookie = 0;
 	s->busy = 0;
