@@ -156,11 +156,7 @@ struct buf_walk {
 	__u64 user; /* buf is user memory */
 	__u64 ended; /* the walk reached the end, or bytes that are no message */
 	__u64 captured; /* a request was captured: its acks are worth a scan */
-	__u64 proc_known; /* actor.proc_cookie is looked up (see capture_one) */
 	struct rt_actor actor; /* who sent the buffer, read once */
-	/* The sender's process identity, by direct loads in the socket
-	 * capture; tgid 0: read with CO-RE when a request needs it. */
-	struct rt_proc_key proc_key;
 };
 
 /* One message of a request buffer; returns 1 to stop the walk. */
@@ -191,17 +187,6 @@ static long capture_one(__u64 index, void *ctx)
 			e->portid = w->si->portid;
 			e->netns = w->si->netns;
 			if (rtnl_parse_heap(n) == RT_PARSE_OK) {
-				/* The process record only for a buffer with a
-				 * request we want: `ip route show` and every other
-				 * dump sends none. Looked up once per buffer; a
-				 * record sent now is reserved before this one. */
-				if (!w->proc_known) {
-					w->proc_known = 1;
-					/* the socket capture's; the syscall capture
-					 * looked it up before the walk (capture_buf) */
-					if (!(w->actor.flags & RT_F_KTHREAD) && w->proc_key.tgid)
-						w->actor.proc_cookie = rt_proc_cookie_of(&w->proc_key);
-				}
 				/* rtnl_parse_heap found the heap itself: use it again */
 				h = rt_heap();
 				if (!h)
@@ -246,8 +231,19 @@ static __always_inline void capture_buf(const __u8 *ubuf, __u64 len, struct sock
 	 * frame passed the verifier's 512-byte combined stack on 6.1 and
 	 * 6.12. So the syscall capture (the fallback) sends a record for a
 	 * process's first rtnetlink send even when it is a dump. */
-	rt_save_actor(rt_new_event(h, RT_KIND_REQUEST, RT_ATTACH_TRACEPOINT), &w.actor);
-	w.proc_known = 1;
+	rt_save_actor(rt_new_event_noproc(h, RT_KIND_REQUEST, RT_ATTACH_TRACEPOINT), &w.actor);
+	if (!(w.actor.flags & RT_F_KTHREAD)) {
+		/* the key in the heap, not on the stack: sendmmsg's callback
+		 * frames are near the 512-byte combined limit */
+		struct task_struct *task = (struct task_struct *)bpf_get_current_task();
+
+		h->proc_key.start_time = BPF_CORE_READ(task, group_leader, start_time);
+		h->proc_key.exec_id = BPF_CORE_READ(task, self_exec_id);
+		h->proc_key.cset = (__u64)BPF_CORE_READ(task, cgroups);
+		h->proc_key.tgid = w.actor.tgid;
+		h->proc_key.pad = 0;
+		w.actor.proc_cookie = rt_proc_cookie_of(&h->proc_key);
+	}
 	if (walk_requests(&w)) {
 		/* by process: a Go requester reads its acks on whichever
 		 * thread its goroutine runs on next */
@@ -585,6 +581,7 @@ int BPF_PROG(rt_skb_consume, struct sk_buff *skb)
 	struct sock *sender;
 	struct sock_info si = {};
 	struct buf_walk w = {.si = &si};
+	struct rt_heap *h;
 	__u32 tail;
 
 	if (!rtnl_sk(sk))
@@ -616,7 +613,22 @@ int BPF_PROG(rt_skb_consume, struct sk_buff *skb)
 	w.buf = BPF_CORE_READ(skb, head);
 	w.len = tail;
 	actor_now(&w.actor);
-	proc_key_now(&w.proc_key);
+	h = rt_heap();
+	if (!h)
+		return 0;
+	/* The process record in this frame, not in capture_one: a global
+	 * function called under the syscall capture's nested bpf_loop
+	 * callbacks passes the 512-byte combined stack (6.12 counts every
+	 * call in the graph). Only for a buffer whose first message is a
+	 * request we want: `ip route show` and other dumps send none. */
+	if (!w.actor.flags) {
+		struct nlmsghdr first;
+
+		if (bpf_probe_read_kernel(&first, sizeof(first), w.buf) == 0 && rtnl_type_wanted(first.nlmsg_type)) {
+			proc_key_now(&h->proc_key);
+			w.actor.proc_cookie = rt_proc_cookie_of(&h->proc_key);
+		}
+	}
 	walk_requests(&w);
 	return 0;
 }

@@ -108,9 +108,10 @@ type fibRtEvent struct {
 }
 
 type fibRtHeap struct {
-	_   structs.HostLayout
-	Buf [1024]uint8
-	Ev  fibRtEvent
+	_       structs.HostLayout
+	Buf     [1024]uint8
+	Ev      fibRtEvent
+	ProcKey fibRtProcKey
 }
 
 type fibRtProc struct {

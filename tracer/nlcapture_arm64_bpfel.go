@@ -78,9 +78,10 @@ type nlcaptureRtEvent struct {
 }
 
 type nlcaptureRtHeap struct {
-	_   structs.HostLayout
-	Buf [1024]uint8
-	Ev  nlcaptureRtEvent
+	_       structs.HostLayout
+	Buf     [1024]uint8
+	Ev      nlcaptureRtEvent
+	ProcKey nlcaptureRtProcKey
 }
 
 type nlcaptureRtProc struct {

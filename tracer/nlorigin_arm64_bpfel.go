@@ -77,9 +77,10 @@ type nloriginRtEvent struct {
 }
 
 type nloriginRtHeap struct {
-	_   structs.HostLayout
-	Buf [1024]uint8
-	Ev  nloriginRtEvent
+	_       structs.HostLayout
+	Buf     [1024]uint8
+	Ev      nloriginRtEvent
+	ProcKey nloriginRtProcKey
 }
 
 type nloriginRtProc struct {

@@ -71,9 +71,10 @@ type parsertestRtEvent struct {
 }
 
 type parsertestRtHeap struct {
-	_   structs.HostLayout
-	Buf [1024]uint8
-	Ev  parsertestRtEvent
+	_       structs.HostLayout
+	Buf     [1024]uint8
+	Ev      parsertestRtEvent
+	ProcKey parsertestRtProcKey
 }
 
 type parsertestRtProc struct {

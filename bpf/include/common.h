@@ -63,10 +63,22 @@ struct {
 	__type(value, __u64);
 } lost SEC(".maps");
 
+/* A process as it is now: any of these changes makes a new record. */
+struct rt_proc_key {
+	__u64 start_time; /* the group leader's: when the process started */
+	__u64 exec_id;    /* task->self_exec_id: each execve bumps it (new argv, exe) */
+	__u64 cset;       /* task->cgroups: moving to another cgroup changes it */
+	__u32 tgid;
+	__u32 pad;
+};
+
 /* Per-CPU working space: a copy of one request, and the event being built. */
 struct rt_heap {
 	__u8 buf[RT_SCRATCH * 2];
 	struct rt_event ev;
+	/* The actor's process identity (proc.h), kept here rather than on
+	 * the stack of the capture's nested bpf_loop callbacks. */
+	struct rt_proc_key proc_key;
 };
 
 struct {

@@ -19,15 +19,6 @@
 #ifndef ROUTETRACE_PROC_H
 #define ROUTETRACE_PROC_H
 
-/* A process as it is now: any of these changes makes a new record. */
-struct rt_proc_key {
-	__u64 start_time; /* the group leader's: when the process started */
-	__u64 exec_id;    /* task->self_exec_id: each execve bumps it (new argv, exe) */
-	__u64 cset;       /* task->cgroups: moving to another cgroup changes it */
-	__u32 tgid;
-	__u32 pad;
-};
-
 struct {
 	__uint(type, BPF_MAP_TYPE_LRU_HASH);
 	__uint(max_entries, 16384);
