@@ -395,8 +395,23 @@ static __always_inline struct rt_event *bh_change_event(__u8 attach)
 	__builtin_memset(e, 0, sizeof(*e));
 	e->kind = RT_KIND_CHANGE;
 	e->attach = attach;
-	rt_fill_actor(e);
+	/* the process record waits until bh_stamp_proc knows the task is
+	 * the actor: in softirq it is whatever task was interrupted */
+	rt_fill_actor_noproc(e);
 	return e;
+}
+
+/* The process record of a bh_scratch record, once its origin says the
+ * current task made the change: a netlink request, an ioctl, or a context
+ * hook (a notifier running in the task whose request caused it). A GC or
+ * router-advertisement change in softirq gets none (cookie 0). */
+static __always_inline void bh_stamp_proc(struct rt_event *e)
+{
+	if (e->flags & (RT_F_KTHREAD | RT_F_IN_SOFTIRQ))
+		return;
+	if (e->origin == RT_ORIGIN_KERNEL && !e->path)
+		return;
+	e->proc_cookie = rt_proc_cookie((struct task_struct *)bpf_get_current_task(), e->tgid);
 }
 
 static __always_inline void bh_event_done(void)
@@ -419,6 +434,7 @@ struct alias_info {
 	__u8 type;
 	__u8 gw_family;
 	__u8 gw[16];
+	char oif_name[RT_IFNAME_LEN];
 };
 
 struct {
@@ -427,6 +443,15 @@ struct {
 	__type(key, __u64);
 	__type(value, struct alias_info);
 } deleted_alias SEC(".maps");
+
+/* The device's name, read where the hook holds its net_device: the
+ * link may be gone, or in a namespace user space does not follow, by the
+ * time the record is read. */
+static __always_inline void fill_dev_name(struct rt_event *e, struct net_device *dev)
+{
+	if (dev)
+		BPF_CORE_READ_STR_INTO(&e->oif_name, dev, name);
+}
 
 /* --- IPv4 routes --- */
 
@@ -505,6 +530,7 @@ static __always_inline void merge_deleted_alias(struct rt_event *e, int ret)
 		e->type = ai->type;
 		e->gw_family = ai->gw_family;
 		__builtin_memcpy(e->gw, ai->gw, sizeof(e->gw));
+		__builtin_memcpy(e->oif_name, ai->oif_name, sizeof(e->oif_name));
 	}
 	bpf_map_delete_elem(&deleted_alias, &id);
 }
@@ -569,6 +595,7 @@ static __always_inline void fill_alias(struct rt_event *e, struct fib_alias *fa)
 		struct net_device *dev = BPF_CORE_READ(fi, fib_nh[0].nh_common.nhc_dev);
 
 		e->oif = BPF_CORE_READ(dev, ifindex);
+		fill_dev_name(e, dev);
 		e->gw_family = BPF_CORE_READ(fi, fib_nh[0].nh_common.nhc_gw_family);
 		if (e->gw_family == AF_INET)
 			BPF_CORE_READ_INTO((__be32 *)e->gw, fi, fib_nh[0].nh_common.nhc_gw.ipv4);
@@ -602,6 +629,7 @@ static __always_inline int report_alias_delete(struct net *net, __u32 key, struc
 		};
 
 		__builtin_memcpy(ai.gw, e->gw, sizeof(ai.gw));
+		__builtin_memcpy(ai.oif_name, e->oif_name, sizeof(ai.oif_name));
 		bpf_map_update_elem(&deleted_alias, &id, &ai, BPF_ANY);
 		return 0;
 	}
@@ -640,6 +668,7 @@ static __always_inline void fill_route6(struct rt_event *e, struct fib6_info *rt
 		struct net_device *dev = BPF_CORE_READ(rt, fib6_nh[0].nh_common.nhc_dev);
 
 		e->oif = BPF_CORE_READ(dev, ifindex);
+		fill_dev_name(e, dev);
 		e->gw_family = BPF_CORE_READ(rt, fib6_nh[0].nh_common.nhc_gw_family);
 		if (e->gw_family)
 			BPF_CORE_READ_INTO(&e->gw, rt, fib6_nh[0].nh_common.nhc_gw.ipv6);
@@ -663,6 +692,7 @@ static __always_inline int report_fib6_add(struct fib6_node *root, struct fib6_i
 	fill_route6(e, rt, info);
 	e->op = (e->nlmsg_flags & NLM_F_REPLACE_) ? RT_OP_REPLACE : RT_OP_ADD;
 	e->err = ret;
+	bh_stamp_proc(e);
 	rt_emit(e);
 	bh_event_done();
 	return 0;
@@ -686,6 +716,7 @@ static __always_inline int report_fib6_del(struct fib6_info *rt, struct nl_info 
 	}
 	e->op = RT_OP_DELETE;
 	e->err = ret;
+	bh_stamp_proc(e);
 	rt_emit(e);
 	bh_event_done();
 	return 0;

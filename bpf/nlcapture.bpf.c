@@ -191,6 +191,7 @@ static long capture_one(__u64 index, void *ctx)
 				h = rt_heap();
 				if (!h)
 					return 1;
+				h->ev.proc_cookie = w->actor.proc_cookie;
 				rt_emit(&h->ev);
 				w->captured = 1;
 			}
@@ -225,7 +226,24 @@ static __always_inline void capture_buf(const __u8 *ubuf, __u64 len, struct sock
 
 	if (!h)
 		return;
-	rt_save_actor(rt_new_event(h, RT_KIND_REQUEST, RT_ATTACH_TRACEPOINT), &w.actor);
+	/* The process record here, in the syscall program's own frame, not
+	 * in capture_one: under bpf_loop callbacks the global function's
+	 * frame passed the verifier's 512-byte combined stack on 6.1 and
+	 * 6.12. So the syscall capture (the fallback) sends a record for a
+	 * process's first rtnetlink send even when it is a dump. */
+	rt_save_actor(rt_new_event_noproc(h, RT_KIND_REQUEST, RT_ATTACH_TRACEPOINT), &w.actor);
+	if (!(w.actor.flags & RT_F_KTHREAD)) {
+		/* the key in the heap, not on the stack: sendmmsg's callback
+		 * frames are near the 512-byte combined limit */
+		struct task_struct *task = (struct task_struct *)bpf_get_current_task();
+
+		h->proc_key.start_time = BPF_CORE_READ(task, group_leader, start_time);
+		h->proc_key.exec_id = BPF_CORE_READ(task, self_exec_id);
+		h->proc_key.cset = (__u64)BPF_CORE_READ(task, cgroups);
+		h->proc_key.tgid = w.actor.tgid;
+		h->proc_key.pad = 0;
+		w.actor.proc_cookie = rt_proc_cookie_of(&h->proc_key);
+	}
 	if (walk_requests(&w)) {
 		/* by process: a Go requester reads its acks on whichever
 		 * thread its goroutine runs on next */
@@ -385,6 +403,7 @@ struct ack_walk {
 	__u32 portid;
 	__u32 netns;
 	__u64 ended;
+	__u64 cookie; /* the reader's process record */
 };
 
 /* Whether the success of a request of this type matters: the requests that
@@ -406,14 +425,18 @@ struct ack_msg {
 };
 
 /* Failures, and completions of flushing requests, become ACK records. */
-static __always_inline void report_ack(struct rt_heap *h, const struct ack_msg *ack, __u32 portid, __u32 netns)
+static __always_inline void report_ack(struct rt_heap *h, const struct ack_msg *ack, __u32 portid, __u32 netns,
+				       __u64 cookie)
 {
 	struct rt_event *e;
 
 	if (ack->hdr.nlmsg_type != NLMSG_ERROR || !rtnl_type_wanted(ack->orig.nlmsg_type) ||
 	    (ack->error == 0 && !completion_wanted(ack->orig.nlmsg_type)))
 		return;
-	e = rt_new_event(h, RT_KIND_ACK, RT_ATTACH_TRACEPOINT);
+	/* the cookie is looked up by the caller, in the program's own frame */
+	e = rt_new_event_noproc(h, RT_KIND_ACK, RT_ATTACH_TRACEPOINT);
+	if (!(e->flags & RT_F_KTHREAD))
+		e->proc_cookie = cookie;
 	e->origin = RT_ORIGIN_NETLINK;
 	e->portid = portid;
 	e->netns = netns;
@@ -445,16 +468,17 @@ static long scan_one(__u64 index, void *ctx)
 	 * whose hundreds of messages need no walk. */
 	if (index == 0 && ack.hdr.nlmsg_type != NLMSG_ERROR)
 		return 1;
-	report_ack(h, &ack, w->portid, w->netns);
+	report_ack(h, &ack, w->portid, w->netns, w->cookie);
 	w->off += (ack.hdr.nlmsg_len + 3) & ~3U;
 	w->ended = 0;
 	return 0;
 }
 
 /* Emits ACK records for the acks at the start of a read datagram. */
-static __always_inline void walk_acks(const __u8 *buf, __u64 len, struct sock_info *si, __u8 user)
+static __always_inline void walk_acks(const __u8 *buf, __u64 len, struct sock_info *si, __u8 user, __u64 cookie)
 {
-	struct ack_walk w = {.buf = buf, .len = len, .user = user, .portid = si->portid, .netns = si->netns};
+	struct ack_walk w = {.buf = buf, .len = len, .user = user, .portid = si->portid, .netns = si->netns,
+			     .cookie = cookie};
 
 	bpf_loop(MAX_ACKS_PER_READ, scan_one, &w, 0);
 	if (!w.ended && w.off + NLMSG_HDRLEN <= w.len)
@@ -471,7 +495,12 @@ static __always_inline void scan_acks(long ret)
 	if (ret > 0) {
 		struct sock_info si = {.portid = pr->portid, .netns = pr->netns};
 
-		walk_acks((const __u8 *)pr->buf, ret, &si, 1);
+		struct task_struct *task = (struct task_struct *)bpf_get_current_task();
+		__u64 cookie = 0;
+
+		if (!(BPF_CORE_READ(task, flags) & PF_KTHREAD))
+			cookie = rt_proc_cookie(task, id >> 32);
+		walk_acks((const __u8 *)pr->buf, ret, &si, 1, cookie);
 	}
 	bpf_map_delete_elem(&reads, &id);
 }
@@ -521,6 +550,21 @@ static __always_inline void actor_now(struct rt_actor *a)
 	a->actor_netns = task->nsproxy->net_ns->ns.inum;
 	a->flags = (task->flags & PF_KTHREAD) ? RT_F_KTHREAD : 0;
 	a->pad = 0;
+	a->proc_cookie = 0; /* looked up by capture_one, if a request is wanted */
+}
+
+/* The current process's identity (rt_proc_key), by direct loads: a few
+ * nanoseconds, where the CO-RE reads of rt_proc_cookie cost four helper
+ * calls. */
+static __always_inline void proc_key_now(struct rt_proc_key *k)
+{
+	struct task_struct *task = bpf_get_current_task_btf();
+
+	k->start_time = task->group_leader->start_time;
+	k->exec_id = task->self_exec_id;
+	k->cset = (__u64)task->cgroups;
+	k->tgid = task->tgid;
+	k->pad = 0;
 }
 
 /* A request, when the rtnetlink kernel socket frees it: netlink_unicast_kernel
@@ -537,6 +581,7 @@ int BPF_PROG(rt_skb_consume, struct sk_buff *skb)
 	struct sock *sender;
 	struct sock_info si = {};
 	struct buf_walk w = {.si = &si};
+	struct rt_heap *h;
 	__u32 tail;
 
 	if (!rtnl_sk(sk))
@@ -568,6 +613,22 @@ int BPF_PROG(rt_skb_consume, struct sk_buff *skb)
 	w.buf = BPF_CORE_READ(skb, head);
 	w.len = tail;
 	actor_now(&w.actor);
+	h = rt_heap();
+	if (!h)
+		return 0;
+	/* The process record in this frame, not in capture_one: a global
+	 * function called under the syscall capture's nested bpf_loop
+	 * callbacks passes the 512-byte combined stack (6.12 counts every
+	 * call in the graph). Only for a buffer whose first message is a
+	 * request we want: `ip route show` and other dumps send none. */
+	if (!w.actor.flags) {
+		struct nlmsghdr first;
+
+		if (bpf_probe_read_kernel(&first, sizeof(first), w.buf) == 0 && rtnl_type_wanted(first.nlmsg_type)) {
+			proc_key_now(&h->proc_key);
+			w.actor.proc_cookie = rt_proc_cookie_of(&h->proc_key);
+		}
+	}
 	walk_requests(&w);
 	return 0;
 }
@@ -591,6 +652,7 @@ int BPF_PROG(rt_skb_copy, const struct sk_buff *skb, int copied)
 	struct ack_msg ack;
 	struct rt_heap *h;
 	const __u8 *data;
+	__u64 cookie = 0;
 	__u32 len;
 
 	if (!rtnl_sk(sk))
@@ -607,15 +669,24 @@ int BPF_PROG(rt_skb_copy, const struct sk_buff *skb, int copied)
 	si.portid = BPF_CORE_READ((struct netlink_sock *)sk, portid);
 	si.netns = sk->__sk_common.skc_net.net->ns.inum;
 	len = skb->len;
+	/* The reader's process record, only for a datagram whose first ack
+	 * is reported (a failure or a completion): a successful route
+	 * change's ack costs no lookup. */
+	if (ack.error != 0 || completion_wanted(ack.orig.nlmsg_type)) {
+		struct rt_proc_key k;
+
+		proc_key_now(&k);
+		cookie = rt_proc_cookie_of(&k);
+	}
 	if (ack.hdr.nlmsg_len >= NLMSG_HDRLEN && ((ack.hdr.nlmsg_len + 3) & ~3U) >= len) {
 		/* the one message of the datagram (netlink_ack sends each
 		 * ack alone): no walk */
 		h = rt_heap();
 		if (h)
-			report_ack(h, &ack, si.portid, si.netns);
+			report_ack(h, &ack, si.portid, si.netns, cookie);
 		return 0;
 	}
-	walk_acks(data, len, &si, 0);
+	walk_acks(data, len, &si, 0, cookie);
 	return 0;
 }
 

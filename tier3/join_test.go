@@ -29,6 +29,7 @@ type record struct {
 	Flags, NlmsgType                                 uint16
 	Netns, Portid, Seq, Pid, Tgid, Table, Oif        uint32
 	Err                                              int32
+	Cookie                                           uint64
 	Dst                                              [16]uint8
 	Comm                                             [16]int8
 }
@@ -48,7 +49,7 @@ func (r *record) event() event.Event {
 	if r.Family == event.FamilyInet && (ev.Object == event.ObjectRoute || ev.Object == event.ObjectAddr) {
 		ev.Dst = netip.PrefixFrom(netip.AddrFrom4([4]byte(r.Dst[:4])), int(r.DstLen))
 	}
-	ev.Actor.Pid, ev.Actor.Tgid = r.Pid, r.Tgid
+	ev.Actor.Pid, ev.Actor.Tgid, ev.Actor.Cookie = r.Pid, r.Tgid, r.Cookie
 	for i, c := range r.Comm {
 		ev.Actor.Comm[i] = byte(c)
 	}
@@ -95,6 +96,46 @@ func TestJoinRequestThenNotification(t *testing.T) {
 	}
 	if len(jd.j.pending) != 0 {
 		t.Errorf("%d requests still pending", len(jd.j.pending))
+	}
+}
+
+// TestJoinCarriesCookie: the process record's cookie travels with the
+// actor wherever the joiner puts it: the request's change, a change
+// attributed to the socket's owner, and the cause of a kernel removal.
+func TestJoinCarriesCookie(t *testing.T) {
+	jd := newJoined()
+	r := requestRecord(100, 55, 1, uint8(event.OpDelete), "10.1.0.0/24")
+	r.Cookie = 0x10001
+	jd.request(r)
+	n1 := notification(55, 1, event.OpDelete, "10.1.0.0/24")
+	jd.j.notification(&n1, 0, 0)
+	n2 := notification(55, 2, event.OpDelete, "10.2.0.0/24") // past the captured part
+	jd.j.notification(&n2, 0, 0)
+	jd.j.Expire(orphanWaitNs, false)
+	if len(jd.out) != 2 {
+		t.Fatalf("got %d events, want 2", len(jd.out))
+	}
+	for i, ev := range jd.out {
+		if ev.Actor.Cookie != 0x10001 {
+			t.Errorf("event %d: cookie %#x, want the request's 0x10001", i, ev.Actor.Cookie)
+		}
+	}
+
+	jd = newJoined()
+	down := record{Kind: kindRequest, Op: uint8(event.OpReplace), Object: uint8(event.ObjectLink),
+		Origin: uint8(event.OriginNetlink), Netns: 7, Portid: 60, Seq: 3, Pid: 200, Tgid: 200, Oif: 3,
+		Flags: FlagLinkDown, Cookie: 0x20002}
+	jd.request(down)
+	n := notification(0, 0, event.OpDelete, "10.3.0.0/24")
+	jd.j.notification(&n, 0, 1)
+	linkDown := event.Event{Op: event.OpAdd, Object: event.ObjectLink, Netns: 7, Portid: 60, Seq: 3, Oif: 3}
+	jd.j.trigger(&linkDown, 0, 2)
+	jd.j.Expire(1+orphanWaitNs, false)
+	if len(jd.out) != 1 {
+		t.Fatalf("got %d events, want 1", len(jd.out))
+	}
+	if ev := jd.out[0]; ev.Actor.Cookie != 0 || ev.Cause.Actor.Cookie != 0x20002 {
+		t.Errorf("kernel removal: actor cookie %#x, cause's %#x; want 0 and 0x20002", ev.Actor.Cookie, ev.Cause.Actor.Cookie)
 	}
 }
 

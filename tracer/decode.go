@@ -151,10 +151,15 @@ func decodeRecord(c *clock, r *record, ev *event.Event) {
 	if ev.Origin == event.OriginIoctl {
 		copyName(&ev.Dev, &r.Oifname)
 	}
+	if ev.Object == event.ObjectRoute && r.OifName[0] != 0 {
+		// tiers 1-2: the name the kernel had for the route's device
+		copyName(&ev.Dev, &r.OifName)
+	}
 
 	a := &ev.Actor
 	a.Pid, a.Tgid, a.PPid, a.UID = r.Pid, r.Tgid, r.Ppid, r.Uid
 	a.CgroupID, a.Netns = r.CgroupId, r.ActorNetns
+	a.Cookie = r.ProcCookie
 	copyName(&a.Comm, &r.Comm)
 	copyName(&a.PComm, &r.Pcomm)
 

@@ -2,6 +2,8 @@ package tracer
 
 import (
 	"net/netip"
+	"reflect"
+	"slices"
 	"testing"
 	"time"
 	"unsafe"
@@ -257,8 +259,34 @@ func FuzzDecodeRecord(f *testing.F) {
 	}
 	f.Add([]byte{})
 	f.Add(make([]byte, recordSize-1))
+	f.Add(procBytes(procSample()))
+	f.Add(procBytes(procSample())[:procSize-1])
 	c := decodeClock()
 	f.Fuzz(func(t *testing.T, raw []byte) {
+		if recordKind(raw) == kindProc {
+			// What readRing does with a PROC record.
+			p, err := decodeProcess(c, raw)
+			if err != nil {
+				if len(raw) >= procSize {
+					t.Fatalf("decodeProcess(%d bytes): %v", len(raw), err)
+				}
+				return
+			}
+			if len(raw) < procSize {
+				t.Fatalf("decodeProcess accepted %d bytes", len(raw))
+			}
+			n := 0
+			for _, a := range p.Argv {
+				n += len(a) + 1
+			}
+			if n > 1024+1 || len(p.Exe) > 256 || len(p.Cgroup) > 512 {
+				t.Fatalf("process strings past their arrays: argv %d, exe %d, cgroup %d bytes", n, len(p.Exe), len(p.Cgroup))
+			}
+			if p.Truncated&^(TruncatedArgv|TruncatedExe|TruncatedCgroup) != 0 {
+				t.Fatalf("unknown truncation bits %b", p.Truncated)
+			}
+			return
+		}
 		var r record
 		if err := readRecord(raw, &r); err != nil {
 			if len(raw) >= recordSize {
@@ -298,4 +326,56 @@ func FuzzDecodeRecord(f *testing.F) {
 			t.Fatalf("cause on a %v event", ev.Origin)
 		}
 	})
+}
+
+func procSample() *procRecord {
+	r := &procRecord{Kind: kindProc, Cookie: 7<<16 | 1, Pid: 10, Tgid: 10, Ppid: 1, CgroupId: 99, Cgroup2Id: 99,
+		Flags: procFlagCgroup2 | 1<<3, CgroupLevel: 2}
+	put := func(dst []int8, s string) uint16 {
+		for i := range len(s) {
+			dst[i] = int8(s[i])
+		}
+		return uint16(len(s))
+	}
+	r.ArgvLen = put(r.Argv[:], "ip\x00route\x00del\x0010.0.0.0/8\x00")
+	r.ExeLen = put(r.Exe[:], "/usr/bin/ip")
+	r.CgroupLen = put(r.Cgroup[:], "/system.slice/x.service")
+	return r
+}
+
+func procBytes(r *procRecord) []byte {
+	return append([]byte(nil), unsafe.Slice((*byte)(unsafe.Pointer(r)), procSize)...)
+}
+
+// TestDecodeProcess: a PROC record's fields, strings and flags.
+func TestDecodeProcess(t *testing.T) {
+	raw := procBytes(procSample())
+	if k := recordKind(raw); k != kindProc {
+		t.Fatalf("kind %d", k)
+	}
+	p, err := decodeProcess(decodeClock(), raw)
+	if err != nil {
+		t.Fatal(err)
+	}
+	want := Process{Cookie: 7<<16 | 1, Time: p.Time, Pid: 10, Tgid: 10, PPid: 1, CgroupID: 99, Cgroup2ID: 99, Cgroup2: true,
+		CgroupLevel: 2, Cgroup: "/system.slice/x.service", Exe: "/usr/bin/ip",
+		Argv: []string{"ip", "route", "del", "10.0.0.0/8"}, Truncated: TruncatedCgroup}
+	if !reflect.DeepEqual(*p, want) {
+		t.Errorf("got  %+v\nwant %+v", *p, want)
+	}
+	if _, err := decodeProcess(decodeClock(), raw[:procSize-1]); err == nil {
+		t.Error("a short PROC record was decoded")
+	}
+	// A cut argv has no final NUL: the last argument is kept as cut.
+	r := procSample()
+	r.ArgvLen = 8 // "ip\0route"
+	p, _ = decodeProcess(decodeClock(), procBytes(r))
+	if !slices.Equal(p.Argv, []string{"ip", "route"}) {
+		t.Errorf("cut argv %q", p.Argv)
+	}
+	r.ArgvLen = 60000 // never past the array
+	p, _ = decodeProcess(decodeClock(), procBytes(r))
+	if len(p.Argv) < 4 || !slices.Equal(p.Argv[:4], want.Argv) {
+		t.Errorf("argv of a length past the array: %q", p.Argv)
+	}
 }

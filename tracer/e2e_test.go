@@ -45,7 +45,8 @@ func captureMode() string {
 	return CaptureAuto
 }
 
-// session is a running tracer collecting copies of the events it reports.
+// session is a running tracer collecting copies of the events it reports,
+// and the process records it delivered.
 type session struct {
 	t      *testing.T
 	tr     *Tracer
@@ -53,6 +54,14 @@ type session struct {
 	done   chan error
 	mu     sync.Mutex
 	events []event.Event
+	procs  []procSeen
+}
+
+// procSeen is a process record, and how many events had been emitted
+// when OnProcess received it.
+type procSeen struct {
+	p      *Process
+	events int
 }
 
 func startTracer(t *testing.T, namespaces ...*testnet.Netns) *session {
@@ -68,6 +77,16 @@ func startTracerOpts(t *testing.T, opts Options) *session {
 	t.Helper()
 	testnet.RequireRoot(t)
 	mode := opts.Attach
+	s := &session{t: t, done: make(chan error, 1)}
+	onProcess := opts.OnProcess
+	opts.OnProcess = func(p *Process) {
+		s.mu.Lock()
+		s.procs = append(s.procs, procSeen{p, len(s.events)})
+		s.mu.Unlock()
+		if onProcess != nil {
+			onProcess(p)
+		}
+	}
 	tr, err := New(opts)
 	if err != nil {
 		if (mode == "fentry" || mode == "kprobe") && isRefusal(err) {
@@ -76,7 +95,7 @@ func startTracerOpts(t *testing.T, opts Options) *session {
 		t.Fatalf("starting the tracer: %v", err)
 	}
 	ctx, cancel := context.WithCancel(context.Background())
-	s := &session{t: t, tr: tr, cancel: cancel, done: make(chan error, 1)}
+	s.tr, s.cancel = tr, cancel
 	go func() {
 		s.done <- tr.Run(ctx, func(ev *event.Event) {
 			s.mu.Lock()

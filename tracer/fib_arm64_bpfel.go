@@ -23,6 +23,7 @@ type fibAliasInfo struct {
 	Type     uint8
 	GwFamily uint8
 	Gw       [16]uint8
+	OifName  [16]int8
 }
 
 type fibBhScratchSlot struct {
@@ -102,12 +103,57 @@ type fibRtEvent struct {
 	CausePrefixlen uint8
 	CauseOp        uint8
 	Pad2           [6]uint8
+	ProcCookie     uint64
+	OifName        [16]int8
 }
 
 type fibRtHeap struct {
-	_   structs.HostLayout
-	Buf [1024]uint8
-	Ev  fibRtEvent
+	_       structs.HostLayout
+	Buf     [1024]uint8
+	Ev      fibRtEvent
+	ProcKey fibRtProcKey
+}
+
+type fibRtProc struct {
+	_           structs.HostLayout
+	TsNs        uint64
+	Cookie      uint64
+	Pid         uint32
+	Tgid        uint32
+	Ppid        uint32
+	Uid         uint32
+	CgroupId    uint64
+	Cgroup2Id   uint64
+	Hierarchy   uint32
+	CgroupLevel uint32
+	Kind        uint8
+	Flags       uint8
+	ArgvLen     uint16
+	ExeLen      uint16
+	CgroupLen   uint16
+	Argv        [1024]int8
+	Exe         [256]int8
+	Cgroup      [512]int8
+}
+
+type fibRtProcKey struct {
+	_         structs.HostLayout
+	StartTime uint64
+	ExecId    uint64
+	Cset      uint64
+	Tgid      uint32
+	Pad       uint32
+}
+
+type fibRtProcSlot struct {
+	_    structs.HostLayout
+	P    fibRtProc
+	Path [1280]int8
+	Name [256]int8
+	Key  fibRtProcKey
+	Next uint64
+	Busy uint32
+	Pad  uint32
 }
 
 type fibStashKey struct {
@@ -142,6 +188,8 @@ const (
 	fibMapGcTestNets                  = "gc_test_nets"
 	fibMapHeap                        = "heap"
 	fibMapLost                        = "lost"
+	fibMapProcHeap                    = "proc_heap"
+	fibMapProcsSeen                   = "procs_seen"
 	fibMapStash                       = "stash"
 	fibMapTaskCtxs                    = "task_ctxs"
 	fibProgFentryAddrconfNotify       = "fentry_addrconf_notify"
@@ -213,6 +261,7 @@ const (
 	fibProgKretprobeRtmNewNexthop     = "kretprobe_rtm_new_nexthop"
 	fibVarSelfTgid                    = "self_tgid"
 	fibVarUnusedRtEvent               = "unused_rt_event"
+	fibVarUnusedRtProc                = "unused_rt_proc"
 )
 
 // loadFib returns the embedded CollectionSpec for fib.
@@ -337,6 +386,8 @@ type fibMapSpecs struct {
 	GcTestNets   *ebpf.MapSpec `ebpf:"gc_test_nets"`
 	Heap         *ebpf.MapSpec `ebpf:"heap"`
 	Lost         *ebpf.MapSpec `ebpf:"lost"`
+	ProcHeap     *ebpf.MapSpec `ebpf:"proc_heap"`
+	ProcsSeen    *ebpf.MapSpec `ebpf:"procs_seen"`
 	Stash        *ebpf.MapSpec `ebpf:"stash"`
 	TaskCtxs     *ebpf.MapSpec `ebpf:"task_ctxs"`
 }
@@ -347,6 +398,7 @@ type fibMapSpecs struct {
 type fibVariableSpecs struct {
 	SelfTgid      *ebpf.VariableSpec `ebpf:"self_tgid"`
 	UnusedRtEvent *ebpf.VariableSpec `ebpf:"unused_rt_event"`
+	UnusedRtProc  *ebpf.VariableSpec `ebpf:"unused_rt_proc"`
 }
 
 // fibObjects contains all objects after they have been loaded into the kernel.
@@ -376,6 +428,8 @@ type fibMaps struct {
 	GcTestNets   *ebpf.Map `ebpf:"gc_test_nets"`
 	Heap         *ebpf.Map `ebpf:"heap"`
 	Lost         *ebpf.Map `ebpf:"lost"`
+	ProcHeap     *ebpf.Map `ebpf:"proc_heap"`
+	ProcsSeen    *ebpf.Map `ebpf:"procs_seen"`
 	Stash        *ebpf.Map `ebpf:"stash"`
 	TaskCtxs     *ebpf.Map `ebpf:"task_ctxs"`
 }
@@ -389,6 +443,8 @@ func (m *fibMaps) Close() error {
 		m.GcTestNets,
 		m.Heap,
 		m.Lost,
+		m.ProcHeap,
+		m.ProcsSeen,
 		m.Stash,
 		m.TaskCtxs,
 	)
@@ -400,6 +456,7 @@ func (m *fibMaps) Close() error {
 type fibVariables struct {
 	SelfTgid      *ebpf.Variable `ebpf:"self_tgid"`
 	UnusedRtEvent *ebpf.Variable `ebpf:"unused_rt_event"`
+	UnusedRtProc  *ebpf.Variable `ebpf:"unused_rt_proc"`
 }
 
 // fibPrograms contains all programs after they have been loaded into the kernel.

@@ -67,55 +67,82 @@ func TestRecordLayoutMatchesBTF(t *testing.T) {
 	loadArm64 := func(name string) func() (*ebpf.CollectionSpec, error) {
 		return func() (*ebpf.CollectionSpec, error) { return ebpf.LoadCollectionSpec(name) }
 	}
-	objects := []struct {
+	type object struct {
 		name string
 		load func() (*ebpf.CollectionSpec, error)
 		typ  reflect.Type // the object's own generated type
+	}
+	// Every record layout the ring buffer carries: the C struct, the Go
+	// type the reader copies into, and each object's generated type.
+	for _, rec := range []struct {
+		cName   string
+		goType  reflect.Type
+		goSize  int
+		objects []object
 	}{
-		{"fib", loadFib, reflect.TypeFor[fibRtEvent]()},
-		{"nlcapture", loadNlcapture, reflect.TypeFor[nlcaptureRtEvent]()},
-		{"parsertest", loadParsertest, reflect.TypeFor[parsertestRtEvent]()},
-		// The arm64 Go files build only on arm64; their objects' BTF must
-		// still match the one layout.
-		{"fib arm64", loadArm64("fib_arm64_bpfel.o"), reflect.TypeFor[fibRtEvent]()},
-		{"nlcapture arm64", loadArm64("nlcapture_arm64_bpfel.o"), reflect.TypeFor[nlcaptureRtEvent]()},
-		{"parsertest arm64", loadArm64("parsertest_arm64_bpfel.o"), reflect.TypeFor[parsertestRtEvent]()},
+		{"rt_event", reflect.TypeFor[record](), recordSize, []object{
+			{"fib", loadFib, reflect.TypeFor[fibRtEvent]()},
+			{"nlcapture", loadNlcapture, reflect.TypeFor[nlcaptureRtEvent]()},
+			{"parsertest", loadParsertest, reflect.TypeFor[parsertestRtEvent]()},
+			// The arm64 Go files build only on arm64; their objects' BTF must
+			// still match the one layout.
+			{"fib arm64", loadArm64("fib_arm64_bpfel.o"), reflect.TypeFor[fibRtEvent]()},
+			{"nlcapture arm64", loadArm64("nlcapture_arm64_bpfel.o"), reflect.TypeFor[nlcaptureRtEvent]()},
+			{"parsertest arm64", loadArm64("parsertest_arm64_bpfel.o"), reflect.TypeFor[parsertestRtEvent]()},
+		}},
+		{"rt_proc", reflect.TypeFor[procRecord](), procSize, []object{
+			{"fib", loadFib, reflect.TypeFor[fibRtProc]()},
+			{"nlcapture", loadNlcapture, reflect.TypeFor[nlcaptureRtProc]()},
+			{"nlorigin", loadNlorigin, reflect.TypeFor[nloriginRtProc]()},
+			{"fib arm64", loadArm64("fib_arm64_bpfel.o"), reflect.TypeFor[fibRtProc]()},
+			{"nlcapture arm64", loadArm64("nlcapture_arm64_bpfel.o"), reflect.TypeFor[nlcaptureRtProc]()},
+			{"nlorigin arm64", loadArm64("nlorigin_arm64_bpfel.o"), reflect.TypeFor[nloriginRtProc]()},
+		}},
+	} {
+		want := goLayout(rec.goType)
+		if len(want) == 0 {
+			t.Fatalf("%s has no fields", rec.goType)
+		}
+		var first []layoutField
+		for _, o := range rec.objects {
+			t.Run(rec.cName+"/"+o.name, func(t *testing.T) {
+				spec, err := o.load()
+				if errors.Is(err, fs.ErrNotExist) && os.Getenv("ROUTETRACE_VMTEST") != "" {
+					// The other architecture's object is read from the source
+					// tree, which a VM does not have; the host run checks it.
+					t.Skipf("loading the spec: %v (no source tree in the VM)", err)
+				}
+				if err != nil {
+					t.Fatalf("loading the spec: %v", err)
+				}
+				var s *btf.Struct
+				if err := spec.Types.TypeByName(rec.cName, &s); err != nil {
+					t.Fatalf("finding struct %s in BTF: %v", rec.cName, err)
+				}
+				if uint64(s.Size) != uint64(rec.goType.Size()) || uint64(s.Size) != uint64(o.typ.Size()) || int(s.Size) != rec.goSize {
+					t.Errorf("BTF %s is %d bytes; %s %d, %s %d, size constant %d",
+						rec.cName, s.Size, rec.goType, rec.goType.Size(), o.typ.Name(), o.typ.Size(), rec.goSize)
+				}
+				got := btfLayout(t, s)
+				compareLayouts(t, "BTF "+rec.cName, got, rec.goType.String(), want)
+				compareLayouts(t, "BTF "+rec.cName, got, o.typ.Name(), goLayout(o.typ))
+				if first == nil {
+					first = got
+				} else {
+					compareLayouts(t, "BTF "+rec.cName, got, rec.objects[0].name+"'s BTF "+rec.cName, first)
+				}
+			})
+		}
 	}
-	recordType := reflect.TypeFor[record]()
-	want := goLayout(recordType)
-	if len(want) == 0 {
-		t.Fatal("record has no fields")
+	// The reader tells the two records apart by the kind byte: it must be
+	// at one offset in both (the C static_asserts it too).
+	if a, b := reflect.TypeFor[record]().Field(0), reflect.TypeFor[procRecord]().Field(0); a.Name != "_" || b.Name != "_" {
+		t.Fatalf("generated types no longer start with structs.HostLayout")
 	}
-
-	var first []layoutField
-	for _, o := range objects {
-		t.Run(o.name, func(t *testing.T) {
-			spec, err := o.load()
-			if errors.Is(err, fs.ErrNotExist) && os.Getenv("ROUTETRACE_VMTEST") != "" {
-				// The other architecture's object is read from the source
-				// tree, which a VM does not have; the host run checks it.
-				t.Skipf("loading the spec: %v (no source tree in the VM)", err)
-			}
-			if err != nil {
-				t.Fatalf("loading the spec: %v", err)
-			}
-			var s *btf.Struct
-			if err := spec.Types.TypeByName("rt_event", &s); err != nil {
-				t.Fatalf("finding struct rt_event in BTF: %v", err)
-			}
-			if uint64(s.Size) != uint64(recordType.Size()) || uint64(s.Size) != uint64(o.typ.Size()) || int(s.Size) != recordSize {
-				t.Errorf("BTF rt_event is %d bytes; record %d, %s %d, recordSize %d",
-					s.Size, recordType.Size(), o.typ.Name(), o.typ.Size(), recordSize)
-			}
-			got := btfLayout(t, s)
-			compareLayouts(t, "BTF rt_event", got, "record", want)
-			compareLayouts(t, "BTF rt_event", got, o.typ.Name(), goLayout(o.typ))
-			if first == nil {
-				first = got
-			} else {
-				compareLayouts(t, "BTF rt_event", got, objects[0].name+"'s BTF rt_event", first)
-			}
-		})
+	ek, _ := reflect.TypeFor[record]().FieldByName("Kind")
+	pk, _ := reflect.TypeFor[procRecord]().FieldByName("Kind")
+	if ek.Offset != pk.Offset || int(ek.Offset) != kindOffset {
+		t.Errorf("kind at %d in rt_event, %d in rt_proc, kindOffset %d", ek.Offset, pk.Offset, kindOffset)
 	}
 }
 

@@ -73,12 +73,57 @@ type nlcaptureRtEvent struct {
 	CausePrefixlen uint8
 	CauseOp        uint8
 	Pad2           [6]uint8
+	ProcCookie     uint64
+	OifName        [16]int8
 }
 
 type nlcaptureRtHeap struct {
-	_   structs.HostLayout
-	Buf [1024]uint8
-	Ev  nlcaptureRtEvent
+	_       structs.HostLayout
+	Buf     [1024]uint8
+	Ev      nlcaptureRtEvent
+	ProcKey nlcaptureRtProcKey
+}
+
+type nlcaptureRtProc struct {
+	_           structs.HostLayout
+	TsNs        uint64
+	Cookie      uint64
+	Pid         uint32
+	Tgid        uint32
+	Ppid        uint32
+	Uid         uint32
+	CgroupId    uint64
+	Cgroup2Id   uint64
+	Hierarchy   uint32
+	CgroupLevel uint32
+	Kind        uint8
+	Flags       uint8
+	ArgvLen     uint16
+	ExeLen      uint16
+	CgroupLen   uint16
+	Argv        [1024]int8
+	Exe         [256]int8
+	Cgroup      [512]int8
+}
+
+type nlcaptureRtProcKey struct {
+	_         structs.HostLayout
+	StartTime uint64
+	ExecId    uint64
+	Cset      uint64
+	Tgid      uint32
+	Pad       uint32
+}
+
+type nlcaptureRtProcSlot struct {
+	_    structs.HostLayout
+	P    nlcaptureRtProc
+	Path [1280]int8
+	Name [256]int8
+	Key  nlcaptureRtProcKey
+	Next uint64
+	Busy uint32
+	Pad  uint32
 }
 
 // Names of all BPF objects in the ELF.
@@ -89,6 +134,8 @@ const (
 	nlcaptureMapHeap             = "heap"
 	nlcaptureMapIoctls           = "ioctls"
 	nlcaptureMapLost             = "lost"
+	nlcaptureMapProcHeap         = "proc_heap"
+	nlcaptureMapProcsSeen        = "procs_seen"
 	nlcaptureMapReads            = "reads"
 	nlcaptureMapRequesters       = "requesters"
 	nlcaptureProgRtIoctlEnter    = "rt_ioctl_enter"
@@ -105,6 +152,7 @@ const (
 	nlcaptureProgRtWrite         = "rt_write"
 	nlcaptureVarSelfTgid         = "self_tgid"
 	nlcaptureVarUnusedRtEvent    = "unused_rt_event"
+	nlcaptureVarUnusedRtProc     = "unused_rt_proc"
 )
 
 // loadNlcapture returns the embedded CollectionSpec for nlcapture.
@@ -171,6 +219,8 @@ type nlcaptureMapSpecs struct {
 	Heap       *ebpf.MapSpec `ebpf:"heap"`
 	Ioctls     *ebpf.MapSpec `ebpf:"ioctls"`
 	Lost       *ebpf.MapSpec `ebpf:"lost"`
+	ProcHeap   *ebpf.MapSpec `ebpf:"proc_heap"`
+	ProcsSeen  *ebpf.MapSpec `ebpf:"procs_seen"`
 	Reads      *ebpf.MapSpec `ebpf:"reads"`
 	Requesters *ebpf.MapSpec `ebpf:"requesters"`
 }
@@ -181,6 +231,7 @@ type nlcaptureMapSpecs struct {
 type nlcaptureVariableSpecs struct {
 	SelfTgid      *ebpf.VariableSpec `ebpf:"self_tgid"`
 	UnusedRtEvent *ebpf.VariableSpec `ebpf:"unused_rt_event"`
+	UnusedRtProc  *ebpf.VariableSpec `ebpf:"unused_rt_proc"`
 }
 
 // nlcaptureObjects contains all objects after they have been loaded into the kernel.
@@ -207,6 +258,8 @@ type nlcaptureMaps struct {
 	Heap       *ebpf.Map `ebpf:"heap"`
 	Ioctls     *ebpf.Map `ebpf:"ioctls"`
 	Lost       *ebpf.Map `ebpf:"lost"`
+	ProcHeap   *ebpf.Map `ebpf:"proc_heap"`
+	ProcsSeen  *ebpf.Map `ebpf:"procs_seen"`
 	Reads      *ebpf.Map `ebpf:"reads"`
 	Requesters *ebpf.Map `ebpf:"requesters"`
 }
@@ -217,6 +270,8 @@ func (m *nlcaptureMaps) Close() error {
 		m.Heap,
 		m.Ioctls,
 		m.Lost,
+		m.ProcHeap,
+		m.ProcsSeen,
 		m.Reads,
 		m.Requesters,
 	)
@@ -228,6 +283,7 @@ func (m *nlcaptureMaps) Close() error {
 type nlcaptureVariables struct {
 	SelfTgid      *ebpf.Variable `ebpf:"self_tgid"`
 	UnusedRtEvent *ebpf.Variable `ebpf:"unused_rt_event"`
+	UnusedRtProc  *ebpf.Variable `ebpf:"unused_rt_proc"`
 }
 
 // nlcapturePrograms contains all programs after they have been loaded into the kernel.

@@ -72,12 +72,57 @@ type nloriginRtEvent struct {
 	CausePrefixlen uint8
 	CauseOp        uint8
 	Pad2           [6]uint8
+	ProcCookie     uint64
+	OifName        [16]int8
 }
 
 type nloriginRtHeap struct {
-	_   structs.HostLayout
-	Buf [1024]uint8
-	Ev  nloriginRtEvent
+	_       structs.HostLayout
+	Buf     [1024]uint8
+	Ev      nloriginRtEvent
+	ProcKey nloriginRtProcKey
+}
+
+type nloriginRtProc struct {
+	_           structs.HostLayout
+	TsNs        uint64
+	Cookie      uint64
+	Pid         uint32
+	Tgid        uint32
+	Ppid        uint32
+	Uid         uint32
+	CgroupId    uint64
+	Cgroup2Id   uint64
+	Hierarchy   uint32
+	CgroupLevel uint32
+	Kind        uint8
+	Flags       uint8
+	ArgvLen     uint16
+	ExeLen      uint16
+	CgroupLen   uint16
+	Argv        [1024]int8
+	Exe         [256]int8
+	Cgroup      [512]int8
+}
+
+type nloriginRtProcKey struct {
+	_         structs.HostLayout
+	StartTime uint64
+	ExecId    uint64
+	Cset      uint64
+	Tgid      uint32
+	Pad       uint32
+}
+
+type nloriginRtProcSlot struct {
+	_    structs.HostLayout
+	P    nloriginRtProc
+	Path [1280]int8
+	Name [256]int8
+	Key  nloriginRtProcKey
+	Next uint64
+	Busy uint32
+	Pad  uint32
 }
 
 // Names of all BPF objects in the ELF.
@@ -88,9 +133,12 @@ const (
 	nloriginMapHeap            = "heap"
 	nloriginMapListeners       = "listeners"
 	nloriginMapLost            = "lost"
+	nloriginMapProcHeap        = "proc_heap"
+	nloriginMapProcsSeen       = "procs_seen"
 	nloriginProgRtNotifyOrigin = "rt_notify_origin"
 	nloriginVarSelfTgid        = "self_tgid"
 	nloriginVarUnusedRtEvent   = "unused_rt_event"
+	nloriginVarUnusedRtProc    = "unused_rt_proc"
 )
 
 // loadNlorigin returns the embedded CollectionSpec for nlorigin.
@@ -146,6 +194,8 @@ type nloriginMapSpecs struct {
 	Heap      *ebpf.MapSpec `ebpf:"heap"`
 	Listeners *ebpf.MapSpec `ebpf:"listeners"`
 	Lost      *ebpf.MapSpec `ebpf:"lost"`
+	ProcHeap  *ebpf.MapSpec `ebpf:"proc_heap"`
+	ProcsSeen *ebpf.MapSpec `ebpf:"procs_seen"`
 }
 
 // nloriginVariableSpecs contains global variables before they are loaded into the kernel.
@@ -154,6 +204,7 @@ type nloriginMapSpecs struct {
 type nloriginVariableSpecs struct {
 	SelfTgid      *ebpf.VariableSpec `ebpf:"self_tgid"`
 	UnusedRtEvent *ebpf.VariableSpec `ebpf:"unused_rt_event"`
+	UnusedRtProc  *ebpf.VariableSpec `ebpf:"unused_rt_proc"`
 }
 
 // nloriginObjects contains all objects after they have been loaded into the kernel.
@@ -180,6 +231,8 @@ type nloriginMaps struct {
 	Heap      *ebpf.Map `ebpf:"heap"`
 	Listeners *ebpf.Map `ebpf:"listeners"`
 	Lost      *ebpf.Map `ebpf:"lost"`
+	ProcHeap  *ebpf.Map `ebpf:"proc_heap"`
+	ProcsSeen *ebpf.Map `ebpf:"procs_seen"`
 }
 
 func (m *nloriginMaps) Close() error {
@@ -188,6 +241,8 @@ func (m *nloriginMaps) Close() error {
 		m.Heap,
 		m.Listeners,
 		m.Lost,
+		m.ProcHeap,
+		m.ProcsSeen,
 	)
 }
 
@@ -197,6 +252,7 @@ func (m *nloriginMaps) Close() error {
 type nloriginVariables struct {
 	SelfTgid      *ebpf.Variable `ebpf:"self_tgid"`
 	UnusedRtEvent *ebpf.Variable `ebpf:"unused_rt_event"`
+	UnusedRtProc  *ebpf.Variable `ebpf:"unused_rt_proc"`
 }
 
 // nloriginPrograms contains all programs after they have been loaded into the kernel.

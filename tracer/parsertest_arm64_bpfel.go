@@ -66,12 +66,57 @@ type parsertestRtEvent struct {
 	CausePrefixlen uint8
 	CauseOp        uint8
 	Pad2           [6]uint8
+	ProcCookie     uint64
+	OifName        [16]int8
 }
 
 type parsertestRtHeap struct {
-	_   structs.HostLayout
-	Buf [1024]uint8
-	Ev  parsertestRtEvent
+	_       structs.HostLayout
+	Buf     [1024]uint8
+	Ev      parsertestRtEvent
+	ProcKey parsertestRtProcKey
+}
+
+type parsertestRtProc struct {
+	_           structs.HostLayout
+	TsNs        uint64
+	Cookie      uint64
+	Pid         uint32
+	Tgid        uint32
+	Ppid        uint32
+	Uid         uint32
+	CgroupId    uint64
+	Cgroup2Id   uint64
+	Hierarchy   uint32
+	CgroupLevel uint32
+	Kind        uint8
+	Flags       uint8
+	ArgvLen     uint16
+	ExeLen      uint16
+	CgroupLen   uint16
+	Argv        [1024]int8
+	Exe         [256]int8
+	Cgroup      [512]int8
+}
+
+type parsertestRtProcKey struct {
+	_         structs.HostLayout
+	StartTime uint64
+	ExecId    uint64
+	Cset      uint64
+	Tgid      uint32
+	Pad       uint32
+}
+
+type parsertestRtProcSlot struct {
+	_    structs.HostLayout
+	P    parsertestRtProc
+	Path [1280]int8
+	Name [256]int8
+	Key  parsertestRtProcKey
+	Next uint64
+	Busy uint32
+	Pad  uint32
 }
 
 // Names of all BPF objects in the ELF.
@@ -82,9 +127,12 @@ const (
 	parsertestMapHeap          = "heap"
 	parsertestMapLost          = "lost"
 	parsertestMapParsed        = "parsed"
+	parsertestMapProcHeap      = "proc_heap"
+	parsertestMapProcsSeen     = "procs_seen"
 	parsertestProgParseRtnl    = "parse_rtnl"
 	parsertestVarSelfTgid      = "self_tgid"
 	parsertestVarUnusedRtEvent = "unused_rt_event"
+	parsertestVarUnusedRtProc  = "unused_rt_proc"
 )
 
 // loadParsertest returns the embedded CollectionSpec for parsertest.
@@ -136,10 +184,12 @@ type parsertestProgramSpecs struct {
 //
 // It can be passed ebpf.CollectionSpec.Assign.
 type parsertestMapSpecs struct {
-	Events *ebpf.MapSpec `ebpf:"events"`
-	Heap   *ebpf.MapSpec `ebpf:"heap"`
-	Lost   *ebpf.MapSpec `ebpf:"lost"`
-	Parsed *ebpf.MapSpec `ebpf:"parsed"`
+	Events    *ebpf.MapSpec `ebpf:"events"`
+	Heap      *ebpf.MapSpec `ebpf:"heap"`
+	Lost      *ebpf.MapSpec `ebpf:"lost"`
+	Parsed    *ebpf.MapSpec `ebpf:"parsed"`
+	ProcHeap  *ebpf.MapSpec `ebpf:"proc_heap"`
+	ProcsSeen *ebpf.MapSpec `ebpf:"procs_seen"`
 }
 
 // parsertestVariableSpecs contains global variables before they are loaded into the kernel.
@@ -148,6 +198,7 @@ type parsertestMapSpecs struct {
 type parsertestVariableSpecs struct {
 	SelfTgid      *ebpf.VariableSpec `ebpf:"self_tgid"`
 	UnusedRtEvent *ebpf.VariableSpec `ebpf:"unused_rt_event"`
+	UnusedRtProc  *ebpf.VariableSpec `ebpf:"unused_rt_proc"`
 }
 
 // parsertestObjects contains all objects after they have been loaded into the kernel.
@@ -170,10 +221,12 @@ func (o *parsertestObjects) Close() error {
 //
 // It can be passed to loadParsertestObjects or ebpf.CollectionSpec.LoadAndAssign.
 type parsertestMaps struct {
-	Events *ebpf.Map `ebpf:"events"`
-	Heap   *ebpf.Map `ebpf:"heap"`
-	Lost   *ebpf.Map `ebpf:"lost"`
-	Parsed *ebpf.Map `ebpf:"parsed"`
+	Events    *ebpf.Map `ebpf:"events"`
+	Heap      *ebpf.Map `ebpf:"heap"`
+	Lost      *ebpf.Map `ebpf:"lost"`
+	Parsed    *ebpf.Map `ebpf:"parsed"`
+	ProcHeap  *ebpf.Map `ebpf:"proc_heap"`
+	ProcsSeen *ebpf.Map `ebpf:"procs_seen"`
 }
 
 func (m *parsertestMaps) Close() error {
@@ -182,6 +235,8 @@ func (m *parsertestMaps) Close() error {
 		m.Heap,
 		m.Lost,
 		m.Parsed,
+		m.ProcHeap,
+		m.ProcsSeen,
 	)
 }
 
@@ -191,6 +246,7 @@ func (m *parsertestMaps) Close() error {
 type parsertestVariables struct {
 	SelfTgid      *ebpf.Variable `ebpf:"self_tgid"`
 	UnusedRtEvent *ebpf.Variable `ebpf:"unused_rt_event"`
+	UnusedRtProc  *ebpf.Variable `ebpf:"unused_rt_proc"`
 }
 
 // parsertestPrograms contains all programs after they have been loaded into the kernel.

@@ -52,12 +52,21 @@ type Options struct {
 	TraceSelf bool
 	// Logger receives progress and problems; nil means slog.Default().
 	Logger *slog.Logger
+	// OnProcess receives each process record the kernel sends (see
+	// Process), on Run's goroutine, before any event that carries its
+	// cookie in Actor.Cookie (or Cause.Actor.Cookie). nil: records are
+	// read and dropped. The Process is the callee's to keep.
+	OnProcess func(*Process)
 }
 
 // Stats counts what was read and what was not reported, so that no loss is
 // silent. Every counter here is printed by the exit summary (see Losses).
 type Stats struct {
-	Records atomic.Uint64 // ring buffer records read
+	Records atomic.Uint64 // ring buffer records read, process records included
+	// Processes counts the process records read (RT_KIND_PROC). One the
+	// ring had no room for is counted with the other lost records
+	// (Losses.RingRecords): its process's next record sends it again.
+	Processes atomic.Uint64
 	// Tier 3's: overruns, unconfirmed, truncated, evicted, listener gaps,
 	// unlistened; and read errors of the ring buffer and the sockets.
 	tier3.Stats
@@ -307,9 +316,15 @@ func attachHook(obj *object, h hook, tiers []event.Attach) (HookStatus, *attache
 }
 
 // sharedMaps are the fib object's maps every other object writes to: one
-// ring buffer, its loss counter, and the per-CPU heap (see openObject).
+// ring buffer, its loss counter, the per-CPU heap (see openObject), and
+// the process records' (bpf/include/proc.h): one set of processes seen and
+// one cookie counter, so that a cookie names one process whichever object
+// sent its record.
 func sharedMaps(fib *object) map[string]*ebpf.Map {
-	return map[string]*ebpf.Map{"events": fib.maps["events"], "lost": fib.maps["lost"], "heap": fib.maps["heap"]}
+	return map[string]*ebpf.Map{
+		"events": fib.maps["events"], "lost": fib.maps["lost"], "heap": fib.maps["heap"],
+		"procs_seen": fib.maps["procs_seen"], "proc_heap": fib.maps["proc_heap"],
+	}
 }
 
 // startTier3 attaches the request capture and opens the notification
@@ -422,7 +437,7 @@ const maxDrainExtra = 10
 // Run reports events to emit until ctx ends. emit's event is only valid
 // during the call.
 func (t *Tracer) Run(ctx context.Context, emit func(*event.Event)) error {
-	recs := make(chan record, 4096)
+	recs := make(chan ringItem, 4096)
 	notes := make(chan tier3.Note, 4096)
 	var wg sync.WaitGroup
 
@@ -538,17 +553,22 @@ func (t *Tracer) Run(ctx context.Context, emit func(*event.Event)) error {
 			if t.listeners != nil {
 				t.listeners.Stop()
 			}
-		case r, ok := <-recs:
+		case it, ok := <-recs:
 			if !ok {
 				recs = nil
 				continue
 			}
-			if r.Kind == kindRingFlushed {
+			r := &it.rec
+			if it.proc != nil {
+				if t.opts.OnProcess != nil {
+					t.opts.OnProcess(it.proc)
+				}
+			} else if r.Kind == kindRingFlushed {
 				if stopFlush != 0 && r.Seq >= uint32(stopFlush) {
 					ringSynced = true
 				}
 			} else {
-				t.handleRecord(&r, &ev, j, out)
+				t.handleRecord(r, &ev, j, out)
 				busy()
 			}
 		case n, ok := <-notes:
@@ -640,13 +660,20 @@ func (t *Tracer) handleRecord(r *record, ev *event.Event, j *tier3.Joiner, out f
 // wake the reader: records are written without a wakeup (see rt_emit).
 const ringPoll = 10 * time.Millisecond
 
+// ringItem is one record read from the ring buffer: an rt_event, or a
+// process record already decoded (proc set).
+type ringItem struct {
+	rec  record
+	proc *Process
+}
+
 // readRing copies records out of the ring buffer until it is closed, or
 // until Run is stopping and nothing is left to read. The deadline is set
 // here, by the reading goroutine: the reader holds its lock while it waits,
 // so another goroutine setting it would wait for the next record.
-func (t *Tracer) readRing(recs chan<- record) {
+func (t *Tracer) readRing(recs chan<- ringItem) {
 	var rec ringbuf.Record
-	var r record
+	var it ringItem
 	lastRead := time.Now()
 	for {
 		wait := ringPoll
@@ -661,7 +688,7 @@ func (t *Tracer) readRing(recs chan<- record) {
 		case errors.Is(err, ringbuf.ErrFlushed):
 			// Every record written before the flush has been read: say
 			// so, with the number of the last flush asked (wakeRing).
-			recs <- record{Kind: kindRingFlushed, Seq: uint32(t.flushAsked.Load())}
+			recs <- ringItem{rec: record{Kind: kindRingFlushed, Seq: uint32(t.flushAsked.Load())}}
 			continue
 		case errors.Is(err, os.ErrDeadlineExceeded):
 			if t.stopping.Load() && t.reader.AvailableBytes() == 0 {
@@ -677,12 +704,23 @@ func (t *Tracer) readRing(recs chan<- record) {
 			time.Sleep(10 * time.Millisecond)
 			continue
 		}
-		if readRecord(rec.RawSample, &r) != nil {
+		if recordKind(rec.RawSample) == kindProc {
+			p, err := decodeProcess(&t.clock, rec.RawSample)
+			if err != nil {
+				t.stats.ReadErrors.Add(1)
+				continue
+			}
+			t.stats.Records.Add(1)
+			t.stats.Processes.Add(1)
+			recs <- ringItem{proc: p}
+			continue
+		}
+		if readRecord(rec.RawSample, &it.rec) != nil {
 			t.stats.ReadErrors.Add(1)
 			continue
 		}
 		t.stats.Records.Add(1)
-		recs <- r
+		recs <- it
 	}
 }
 

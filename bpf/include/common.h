@@ -63,10 +63,22 @@ struct {
 	__type(value, __u64);
 } lost SEC(".maps");
 
+/* A process as it is now: any of these changes makes a new record. */
+struct rt_proc_key {
+	__u64 start_time; /* the group leader's: when the process started */
+	__u64 exec_id;    /* task->self_exec_id: each execve bumps it (new argv, exe) */
+	__u64 cset;       /* task->cgroups: moving to another cgroup changes it */
+	__u32 tgid;
+	__u32 pad;
+};
+
 /* Per-CPU working space: a copy of one request, and the event being built. */
 struct rt_heap {
 	__u8 buf[RT_SCRATCH * 2];
 	struct rt_event ev;
+	/* The actor's process identity (proc.h), kept here rather than on
+	 * the stack of the capture's nested bpf_loop callbacks. */
+	struct rt_proc_key proc_key;
 };
 
 struct {
@@ -76,8 +88,9 @@ struct {
 	__type(value, struct rt_heap);
 } heap SEC(".maps");
 
-/* Forces bpf2go to emit the Go type. */
+/* Forces bpf2go to emit the Go types. */
 const struct rt_event *unused_rt_event __attribute__((unused));
+const struct rt_proc *unused_rt_proc __attribute__((unused));
 
 static __always_inline struct rt_heap *rt_heap(void)
 {
@@ -100,7 +113,9 @@ static __always_inline void rt_count_lost(void)
 #define RT_WAKEUP_BYTES (256 << 10)
 #define RT_THROTTLE_BYTES (4 << 20)
 
-static __always_inline void rt_emit(struct rt_event *e)
+/* Writes one record (an rt_event or an rt_proc) to the ring, or counts it
+ * lost. Returns 0 when written. */
+static __always_inline long rt_output(void *data, __u64 size)
 {
 	__u64 backlog = bpf_ringbuf_query(&events, BPF_RB_AVAIL_DATA);
 	__u64 flags = BPF_RB_NO_WAKEUP;
@@ -113,10 +128,18 @@ static __always_inline void rt_emit(struct rt_event *e)
 	 * wakeup's cost slows the task that outruns it, rather than the ring
 	 * filling up and records being lost. */
 	if (backlog >= RT_THROTTLE_BYTES ||
-	    backlog / RT_WAKEUP_BYTES != (backlog + sizeof(*e) + 8) / RT_WAKEUP_BYTES)
+	    backlog / RT_WAKEUP_BYTES != (backlog + size + 8) / RT_WAKEUP_BYTES)
 		flags = BPF_RB_FORCE_WAKEUP;
-	if (bpf_ringbuf_output(&events, e, sizeof(*e), flags) != 0)
+	if (bpf_ringbuf_output(&events, data, size, flags) != 0) {
 		rt_count_lost();
+		return -1;
+	}
+	return 0;
+}
+
+static __always_inline void rt_emit(struct rt_event *e)
+{
+	rt_output(e, sizeof(*e));
 }
 
 static __always_inline __u32 rt_net_inum(struct net *net)
@@ -124,9 +147,13 @@ static __always_inline __u32 rt_net_inum(struct net *net)
 	return BPF_CORE_READ(net, ns.inum);
 }
 
+#include "proc.h"
+
 /* Who is running: everything the kernel knows now, since a short-lived
- * process is gone before user space could look it up. */
-static __always_inline void rt_fill_actor(struct rt_event *e)
+ * process is gone before user space could look it up. Without the
+ * process record: for programs that may run in softirq (fib6_add,
+ * fib6_del), which decide afterwards whether the task is the actor. */
+static __always_inline void rt_fill_actor_noproc(struct rt_event *e)
 {
 	struct task_struct *task = (struct task_struct *)bpf_get_current_task();
 	struct task_struct *parent;
@@ -146,10 +173,21 @@ static __always_inline void rt_fill_actor(struct rt_event *e)
 		e->flags |= RT_F_KTHREAD;
 }
 
+/* The actor, and the cookie of its process record (written to the ring
+ * now if this process identity has none yet: before the record being
+ * built, which is reserved later). Task context only. */
+static __always_inline void rt_fill_actor(struct rt_event *e)
+{
+	rt_fill_actor_noproc(e);
+	if (!(e->flags & RT_F_KTHREAD))
+		e->proc_cookie = rt_proc_cookie((struct task_struct *)bpf_get_current_task(), e->tgid);
+}
+
 /* The actor's part of an event, kept to stamp many events of one syscall
  * (a batch of requests) without asking the kernel again for each. */
 struct rt_actor {
 	__u64 cgroup_id;
+	__u64 proc_cookie;
 	__u32 pid;
 	__u32 tgid;
 	__u32 ppid;
@@ -164,6 +202,7 @@ struct rt_actor {
 static __always_inline void rt_save_actor(const struct rt_event *e, struct rt_actor *a)
 {
 	a->cgroup_id = e->cgroup_id;
+	a->proc_cookie = e->proc_cookie;
 	a->pid = e->pid;
 	a->tgid = e->tgid;
 	a->ppid = e->ppid;
@@ -185,6 +224,7 @@ static __always_inline struct rt_event *rt_new_event_as(struct rt_heap *h, __u8 
 	e->attach = attach;
 	e->ts_ns = bpf_ktime_get_ns();
 	e->cgroup_id = a->cgroup_id;
+	e->proc_cookie = a->proc_cookie;
 	e->pid = a->pid;
 	e->tgid = a->tgid;
 	e->ppid = a->ppid;
@@ -193,6 +233,20 @@ static __always_inline struct rt_event *rt_new_event_as(struct rt_heap *h, __u8 
 	e->flags = a->flags;
 	__builtin_memcpy(e->comm, a->comm, RT_COMM_LEN);
 	__builtin_memcpy(e->pcomm, a->pcomm, RT_COMM_LEN);
+	return e;
+}
+
+/* A fresh event in the per-CPU heap, actor filled but no process record
+ * looked up (proc_cookie 0): for an actor saved before it is known to
+ * have made a request worth one. */
+static __always_inline struct rt_event *rt_new_event_noproc(struct rt_heap *h, __u8 kind, __u8 attach)
+{
+	struct rt_event *e = &h->ev;
+
+	__builtin_memset(e, 0, sizeof(*e));
+	e->kind = kind;
+	e->attach = attach;
+	rt_fill_actor_noproc(e);
 	return e;
 }
 

@@ -21,6 +21,9 @@ enum rt_kind {
 	RT_KIND_ORIGIN = 4,  /* the ioctl that made a notification with no requester
 			      * (portid 0): the actor, nlmsg_type, seq, and in count
 			      * a hash of the notification (see nlorigin.bpf.c) */
+	RT_KIND_PROC = 5,    /* a struct rt_proc, not an rt_event: who a process
+			      * is (argv, exe, cgroup), sent before the first
+			      * record that carries its proc_cookie */
 };
 
 /* A REQUEST or ACK record with RT_F_TRUNCATED and no object (RT_OBJ_NONE)
@@ -135,6 +138,58 @@ struct rt_event {
 	__u8 cause_prefixlen;
 	__u8 cause_op; /* enum rt_op: delete (unregistered, address) or replace (down) */
 	__u8 pad2[6];
+
+	/* The struct rt_proc naming the actor's process (0: none, e.g. a
+	 * kernel thread or softirq). */
+	__u64 proc_cookie;
+	/* Tiers 1-2: the name of the route's (first nexthop's) device, read
+	 * from its net_device at the hook, so that a route in a namespace the
+	 * tracer does not follow, or on a link already gone, has its dev.
+	 * Not the rule selector oifname above. "" when not known. */
+	char oif_name[RT_IFNAME_LEN];
 };
+
+#define RT_PROC_ARGV_LEN 1024
+#define RT_PROC_EXE_LEN 256
+#define RT_PROC_CGROUP_LEN 512
+#define RT_PROC_MAX_DEPTH 16 /* path components walked (exe, cgroup), cgroup links */
+
+/* rt_proc.flags */
+#define RT_PROC_F_CGROUP2      (1 << 0) /* the chosen cgroup is on the default (v2) hierarchy */
+#define RT_PROC_F_ARGV_TRUNC   (1 << 1) /* argv longer than RT_PROC_ARGV_LEN, or unreadable */
+#define RT_PROC_F_EXE_TRUNC    (1 << 2) /* exe: more components or bytes than kept (leaf end kept) */
+#define RT_PROC_F_CGROUP_TRUNC (1 << 3) /* cgroup path: likewise (leaf end kept) */
+
+/*
+ * RT_KIND_PROC: who a process is, recorded by the kernel the first time it
+ * acts (per process identity: tgid, exec, css_set), so that a process that
+ * exits a millisecond later, and whose cgroup is removed, is still named.
+ * Every later record of that process carries `cookie` in proc_cookie.
+ * `kind` is at rt_event's offset: user space reads that byte to tell the
+ * two records apart (static_assert below).
+ */
+struct rt_proc {
+	__u64 ts_ns;
+	__u64 cookie;
+	__u32 pid;
+	__u32 tgid;
+	__u32 ppid;
+	__u32 uid;
+	__u64 cgroup_id;  /* kernfs id of the chosen cgroup (cgrp->kn->id) */
+	__u64 cgroup2_id; /* bpf_get_current_cgroup_id(): the default hierarchy's */
+	__u32 hierarchy;  /* cgrp->root->hierarchy_id of the chosen cgroup */
+	__u32 cgroup_level;
+	__u8 kind;        /* RT_KIND_PROC */
+	__u8 flags;       /* RT_PROC_F_* */
+	__u16 argv_len;   /* bytes of argv: NUL-separated arguments */
+	__u16 exe_len;
+	__u16 cgroup_len;
+	char argv[RT_PROC_ARGV_LEN];
+	char exe[RT_PROC_EXE_LEN];       /* "/usr/bin/ip", from the filesystem's root */
+	char cgroup[RT_PROC_CGROUP_LEN]; /* "/system.slice/x.service", from the hierarchy's root */
+};
+
+_Static_assert(__builtin_offsetof(struct rt_proc, kind) == __builtin_offsetof(struct rt_event, kind),
+	       "rt_proc.kind must be where rt_event.kind is");
 
 #endif
