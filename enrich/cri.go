@@ -125,6 +125,20 @@ func (s *CRISource) Describe(ctx context.Context) (string, error) {
 	return fmt.Sprintf("%s %s (CRI %s) at %s", v.RuntimeName, v.RuntimeVersion, v.RuntimeApiVersion, s.socket), nil
 }
 
+// RuntimeName is the runtime's own name ("containerd", "cri-o"): the
+// runtime of containers whose cgroup path does not say (the kubelet's
+// cgroupfs driver names a container by its id alone).
+func (s *CRISource) RuntimeName(ctx context.Context) (string, error) {
+	v, err := s.rs.Version(quiet(ctx), "v1")
+	if err != nil {
+		return "", s.wrap("asking the runtime's version", err)
+	}
+	if v.RuntimeName == "cri-o" {
+		return "crio", nil // as the cgroup paths name it
+	}
+	return v.RuntimeName, nil
+}
+
 // List returns every pod sandbox, ready or not, and every container. A
 // sandbox that is not ready has had its network torn down (its addresses
 // may already be another pod's): its pod is listed without IPs. A

@@ -25,7 +25,7 @@ type Process struct {
 
 	Unit        string // systemd unit or scope (system.slice/x.service → x.service)
 	ContainerID string // 64 hex digits
-	Runtime     string // containerd, crio, docker
+	Runtime     string // containerd, crio, docker, podman
 	PodUID      string
 	QoS         string // guaranteed, burstable, besteffort
 

@@ -20,6 +20,7 @@ import (
 
 	"github.com/urfave/cli/v2"
 
+	"github.com/routetrace/routetrace/enrich"
 	"github.com/routetrace/routetrace/exporter"
 	"github.com/routetrace/routetrace/rtnl"
 	"github.com/routetrace/routetrace/tracer"
@@ -55,6 +56,8 @@ func benchCommand() *cli.Command {
 			&cli.IntFlag{Name: "udp-count", Value: 200000, Usage: "datagrams the UDP case sends"},
 			&cli.StringFlag{Name: "output", Aliases: []string{"o"}, Value: "text", Usage: "text or json"},
 			&cli.BoolFlag{Name: "pin", Usage: "tracer on CPU 1, the workload on CPU 0 (see bench_kernel.go)"},
+			&cli.BoolFlag{Name: "enrich", Value: true, Usage: "also time each case with enrichment (unit, pod, command line, link names), in a third mode of each round, and print what it adds"},
+			&cli.IntFlag{Name: "synthetic-pods", Hidden: true, Usage: "give the enricher this many generated pods (3 containers each): memory and lookup cost with a full cache"},
 			&cli.BoolFlag{Name: "bpf-stats", Value: true, Usage: "one more traced round with BPF run-time statistics: each program's ns per run, per deleted route"},
 		},
 		Action: runBench,
@@ -102,6 +105,9 @@ type caseResult struct {
 	Off   float64
 	On    float64
 	Ratio float64
+	// With enrichment (0 when --enrich=false).
+	OnEnrich    float64
+	RatioEnrich float64
 }
 
 type benchResult struct {
@@ -124,6 +130,9 @@ type benchResult struct {
 	RSSBaseMiB float64           `json:"rss_before_mib"`
 	BPF        bpfMemory         `json:"bpf"`
 
+	// Enrichment: its cost on the event path, sampled, and its caches.
+	Enrich *enrichResult `json:"enrich,omitempty"`
+
 	// The statistics round (bench_kernel.go); absent with --bpf-stats=false.
 	Kernel *kernelCost `json:"kernel_cost,omitempty"`
 
@@ -145,6 +154,9 @@ func (r *benchResult) MarshalJSON() ([]byte, error) {
 	}
 	for _, c := range r.results {
 		m[c.Key+"_off_s"], m[c.Key+"_on_s"], m["ratio_"+c.Key] = c.Off, c.On, c.Ratio
+		if c.OnEnrich > 0 {
+			m[c.Key+"_enrich_s"], m["ratio_"+c.Key+"_enrich"] = c.OnEnrich, c.RatioEnrich
+		}
 	}
 	return json.Marshal(m)
 }
@@ -211,7 +223,11 @@ func runBench(c *cli.Context) error {
 	for _, bc := range cases {
 		res.Cases = append(res.Cases, bc.key)
 	}
-	off, on := map[string][]float64{}, map[string][]float64{}
+	b.synthPods = c.Int("synthetic-pods")
+	off, on, onEnrich := map[string][]float64{}, map[string][]float64{}, map[string][]float64{}
+	if c.Bool("enrich") {
+		res.Enrich = &enrichResult{}
+	}
 	for r := 0; r < rounds; r++ {
 		slog.Info("bench round", "round", r+1, "of", rounds, "mode", "no tracer")
 		for _, bc := range cases {
@@ -222,13 +238,23 @@ func runBench(c *cli.Context) error {
 			off[bc.key] = append(off[bc.key], run.seconds)
 		}
 		slog.Info("bench round", "round", r+1, "of", rounds, "mode", "tracer")
-		if err := b.tracedHalf(c.String("attach"), cases, r+1, on, res); err != nil {
+		if err := b.tracedHalf(c.String("attach"), cases, r+1, on, res, false); err != nil {
 			return err
+		}
+		if res.Enrich != nil {
+			slog.Info("bench round", "round", r+1, "of", rounds, "mode", "tracer with enrichment")
+			if err := b.tracedHalf(c.String("attach"), cases, r+1, onEnrich, res, true); err != nil {
+				return err
+			}
 		}
 	}
 	for _, bc := range cases {
 		cr := caseResult{Key: bc.key, Label: bc.label, Off: median(off[bc.key]), On: median(on[bc.key])}
 		cr.Ratio = cr.On / cr.Off
+		if res.Enrich != nil {
+			cr.OnEnrich = median(onEnrich[bc.key])
+			cr.RatioEnrich = cr.OnEnrich / cr.Off
+		}
 		res.results = append(res.results, cr)
 	}
 	res.Lost = res.losses.Total()
@@ -255,6 +281,9 @@ func runBench(c *cli.Context) error {
 		}
 		return fmt.Errorf("identity check failed: %s", res.Identity)
 	}
+	if res.Enrich != nil && res.Enrich.Unnamed > 0 {
+		return fmt.Errorf("enrichment check failed: %d deletions reported without their command line", res.Enrich.Unnamed)
+	}
 	return nil
 }
 
@@ -275,9 +304,17 @@ func printBench(w io.Writer, res *benchResult) {
 	}
 	fmt.Fprintf(w, "routetrace bench: %d IPv4 /24 routes per deletion case, %d round(s), attach %s, median of rounds\n",
 		res.N, res.Rounds, attach)
-	fmt.Fprintf(w, "%-16s %12s %12s %8s\n", "", "no tracer", "tracer", "ratio")
-	for _, c := range res.results {
-		fmt.Fprintf(w, "%-16s %11.3fs %11.3fs %8.3f\n", c.Label, c.Off, c.On, c.Ratio)
+	if res.Enrich == nil {
+		fmt.Fprintf(w, "%-16s %12s %12s %8s\n", "", "no tracer", "tracer", "ratio")
+		for _, c := range res.results {
+			fmt.Fprintf(w, "%-16s %11.3fs %11.3fs %8.3f\n", c.Label, c.Off, c.On, c.Ratio)
+		}
+	} else {
+		fmt.Fprintf(w, "%-16s %12s %12s %8s %12s %8s %14s\n", "", "no tracer", "tracer", "ratio", "+ enrich", "ratio", "enrich adds")
+		for _, c := range res.results {
+			fmt.Fprintf(w, "%-16s %11.3fs %11.3fs %8.3f %11.3fs %8.3f %13.1f%%\n", c.Label, c.Off, c.On, c.Ratio,
+				c.OnEnrich, c.RatioEnrich, (c.RatioEnrich/c.Ratio-1)*100)
+		}
 	}
 	if res.Expected > 0 {
 		fmt.Fprintf(w, "identity: %d of %d deletions reported exactly once with the pid and comm that made them (%s)\n",
@@ -290,6 +327,7 @@ func printBench(w io.Writer, res *benchResult) {
 		res.RSSMiB, res.RSSBaseMiB, res.BPF.MapsMiB, res.BPF.Maps)
 	fmt.Fprintln(w, "  (RSS is this whole process: tracer, its 16 MiB ring buffer mapped in, and the bench's 6 bytes per\n"+
 		"  route of bookkeeping; the BPF figures are kernel memory charged as memlock, from /proc/self/fdinfo)")
+	printEnrichResult(w, res.Enrich)
 	printKernelCost(w, res.Kernel)
 }
 
@@ -307,6 +345,7 @@ type benchNetns struct {
 	ddCount    int
 	udpCount   int
 	capture    string // --capture
+	synthPods  int    // --synthetic-pods
 }
 
 func newBenchNetns(n, ddCount, udpCount int) (*benchNetns, error) {
@@ -527,8 +566,23 @@ func (b *benchNetns) child(args ...string) (childReport, error) {
 
 // tracedHalf runs the cases once with a tracer attached, checking after
 // each deletion case that every deletion was reported once, by its actor.
-func (b *benchNetns) tracedHalf(attach string, cases []benchCase, round int, on map[string][]float64, res *benchResult) error {
-	t, err := tracer.New(tracer.Options{Attach: attach, Capture: b.capture, Netns: []string{b.name}, Logger: slog.Default()})
+func (b *benchNetns) tracedHalf(attach string, cases []benchCase, round int, on map[string][]float64, res *benchResult, enriched bool) error {
+	opts := tracer.Options{Attach: attach, Capture: b.capture, Netns: []string{b.name}, Logger: slog.Default()}
+	id := newIdentity(b.n, b.inode)
+	emit := id.observe
+	var stage *enrich.Stage
+	if enriched {
+		enr, err := b.newEnricher()
+		if err != nil {
+			return err
+		}
+		defer func() { res.Enrich.add(enr, id) }()
+		defer enr.Close()
+		id.wantProcess = true
+		stage = enr.NewStage(id.observe)
+		opts.OnProcess, emit = stage.AddProcess, stage.Write
+	}
+	t, err := tracer.New(opts)
 	if err != nil {
 		return err
 	}
@@ -537,10 +591,15 @@ func (b *benchNetns) tracedHalf(attach string, cases []benchCase, round int, on 
 	res.Capture = t.Capture()
 	res.BPF = res.BPF.max(readBPFMemory())
 
-	id := newIdentity(b.n, b.inode)
 	ctx, cancel := context.WithCancel(context.Background())
 	done := make(chan error, 1)
-	go func() { done <- t.Run(ctx, id.observe) }()
+	go func() {
+		err := t.Run(ctx, emit)
+		if stage != nil {
+			stage.Close()
+		}
+		done <- err
+	}()
 	stop := func() error {
 		cancel()
 		return <-done

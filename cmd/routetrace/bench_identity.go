@@ -32,6 +32,11 @@ type identity struct {
 	failed, unexpected uint64
 	odd                []string // the first few of those, described
 
+	// With enrichment: each deletion must come with its command line.
+	wantProcess bool
+	named       atomic.Uint64 // deletions whose actor has a command line
+	unnamed     atomic.Uint64 // deletions whose actor has none
+
 	events  atomic.Uint64 // every event the tracer emitted, anywhere
 	adds    atomic.Uint64 // successful route adds in the namespace
 	deletes atomic.Uint64 // deletions of one of the N routes
@@ -123,6 +128,13 @@ func (id *identity) observe(ev *event.Event) {
 		}
 		id.pid[i] = ev.Actor.Tgid
 		id.comm[i] = id.commIndex(&ev.Actor)
+		if id.wantProcess {
+			if p := ev.Actor.Process; p != nil && len(p.Cmdline) > 0 {
+				id.named.Add(1)
+			} else {
+				id.unnamed.Add(1)
+			}
+		}
 		id.deletes.Add(1)
 	}
 }

@@ -5,11 +5,13 @@ import (
 	"fmt"
 	"io"
 	"log/slog"
+	"os"
 	"strings"
 	"text/tabwriter"
 
 	"github.com/urfave/cli/v2"
 
+	"github.com/routetrace/routetrace/enrich"
 	"github.com/routetrace/routetrace/event"
 	"github.com/routetrace/routetrace/tracer"
 )
@@ -22,9 +24,18 @@ func probeCommand() *cli.Command {
 			"prints a table, plus BTF, bpffs/tracefs/securityfs, BPF LSM, lockdown and capability status.\n" +
 			"Exit status 0 means `routetrace trace` can run here; 1 means it cannot (the table says why).\n\n" +
 			"Example:\n  sudo routetrace probe",
+		Flags: []cli.Flag{
+			&cli.StringFlag{Name: "cri-socket", Usage: "the CRI socket to check (default: the runtimes' default paths; 'none' skips it)"},
+			&cli.StringFlag{Name: "kubeconfig", Usage: "check the Kubernetes API with this kubeconfig, or 'in-cluster'"},
+			&cli.StringFlag{Name: "node-name", EnvVars: []string{"NODE_NAME"}, Usage: "this node's name in Kubernetes (default: the host name)"},
+		},
 		Action: func(c *cli.Context) error {
 			r := tracer.Probe(slog.Default())
 			printReport(c.App.Writer, r)
+			printEnrichReport(c.App.Writer, enrich.Probe(c.Context, enrich.Options{
+				CRISocket: c.String("cri-socket"), Kubeconfig: c.String("kubeconfig"),
+				NodeName: c.String("node-name"), Logger: slog.Default(),
+			}))
 			if !r.CanTrace() {
 				return cli.Exit("tracing cannot run on this host (see above)", 1)
 			}
@@ -105,6 +116,38 @@ func printReport(w io.Writer, r *tracer.Report) {
 	fmt.Fprintf(w, "  ioctls (net-tools route, ifconfig) are reported with an unknown actor unless `trace --ioctl`\n"+
 		"  attaches the ioctl syscall tracepoints, which tax every syscall on the node; naming them from\n"+
 		"  their notifications needs the sk_data_ready BTF tracepoint (6.6+): %v\n", r.IoctlOrigins)
+}
+
+// printEnrichReport says where names come from: cgroups (always, from the
+// kernel), the CNI configuration, and the pod sources.
+func printEnrichReport(w io.Writer, r *enrich.Report) {
+	fmt.Fprintf(w, "\nenrichment (who in the user's terms):\n")
+	fmt.Fprintf(w, "  cgroups           %s; this process is in %s\n", r.CgroupMode, strings.Join(r.Hierarchies, ", "))
+	fmt.Fprintf(w, "  actor's cgroup    read by the kernel at the process's first change: the deepest of its cgroups\n"+
+		"                    over every hierarchy (cgroup2, and v1 ones such as memory or name=systemd)\n")
+	switch {
+	case r.CNIErr == nil && r.CNI == "", r.CNIErr != nil && errors.Is(r.CNIErr, os.ErrNotExist):
+		fmt.Fprintf(w, "  CNI config        none in /etc/cni/net.d (interfaces are still named by their CNI's naming)\n")
+	case r.CNIErr != nil:
+		fmt.Fprintf(w, "  CNI config        %v\n", r.CNIErr)
+	default:
+		fmt.Fprintf(w, "  CNI config        %s\n", r.CNI)
+	}
+	for _, s := range r.Sources {
+		name := "CRI socket"
+		if s.Name == "kubernetes" {
+			name = "Kubernetes API"
+		}
+		if s.Err != nil {
+			at := ""
+			if s.Endpoint != "" {
+				at = s.Endpoint + ": "
+			}
+			fmt.Fprintf(w, "  %-17s %s%v\n", name, at, s.Err)
+			continue
+		}
+		fmt.Fprintf(w, "  %-17s %s\n", name, s.Detail)
+	}
 }
 
 // tier3Needed reports whether some essential hook got neither fentry nor

@@ -13,6 +13,7 @@ import (
 
 	"github.com/urfave/cli/v2"
 
+	"github.com/routetrace/routetrace/enrich"
 	"github.com/routetrace/routetrace/event"
 	"github.com/routetrace/routetrace/exporter"
 	"github.com/routetrace/routetrace/tracer"
@@ -34,6 +35,9 @@ func traceCommand() *cli.Command {
 			"  sudo routetrace trace --output json --duration 10m > changes.jsonl\n" +
 			"  sudo routetrace trace --comm systemd-networkd --object rule\n" +
 			"  sudo routetrace trace --netns cni-1234   # only that namespace (and routetrace's own)\n" +
+			"  sudo routetrace trace --unit systemd-networkd.service\n" +
+			"  sudo routetrace trace --pod 'kube-system/calico-node-*' --output json\n" +
+			"  sudo routetrace trace --cni calico --op delete   # who removes Calico's pod routes\n" +
 			"  sudo routetrace trace --ioctl            # also name who runs route(8)/ifconfig (taxes every syscall)",
 		Flags: []cli.Flag{
 			&cli.StringFlag{Name: "output", Aliases: []string{"o"}, Value: "text", Usage: "text (aligned lines) or json (JSON lines, fields in the README)"},
@@ -52,8 +56,17 @@ func traceCommand() *cli.Command {
 			&cli.StringSliceFlag{Name: "dst", Usage: "only destinations inside this CIDR (10.244.0.0/16 matches 10.244.3.0/24)"},
 			&cli.StringSliceFlag{Name: "comm", Usage: "only changes by processes with this command name"},
 			&cli.StringSliceFlag{Name: "pid", Usage: "only changes by this process id"},
+			&cli.StringSliceFlag{Name: "unit", Usage: "only changes by processes of this systemd unit (glob: 'systemd-networkd.service', 'run-u*.scope')"},
+			&cli.StringSliceFlag{Name: "pod", Usage: "only changes made by, or hitting, this pod: NAMESPACE/NAME, globs allowed ('kube-system/calico-node-*'); a bare NAME matches in any namespace"},
+			&cli.StringSliceFlag{Name: "container", Usage: "only changes by this container: its name (glob) or id (12+ hex digits)"},
+			&cli.StringSliceFlag{Name: "cni", Usage: "only changes to routes on this CNI's interfaces: calico, cilium, flannel, aws-cni, weave, kube-router, ptp, bridge (globs)"},
+			&cli.BoolFlag{Name: "enrich", Value: true, Usage: "name actors by unit, pod, container and command line and victims by link kind, CNI and pod (--enrich=false: only what the kernel records)"},
+			&cli.StringFlag{Name: "cri-socket", Usage: "the container runtime's CRI socket for pod and container names (default: the first of containerd's, CRI-O's, k3s's and cri-dockerd's that exists; 'none' to not ask)"},
+			&cli.StringFlag{Name: "kubeconfig", Usage: "also read this node's pods from the Kubernetes API: a kubeconfig path, or 'in-cluster' (default: off; the CRI socket alone names pods)"},
+			&cli.StringFlag{Name: "node-name", EnvVars: []string{"NODE_NAME"}, Usage: "this node's name in Kubernetes (default: the host name)"},
 			&cli.DurationFlag{Name: "duration", Usage: "stop after this long (default: until interrupted)"},
 			&cli.StringFlag{Name: "ready-file", Hidden: true, Usage: "touch this file once attached (for tests)"},
+			&cli.IntFlag{Name: "synthetic-pods", Hidden: true, Usage: "add this many generated pods to the pod sources (for memory tests)"},
 		},
 		Action: runTrace,
 	}
@@ -70,25 +83,68 @@ func runTrace(c *cli.Context) error {
 	if err != nil {
 		return err
 	}
+	ctx, stop := signal.NotifyContext(c.Context, os.Interrupt, syscall.SIGTERM)
+	defer stop()
+	var summary exporter.Summary
+	var writeErr error
 	sink, err := newSink(c)
 	if err != nil {
 		return err
 	}
-	t, err := tracer.New(tracer.Options{
+	needsEnrich := len(filter.Units)+len(filter.Pods)+len(filter.Containers)+len(filter.CNIs) > 0
+	if needsEnrich && !c.Bool("enrich") {
+		return fmt.Errorf("--unit, --pod, --container and --cni need enrichment: drop --enrich=false")
+	}
+	var enr *enrich.Enricher
+	if c.Bool("enrich") {
+		eopts := enrich.Options{
+			CRISocket:  c.String("cri-socket"),
+			Kubeconfig: c.String("kubeconfig"),
+			NodeName:   c.String("node-name"),
+			Netns:      c.StringSlice("netns"),
+			Logger:     slog.Default(),
+		}
+		if n := c.Int("synthetic-pods"); n > 0 {
+			eopts.Sources = []enrich.Source{enrich.SyntheticPods(n)}
+		}
+		enr, err = enrich.New(eopts)
+		if err != nil {
+			return fmt.Errorf("starting enrichment (--enrich=false runs without it): %w", err)
+		}
+		defer enr.Close()
+		enr.WaitForPods()
+	}
+	opts := tracer.Options{
 		Attach:  c.String("attach"),
 		Capture: c.String("capture"),
 		Ioctl:   c.Bool("ioctl"),
 		Netns:   c.StringSlice("netns"),
 		Logger:  slog.Default(),
-	})
+	}
+	var stage *enrich.Stage
+	write := func(ev *event.Event) {
+		if !filter.Match(ev) {
+			return
+		}
+		summary.Write(ev)
+		if err := sink.Write(ev); err != nil && writeErr == nil {
+			writeErr = err
+			stop() // stdout is gone (closed pipe): nothing left to report to
+		}
+	}
+	emit := write
+	if enr != nil {
+		stage = enr.NewStage(write)
+		opts.OnProcess = stage.AddProcess
+		emit = stage.Write
+	}
+	t, err := tracer.New(opts)
 	if err != nil {
 		return fmt.Errorf("starting the tracer: %w", err)
 	}
 	defer t.Close()
 	logTiers(t)
 
-	ctx, stop := signal.NotifyContext(c.Context, os.Interrupt, syscall.SIGTERM)
-	defer stop()
 	if d := c.Duration("duration"); d > 0 {
 		var cancel context.CancelFunc
 		ctx, cancel = context.WithTimeout(ctx, d)
@@ -100,18 +156,10 @@ func runTrace(c *cli.Context) error {
 		}
 	}
 
-	var summary exporter.Summary
-	var writeErr error
-	err = t.Run(ctx, func(ev *event.Event) {
-		if !filter.Match(ev) {
-			return
-		}
-		summary.Write(ev)
-		if err := sink.Write(ev); err != nil && writeErr == nil {
-			writeErr = err
-			stop() // stdout is gone (closed pipe): nothing left to report to
-		}
-	})
+	err = t.Run(ctx, emit)
+	if stage != nil {
+		stage.Close() // the events held for a pod listing
+	}
 	if cerr := sink.Close(); err == nil {
 		err = cerr
 	}
@@ -123,6 +171,9 @@ func runTrace(c *cli.Context) error {
 	fmt.Fprintln(os.Stderr, summary.String())
 	if d := summary.Detail(); d != "" {
 		fmt.Fprintln(os.Stderr, d)
+	}
+	if enr != nil {
+		fmt.Fprintln(os.Stderr, enrichLine(enr))
 	}
 	fmt.Fprintln(os.Stderr, summary.LossLine())
 	if err != nil {
@@ -239,6 +290,17 @@ func parseFilter(c *cli.Context) (*event.Filter, error) {
 		f.Dst = append(f.Dst, p.Masked())
 	}
 	f.Comms = splitAll(c.StringSlice("comm"))
+	for _, fl := range []struct {
+		name string
+		dst  *[]string
+	}{{"unit", &f.Units}, {"pod", &f.Pods}, {"container", &f.Containers}, {"cni", &f.CNIs}} {
+		for _, g := range splitAll(c.StringSlice(fl.name)) {
+			if err := event.ValidGlob(g); err != nil {
+				return nil, fmt.Errorf("--%s %q: a malformed glob: %w", fl.name, g, err)
+			}
+			*fl.dst = append(*fl.dst, g)
+		}
+	}
 	for _, s := range splitAll(c.StringSlice("pid")) {
 		n, err := strconv.ParseUint(s, 10, 32)
 		if err != nil {
@@ -284,4 +346,20 @@ func splitAll(vals []string) []string {
 		}
 	}
 	return out
+}
+
+// enrichLine says on stderr what enrichment found, so that a run whose
+// pods were not named says why.
+func enrichLine(e *enrich.Enricher) string {
+	st := e.Stats()
+	var names []string
+	for _, s := range e.Sources() {
+		names = append(names, s.Name())
+	}
+	src := "no pod source (no CRI socket found; --cri-socket, --kubeconfig)"
+	if len(names) > 0 {
+		src = fmt.Sprintf("pods from %s: %d listed, %d listing errors", strings.Join(names, "+"), e.Pods(), st.RefreshErrs.Load())
+	}
+	return fmt.Sprintf("enrichment: actors named from the kernel's process records %d times, from /proc %d; %s; %d changes held for a pod listing (%d in vain)",
+		st.ProcHits.Load(), st.ProcMisses.Load(), src, st.Held.Load(), st.HeldTimedOut.Load())
 }

@@ -5,6 +5,7 @@ import (
 	"encoding/json"
 	"fmt"
 	"os"
+	"slices"
 	"strings"
 )
 
@@ -41,6 +42,11 @@ type rtActor struct {
 	Comm     string `json:"comm"`
 	CgroupID uint64 `json:"cgroup_id"`
 	Kernel   bool   `json:"kernel"`
+	// Enrichment: the kernel's record of the process.
+	Unit    string   `json:"unit"`
+	Exe     string   `json:"exe"`
+	Cmdline []string `json:"cmdline"`
+	Cgroup  string   `json:"cgroup"`
 }
 
 type rtCause struct {
@@ -114,14 +120,30 @@ func (ev *rtEvent) key() (string, error) {
 type networkd struct {
 	pid    uint32
 	cgroup uint64
+	// What enrichment must name it by: /proc/PID/cmdline and exe, read
+	// when the scenario started.
+	cmdline []string
+	exe     string
 }
+
+// networkdUnit and networkdCgroupPath are what the actor's unit and cgroup
+// must say (cgroup v2 in the VM).
+const (
+	networkdUnit       = "systemd-networkd.service"
+	networkdCgroupPath = "/system.slice/systemd-networkd.service"
+)
 
 // comm is what the kernel keeps of "systemd-networkd": TASK_COMM_LEN is 16
 // with the terminating NUL.
 const networkdComm = "systemd-network"
 
 func (n networkd) is(a rtActor) bool {
-	return !a.Kernel && a.Pid == n.pid && a.Comm == networkdComm && a.CgroupID == n.cgroup
+	return !a.Kernel && a.Pid == n.pid && a.Comm == networkdComm && a.CgroupID == n.cgroup &&
+		a.Unit == networkdUnit && a.Cgroup == networkdCgroupPath && a.Exe == n.exe && slices.Equal(a.Cmdline, n.cmdline)
+}
+
+func (n networkd) String() string {
+	return fmt.Sprintf("pid %d, cgroup %d, unit %s, cgroup %s, exe %s, cmdline %q", n.pid, n.cgroup, networkdUnit, networkdCgroupPath, n.exe, n.cmdline)
 }
 
 // verdict is the outcome of one tier x scenario run.
@@ -258,7 +280,7 @@ func checkActor(v *verdict, k string, ev *rtEvent, beforeJSON string, nd network
 		case ev.Cause == nil:
 			v.failf("%s: removed by the kernel with no cause: %s", k, ev.line)
 		case !nd.is(ev.Cause.Actor):
-			v.failf("%s: removed by the kernel, cause actor is not networkd (pid %d, cgroup %d): %s", k, nd.pid, nd.cgroup, ev.line)
+			v.failf("%s: removed by the kernel, cause actor is not networkd (%s): %s", k, nd, ev.line)
 		}
 		return
 	}
@@ -266,6 +288,6 @@ func checkActor(v *verdict, k string, ev *rtEvent, beforeJSON string, nd network
 		v.failf("%s: a proto kernel route reported as removed by a request, not by the kernel: %s", k, ev.line)
 	}
 	if !nd.is(ev.Actor) {
-		v.failf("%s: actor is not networkd (comm %s, pid %d, cgroup %d): %s", k, networkdComm, nd.pid, nd.cgroup, ev.line)
+		v.failf("%s: actor is not networkd (comm %s, %s): %s", k, networkdComm, nd, ev.line)
 	}
 }

@@ -8,7 +8,7 @@ import (
 
 const testNetns = 4026531840
 
-var nd = networkd{pid: 365, cgroup: 1405}
+var nd = networkd{pid: 365, cgroup: 1405, cmdline: []string{"/lib/systemd/systemd-networkd"}, exe: "/usr/lib/systemd/systemd-networkd"}
 
 // snap builds a snapshot from ip -N -j objects, as takeSnapshot would.
 func snap(t *testing.T, addrs []string, routes map[string][]string, rules map[string][]string) *snapshot {
@@ -62,9 +62,9 @@ func events(t *testing.T, lines ...string) []*rtEvent {
 
 // Real lines from a 6.12 fentry run, trimmed to the fields that matter.
 const (
-	delBlackhole = `{"op":"delete","object":"route","family":"inet","table":254,"errno":0,"origin":"netlink","attach":"fentry","netns":4026531840,"dst":"10.244.0.0/26","protocol":"bird","protocol_num":12,"scope":"global","type":"blackhole","metric":0,"actor":{"pid":365,"tid":365,"comm":"systemd-network","uid":0,"cgroup_id":1405}}`
-	delRule      = `{"op":"delete","object":"rule","family":"inet","table":101,"errno":0,"origin":"netlink","attach":"fentry","netns":4026531840,"priority":1536,"src":"10.244.0.5/32","action":"to_tbl","actor":{"pid":365,"tid":365,"comm":"systemd-network","uid":0,"cgroup_id":1405}}`
-	flushed      = `{"op":"delete","object":"route","family":"inet","table":254,"errno":0,"origin":"kernel","path":"fib_inetaddr_event","attach":"fentry","netns":4026531840,"dst":"10.244.1.0/24","gateway":"198.18.0.254","protocol":"bird","protocol_num":12,"scope":"global","type":"unicast","metric":0,"oif":3,"dev":"nd0","actor":{"pid":0,"tid":0,"comm":"kernel","kernel":true},"cause":{"object":"address","op":"delete","ifindex":3,"prefix":"198.18.0.1/24","actor":{"pid":365,"tid":365,"comm":"systemd-network","uid":0,"cgroup_id":1405}}}`
+	delBlackhole = `{"op":"delete","object":"route","family":"inet","table":254,"errno":0,"origin":"netlink","attach":"fentry","netns":4026531840,"dst":"10.244.0.0/26","protocol":"bird","protocol_num":12,"scope":"global","type":"blackhole","metric":0,"actor":{"pid":365,"tid":365,"comm":"systemd-network","uid":0,"cgroup_id":1405,"unit":"systemd-networkd.service","exe":"/usr/lib/systemd/systemd-networkd","cmdline":["/lib/systemd/systemd-networkd"],"cgroup":"/system.slice/systemd-networkd.service"}}`
+	delRule      = `{"op":"delete","object":"rule","family":"inet","table":101,"errno":0,"origin":"netlink","attach":"fentry","netns":4026531840,"priority":1536,"src":"10.244.0.5/32","action":"to_tbl","actor":{"pid":365,"tid":365,"comm":"systemd-network","uid":0,"cgroup_id":1405,"unit":"systemd-networkd.service","exe":"/usr/lib/systemd/systemd-networkd","cmdline":["/lib/systemd/systemd-networkd"],"cgroup":"/system.slice/systemd-networkd.service"}}`
+	flushed      = `{"op":"delete","object":"route","family":"inet","table":254,"errno":0,"origin":"kernel","path":"fib_inetaddr_event","attach":"fentry","netns":4026531840,"dst":"10.244.1.0/24","gateway":"198.18.0.254","protocol":"bird","protocol_num":12,"scope":"global","type":"unicast","metric":0,"oif":3,"dev":"nd0","actor":{"pid":0,"tid":0,"comm":"kernel","kernel":true},"cause":{"object":"address","op":"delete","ifindex":3,"prefix":"198.18.0.1/24","actor":{"pid":365,"tid":365,"comm":"systemd-network","uid":0,"cgroup_id":1405,"unit":"systemd-networkd.service","exe":"/usr/lib/systemd/systemd-networkd","cmdline":["/lib/systemd/systemd-networkd"],"cgroup":"/system.slice/systemd-networkd.service"}}}`
 )
 
 var (
@@ -90,8 +90,10 @@ func TestCheck(t *testing.T) {
 		{"wrong pid", []string{strings.Replace(delBlackhole, `"pid":365`, `"pid":1`, 1), delRule, flushed}, "actor is not networkd"},
 		{"wrong cgroup in cause", []string{delBlackhole, delRule, strings.Replace(flushed, `"cgroup_id":1405`, `"cgroup_id":1`, 1)}, "cause actor is not networkd"},
 		{"survivor deleted", []string{delBlackhole, delRule, flushed,
-			`{"op":"delete","object":"route","family":"inet","table":254,"errno":0,"origin":"netlink","netns":4026531840,"dst":"10.244.0.5/32","protocol_num":4,"type":"unicast","metric":0,"oif":5,"actor":{"pid":365,"comm":"systemd-network","cgroup_id":1405}}`},
+			`{"op":"delete","object":"route","family":"inet","table":254,"errno":0,"origin":"netlink","netns":4026531840,"dst":"10.244.0.5/32","protocol_num":4,"type":"unicast","metric":0,"oif":5,"actor":{"pid":365,"comm":"systemd-network","cgroup_id":1405,"unit":"systemd-networkd.service","exe":"/usr/lib/systemd/systemd-networkd","cmdline":["/lib/systemd/systemd-networkd"],"cgroup":"/system.slice/systemd-networkd.service"}}`},
 			"survived"},
+		{"no unit", []string{strings.Replace(delBlackhole, `"unit":"systemd-networkd.service",`, ``, 1), delRule, flushed}, "actor is not networkd"},
+		{"other command line in cause", []string{delBlackhole, delRule, strings.Replace(flushed, `["/lib/systemd/systemd-networkd"]`, `["ip","addr","del"]`, 1)}, "cause actor is not networkd"},
 		{"other netns ignored", []string{delBlackhole, delRule, flushed, strings.Replace(delBlackhole, `4026531840`, `4026532000`, 1)}, ""},
 	} {
 		t.Run(tc.name, func(t *testing.T) {

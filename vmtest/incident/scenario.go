@@ -315,7 +315,16 @@ func networkdIdentity() (networkd, error) {
 	if err := syscall.Stat(networkdCgrp, &st); err != nil {
 		return networkd{}, fmt.Errorf("reading networkd's cgroup: %w", err)
 	}
-	return networkd{pid: uint32(pid), cgroup: st.Ino}, nil
+	nd := networkd{pid: uint32(pid), cgroup: st.Ino}
+	cmdline, err := os.ReadFile(fmt.Sprintf("/proc/%d/cmdline", pid))
+	if err != nil {
+		return networkd{}, fmt.Errorf("reading networkd's command line: %w", err)
+	}
+	nd.cmdline = strings.Split(strings.TrimRight(string(cmdline), "\x00"), "\x00")
+	if nd.exe, err = os.Readlink(fmt.Sprintf("/proc/%d/exe", pid)); err != nil {
+		return networkd{}, fmt.Errorf("reading networkd's executable: %w", err)
+	}
+	return nd, nil
 }
 
 // phases times the steps of a run, to see where TCG spends it.
