@@ -130,7 +130,10 @@ static __always_inline void emit_limit(__u8 kind, struct sock_info *si)
 
 	if (!h)
 		return;
-	e = rt_new_event(h, kind, RT_ATTACH_TRACEPOINT);
+	/* No process record: a limit record is counted, not reported, and
+	 * its callers run under bpf_loop callbacks, where rt_proc_new's frame
+	 * would pass the combined stack limit. */
+	e = rt_new_event_noproc(h, kind, RT_ATTACH_TRACEPOINT);
 	e->origin = RT_ORIGIN_NETLINK;
 	e->portid = si->portid;
 	e->netns = si->netns;
@@ -218,32 +221,40 @@ static __always_inline int walk_requests(struct buf_walk *w)
 	return w->captured;
 }
 
-/* The syscall capture's walk of one user buffer. */
-static __always_inline void capture_buf(const __u8 *ubuf, __u64 len, struct sock_info *si)
+/* The process record of the syscall capture's current task, looked up in
+ * the syscall program's own frame: under bpf_loop callbacks the global
+ * rt_proc_new's frame passed the verifier's 512-byte combined stack (6.1
+ * with sendmmsg's callback, 6.12 with capture_one). So the syscall capture
+ * (the fallback) sends a record for a process's first rtnetlink send even
+ * when it is a dump. 0 for a kernel thread. */
+static __always_inline __u64 syscall_proc_cookie(void)
+{
+	struct task_struct *task = (struct task_struct *)bpf_get_current_task();
+	struct rt_heap *h = rt_heap();
+
+	if (!h || (BPF_CORE_READ(task, flags) & PF_KTHREAD))
+		return 0;
+	/* the key in the heap, not on the stack: sendmmsg's callback frames
+	 * are near the 512-byte combined limit */
+	h->proc_key.start_time = BPF_CORE_READ(task, group_leader, start_time);
+	h->proc_key.exec_id = BPF_CORE_READ(task, self_exec_id);
+	h->proc_key.cset = (__u64)BPF_CORE_READ(task, cgroups);
+	h->proc_key.tgid = bpf_get_current_pid_tgid() >> 32;
+	h->proc_key.pad = 0;
+	return rt_proc_cookie_of(&h->proc_key);
+}
+
+/* The syscall capture's walk of one user buffer, by the process whose
+ * record is cookie. */
+static __always_inline void capture_buf(const __u8 *ubuf, __u64 len, struct sock_info *si, __u64 cookie)
 {
 	struct buf_walk w = {.buf = ubuf, .len = len, .si = si, .user = 1};
 	struct rt_heap *h = rt_heap();
 
 	if (!h)
 		return;
-	/* The process record here, in the syscall program's own frame, not
-	 * in capture_one: under bpf_loop callbacks the global function's
-	 * frame passed the verifier's 512-byte combined stack on 6.1 and
-	 * 6.12. So the syscall capture (the fallback) sends a record for a
-	 * process's first rtnetlink send even when it is a dump. */
 	rt_save_actor(rt_new_event_noproc(h, RT_KIND_REQUEST, RT_ATTACH_TRACEPOINT), &w.actor);
-	if (!(w.actor.flags & RT_F_KTHREAD)) {
-		/* the key in the heap, not on the stack: sendmmsg's callback
-		 * frames are near the 512-byte combined limit */
-		struct task_struct *task = (struct task_struct *)bpf_get_current_task();
-
-		h->proc_key.start_time = BPF_CORE_READ(task, group_leader, start_time);
-		h->proc_key.exec_id = BPF_CORE_READ(task, self_exec_id);
-		h->proc_key.cset = (__u64)BPF_CORE_READ(task, cgroups);
-		h->proc_key.tgid = w.actor.tgid;
-		h->proc_key.pad = 0;
-		w.actor.proc_cookie = rt_proc_cookie_of(&h->proc_key);
-	}
+	w.actor.proc_cookie = cookie;
 	if (walk_requests(&w)) {
 		/* by process: a Go requester reads its acks on whichever
 		 * thread its goroutine runs on next */
@@ -254,7 +265,7 @@ static __always_inline void capture_buf(const __u8 *ubuf, __u64 len, struct sock
 	}
 }
 
-static __always_inline void capture_msghdr(const struct user_msghdr *umsg, struct sock_info *si)
+static __always_inline void capture_msghdr(const struct user_msghdr *umsg, struct sock_info *si, __u64 cookie)
 {
 	struct user_msghdr msg;
 	int i;
@@ -275,7 +286,7 @@ static __always_inline void capture_msghdr(const struct user_msghdr *umsg, struc
 			return;
 		if (bpf_probe_read_user(&iov, sizeof(iov), &msg.msg_iov[i]))
 			return;
-		capture_buf(iov.iov_base, iov.iov_len, si);
+		capture_buf(iov.iov_base, iov.iov_len, si, cookie);
 	}
 	if (msg.msg_iovlen > MAX_IOVS)
 		emit_limit(RT_KIND_REQUEST, si);
@@ -288,7 +299,7 @@ int rt_sendmsg(struct trace_event_raw_sys_enter *ctx)
 
 	if (rtnl_sock(ctx->args[0], &si))
 		return 0;
-	capture_msghdr((const struct user_msghdr *)ctx->args[1], &si);
+	capture_msghdr((const struct user_msghdr *)ctx->args[1], &si, syscall_proc_cookie());
 	return 0;
 }
 
@@ -296,6 +307,7 @@ struct mmsg_walk {
 	const struct mmsghdr *vec;
 	__u64 vlen;
 	struct sock_info *si;
+	__u64 cookie; /* one task sends them all */
 };
 
 static long capture_mmsg(__u64 index, void *ctx)
@@ -304,7 +316,7 @@ static long capture_mmsg(__u64 index, void *ctx)
 
 	if (index >= w->vlen)
 		return 1;
-	capture_msghdr(&w->vec[index].msg_hdr, w->si);
+	capture_msghdr(&w->vec[index].msg_hdr, w->si, w->cookie);
 	return 0;
 }
 
@@ -316,6 +328,7 @@ int rt_sendmmsg(struct trace_event_raw_sys_enter *ctx)
 
 	if (rtnl_sock(ctx->args[0], &si))
 		return 0;
+	w.cookie = syscall_proc_cookie();
 	bpf_loop(MAX_MMSGS, capture_mmsg, &w, 0);
 	if (w.vlen > MAX_MMSGS)
 		emit_limit(RT_KIND_REQUEST, &si);
@@ -335,7 +348,7 @@ int rt_sendto(struct trace_event_raw_sys_enter *ctx)
 		if (bpf_probe_read_user(&sa, sizeof(sa), (void *)ctx->args[4]) == 0 && sa.nl_pid != 0)
 			return 0;
 	}
-	capture_buf((const __u8 *)ctx->args[1], ctx->args[2], &si);
+	capture_buf((const __u8 *)ctx->args[1], ctx->args[2], &si, syscall_proc_cookie());
 	return 0;
 }
 
@@ -346,7 +359,7 @@ int rt_write(struct trace_event_raw_sys_enter *ctx)
 
 	if (rtnl_sock(ctx->args[0], &si))
 		return 0;
-	capture_buf((const __u8 *)ctx->args[1], ctx->args[2], &si);
+	capture_buf((const __u8 *)ctx->args[1], ctx->args[2], &si, syscall_proc_cookie());
 	return 0;
 }
 
