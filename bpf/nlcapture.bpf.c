@@ -575,7 +575,10 @@ static __always_inline void proc_key_now(struct rt_proc_key *k)
 
 	k->start_time = task->group_leader->start_time;
 	k->exec_id = task->self_exec_id;
-	k->cset = (__u64)task->cgroups;
+	/* Copied, not loaded: a loaded task->cgroups stays an RCU pointer to
+	 * the verifier, which rt_proc_new (a global function) refuses as an
+	 * argument where it wants a scalar. */
+	bpf_probe_read_kernel(&k->cset, sizeof(k->cset), &task->cgroups);
 	k->tgid = task->tgid;
 	k->pad = 0;
 }
