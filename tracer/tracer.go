@@ -270,8 +270,13 @@ func New(opts Options) (*Tracer, error) {
 		return nil, fmt.Errorf("opening the ring buffer: %w", err)
 	}
 	// Loading parsed the kernel's BTF (tens of MiB of Go objects, and a
-	// mapping of vmlinux's) into a cache that dies with this function: give
-	// that memory back now, so that tracing runs in what it really needs.
+	// mapping of vmlinux's) into a cache the objects held on to: drop it
+	// and give that memory back now, so that tracing runs in what it
+	// really needs (measured: 10,000 cached pods took the tracer past its
+	// 64 MiB while the cache lived). A program loaded later parses anew.
+	for _, o := range t.objs {
+		o.cache = nil
+	}
 	debug.FreeOSMemory()
 	ok = true
 	return t, nil

@@ -114,12 +114,17 @@ func TestTraceMemoryWithTenThousandPods(t *testing.T) {
 	}
 	time.Sleep(200 * time.Millisecond)
 	rss, ring := residentKiB(t, p.cmd.Process.Pid)
+	anon := statusKiB(t, p.cmd.Process.Pid, "RssAnon:")
 	stdout, stderr := p.stop()
-	own := float64(rss-ring) / 1024
-	t.Logf("RSS with 10,000 pods: %.1f MiB, of which the ring buffer's mapping %.1f MiB (its 16 MiB are mapped twice; "+
-		"kernel memory, charged as memlock): %.1f MiB the process's own", float64(rss)/1024, float64(ring)/1024, own)
-	if rss == 0 || own > 64 {
-		t.Errorf("RSS without the ring buffer's mapping %.1f MiB, want at most 64", own)
+	// The bound is on anonymous memory, what the tracer cannot give back:
+	// the rest of its RSS is the ring buffer's mapping (its 16 MiB mapped
+	// twice; kernel memory, charged as memlock) and the executable's pages
+	// (file-backed, shared, reclaimable; how many are resident depends on
+	// the page cache's fault-around: 30 MiB here, more in vmtest's ramfs).
+	t.Logf("RSS with 10,000 pods: %.1f MiB: anonymous %.1f MiB, ring buffer mapping %.1f MiB, executable and other files %.1f MiB",
+		float64(rss)/1024, float64(anon)/1024, float64(ring)/1024, float64(rss-ring-anon)/1024)
+	if anon == 0 || anon > 64*1024 {
+		t.Errorf("anonymous RSS %.1f MiB, want at most 64", float64(anon)/1024)
 	}
 	// The generated pods are real to the enricher: a /32 route to the first
 	// one's address names it.
@@ -162,4 +167,21 @@ func residentKiB(t *testing.T, pid int) (total, bpfMaps int) {
 		}
 	}
 	return total, bpfMaps
+}
+
+// statusKiB reads one kB field of /proc/PID/status.
+func statusKiB(t *testing.T, pid int, field string) int {
+	t.Helper()
+	b, err := os.ReadFile(fmt.Sprintf("/proc/%d/status", pid))
+	if err != nil {
+		t.Fatal(err)
+	}
+	for _, line := range strings.Split(string(b), "\n") {
+		if f := strings.Fields(line); len(f) >= 2 && f[0] == field {
+			n, _ := strconv.Atoi(f[1])
+			return n
+		}
+	}
+	t.Fatalf("no %s in /proc/%d/status", field, pid)
+	return 0
 }
