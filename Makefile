@@ -89,7 +89,7 @@ vmtest:
 		--extra-file /usr/sbin/route:/usr/sbin/route --extra-file /usr/sbin/ifconfig:/usr/sbin/ifconfig \
 		--extra-file $(CACHE)/bin/routetrace:/usr/local/bin/routetrace \
 		--env ROUTETRACE_BINARY=/usr/local/bin/routetrace \
-		--parallel 2 --timeout 20m --summary-md $(CACHE)/vmtest-summary.md --quiet
+		--parallel 2 --timeout 30m --summary-md $(CACHE)/vmtest-summary.md --quiet
 
 # Tiers 1-2 cost (not part of make test: minutes per kernel under TCG):
 # routetrace bench per kernel and tier, the kernels one after another.
