@@ -303,8 +303,16 @@ func (e *Enricher) enrichActor(a *event.Actor, idx *podIndex) {
 // with records lost, or the record evicted) from /proc, if it still runs.
 // Marked, since the process may have exec'd since the change.
 func (e *Enricher) fromProc(a *event.Actor) *procEntry {
-	if a.Cookie == 0 {
-		return nil
+	key := a.Cookie
+	if key == 0 {
+		// No record at all: tiers 1-2 stamp none on a kernel removal's
+		// cause (the FIB hook runs in the requester's task but not as its
+		// request). Keyed by pid, which cookies (counter << 16 | CPU)
+		// never are but for pids past 2^16 on CPU 0 - their high bit tells.
+		key = 1<<63 | uint64(a.Tgid)
+		if ent := e.procs.get(key); ent != nil {
+			return ent
+		}
 	}
 	dir := fmt.Sprintf("/proc/%d", a.Tgid)
 	proc := &event.Process{EnrichError: "no kernel record of the process: read from " + dir}
@@ -323,7 +331,7 @@ func (e *Enricher) fromProc(a *event.Actor) *procEntry {
 	idx := e.pods.Load()
 	e.resolveContainer(proc, idx)
 	ent := &procEntry{proc: proc, gen: idx.gen}
-	e.procs.put(a.Cookie, ent)
+	e.procs.put(key, ent)
 	return ent
 }
 

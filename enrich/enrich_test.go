@@ -5,6 +5,7 @@ import (
 	"errors"
 	"fmt"
 	"net/netip"
+	"os"
 	"runtime"
 	"sync"
 	"testing"
@@ -239,4 +240,29 @@ func TestPodCacheMemory(t *testing.T) {
 	}
 	runtime.KeepAlive(snap)
 	runtime.KeepAlive(x)
+}
+
+// A cause's actor with no kernel record (tiers 1-2 stamp none on kernel
+// removals) is named from /proc while it runs: here, this test process.
+func TestActorWithoutRecordFromProc(t *testing.T) {
+	e := newTestEnricher(t, &fakeSource{}, time.Second)
+	ev := &event.Event{Actor: event.Actor{Kernel: true}, Cause: event.Cause{Valid: true,
+		Actor: event.Actor{Tgid: uint32(os.Getpid())}}}
+	e.Enrich(ev)
+	p := ev.Cause.Actor.Process
+	if p == nil || len(p.Cmdline) == 0 || p.Cmdline[0] != os.Args[0] || p.Exe == "" {
+		t.Fatalf("cause actor's process = %+v, want this test's command line", p)
+	}
+	if want, _ := deepestCgroup(mustRead(t, "/proc/self/cgroup")); p.Cgroup != want {
+		t.Errorf("cgroup = %q, want %q", p.Cgroup, want)
+	}
+}
+
+func mustRead(t *testing.T, path string) string {
+	t.Helper()
+	b, err := os.ReadFile(path)
+	if err != nil {
+		t.Fatal(err)
+	}
+	return string(b)
 }
