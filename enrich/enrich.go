@@ -339,24 +339,39 @@ func (e *Enricher) fromProc(a *event.Actor) *procEntry {
 // components, as the kernel side does (ties to cgroup2).
 func deepestCgroup(s string) (path, hierarchy string) {
 	best := -1
+	for _, l := range procCgroupLines(s) {
+		depth := strings.Count(strings.Trim(l.path, "/"), "/")
+		if l.path != "/" {
+			depth++
+		}
+		if depth > best || (depth == best && l.hierarchy == "cgroup2") {
+			best, path, hierarchy = depth, l.path, l.hierarchy
+		}
+	}
+	return path, hierarchy
+}
+
+// procCgroupLine is one line of /proc/PID/cgroup, "ID:controllers:path".
+type procCgroupLine struct {
+	id        string
+	hierarchy string // the controllers, "name=systemd", or "cgroup2" for "0::"
+	path      string
+}
+
+func procCgroupLines(s string) []procCgroupLine {
+	var out []procCgroupLine
 	for _, line := range strings.Split(strings.TrimSpace(s), "\n") {
 		parts := strings.SplitN(line, ":", 3)
 		if len(parts) != 3 {
 			continue
 		}
-		depth := strings.Count(strings.Trim(parts[2], "/"), "/")
-		if parts[2] != "/" {
-			depth++
+		l := procCgroupLine{id: parts[0], hierarchy: parts[1], path: parts[2]}
+		if l.id == "0" && l.hierarchy == "" {
+			l.hierarchy = "cgroup2"
 		}
-		name := parts[1]
-		if parts[0] == "0" && name == "" {
-			name = "cgroup2"
-		}
-		if depth > best || (depth == best && name == "cgroup2") {
-			best, path, hierarchy = depth, parts[2], name
-		}
+		out = append(out, l)
 	}
-	return path, hierarchy
+	return out
 }
 
 func (e *Enricher) enrichVictim(ev *event.Event, idx *podIndex) {
@@ -410,14 +425,10 @@ func loadHierarchies() {
 	if err != nil {
 		return
 	}
-	for _, line := range strings.Split(strings.TrimSpace(string(b)), "\n") {
-		parts := strings.SplitN(line, ":", 3)
-		if len(parts) != 3 || parts[0] == "0" {
-			continue
-		}
+	for _, l := range procCgroupLines(string(b)) {
 		var id uint32
-		if _, err := fmt.Sscan(parts[0], &id); err == nil {
-			hierNames[id] = parts[1]
+		if _, err := fmt.Sscan(l.id, &id); err == nil && id != 0 {
+			hierNames[id] = l.hierarchy
 		}
 	}
 }

@@ -5,7 +5,6 @@ import (
 	"errors"
 	"fmt"
 	"os"
-	"strings"
 	"time"
 )
 
@@ -33,14 +32,8 @@ type Report struct {
 func Probe(ctx context.Context, opts Options) *Report {
 	r := &Report{CgroupMode: CgroupMode()}
 	if b, err := os.ReadFile("/proc/self/cgroup"); err == nil {
-		for _, line := range strings.Split(strings.TrimSpace(string(b)), "\n") {
-			if parts := strings.SplitN(line, ":", 3); len(parts) == 3 {
-				name := parts[1]
-				if parts[0] == "0" {
-					name = "cgroup2"
-				}
-				r.Hierarchies = append(r.Hierarchies, name)
-			}
+		for _, l := range procCgroupLines(string(b)) {
+			r.Hierarchies = append(r.Hierarchies, l.hierarchy)
 		}
 	}
 	dir := opts.CNIConfDir
