@@ -13,7 +13,7 @@ APT_PKGS := clang-19 llvm-19 libbpf-dev bpftool iproute2 net-tools \
             qemu-system-x86 busybox-static xz-utils git ca-certificates \
             debootstrap e2fsprogs containerd runc containernetworking-plugins
 
-.PHONY: help build install trace generate check-generate vmlinux deps test test-host vmtest vmbench incident bench fuzz clean
+.PHONY: help build install trace generate check-generate vmlinux deps jaeger test test-host vmtest vmbench incident bench fuzz clean
 
 help:
 	@echo "make install        build routetrace and install it to $(PREFIX)/bin (no clang needed)"
@@ -25,6 +25,7 @@ help:
 	@echo "make bench          tracer on/off benchmark (100k routes)"
 	@echo "make vmbench        tiers 1-2 cost in each VM kernel: BPF time per program run vs the kernel's time per change"
 	@echo "make generate       rebuild the BPF objects from bpf/*.c (needs clang-19)"
+	@echo "make jaeger         build the Jaeger the OTLP export tests run, into $(CACHE)/bin (once)"
 	@echo "make deps           install the Debian packages the above need"
 
 build:
@@ -60,9 +61,30 @@ check-generate: generate
 vmlinux:
 	bpftool btf dump file /sys/kernel/btf/vmlinux format c > bpf/include/vmlinux.h
 
+# Jaeger v2 (an OpenTelemetry Collector distribution) for the OTLP export
+# tests (internal/jaegertest). It is built from tools/jaeger, a module of its
+# own: its dependencies do not build beside the project's otel version. The
+# version is in the name (keep it equal to tools/jaeger/go.mod's and to
+# jaegertest.Version) and the binary lives in the cache, outside the tree: a
+# cold build takes ~7 minutes and 2 GB on 2 cores, so it is built only when
+# missing. -p 1: other builds share the machine. Built to a temporary name
+# first, so that an interrupted build leaves no binary that looks done.
+JAEGER_VERSION := v1.76.0
+JAEGER := $(CACHE)/bin/jaeger-$(JAEGER_VERSION)
+
+jaeger: $(JAEGER)
+
+$(JAEGER):
+	mkdir -p $(dir $@)
+	cd tools/jaeger && $(GO) build -p 1 -o $@.tmp github.com/jaegertracing/jaeger/cmd/jaeger
+	mv $@.tmp $@
+
 test: deps check-generate test-host vmtest incident
 
-test-host:
+# The Jaeger tests run the binary built above and fail, not skip, without it.
+test-host: export ROUTETRACE_JAEGER := $(JAEGER)
+test-host: export ROUTETRACE_REQUIRE_JAEGER := 1
+test-host: jaeger
 	$(GO) vet ./...
 	# One package at a time: every tracer sees every namespace's requests,
 	# so one package's floods (the bench, the loss test) would overflow
