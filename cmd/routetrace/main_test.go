@@ -77,8 +77,19 @@ type traceProc struct {
 // the tracer has attached. The namespace is quieted first (see quiet).
 func startTrace(t *testing.T, ns *testnet.Netns, args ...string) *traceProc {
 	t.Helper()
+	return startTraceEnv(t, ns, nil, args...)
+}
+
+// startTraceEnv is startTrace with variables added to the environment. A
+// run journals into the test's own state directory unless args name one:
+// never into the machine's /var/lib/routetrace.
+func startTraceEnv(t *testing.T, ns *testnet.Netns, env []string, args ...string) *traceProc {
+	t.Helper()
 	quiet(t, ns)
 	ready := filepath.Join(t.TempDir(), "ready")
+	if !slices.Contains(args, "--state-dir") {
+		args = append(args, "--state-dir", t.TempDir())
+	}
 	args = append([]string{"trace", "--netns", ns.Name, "--ready-file", ready}, args...)
 	mode := os.Getenv("ROUTETRACE_ATTACH")
 	if mode != "" {
@@ -89,6 +100,9 @@ func startTrace(t *testing.T, ns *testnet.Netns, args ...string) *traceProc {
 	}
 	p := &traceProc{t: t, cmd: exec.Command(binary, args...), exited: make(chan struct{})}
 	p.cmd.Stdout, p.cmd.Stderr = &p.stdout, &p.stderr
+	if env != nil {
+		p.cmd.Env = append(os.Environ(), env...)
+	}
 	if err := p.cmd.Start(); err != nil {
 		t.Fatalf("starting routetrace: %v", err)
 	}

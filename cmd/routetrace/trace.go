@@ -39,7 +39,7 @@ func traceCommand() *cli.Command {
 			"  sudo routetrace trace --pod 'kube-system/calico-node-*' --output json\n" +
 			"  sudo routetrace trace --cni calico --op delete   # who removes Calico's pod routes\n" +
 			"  sudo routetrace trace --ioctl            # also name who runs route(8)/ifconfig (taxes every syscall)",
-		Flags: []cli.Flag{
+		Flags: append(append([]cli.Flag{
 			&cli.StringFlag{Name: "output", Aliases: []string{"o"}, Value: "text", Usage: "text (aligned lines) or json (JSON lines, fields in the README)"},
 			&cli.StringFlag{Name: "color", Value: "auto", Usage: "auto, always or never (text output)"},
 			&cli.StringFlag{Name: "attach", Value: "auto", Usage: "auto, fentry, kprobe or tracepoint: force one attach tier"},
@@ -49,6 +49,21 @@ func traceCommand() *cli.Command {
 				"(measured: dd bs=1 1.1-1.35x as long). Without it, an ioctl's change is still reported from its notification, named after the process " +
 				"where the kernel has the sk_data_ready BTF tracepoint (6.6+; `routetrace probe` says), with an unknown actor before. The syscall capture always has it"},
 			&cli.StringSliceFlag{Name: "netns", Usage: "only trace this network namespace (name in /run/netns or a path) and routetrace's own; repeatable. Default: every namespace on the node, followed as they come and go"},
+			&cli.BoolFlag{Name: "enrich", Value: true, Usage: "name actors by unit, pod, container and command line and victims by link kind, CNI and pod (--enrich=false: only what the kernel records)"},
+			&cli.StringFlag{Name: "cri-socket", Usage: "the container runtime's CRI socket for pod and container names (default: the first of containerd's, CRI-O's, k3s's and cri-dockerd's that exists; 'none' to not ask)"},
+			&cli.StringFlag{Name: "kubeconfig", Usage: "also read this node's pods from the Kubernetes API: a kubeconfig path, or 'in-cluster' (default: off; the CRI socket alone names pods)"},
+			&cli.StringFlag{Name: "node-name", EnvVars: []string{"NODE_NAME"}, Usage: "this node's name in Kubernetes (default: the host name)"},
+			&cli.DurationFlag{Name: "duration", Usage: "stop after this long (default: until interrupted)"},
+			&cli.StringFlag{Name: "ready-file", Hidden: true, Usage: "touch this file once attached (for tests)"},
+			&cli.IntFlag{Name: "synthetic-pods", Hidden: true, Usage: "add this many generated pods to the pod sources (for memory tests)"},
+		}, filterFlags()...), recorderFlags()...),
+		Action: runTrace,
+	}
+}
+
+// filterFlags select changes, for trace and history alike.
+func filterFlags() []cli.Flag {
+	return []cli.Flag{
 			&cli.StringSliceFlag{Name: "op", Usage: "only these operations: add, replace, delete, flush"},
 			&cli.StringSliceFlag{Name: "object", Usage: "only these objects: route, rule, nexthop"},
 			&cli.StringSliceFlag{Name: "family", Usage: "only this family: inet or inet6"},
@@ -60,15 +75,6 @@ func traceCommand() *cli.Command {
 			&cli.StringSliceFlag{Name: "pod", Usage: "only changes made by, or hitting, this pod: NAMESPACE/NAME, globs allowed ('kube-system/calico-node-*'); a bare NAME matches in any namespace"},
 			&cli.StringSliceFlag{Name: "container", Usage: "only changes by this container: its name (glob) or id (12+ hex digits)"},
 			&cli.StringSliceFlag{Name: "cni", Usage: "only changes to routes on this CNI's interfaces: calico, cilium, flannel, aws-cni, weave, kube-router, ptp, bridge (globs)"},
-			&cli.BoolFlag{Name: "enrich", Value: true, Usage: "name actors by unit, pod, container and command line and victims by link kind, CNI and pod (--enrich=false: only what the kernel records)"},
-			&cli.StringFlag{Name: "cri-socket", Usage: "the container runtime's CRI socket for pod and container names (default: the first of containerd's, CRI-O's, k3s's and cri-dockerd's that exists; 'none' to not ask)"},
-			&cli.StringFlag{Name: "kubeconfig", Usage: "also read this node's pods from the Kubernetes API: a kubeconfig path, or 'in-cluster' (default: off; the CRI socket alone names pods)"},
-			&cli.StringFlag{Name: "node-name", EnvVars: []string{"NODE_NAME"}, Usage: "this node's name in Kubernetes (default: the host name)"},
-			&cli.DurationFlag{Name: "duration", Usage: "stop after this long (default: until interrupted)"},
-			&cli.StringFlag{Name: "ready-file", Hidden: true, Usage: "touch this file once attached (for tests)"},
-			&cli.IntFlag{Name: "synthetic-pods", Hidden: true, Usage: "add this many generated pods to the pod sources (for memory tests)"},
-		},
-		Action: runTrace,
 	}
 }
 
@@ -122,7 +128,9 @@ func runTrace(c *cli.Context) error {
 		Logger:  slog.Default(),
 	}
 	var stage *enrich.Stage
+	var rec *recorder
 	write := func(ev *event.Event) {
+		rec.Write(ev) // every change, whatever this run's filters show
 		if !filter.Match(ev) {
 			return
 		}
@@ -144,6 +152,10 @@ func runTrace(c *cli.Context) error {
 	}
 	defer t.Close()
 	logTiers(t)
+	rec, err = newRecorder(c, t.Losses)
+	if err != nil {
+		return err
+	}
 
 	if d := c.Duration("duration"); d > 0 {
 		var cancel context.CancelFunc
@@ -163,6 +175,7 @@ func runTrace(c *cli.Context) error {
 	if cerr := sink.Close(); err == nil {
 		err = cerr
 	}
+	rec.close() // sends what the backend has not acknowledged, for a few seconds at most
 	summary.SetLosses(t.Losses())
 	if err == nil && writeErr == nil && c.String("output") == "json" {
 		// The last line of stdout, after every event.
@@ -175,6 +188,7 @@ func runTrace(c *cli.Context) error {
 	if enr != nil {
 		fmt.Fprintln(os.Stderr, enrichLine(enr))
 	}
+	fmt.Fprintln(os.Stderr, rec.summary())
 	fmt.Fprintln(os.Stderr, summary.LossLine())
 	if err != nil {
 		return err

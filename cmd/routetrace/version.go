@@ -12,6 +12,12 @@ import (
 var version = ""
 
 func versionString() string {
+	return fmt.Sprintf("routetrace %s (%s, %s/%s)", shortVersion(), runtime.Version(), runtime.GOOS, runtime.GOARCH)
+}
+
+// shortVersion is the version alone: the ldflags', else the module's or
+// "devel" with the commit (service.version on spans).
+func shortVersion() string {
 	v := version
 	if v == "" {
 		v = "devel"
@@ -26,7 +32,7 @@ func versionString() string {
 			}
 		}
 	}
-	return fmt.Sprintf("routetrace %s (%s, %s/%s)", v, runtime.Version(), runtime.GOOS, runtime.GOARCH)
+	return v
 }
 
 func versionCommand() *cli.Command {
