@@ -305,5 +305,3 @@ func formatSize(b int64) string {
 	}
 	return fmt.Sprintf("%.1f KiB", float64(b)/(1<<10))
 }
-
-

@@ -64,17 +64,17 @@ func traceCommand() *cli.Command {
 // filterFlags select changes, for trace and history alike.
 func filterFlags() []cli.Flag {
 	return []cli.Flag{
-			&cli.StringSliceFlag{Name: "op", Usage: "only these operations: add, replace, delete, flush"},
-			&cli.StringSliceFlag{Name: "object", Usage: "only these objects: route, rule, nexthop"},
-			&cli.StringSliceFlag{Name: "family", Usage: "only this family: inet or inet6"},
-			&cli.StringSliceFlag{Name: "table", Usage: "only these tables: a number, or main, local, default"},
-			&cli.StringSliceFlag{Name: "dst", Usage: "only destinations inside this CIDR (10.244.0.0/16 matches 10.244.3.0/24)"},
-			&cli.StringSliceFlag{Name: "comm", Usage: "only changes by processes with this command name"},
-			&cli.StringSliceFlag{Name: "pid", Usage: "only changes by this process id"},
-			&cli.StringSliceFlag{Name: "unit", Usage: "only changes by processes of this systemd unit (glob: 'systemd-networkd.service', 'run-u*.scope')"},
-			&cli.StringSliceFlag{Name: "pod", Usage: "only changes made by, or hitting, this pod: NAMESPACE/NAME, globs allowed ('kube-system/calico-node-*'); a bare NAME matches in any namespace"},
-			&cli.StringSliceFlag{Name: "container", Usage: "only changes by this container: its name (glob) or id (12+ hex digits)"},
-			&cli.StringSliceFlag{Name: "cni", Usage: "only changes to routes on this CNI's interfaces: calico, cilium, flannel, aws-cni, weave, kube-router, ptp, bridge (globs)"},
+		&cli.StringSliceFlag{Name: "op", Usage: "only these operations: add, replace, delete, flush"},
+		&cli.StringSliceFlag{Name: "object", Usage: "only these objects: route, rule, nexthop"},
+		&cli.StringSliceFlag{Name: "family", Usage: "only this family: inet or inet6"},
+		&cli.StringSliceFlag{Name: "table", Usage: "only these tables: a number, or main, local, default"},
+		&cli.StringSliceFlag{Name: "dst", Usage: "only destinations inside this CIDR (10.244.0.0/16 matches 10.244.3.0/24)"},
+		&cli.StringSliceFlag{Name: "comm", Usage: "only changes by processes with this command name"},
+		&cli.StringSliceFlag{Name: "pid", Usage: "only changes by this process id"},
+		&cli.StringSliceFlag{Name: "unit", Usage: "only changes by processes of this systemd unit (glob: 'systemd-networkd.service', 'run-u*.scope')"},
+		&cli.StringSliceFlag{Name: "pod", Usage: "only changes made by, or hitting, this pod: NAMESPACE/NAME, globs allowed ('kube-system/calico-node-*'); a bare NAME matches in any namespace"},
+		&cli.StringSliceFlag{Name: "container", Usage: "only changes by this container: its name (glob) or id (12+ hex digits)"},
+		&cli.StringSliceFlag{Name: "cni", Usage: "only changes to routes on this CNI's interfaces: calico, cilium, flannel, aws-cni, weave, kube-router, ptp, bridge (globs)"},
 	}
 }
 

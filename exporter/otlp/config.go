@@ -121,7 +121,9 @@ func newClient(ctx context.Context, e Endpoint) (sdktrace.SpanExporter, string, 
 	}
 }
 
-func hasScheme(s string) bool { return strings.HasPrefix(s, "http://") || strings.HasPrefix(s, "https://") }
+func hasScheme(s string) bool {
+	return strings.HasPrefix(s, "http://") || strings.HasPrefix(s, "https://")
+}
 
 // NodeResource describes this node as the spans' resource: service.name
 // (OTEL_SERVICE_NAME overrides routetrace), service.version, host.name,

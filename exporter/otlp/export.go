@@ -100,8 +100,8 @@ type Exporter struct {
 	// Close is called still reaches a backend that answers.
 	exportCtx    context.Context
 	exportCancel context.CancelFunc
-	runErr   error
-	once     sync.Once
+	runErr       error
+	once         sync.Once
 
 	lastSeq uint64 // the newest record the grouper has seen
 }
