@@ -35,7 +35,7 @@ func (r *Report) WriteText(w io.Writer) error {
 type textWriter struct {
 	r      *Report
 	w      *bufio.Writer
-	seen   map[actorKey]bool  // actors whose details were written
+	seen   map[actorKey]bool // actors whose details were written
 	bursts map[burstKey]bool // bursts whose counts were written
 }
 
