@@ -20,6 +20,8 @@ type reportJSON struct {
 	EventsScanned int          `json:"events_scanned"`
 	EventsFailed  int          `json:"events_failed"`
 	Undecodable   int          `json:"undecodable"`
+	BeforeSince   int          `json:"events_before_since"`
+	Since         string       `json:"since,omitempty"`
 	JournalFrom   string       `json:"journal_from,omitempty"`
 	JournalTo     string       `json:"journal_to,omitempty"`
 	NotKept       int          `json:"objects_not_kept"`
@@ -148,6 +150,7 @@ func (r *Report) WriteJSON(w io.Writer) error {
 	out := reportJSON{
 		Target: targetText(r.Target), Now: stampJSON(r.Now), Answer: "nothing",
 		EventsScanned: r.EventsScanned, EventsFailed: r.EventsFailed, Undecodable: r.Undecodable,
+		BeforeSince: r.EventsBeforeSince, Since: stampJSON(r.Since),
 		JournalFrom: stampJSON(r.From), JournalTo: stampJSON(r.To), NotKept: r.ObjectsNotKept,
 		Changes: []changeJSON{}, Advice: []adviceJSON{},
 	}

@@ -21,6 +21,9 @@ type Report struct {
 	// failed attempts (nothing changed). Undecodable is set by the caller:
 	// journal records that could not be decoded and were skipped.
 	EventsScanned, EventsFailed, Undecodable int
+	// EventsBeforeSince were read but left out: older than Options.Since.
+	EventsBeforeSince int
+	Since             time.Time
 	// From and To are the times of the oldest and newest event read.
 	From, To time.Time
 	// ObjectsNotKept counts matching routes and rules past the bound on
@@ -124,6 +127,7 @@ func (inv *Investigation) Report(now time.Time) *Report {
 	r := &Report{
 		Target: inv.target, Now: now,
 		EventsScanned: inv.scanned, EventsFailed: inv.failed,
+		EventsBeforeSince: inv.beforeSince, Since: inv.opts.Since,
 		From: inv.first, To: inv.last,
 		ObjectsNotKept: inv.objectsNotKept,
 	}

@@ -152,9 +152,12 @@ func shortName(ev *event.Event) string {
 func (p *textWriter) nothing(target string) {
 	r := p.r
 	p.line("%s: nothing in the journal covers it: no route whose destination holds it, and no rule that selects it, changed.", target)
-	if r.EventsScanned == 0 {
+	switch {
+	case r.EventsScanned == 0 && r.EventsBeforeSince > 0:
+		p.line("  No events since %s: the journal's %d are older. Ask from earlier.", p.stamp(r.Since), r.EventsBeforeSince)
+	case r.EventsScanned == 0:
 		p.line("  The journal holds no events: was routetrace running (routetrace trace, or its daemon)?")
-	} else {
+	default:
 		p.line("  %s", p.journalLine())
 	}
 	p.line("  Look wider with: routetrace history --dst %s", widerPrefix(r.Target))
@@ -169,6 +172,9 @@ func (p *textWriter) journalLine() string {
 		return "Journal: no events."
 	}
 	s := fmt.Sprintf("Journal: %d events scanned, %s to %s", r.EventsScanned, p.stamp(r.From), p.stamp(r.To))
+	if r.EventsBeforeSince > 0 {
+		s += fmt.Sprintf("; %d older ones left out (before %s)", r.EventsBeforeSince, p.stamp(r.Since))
+	}
 	if r.Undecodable > 0 {
 		s += fmt.Sprintf("; %d undecodable %s skipped", r.Undecodable, plural(r.Undecodable, "record", "records"))
 	}

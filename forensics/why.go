@@ -48,6 +48,9 @@ type Options struct {
 	// Netns limits the answer to one network namespace (by inode); 0
 	// means every namespace the journal holds.
 	Netns uint32
+	// Since leaves out changes before it (they still count as read, in
+	// Report.EventsBeforeSince); zero means all.
+	Since time.Time
 }
 
 // ParseTarget reads what `routetrace why` is asked about: an address
@@ -118,6 +121,7 @@ type Investigation struct {
 	actors         map[actorKey]*actorBursts
 
 	scanned, failed int
+	beforeSince     int
 	first, last     time.Time
 	latest          time.Time // the latest time seen, for sweeping bursts
 	sinceSweep      int
@@ -224,6 +228,10 @@ func keyOf(a *event.Actor, origin event.Origin) actorKey {
 
 // Add feeds one event. ev is copied: the caller may reuse it.
 func (inv *Investigation) Add(ev *event.Event) {
+	if !inv.opts.Since.IsZero() && ev.Time.Before(inv.opts.Since) {
+		inv.beforeSince++
+		return
+	}
 	inv.scanned++
 	inv.seq++
 	if !ev.Time.IsZero() {

@@ -449,3 +449,26 @@ func TestParseTarget(t *testing.T) {
 		}
 	}
 }
+
+// --since leaves out older changes, and says so when nothing is left.
+func TestWhySince(t *testing.T) {
+	p, _ := ParseTarget("10.244.0.5")
+	r := Why(slices.Values(incident()), p, Options{Since: t0.Add(-time.Hour)}, now)
+	r.Location = time.UTC
+	if r.EventsScanned != 15 || r.EventsBeforeSince != 14 {
+		t.Errorf("scanned %d, before since %d: want the restart's 15 and the setup's 14", r.EventsScanned, r.EventsBeforeSince)
+	}
+	// The /32 routes were only added, before --since: they are not shown.
+	for _, c := range r.Changes {
+		if c.Event.Op != event.OpDelete {
+			t.Errorf("a change from before --since: %s", describe(&c.Event))
+		}
+	}
+	r = Why(slices.Values(incident()), p, Options{Since: now}, now)
+	r.Location = time.UTC
+	wantLines(t, text(t, r), []string{
+		"10.244.0.5: nothing in the journal covers it: no route whose destination holds it, and no rule that selects it, changed.",
+		"  No events since 2026-11-27 09:04:05: the journal's 29 are older. Ask from earlier.",
+		"  Look wider with: routetrace history --dst 10.244.0.0/16",
+	})
+}
