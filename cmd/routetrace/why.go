@@ -1,0 +1,108 @@
+package main
+
+import (
+	"errors"
+	"fmt"
+	"io/fs"
+	"os"
+	"os/signal"
+	"path/filepath"
+	"syscall"
+	"time"
+
+	"github.com/urfave/cli/v2"
+
+	"github.com/routetrace/routetrace/forensics"
+)
+
+
+func whyCommand() *cli.Command {
+	return &cli.Command{
+		Name:      "why",
+		Usage:     "why is this address or prefix unreachable: who last changed the routes and rules that cover it",
+		ArgsUsage: "ADDRESS|PREFIX",
+		Description: "Reads the journal that `routetrace trace` writes and answers in a few lines: the last change to\n" +
+			"every route (any table) and rule that covers the address or prefix — its own route, the node's\n" +
+			"pod CIDR, the default route, a rule that selects it or that has no address selector — most\n" +
+			"specific first; who made it (unit or pod, comm[pid], command line, cgroup, parent), what else\n" +
+			"that process removed in the same burst (changes less than a second apart), and for a removal\n" +
+			"the kernel made by itself, the request that caused it. For actors it knows (systemd-networkd,\n" +
+			"NetworkManager, dhcpcd) it says what to configure so that it does not happen again.\n\n" +
+			"A route deleted and added back since is shown as BACK, with who had deleted it.\n\n" +
+			"Examples:\n" +
+			"  routetrace why 10.244.1.7                 # a pod's address: its /32, the node's /24, the default route\n" +
+			"  routetrace why 10.244.1.0/24              # a prefix: routes inside it too\n" +
+			"  routetrace why fd00:244::5 --since 6h     # only the last six hours of the journal\n" +
+			"  routetrace why 10.244.1.7 --since '2026-11-27 03:00:00'\n" +
+			"  routetrace why 10.244.1.7 --output json | jq '.changes[0].last.actor'\n" +
+			"  routetrace why 10.244.1.7 --state-dir /srv/routetrace   # a journal kept elsewhere",
+		Flags: []cli.Flag{
+			stateDirFlag(),
+			&cli.StringFlag{Name: "since", Usage: "only changes after this: a duration back from now (6h, 30m) or a time (2026-11-27 03:00:00 in local time, or RFC 3339)"},
+			&cli.StringFlag{Name: "output", Aliases: []string{"o"}, Value: "text", Usage: "text (a few lines to read) or json (one object, fields stable)"},
+		},
+		Action: runWhy,
+	}
+}
+
+func runWhy(c *cli.Context) error {
+	if c.NArg() != 1 {
+		return fmt.Errorf("why needs one ADDRESS or PREFIX (like 10.244.1.7 or 10.244.1.0/24), got %d arguments; see routetrace why --help", c.NArg())
+	}
+	target, err := forensics.ParseTarget(c.Args().First())
+	if err != nil {
+		return fmt.Errorf("the argument: %w", err)
+	}
+	output := c.String("output")
+	if output != "text" && output != "json" {
+		return fmt.Errorf("--output %q: want text or json", output)
+	}
+	now := time.Now()
+	var since time.Time
+	if s := c.String("since"); s != "" {
+		if since, err = parseSince(s, now); err != nil {
+			return err
+		}
+	}
+	dir := filepath.Join(c.String("state-dir"), "journal")
+	if _, err := os.Stat(dir); err != nil {
+		if errors.Is(err, fs.ErrNotExist) {
+			return fmt.Errorf("no journal at %s: `routetrace trace` (or the routetrace daemon) writes it while it runs, "+
+				"under its --state-dir (default %s); start it, or point --state-dir at the directory it uses", dir, defaultStateDir)
+		}
+		return fmt.Errorf("opening the journal: %w", err)
+	}
+
+	ctx, stop := signal.NotifyContext(c.Context, os.Interrupt, syscall.SIGTERM)
+	defer stop()
+	inv := forensics.NewInvestigation(target, forensics.Options{Since: since})
+	undecodable, err := readJournal(ctx, dir, inv.Add)
+	if err != nil {
+		return err
+	}
+	report := inv.Report(now)
+	report.Undecodable = undecodable
+	if output == "json" {
+		return report.WriteJSON(c.App.Writer)
+	}
+	return report.WriteText(c.App.Writer)
+}
+
+// parseSince reads --since: a duration back from now, or a time.
+func parseSince(s string, now time.Time) (time.Time, error) {
+	if d, err := time.ParseDuration(s); err == nil {
+		if d < 0 {
+			return time.Time{}, fmt.Errorf("--since %q: a duration back from now is positive (6h)", s)
+		}
+		return now.Add(-d), nil
+	}
+	if t, err := time.Parse(time.RFC3339Nano, s); err == nil {
+		return t, nil
+	}
+	for _, layout := range []string{"2006-01-02 15:04:05", "2006-01-02 15:04", "2006-01-02"} {
+		if t, err := time.ParseInLocation(layout, s, time.Local); err == nil {
+			return t, nil
+		}
+	}
+	return time.Time{}, fmt.Errorf("--since %q: want a duration (6h, 30m) or a time (2026-11-27 03:00:00, or RFC 3339)", s)
+}
