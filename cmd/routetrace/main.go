@@ -41,7 +41,7 @@ func main() {
 			return nil
 		},
 		Commands: []*cli.Command{traceCommand(), historyCommand(), whyCommand(), probeCommand(), benchCommand(), versionCommand(),
-			benchClientCommand(), benchUDPCommand()},
+			benchExportCommand(), benchClientCommand(), benchUDPCommand()},
 	}
 	if err := app.Run(os.Args); err != nil {
 		fmt.Fprintln(os.Stderr, "routetrace:", err)

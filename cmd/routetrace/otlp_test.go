@@ -99,6 +99,11 @@ func TestOTLPSpansInJaeger(t *testing.T) {
 				if r.Name != "ip routing change" && !strings.HasSuffix(r.Name, " routing change") {
 					t.Errorf("root of %s named %q", pid, r.Name)
 				}
+				// The actor in full is on the root, once per burst.
+				if r.Attributes["process.parent_pid"] != strconv.Itoa(os.Getpid()) || r.Attributes["process.owner"] != "root" ||
+					r.Attributes["process.executable.path"] == "" || r.Attributes["routetrace.actor.comm"] != "ip" {
+					t.Errorf("root of %s: %v", pid, r.Attributes)
+				}
 			}
 			// The change spans, by journal order, against trace's own lines.
 			var changes []jaegertest.Span
@@ -130,8 +135,6 @@ func TestOTLPSpansInJaeger(t *testing.T) {
 					check["process.pid"] = ev["actor.pid"]
 					check["routetrace.actor.comm"] = "ip"
 					check["process.executable.name"] = "ip"
-					check["process.parent_pid"] = ev["actor.ppid"]
-					check["process.owner"] = "root"
 				} else {
 					check["routetrace.actor.kernel"] = "true"
 				}

@@ -213,6 +213,11 @@ func (r *recorder) registerMetrics(losses func() tracer.Losses) error {
 		}); err != nil {
 			return err
 		}
+		if err := m.CounterFunc("routetrace.export.rejected", "{span}", "spans the backend refused to keep (OTLP partial success)", func(o func(uint64, ...attribute.KeyValue)) {
+			o(st.Rejected.Load())
+		}); err != nil {
+			return err
+		}
 		if err := m.CounterFunc("routetrace.export.decode_errors", "{record}", "journal records skipped because they did not decode", func(o func(uint64, ...attribute.KeyValue)) {
 			o(st.DecodeErrors.Load())
 		}); err != nil {
@@ -271,8 +276,8 @@ func (r *recorder) summary() string {
 	}
 	if r.exp != nil {
 		es := r.exp.Stats()
-		s += fmt.Sprintf("\notlp: %d spans sent to %s (%s) in %d requests, %d retried; %d changes waiting for the backend",
-			es.Spans.Load(), r.endpoint, r.exp.Protocol(), es.Batches.Load(), es.Retries.Load(), st.LastSeq-es.Acked.Load())
+		s += fmt.Sprintf("\notlp: %d spans sent to %s (%s) in %d requests, %d retried, %d rejected by the backend; %d changes waiting for the backend",
+			es.Spans.Load(), r.endpoint, r.exp.Protocol(), es.Batches.Load(), es.Retries.Load(), es.Rejected.Load(), st.LastSeq-es.Acked.Load())
 		if st.DroppedUndelivered > 0 {
 			s += fmt.Sprintf("; %d dropped by the journal's size cap before export", st.DroppedUndelivered)
 		}

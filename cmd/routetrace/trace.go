@@ -38,7 +38,13 @@ func traceCommand() *cli.Command {
 			"  sudo routetrace trace --unit systemd-networkd.service\n" +
 			"  sudo routetrace trace --pod 'kube-system/calico-node-*' --output json\n" +
 			"  sudo routetrace trace --cni calico --op delete   # who removes Calico's pod routes\n" +
-			"  sudo routetrace trace --ioctl            # also name who runs route(8)/ifconfig (taxes every syscall)",
+			"  sudo routetrace trace --ioctl            # also name who runs route(8)/ifconfig (taxes every syscall)\n" +
+			"  sudo routetrace trace --otlp-endpoint otel-collector.monitoring:4317 --otlp-insecure --metrics-addr 9464\n" +
+			"  sudo OTEL_EXPORTER_OTLP_ENDPOINT=https://tempo:4317 routetrace trace --output json\n\n" +
+			"Every change is also appended to the node's journal (<state-dir>/journal, default /var/lib/routetrace),\n" +
+			"whatever the filters: `routetrace history` and `routetrace why` read it later. With an OTLP endpoint\n" +
+			"(flag or OTEL_EXPORTER_OTLP_[TRACES_]ENDPOINT), changes are sent from the journal as spans: a backend\n" +
+			"that is down delays them, a restart of routetrace resumes where the backend stopped acknowledging.",
 		Flags: append(append([]cli.Flag{
 			&cli.StringFlag{Name: "output", Aliases: []string{"o"}, Value: "text", Usage: "text (aligned lines) or json (JSON lines, fields in the README)"},
 			&cli.StringFlag{Name: "color", Value: "auto", Usage: "auto, always or never (text output)"},

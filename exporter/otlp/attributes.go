@@ -188,6 +188,32 @@ func (a *attributer) actor(kv []attribute.KeyValue, ac *event.Actor) []attribute
 	return kv
 }
 
+// actorBrief appends what names the actor on each change span: enough to
+// search by (pid, comm, executable, unit, pod). The rest (parent, owner,
+// cgroup, command line, container id) is on the burst's root, the same
+// process for every change under it: repeating it per span doubled the
+// export's CPU and the backend's storage.
+func (a *attributer) actorBrief(kv []attribute.KeyValue, ac *event.Actor) []attribute.KeyValue {
+	if ac.Unknown() || ac.Kernel {
+		return a.actor(kv, ac)
+	}
+	kv = append(kv, attribute.Int64(keyProcessPID, int64(ac.Tgid)), attribute.String(keyComm, ac.Comm.String()))
+	p := ac.Process
+	if p == nil || p.Exe == "" {
+		return append(kv, attribute.String(keyExecutableName, ac.Comm.String()))
+	}
+	kv = append(kv, attribute.String(keyExecutableName, path.Base(p.Exe)))
+	kv = appendOpt(kv, keyUnit, p.Unit)
+	if c := p.Container; c != nil {
+		kv = appendOpt(kv, keyContainerName, c.Name)
+		if pod := c.Pod; pod != nil {
+			kv = appendOpt(kv, keyPodName, pod.Name)
+			kv = appendOpt(kv, keyNamespace, pod.Namespace)
+		}
+	}
+	return kv
+}
+
 // change appends the attributes of one change: what it was, the route or
 // rule it touched, how routetrace saw it, and what it hit.
 func (a *attributer) change(kv []attribute.KeyValue, ev *event.Event, seq uint64) []attribute.KeyValue {

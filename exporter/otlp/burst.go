@@ -258,7 +258,7 @@ func spanName(obj event.Object, op event.Op) string { return obj.String() + " " 
 
 func (g *grouper) emitChange(b *burst, parent [8]byte, seq uint64, ev *event.Event) {
 	kv := g.attrs.change(g.scratch[:0], ev, seq)
-	kv = g.attrs.actor(kv, &ev.Actor)
+	kv = g.attrs.actorBrief(kv, &ev.Actor)
 	stub := g.stub(b, spanID(b.Trace, "change", strconv.FormatUint(seq, 10)), parent, spanName(ev.Object, ev.Op), ev.Time, ev.Time)
 	stub.Attributes = slices.Clone(kv)
 	g.scratch = kv

@@ -160,7 +160,8 @@ func TestGrouperBurstTree(t *testing.T) {
 	for k, v := range map[string]string{
 		"linux.route.destination": "10.244.1.0/24", "linux.route.table": "main", "linux.route.protocol": "static",
 		"network.interface.name": "nd0", "routetrace.origin": "netlink", "routetrace.attach": "tracepoint",
-		"linux.netlink.portid": "1", "routetrace.journal.seq": "1", "process.parent_pid": "1",
+		"linux.netlink.portid": "1", "routetrace.journal.seq": "1", "process.pid": "412", "process.parent_pid": "",
+		"routetrace.actor.unit": "systemd-networkd.service", "process.executable.name": "systemd-networkd",
 		"routetrace.actor.comm": "systemd-network", "linux.family": "inet",
 	} {
 		if a[k] != v {
