@@ -21,7 +21,9 @@ import (
 	"github.com/urfave/cli/v2"
 
 	"github.com/routetrace/routetrace/enrich"
+	"github.com/routetrace/routetrace/event"
 	"github.com/routetrace/routetrace/exporter"
+	"github.com/routetrace/routetrace/journal"
 	"github.com/routetrace/routetrace/rtnl"
 	"github.com/routetrace/routetrace/tracer"
 )
@@ -56,6 +58,7 @@ func benchCommand() *cli.Command {
 			&cli.IntFlag{Name: "udp-count", Value: 200000, Usage: "datagrams the UDP case sends"},
 			&cli.StringFlag{Name: "output", Aliases: []string{"o"}, Value: "text", Usage: "text or json"},
 			&cli.BoolFlag{Name: "pin", Usage: "tracer on CPU 1, the workload on CPU 0 (see bench_kernel.go)"},
+			&cli.BoolFlag{Name: "journal", Value: true, Usage: "also time each case with enrichment and the journal (trace's whole pipeline), in a fourth mode of each round"},
 			&cli.BoolFlag{Name: "enrich", Value: true, Usage: "also time each case with enrichment (unit, pod, command line, link names), in a third mode of each round, and print what it adds"},
 			&cli.IntFlag{Name: "synthetic-pods", Hidden: true, Usage: "give the enricher this many generated pods (3 containers each): memory and lookup cost with a full cache"},
 			&cli.BoolFlag{Name: "bpf-stats", Value: true, Usage: "one more traced round with BPF run-time statistics: each program's ns per run, per deleted route"},
@@ -108,6 +111,10 @@ type caseResult struct {
 	// With enrichment (0 when --enrich=false).
 	OnEnrich    float64
 	RatioEnrich float64
+	// With enrichment and the journal: trace's whole pipeline (0 when
+	// --journal=false).
+	OnJournal    float64
+	RatioJournal float64
 }
 
 type benchResult struct {
@@ -131,7 +138,8 @@ type benchResult struct {
 	BPF        bpfMemory         `json:"bpf"`
 
 	// Enrichment: its cost on the event path, sampled, and its caches.
-	Enrich *enrichResult `json:"enrich,omitempty"`
+	Enrich  *enrichResult  `json:"enrich,omitempty"`
+	Journal *journalResult `json:"journal,omitempty"`
 
 	// The statistics round (bench_kernel.go); absent with --bpf-stats=false.
 	Kernel *kernelCost `json:"kernel_cost,omitempty"`
@@ -156,6 +164,9 @@ func (r *benchResult) MarshalJSON() ([]byte, error) {
 		m[c.Key+"_off_s"], m[c.Key+"_on_s"], m["ratio_"+c.Key] = c.Off, c.On, c.Ratio
 		if c.OnEnrich > 0 {
 			m[c.Key+"_enrich_s"], m["ratio_"+c.Key+"_enrich"] = c.OnEnrich, c.RatioEnrich
+		}
+		if c.OnJournal > 0 {
+			m[c.Key+"_journal_s"], m["ratio_"+c.Key+"_journal"] = c.OnJournal, c.RatioJournal
 		}
 	}
 	return json.Marshal(m)
@@ -224,7 +235,8 @@ func runBench(c *cli.Context) error {
 		res.Cases = append(res.Cases, bc.key)
 	}
 	b.synthPods = c.Int("synthetic-pods")
-	off, on, onEnrich := map[string][]float64{}, map[string][]float64{}, map[string][]float64{}
+	off, on, onEnrich, onJournal := map[string][]float64{}, map[string][]float64{}, map[string][]float64{}, map[string][]float64{}
+	journaled := c.Bool("journal") && c.Bool("enrich")
 	if c.Bool("enrich") {
 		res.Enrich = &enrichResult{}
 	}
@@ -238,12 +250,18 @@ func runBench(c *cli.Context) error {
 			off[bc.key] = append(off[bc.key], run.seconds)
 		}
 		slog.Info("bench round", "round", r+1, "of", rounds, "mode", "tracer")
-		if err := b.tracedHalf(c.String("attach"), cases, r+1, on, res, false); err != nil {
+		if err := b.tracedHalf(c.String("attach"), cases, r+1, on, res, false, false); err != nil {
 			return err
 		}
 		if res.Enrich != nil {
 			slog.Info("bench round", "round", r+1, "of", rounds, "mode", "tracer with enrichment")
-			if err := b.tracedHalf(c.String("attach"), cases, r+1, onEnrich, res, true); err != nil {
+			if err := b.tracedHalf(c.String("attach"), cases, r+1, onEnrich, res, true, false); err != nil {
+				return err
+			}
+		}
+		if journaled {
+			slog.Info("bench round", "round", r+1, "of", rounds, "mode", "tracer with enrichment and the journal")
+			if err := b.tracedHalf(c.String("attach"), cases, r+1, onJournal, res, true, true); err != nil {
 				return err
 			}
 		}
@@ -254,6 +272,10 @@ func runBench(c *cli.Context) error {
 		if res.Enrich != nil {
 			cr.OnEnrich = median(onEnrich[bc.key])
 			cr.RatioEnrich = cr.OnEnrich / cr.Off
+		}
+		if journaled {
+			cr.OnJournal = median(onJournal[bc.key])
+			cr.RatioJournal = cr.OnJournal / cr.Off
 		}
 		res.results = append(res.results, cr)
 	}
@@ -309,12 +331,20 @@ func printBench(w io.Writer, res *benchResult) {
 		for _, c := range res.results {
 			fmt.Fprintf(w, "%-16s %11.3fs %11.3fs %8.3f\n", c.Label, c.Off, c.On, c.Ratio)
 		}
-	} else {
+	} else if res.Journal == nil {
 		fmt.Fprintf(w, "%-16s %12s %12s %8s %12s %8s %14s\n", "", "no tracer", "tracer", "ratio", "+ enrich", "ratio", "enrich adds")
 		for _, c := range res.results {
 			fmt.Fprintf(w, "%-16s %11.3fs %11.3fs %8.3f %11.3fs %8.3f %13.1f%%\n", c.Label, c.Off, c.On, c.Ratio,
 				c.OnEnrich, c.RatioEnrich, (c.RatioEnrich/c.Ratio-1)*100)
 		}
+	} else {
+		fmt.Fprintf(w, "%-16s %12s %12s %8s %12s %8s %12s %8s %14s\n", "", "no tracer", "tracer", "ratio", "+ enrich", "ratio",
+			"+ journal", "ratio", "journal adds")
+		for _, c := range res.results {
+			fmt.Fprintf(w, "%-16s %11.3fs %11.3fs %8.3f %11.3fs %8.3f %11.3fs %8.3f %13.1f%%\n", c.Label, c.Off, c.On, c.Ratio,
+				c.OnEnrich, c.RatioEnrich, c.OnJournal, c.RatioJournal, (c.RatioJournal/c.RatioEnrich-1)*100)
+		}
+		fmt.Fprintf(w, "journal: %d changes, %.1f MiB written\n", res.Journal.Records, float64(res.Journal.Bytes)/(1<<20))
 	}
 	if res.Expected > 0 {
 		fmt.Fprintf(w, "identity: %d of %d deletions reported exactly once with the pid and comm that made them (%s)\n",
@@ -564,12 +594,43 @@ func (b *benchNetns) child(args ...string) (childReport, error) {
 	return rep, nil
 }
 
+// journalResult is what the journal mode wrote, over its rounds.
+type journalResult struct {
+	Records uint64 `json:"records"`
+	Bytes   int64  `json:"bytes"`
+}
+
 // tracedHalf runs the cases once with a tracer attached, checking after
 // each deletion case that every deletion was reported once, by its actor.
-func (b *benchNetns) tracedHalf(attach string, cases []benchCase, round int, on map[string][]float64, res *benchResult, enriched bool) error {
+func (b *benchNetns) tracedHalf(attach string, cases []benchCase, round int, on map[string][]float64, res *benchResult, enriched, journaled bool) error {
 	opts := tracer.Options{Attach: attach, Capture: b.capture, Netns: []string{b.name}, Logger: slog.Default()}
 	id := newIdentity(b.n, b.inode)
 	emit := id.observe
+	if journaled {
+		// As trace journals: every event encoded and appended, in the
+		// read loop, before the sinks.
+		j, err := journal.Open(journal.Options{Dir: filepath.Join(b.dir, fmt.Sprintf("journal-%d", round)), MaxBytes: 4 << 30})
+		if err != nil {
+			return fmt.Errorf("opening the bench's journal: %w", err)
+		}
+		defer func() {
+			j.Close()
+			st := j.Stats()
+			if res.Journal == nil {
+				res.Journal = &journalResult{}
+			}
+			res.Journal.Records += st.Appended
+			res.Journal.Bytes += st.Bytes
+			os.RemoveAll(filepath.Join(b.dir, fmt.Sprintf("journal-%d", round)))
+		}()
+		var buf []byte
+		observe := id.observe
+		emit = func(ev *event.Event) {
+			buf = event.AppendBinary(buf[:0], ev)
+			j.Append(ev.Time, buf)
+			observe(ev)
+		}
+	}
 	var stage *enrich.Stage
 	if enriched {
 		enr, err := b.newEnricher()
@@ -579,7 +640,7 @@ func (b *benchNetns) tracedHalf(attach string, cases []benchCase, round int, on 
 		defer func() { res.Enrich.add(enr, id) }()
 		defer enr.Close()
 		id.wantProcess = true
-		stage = enr.NewStage(id.observe)
+		stage = enr.NewStage(emit)
 		opts.OnProcess, emit = stage.AddProcess, stage.Write
 	}
 	t, err := tracer.New(opts)

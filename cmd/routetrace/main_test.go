@@ -955,25 +955,28 @@ func TestBenchJSON(t *testing.T) {
 	// the total must still be the sum of the counters.
 	truncated, _ := jsonFloat(res["losses.truncated"])
 	checkFields(t, "bench", res, fields{"n": 2000, "rounds": 1, "dd_count": 20000, "udp_count": 20000,
-		// Twice: the tracer's mode, then the tracer with enrichment.
-		"expected": 12000, "reported": 12000, "identity.correct": 12000, "identity.missing": 0, "identity.duplicated": 0,
+		// Three times: the tracer's mode, the tracer with enrichment, and
+		// with enrichment and the journal.
+		"expected": 18000, "reported": 18000, "identity.correct": 18000, "identity.missing": 0, "identity.duplicated": 0,
 		"identity.wrong_actor": 0, "identity.failed": 0, "identity.unexpected": 0,
 		"lost": int(truncated), "notifications_lost": 0, "losses.ring_records": 0, "losses.overruns": 0,
 		"losses.unconfirmed": 0, "losses.evicted": 0, "losses.read_errors": 0, "losses.listener_gaps": 0,
 		"losses.unlistened": 0, "losses.kprobe_missed": 0, "attach": wantAttach(r.stderr),
-		// Enrichment's mode: every deletion named with its command line.
-		"enrich.named": 6000, "enrich.unnamed": 0, "enrich.process_misses": 0})
+		// Enrichment's modes: every deletion named with its command line.
+		"enrich.named": 12000, "enrich.unnamed": 0, "enrich.process_misses": 0,
+		// The journal's mode journaled each case's 2000 adds and 2000 deletions.
+		"journal.records": 12000})
 	if truncated != 0 {
 		t.Logf("tier 3 counted %v truncated captures (ip route flush's batches)", truncated)
 	}
 	for _, k := range []string{"batch", "flush", "client", "dd", "udp"} {
-		for _, f := range []string{k + "_off_s", k + "_on_s", "ratio_" + k, k + "_enrich_s", "ratio_" + k + "_enrich"} {
+		for _, f := range []string{k + "_off_s", k + "_on_s", "ratio_" + k, k + "_enrich_s", "ratio_" + k + "_enrich", k + "_journal_s", "ratio_" + k + "_journal"} {
 			if v, err := jsonFloat(res[f]); err != nil || v <= 0 {
 				t.Errorf("%s = %s, want a number > 0", f, show(res[f], res[f] != nil))
 			}
 		}
 	}
-	for _, f := range []string{"rss_mib", "rss_before_mib", "bpf.maps_mib", "bpf.maps", "enrich.ns_per_event", "enrich.events"} {
+	for _, f := range []string{"rss_mib", "rss_before_mib", "bpf.maps_mib", "bpf.maps", "enrich.ns_per_event", "enrich.events", "journal.bytes"} {
 		if v, err := jsonFloat(res[f]); err != nil || v <= 0 {
 			t.Errorf("%s = %s, want a number > 0", f, show(res[f], res[f] != nil))
 		}
