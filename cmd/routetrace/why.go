@@ -15,7 +15,6 @@ import (
 	"github.com/routetrace/routetrace/forensics"
 )
 
-
 func whyCommand() *cli.Command {
 	return &cli.Command{
 		Name:      "why",

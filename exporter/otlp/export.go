@@ -89,7 +89,7 @@ type Stats struct {
 	Rejected atomic.Uint64
 	// SDKErrors counts every other error the SDK reported that way.
 	SDKErrors atomic.Uint64
-	Down         atomic.Bool // the last request failed
+	Down      atomic.Bool // the last request failed
 }
 
 // Exporter reads the journal and sends spans.
@@ -114,7 +114,7 @@ type Exporter struct {
 	lastSeq   uint64 // the newest record the grouper has seen
 	queuedSeq uint64 // the newest record whose spans are queued
 	queue     chan batch
-	downMu    sync.Mutex // orders the backend-down and back-up logs
+	downMu    sync.Mutex    // orders the backend-down and back-up logs
 	sent      chan struct{} // closed when the sender has ended
 }
 
