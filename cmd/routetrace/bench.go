@@ -760,7 +760,10 @@ func lossMap(l tracer.Losses) map[string]uint64 {
 }
 
 // peakRSSMiB is this process's high-water RSS (VmHWM).
-func peakRSSMiB() float64 {
+func peakRSSMiB() float64 { return selfStatusMiB("VmHWM:") }
+
+// selfStatusMiB reads one of /proc/self/status's kB fields, in MiB.
+func selfStatusMiB(field string) float64 {
 	f, err := os.Open("/proc/self/status")
 	if err != nil {
 		return 0
@@ -768,7 +771,7 @@ func peakRSSMiB() float64 {
 	defer f.Close()
 	s := bufio.NewScanner(f)
 	for s.Scan() {
-		if v, ok := strings.CutPrefix(s.Text(), "VmHWM:"); ok {
+		if v, ok := strings.CutPrefix(s.Text(), field); ok {
 			kb, _ := strconv.ParseFloat(strings.TrimSuffix(strings.TrimSpace(v), " kB"), 64)
 			return kb / 1024
 		}

@@ -59,6 +59,9 @@ type exportPass struct {
 	SpansPerSecond float64 `json:"spans_per_s"`
 	CPUPer100k     float64 `json:"cpu_s_per_100k_changes"`
 	PeakRSSMiB     float64 `json:"peak_rss_mib"`
+	// PeakAnonMiB is the most anonymous memory seen while exporting: the
+	// exporter's own, without the executable's file pages.
+	PeakAnonMiB float64 `json:"peak_anon_mib"`
 }
 
 func runBenchExport(c *cli.Context) error {
@@ -101,9 +104,9 @@ func runBenchExport(c *cli.Context) error {
 func printExportBench(w io.Writer, passes []exportPass) {
 	for _, p := range passes {
 		fmt.Fprintf(w, "%-6s %d changes: journal %.3fs (%.0f records/s, %.1f MB/s); export %d spans in %d requests (%d retried) in %.3fs = %.0f spans/s; "+
-			"%.2f CPU s per 100k changes; peak RSS %.1f MiB\n",
+			"%.2f CPU s per 100k changes; peak RSS %.1f MiB (anonymous %.1f)\n",
 			p.Name, p.Changes, p.JournalSeconds, p.JournalRate, p.JournalMBps, p.Spans, p.Requests, p.Retries, p.ExportSeconds,
-			p.SpansPerSecond, p.CPUPer100k, p.PeakRSSMiB)
+			p.SpansPerSecond, p.CPUPer100k, p.PeakRSSMiB, p.PeakAnonMiB)
 	}
 }
 
@@ -156,6 +159,7 @@ func benchExportPass(c *cli.Context, name string, n, burst int) (exportPass, err
 	exp.Start()
 	last := j.Stats().LastSeq
 	for exp.Stats().Acked.Load() < last {
+		res.PeakAnonMiB = max(res.PeakAnonMiB, selfStatusMiB("RssAnon:"))
 		time.Sleep(5 * time.Millisecond)
 	}
 	if err := exp.Close(); err != nil {
