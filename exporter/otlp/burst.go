@@ -10,12 +10,6 @@ import (
 	"time"
 
 	"go.opentelemetry.io/otel/attribute"
-	"go.opentelemetry.io/otel/codes"
-	"go.opentelemetry.io/otel/sdk/instrumentation"
-	"go.opentelemetry.io/otel/sdk/resource"
-	sdktrace "go.opentelemetry.io/otel/sdk/trace"
-	"go.opentelemetry.io/otel/sdk/trace/tracetest"
-	"go.opentelemetry.io/otel/trace"
 
 	"github.com/routetrace/routetrace/event"
 )
@@ -51,11 +45,9 @@ type grouper struct {
 	opts  groupOptions
 	seed  [16]byte
 	attrs *attributer
-	res   *resource.Resource
-	scope instrumentation.Scope
 
 	st  groupState
-	out []sdktrace.ReadOnlySpan
+	out []*span
 	// scratch is reused for every change's attributes.
 	scratch []attribute.KeyValue
 }
@@ -116,13 +108,11 @@ type aggSpan struct {
 
 const groupStateVersion = 1
 
-func newGrouper(opts groupOptions, seed [16]byte, res *resource.Resource, version string) *grouper {
+func newGrouper(opts groupOptions, seed [16]byte) *grouper {
 	return &grouper{
 		opts:  opts,
 		seed:  seed,
 		attrs: newAttributer(opts.CommandArgs),
-		res:   res,
-		scope: instrumentation.Scope{Name: "github.com/routetrace/routetrace", Version: version},
 		st:    groupState{Version: groupStateVersion},
 	}
 }
@@ -259,13 +249,13 @@ func spanName(obj event.Object, op event.Op) string { return obj.String() + " " 
 func (g *grouper) emitChange(b *burst, parent [8]byte, seq uint64, ev *event.Event) {
 	kv := g.attrs.change(g.scratch[:0], ev, seq)
 	kv = g.attrs.actorBrief(kv, &ev.Actor)
-	stub := g.stub(b, spanID(b.Trace, "change", strconv.FormatUint(seq, 10)), parent, spanName(ev.Object, ev.Op), ev.Time, ev.Time)
-	stub.Attributes = slices.Clone(kv)
+	s := newSpan(b.Trace, spanID(b.Trace, "change", strconv.FormatUint(seq, 10)), parent, spanName(ev.Object, ev.Op), ev.Time, ev.Time)
+	s.Attributes = protoAttributes(kv)
 	g.scratch = kv
 	if ev.Errno != 0 {
-		stub.Status = sdktrace.Status{Code: codes.Error, Description: event.ErrnoName(ev.Errno)}
+		setError(s, event.ErrnoName(ev.Errno))
 	}
-	g.out = append(g.out, stub.Snapshot())
+	g.out = append(g.out, s)
 }
 
 // emitClosed sends what a burst holds until it ends: its causes' spans,
@@ -278,35 +268,37 @@ func (g *grouper) emitClosed(b *burst) {
 	actorAttrs := g.attrs.actor(nil, &actorEv.Actor)
 	root := g.rootID(b)
 	for _, c := range b.Causes {
-		stub := g.stub(b, spanID(b.Trace, "cause", c.Key), root, spanName(event.Object(c.Object), event.Op(c.Op)),
+		s := newSpan(b.Trace, spanID(b.Trace, "cause", c.Key), root, spanName(event.Object(c.Object), event.Op(c.Op)),
 			time.Unix(0, c.First), time.Unix(0, c.Last))
-		stub.Attributes = append(slices.Clone(actorAttrs),
+		kv := append(slices.Clone(actorAttrs),
 			attribute.String(keyObject, event.Object(c.Object).String()), attribute.String(keyOp, event.Op(c.Op).String()),
 			attribute.String(keyOrigin, event.OriginNetlink.String()),
 			attribute.Int64(keyCauseIfindex, int64(c.Ifindex)), attribute.Int(keyBurstKernel, c.Removals))
 		if c.Prefix != "" {
-			stub.Attributes = append(stub.Attributes, attribute.String(keyCausePrefix, c.Prefix))
+			kv = append(kv, attribute.String(keyCausePrefix, c.Prefix))
 		}
-		g.out = append(g.out, stub.Snapshot())
+		s.Attributes = protoAttributes(kv)
+		g.out = append(g.out, s)
 	}
 	for i, a := range b.Aggs {
-		stub := g.stub(b, spanID(b.Trace, "aggregate", strconv.Itoa(i)), a.Parent,
+		s := newSpan(b.Trace, spanID(b.Trace, "aggregate", strconv.Itoa(i)), a.Parent,
 			spanName(event.Object(a.Object), event.Op(a.Op))+" (aggregated)", time.Unix(0, a.First), time.Unix(0, a.Last))
-		stub.Attributes = []attribute.KeyValue{
+		kv := []attribute.KeyValue{
 			attribute.String(keyObject, event.Object(a.Object).String()), attribute.String(keyOp, event.Op(a.Op).String()),
 			attribute.Int(keyAggregated, a.Count),
 		}
 		if a.FirstDst != "" {
-			stub.Attributes = append(stub.Attributes, attribute.String("routetrace.aggregated.first_destination", a.FirstDst),
+			kv = append(kv, attribute.String("routetrace.aggregated.first_destination", a.FirstDst),
 				attribute.String("routetrace.aggregated.last_destination", a.LastDst))
 		}
 		if a.Errno != 0 {
-			stub.Attributes = append(stub.Attributes, attribute.String(keyErrno, event.ErrnoName(a.Errno)))
-			stub.Status = sdktrace.Status{Code: codes.Error, Description: event.ErrnoName(a.Errno)}
+			kv = append(kv, attribute.String(keyErrno, event.ErrnoName(a.Errno)))
+			setError(s, event.ErrnoName(a.Errno))
 		}
-		g.out = append(g.out, stub.Snapshot())
+		s.Attributes = protoAttributes(kv)
+		g.out = append(g.out, s)
 	}
-	stub := g.stub(b, root, [8]byte{}, rootName(&actorEv.Actor), time.Unix(0, b.First), time.Unix(0, b.Last))
+	s := newSpan(b.Trace, root, [8]byte{}, rootName(&actorEv.Actor), time.Unix(0, b.First), time.Unix(0, b.Last))
 	kv := append(actorAttrs,
 		attribute.Int(keyBurstChanges, b.Changes),
 		attribute.Int(keyBurstErrors, b.Errors),
@@ -319,8 +311,8 @@ func (g *grouper) emitClosed(b *burst) {
 	for _, k := range sortedKeys(b.Errnos) {
 		kv = append(kv, attribute.Int(keyBurstErrnoPre+k, b.Errnos[k]))
 	}
-	stub.Attributes = kv
-	g.out = append(g.out, stub.Snapshot())
+	s.Attributes = protoAttributes(kv)
+	g.out = append(g.out, s)
 }
 
 // rootName names a burst by its actor in the user's terms:
@@ -348,22 +340,6 @@ func sortedKeys(m map[string]int) []string {
 	}
 	slices.Sort(keys)
 	return keys
-}
-
-func (g *grouper) stub(b *burst, id, parent [8]byte, name string, start, end time.Time) tracetest.SpanStub {
-	s := tracetest.SpanStub{
-		Name:                 name,
-		SpanContext:          trace.NewSpanContext(trace.SpanContextConfig{TraceID: b.Trace, SpanID: id, TraceFlags: trace.FlagsSampled}),
-		SpanKind:             trace.SpanKindInternal,
-		StartTime:            start,
-		EndTime:              end,
-		Resource:             g.res,
-		InstrumentationScope: g.scope,
-	}
-	if parent != ([8]byte{}) {
-		s.Parent = trace.NewSpanContext(trace.SpanContextConfig{TraceID: b.Trace, SpanID: parent, TraceFlags: trace.FlagsSampled})
-	}
-	return s
 }
 
 func (g *grouper) traceID(firstSeq uint64) [16]byte {
@@ -414,7 +390,7 @@ func (g *grouper) restore(b []byte) error {
 }
 
 // take hands over the finished spans.
-func (g *grouper) take() []sdktrace.ReadOnlySpan {
+func (g *grouper) take() []*span {
 	out := g.out
 	g.out = nil
 	return out

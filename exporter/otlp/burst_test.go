@@ -8,10 +8,12 @@ import (
 	"testing"
 	"time"
 
-	"go.opentelemetry.io/otel/attribute"
-	"go.opentelemetry.io/otel/codes"
-	"go.opentelemetry.io/otel/sdk/resource"
-	sdktrace "go.opentelemetry.io/otel/sdk/trace"
+	"bytes"
+	"encoding/hex"
+	"fmt"
+
+	commonpb "go.opentelemetry.io/proto/otlp/common/v1"
+	tracepb "go.opentelemetry.io/proto/otlp/trace/v1"
 
 	"github.com/routetrace/routetrace/event"
 )
@@ -46,22 +48,36 @@ func kernelDel(at time.Duration, dst string, cause event.Actor) *event.Event {
 }
 
 func testGrouper(maxChildren int) *grouper {
-	return newGrouper(groupOptions{Quiet: time.Second, Reorder: 2 * time.Second, MaxChildren: maxChildren},
-		[16]byte{1}, resource.NewSchemaless(attribute.String("service.name", "routetrace")), "test")
+	return newGrouper(groupOptions{Quiet: time.Second, Reorder: 2 * time.Second, MaxChildren: maxChildren}, [16]byte{1})
 }
 
-func attrs(s sdktrace.ReadOnlySpan) map[string]string {
+func attrs(s *span) map[string]string {
 	m := map[string]string{}
-	for _, kv := range s.Attributes() {
-		m[string(kv.Key)] = kv.Value.Emit()
+	for _, kv := range s.Attributes {
+		m[kv.Key] = anyString(kv.Value)
 	}
 	return m
 }
 
-func byName(spans []sdktrace.ReadOnlySpan, name string) []sdktrace.ReadOnlySpan {
-	var out []sdktrace.ReadOnlySpan
+func anyString(v *commonpb.AnyValue) string {
+	switch x := v.Value.(type) {
+	case *commonpb.AnyValue_StringValue:
+		return x.StringValue
+	case *commonpb.AnyValue_IntValue:
+		return fmt.Sprint(x.IntValue)
+	case *commonpb.AnyValue_BoolValue:
+		return fmt.Sprint(x.BoolValue)
+	}
+	return fmt.Sprint(v)
+}
+
+func start(s *span) time.Time { return time.Unix(0, int64(s.StartTimeUnixNano)).UTC() }
+func end(s *span) time.Time   { return time.Unix(0, int64(s.EndTimeUnixNano)).UTC() }
+
+func byName(spans []*span, name string) []*span {
+	var out []*span
 	for _, s := range spans {
-		if s.Name() == name {
+		if s.Name == name {
 			out = append(out, s)
 		}
 	}
@@ -93,17 +109,17 @@ func TestGrouperBurstTree(t *testing.T) {
 	spans := g.take()
 	names := make([]string, len(spans))
 	for i, s := range spans {
-		names[i] = s.Name()
+		names[i] = s.Name
 	}
 	want := []string{"route delete", "address delete", "systemd-networkd.service routing change"}
 	if !reflect.DeepEqual(names, want) {
 		t.Fatalf("spans when the first burst closed: %q, want %q", names, want)
 	}
 	cause, root := spans[1], spans[2]
-	if root.Parent().IsValid() {
+	if len(root.ParentSpanId) != 0 {
 		t.Fatal("the root has a parent")
 	}
-	if cause.Parent().SpanID() != root.SpanContext().SpanID() || cause.SpanContext().TraceID() != root.SpanContext().TraceID() {
+	if !bytes.Equal(cause.ParentSpanId, root.SpanId) || !bytes.Equal(cause.TraceId, root.TraceId) {
 		t.Fatal("the address deletion is not under the root")
 	}
 	ra := attrs(root)
@@ -120,15 +136,15 @@ func TestGrouperBurstTree(t *testing.T) {
 	if _, ok := ra["process.command_args"]; ok {
 		t.Error("process.command_args sent without --otlp-command-args")
 	}
-	if !root.StartTime().Equal(t0) || !root.EndTime().Equal(t0.Add(260*time.Millisecond)) {
-		t.Errorf("root spans %v..%v", root.StartTime(), root.EndTime())
+	if !start(root).Equal(t0) || !end(root).Equal(t0.Add(260*time.Millisecond)) {
+		t.Errorf("root spans %v..%v", start(root), end(root))
 	}
 	ca := attrs(cause)
 	if ca["routetrace.cause.address"] != "fd00:5::1/64" || ca["routetrace.burst.kernel_removals"] != "2" || ca["process.pid"] != "412" {
 		t.Errorf("cause attributes %v", ca)
 	}
-	if !cause.StartTime().Equal(t0.Add(250*time.Millisecond)) || !cause.EndTime().Equal(t0.Add(260*time.Millisecond)) {
-		t.Errorf("cause spans %v..%v", cause.StartTime(), cause.EndTime())
+	if !start(cause).Equal(t0.Add(250*time.Millisecond)) || !end(cause).Equal(t0.Add(260*time.Millisecond)) {
+		t.Errorf("cause spans %v..%v", start(cause), end(cause))
 	}
 
 	// The five changes of the first burst, sent before it closed: rebuild
@@ -139,21 +155,24 @@ func TestGrouperBurstTree(t *testing.T) {
 	}
 	changes := g2.take()
 	for i, s := range changes {
-		if s.SpanContext().TraceID() != root.SpanContext().TraceID() {
+		if !bytes.Equal(s.TraceId, root.TraceId) {
 			t.Fatalf("change %d in another trace", i)
 		}
-		wantParent := root.SpanContext().SpanID()
+		wantParent := root.SpanId
 		if evs[i].Origin == event.OriginKernel {
-			wantParent = cause.SpanContext().SpanID()
+			wantParent = cause.SpanId
 		}
-		if s.Parent().SpanID() != wantParent {
-			t.Errorf("change %d (%s): wrong parent", i, s.Name())
+		if !bytes.Equal(s.ParentSpanId, wantParent) {
+			t.Errorf("change %d (%s): wrong parent", i, s.Name)
 		}
-		if !s.StartTime().Equal(evs[i].Time) || !s.EndTime().Equal(evs[i].Time) {
-			t.Errorf("change %d: %v..%v, want the kernel's time %v", i, s.StartTime(), s.EndTime(), evs[i].Time)
+		if !start(s).Equal(evs[i].Time) || !end(s).Equal(evs[i].Time) {
+			t.Errorf("change %d: %v..%v, want the kernel's time %v", i, start(s), end(s), evs[i].Time)
+		}
+		if i != 1 && s.Status != nil {
+			t.Errorf("change %d has a status: %v", i, s.Status)
 		}
 	}
-	if st := changes[1].Status(); st.Code != codes.Error || st.Description != "ESRCH" {
+	if st := changes[1].Status; st == nil || st.Code != tracepb.Status_STATUS_CODE_ERROR || st.Message != "ESRCH" {
 		t.Errorf("failed deletion's status %+v", st)
 	}
 	a := attrs(changes[0])
@@ -244,10 +263,10 @@ func TestGrouperStateContinues(t *testing.T) {
 	}
 }
 
-func ids(spans []sdktrace.ReadOnlySpan) []string {
+func ids(spans []*span) []string {
 	var out []string
 	for _, s := range spans {
-		out = append(out, s.Name()+" "+s.SpanContext().TraceID().String()+"/"+s.SpanContext().SpanID().String()+"<"+s.Parent().SpanID().String())
+		out = append(out, s.Name+" "+hex.EncodeToString(s.TraceId)+"/"+hex.EncodeToString(s.SpanId)+"<"+hex.EncodeToString(s.ParentSpanId))
 	}
 	slices.Sort(out)
 	return out

@@ -13,7 +13,7 @@ import (
 	"go.opentelemetry.io/otel/exporters/otlp/otlptrace/otlptracegrpc"
 	"go.opentelemetry.io/otel/exporters/otlp/otlptrace/otlptracehttp"
 	"go.opentelemetry.io/otel/sdk/resource"
-	sdktrace "go.opentelemetry.io/otel/sdk/trace"
+	"go.opentelemetry.io/otel/exporters/otlp/otlptrace"
 	"golang.org/x/sys/unix"
 )
 
@@ -66,7 +66,7 @@ func (e Endpoint) protocol() (string, error) {
 // newClient builds the SDK's OTLP exporter. Its own retries are off: the
 // export loop retries from the journal for as long as it takes, and the
 // SDK's would give up after a minute and drop the batch.
-func newClient(ctx context.Context, e Endpoint) (sdktrace.SpanExporter, string, error) {
+func newClient(ctx context.Context, e Endpoint) (otlptrace.Client, string, error) {
 	proto, err := e.protocol()
 	if err != nil {
 		return nil, "", err
@@ -87,11 +87,7 @@ func newClient(ctx context.Context, e Endpoint) (sdktrace.SpanExporter, string, 
 				}
 			}
 		}
-		c, err := otlptracegrpc.New(ctx, opts...)
-		if err != nil {
-			return nil, "", fmt.Errorf("creating the OTLP gRPC exporter: %w", err)
-		}
-		return c, proto, nil
+		return otlptracegrpc.NewClient(opts...), proto, nil
 	default:
 		opts := []otlptracehttp.Option{otlptracehttp.WithRetry(otlptracehttp.RetryConfig{Enabled: false})}
 		if e.URL != "" {
@@ -113,11 +109,7 @@ func newClient(ctx context.Context, e Endpoint) (sdktrace.SpanExporter, string, 
 				}
 			}
 		}
-		c, err := otlptracehttp.New(ctx, opts...)
-		if err != nil {
-			return nil, "", fmt.Errorf("creating the OTLP HTTP exporter: %w", err)
-		}
-		return c, proto, nil
+		return otlptracehttp.NewClient(opts...), proto, nil
 	}
 }
 

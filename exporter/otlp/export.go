@@ -24,7 +24,8 @@ import (
 	"time"
 
 	"go.opentelemetry.io/otel"
-	sdktrace "go.opentelemetry.io/otel/sdk/trace"
+	"go.opentelemetry.io/otel/exporters/otlp/otlptrace"
+	resourcepb "go.opentelemetry.io/proto/otlp/resource/v1"
 
 	"github.com/routetrace/routetrace/event"
 	"github.com/routetrace/routetrace/journal"
@@ -96,7 +97,8 @@ type Stats struct {
 type Exporter struct {
 	opts     Options
 	j        *journal.Journal
-	client   sdktrace.SpanExporter
+	client   otlptrace.Client
+	resource *resourcepb.Resource
 	protocol string
 	g        *grouper
 	log      *slog.Logger
@@ -134,15 +136,17 @@ func New(ctx context.Context, j *journal.Journal, opts Options) (*Exporter, erro
 	if err != nil {
 		return nil, err
 	}
-	g := newGrouper(groupOptions{Quiet: opts.Quiet, Reorder: opts.Reorder, MaxChildren: opts.MaxChildren, CommandArgs: opts.CommandArgs},
-		seed, res, opts.Version)
+	g := newGrouper(groupOptions{Quiet: opts.Quiet, Reorder: opts.Reorder, MaxChildren: opts.MaxChildren, CommandArgs: opts.CommandArgs}, seed)
 	acked, state := j.Acked()
 	if err := g.restore(state); err != nil {
 		// The cursor's seq is still right; only the open bursts are lost:
 		// their remaining changes start new traces.
 		opts.Logger.Warn("starting the exporter's bursts afresh", "err", err)
 	}
-	e := &Exporter{opts: opts, j: j, client: client, protocol: proto, g: g, log: opts.Logger,
+	if err := client.Start(ctx); err != nil {
+		return nil, fmt.Errorf("starting the OTLP client: %w", err)
+	}
+	e := &Exporter{opts: opts, j: j, client: client, protocol: proto, g: g, log: opts.Logger, resource: protoResource(res),
 		stopping: make(chan struct{}), done: make(chan struct{}), lastSeq: acked, queuedSeq: acked,
 		queue: make(chan batch, 1), sent: make(chan struct{})}
 	e.exportCtx, e.exportCancel = context.WithCancel(context.Background())
@@ -316,7 +320,7 @@ func (e *Exporter) drain(r *journal.Reader) error {
 // batch is spans ready to send, with the journal position and bursts
 // they leave behind: once the backend has them, the cursor moves there.
 type batch struct {
-	spans []sdktrace.ReadOnlySpan
+	spans []*span
 	seq   uint64
 	state []byte
 }
@@ -353,9 +357,10 @@ const (
 
 // export sends one request's spans, retrying until the backend takes them
 // or ctx ends (false).
-func (e *Exporter) export(ctx context.Context, spans []sdktrace.ReadOnlySpan, downSince *time.Time) bool {
+func (e *Exporter) export(ctx context.Context, spans []*span, downSince *time.Time) bool {
+	req := e.request(spans)
 	for attempt := 0; ; attempt++ {
-		err := e.client.ExportSpans(ctx, spans)
+		err := e.client.UploadTraces(ctx, req)
 		if err == nil {
 			break
 		}
@@ -408,7 +413,7 @@ func (e *Exporter) send(ctx context.Context) {
 		sem := make(chan struct{}, parallelRequests)
 		for i := range chunks {
 			sem <- struct{}{}
-			go func(part []sdktrace.ReadOnlySpan) {
+			go func(part []*span) {
 				defer func() { <-sem }()
 				results <- e.export(ctx, part, &downSince)
 			}(b.spans[i*requestSpans : min((i+1)*requestSpans, len(b.spans))])
@@ -438,7 +443,7 @@ func (e *Exporter) Close() error {
 	e.exportCancel()
 	ctx, cancel := context.WithTimeout(context.Background(), 2*time.Second)
 	defer cancel()
-	if err := e.client.Shutdown(ctx); err != nil && e.runErr == nil {
+	if err := e.client.Stop(ctx); err != nil && e.runErr == nil {
 		e.log.Debug("shutting the OTLP client down", "err", err)
 	}
 	return e.runErr
