@@ -37,7 +37,7 @@ func benchExportCommand() *cli.Command {
 			&cli.StringFlag{Name: "otlp-protocol", Value: "grpc", Usage: "grpc or http/protobuf"},
 			&cli.BoolFlag{Name: "otlp-insecure", Usage: "no TLS to host:port"},
 			&cli.IntFlag{Name: "otlp-max-spans", Value: 1000, Usage: "as for trace"},
-			&cli.IntFlag{Name: "otlp-batch", Value: 2048, Usage: "spans per request"},
+			&cli.IntFlag{Name: "otlp-batch", Value: 1024, Usage: "spans per request"},
 			&cli.StringFlag{Name: "output", Value: "text", Usage: "text or json"},
 			&cli.StringFlag{Name: "cpuprofile", Hidden: true, Usage: "write a CPU profile of the export here"},
 		},

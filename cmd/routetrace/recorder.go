@@ -43,7 +43,7 @@ func recorderFlags() []cli.Flag {
 		&cli.DurationFlag{Name: "otlp-quiet", Value: time.Second, Usage: "one actor's changes with gaps shorter than this share a trace (a burst: e.g. one networkd restart)"},
 		&cli.DurationFlag{Name: "otlp-reorder", Value: 2 * time.Second, Usage: "how late (by kernel time) a change may arrive and still join its burst"},
 		&cli.IntFlag{Name: "otlp-max-spans", Value: 1000, Usage: "spans per burst; past it changes are counted into aggregated spans (a 100k-route flush stays readable)"},
-		&cli.IntFlag{Name: "otlp-batch", Value: 2048, Hidden: true, Usage: "spans per OTLP request"},
+		&cli.IntFlag{Name: "otlp-batch", Value: 1024, Hidden: true, Usage: "spans per OTLP request"},
 		&cli.StringFlag{Name: "metrics-addr", Usage: "serve Prometheus metrics at this address: a port (9464, bound to 127.0.0.1) or host:port (0.0.0.0:9464 for every interface). Default: off"},
 	}
 }

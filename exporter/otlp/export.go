@@ -67,7 +67,7 @@ func (o *Options) defaults() {
 		o.MaxChildren = 1000
 	}
 	if o.BatchSize <= 0 {
-		o.BatchSize = 2048
+		o.BatchSize = 1024
 	}
 	if o.Logger == nil {
 		o.Logger = slog.Default()
