@@ -405,9 +405,8 @@ func (e *Exporter) send(ctx context.Context) {
 			continue
 		}
 		// The batch goes out as requests of requestSpans, two at a time:
-		// while the backend takes one, the next is encoded (measured on 2
-		// cores into a local Jaeger: 34k spans/s one request at a time of
-		// 2048, 41k of 512, ... two at a time).
+		// while the backend takes one, the next is encoded (README,
+		// Performance, has the rates measured into a local Jaeger).
 		chunks := (len(b.spans) + requestSpans - 1) / requestSpans
 		results := make(chan bool, chunks)
 		sem := make(chan struct{}, parallelRequests)
