@@ -160,13 +160,8 @@ func (a *attributer) actor(kv []attribute.KeyValue, ac *event.Actor) []attribute
 	if p == nil {
 		return append(kv, attribute.String(keyExecutableName, ac.Comm.String()))
 	}
-	// The executable's name is its file's, not the 15-byte comm:
-	// systemd-networkd, not systemd-network.
-	if p.Exe != "" {
-		kv = append(kv, attribute.String(keyExecutableName, path.Base(p.Exe)), attribute.String(keyExecutablePath, p.Exe))
-	} else {
-		kv = append(kv, attribute.String(keyExecutableName, ac.Comm.String()))
-	}
+	kv = append(kv, attribute.String(keyExecutableName, executableName(ac)))
+	kv = appendOpt(kv, keyExecutablePath, p.Exe)
 	if a.commandArgs && len(p.Cmdline) > 0 {
 		kv = append(kv, attribute.StringSlice(keyCommandArgs, p.Cmdline))
 	}
@@ -175,15 +170,23 @@ func (a *attributer) actor(kv []attribute.KeyValue, ac *event.Actor) []attribute
 	kv = appendOpt(kv, keyContainerID, p.ContainerID)
 	kv = appendOpt(kv, keyContainerRT, p.Runtime)
 	kv = appendOpt(kv, keyEnrichError, p.EnrichError)
-	if c := p.Container; c != nil {
-		kv = appendOpt(kv, keyContainerName, c.Name)
-		if pod := c.Pod; pod != nil {
-			kv = appendOpt(kv, keyPodName, pod.Name)
-			kv = appendOpt(kv, keyNamespace, pod.Namespace)
-			kv = appendOpt(kv, keyPodUID, pod.UID)
-		}
-	} else {
-		kv = appendOpt(kv, keyPodUID, p.PodUID)
+	kv = appendContainer(kv, p)
+	if c := p.Container; c != nil && c.Pod != nil {
+		return appendOpt(kv, keyPodUID, c.Pod.UID)
+	}
+	return appendOpt(kv, keyPodUID, p.PodUID)
+}
+
+// appendContainer appends the actor's container and pod names.
+func appendContainer(kv []attribute.KeyValue, p *event.Process) []attribute.KeyValue {
+	c := p.Container
+	if c == nil {
+		return kv
+	}
+	kv = appendOpt(kv, keyContainerName, c.Name)
+	if pod := c.Pod; pod != nil {
+		kv = appendOpt(kv, keyPodName, pod.Name)
+		kv = appendOpt(kv, keyNamespace, pod.Namespace)
 	}
 	return kv
 }
@@ -199,19 +202,21 @@ func (a *attributer) actorBrief(kv []attribute.KeyValue, ac *event.Actor) []attr
 	}
 	kv = append(kv, attribute.Int64(keyProcessPID, int64(ac.Tgid)), attribute.String(keyComm, ac.Comm.String()))
 	p := ac.Process
-	if p == nil || p.Exe == "" {
+	if p == nil {
 		return append(kv, attribute.String(keyExecutableName, ac.Comm.String()))
 	}
-	kv = append(kv, attribute.String(keyExecutableName, path.Base(p.Exe)))
+	kv = append(kv, attribute.String(keyExecutableName, executableName(ac)))
 	kv = appendOpt(kv, keyUnit, p.Unit)
-	if c := p.Container; c != nil {
-		kv = appendOpt(kv, keyContainerName, c.Name)
-		if pod := c.Pod; pod != nil {
-			kv = appendOpt(kv, keyPodName, pod.Name)
-			kv = appendOpt(kv, keyNamespace, pod.Namespace)
-		}
+	return appendContainer(kv, p)
+}
+
+// executableName is the executable's file name, not the 15-byte comm:
+// systemd-networkd, not systemd-network.
+func executableName(ac *event.Actor) string {
+	if ac.Process != nil && ac.Process.Exe != "" {
+		return path.Base(ac.Process.Exe)
 	}
-	return kv
+	return ac.Comm.String()
 }
 
 // change appends the attributes of one change: what it was, the route or
