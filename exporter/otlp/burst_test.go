@@ -271,3 +271,22 @@ func ids(spans []*span) []string {
 	slices.Sort(out)
 	return out
 }
+
+// A process whose executable path the kernel could not read (a deleted
+// file, another mount) still names its unit and pod on its change spans.
+func TestActorBriefWithoutExe(t *testing.T) {
+	a := newAttributer(false)
+	ac := networkd()
+	ac.Process.Exe = ""
+	ac.Process.Container = &event.Container{Name: "calico-node", Pod: &event.Pod{Name: "calico-node-x", Namespace: "kube-system"}}
+	got := map[string]string{}
+	for _, kv := range a.actorBrief(nil, &ac) {
+		got[string(kv.Key)] = kv.Value.Emit()
+	}
+	want := map[string]string{"process.pid": "412", "routetrace.actor.comm": "systemd-network", "process.executable.name": "systemd-network",
+		"routetrace.actor.unit": "systemd-networkd.service", "k8s.container.name": "calico-node", "k8s.pod.name": "calico-node-x",
+		"k8s.namespace.name": "kube-system"}
+	if !reflect.DeepEqual(got, want) {
+		t.Fatalf("got %v\nwant %v", got, want)
+	}
+}
