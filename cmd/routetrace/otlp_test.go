@@ -5,6 +5,7 @@ import (
 	"fmt"
 	"os"
 	"path/filepath"
+	"regexp"
 	"slices"
 	"strconv"
 	"strings"
@@ -270,5 +271,61 @@ func TestOTLPOutage(t *testing.T) {
 				t.Errorf("unexpected span %s ×%d", k, n)
 			}
 		})
+	}
+}
+
+// Journaling and exporting a 100,000-change burst (50,000 routes added by
+// one ip -batch, then flushed) keeps the tracer's own memory within
+// 64 MiB, and every change is accounted for at the end.
+func TestTraceExportMemory(t *testing.T) {
+	testnet.RequireRoot(t)
+	j := jaegertest.Start(t, jaegertest.Options{})
+	ns := testnet.New(t)
+	// Only rules are printed: the changes are journaled and exported.
+	p := startTrace(t, ns, append([]string{"--output", "json", "--object", "rule"}, otlpArgs(j, "grpc")...)...)
+	const n = 50000
+	var b strings.Builder
+	for i := range n {
+		fmt.Fprintf(&b, "route add 10.%d.%d.%d/32 dev v0 proto static\n", 100+(i>>16), (i>>8)&0xff, i&0xff)
+	}
+	batch := filepath.Join(t.TempDir(), "batch")
+	os.WriteFile(batch, []byte(b.String()), 0o644)
+
+	var peakAnon int
+	stopSampling := make(chan struct{})
+	sampled := make(chan struct{})
+	go func() {
+		defer close(sampled)
+		for {
+			select {
+			case <-stopSampling:
+				return
+			case <-time.After(20 * time.Millisecond):
+			}
+			if b, err := os.ReadFile(fmt.Sprintf("/proc/%d/status", p.cmd.Process.Pid)); err == nil {
+				for _, line := range strings.Split(string(b), "\n") {
+					if f := strings.Fields(line); len(f) >= 2 && f[0] == "RssAnon:" {
+						kb, _ := strconv.Atoi(f[1])
+						peakAnon = max(peakAnon, kb)
+					}
+				}
+			}
+		}
+	}()
+	ip(ns, "-batch", batch)
+	ip(ns, "route", "flush", "proto", "static")
+	time.Sleep(4 * time.Second) // the bursts close (quiet + reorder) and are sent
+	hwm := statusKiB(t, p.cmd.Process.Pid, "VmHWM:")
+	close(stopSampling)
+	<-sampled
+	_, stderr := p.stop()
+	t.Logf("peak anonymous RSS %.1f MiB, peak RSS %.1f MiB (with the ring buffer's mapping and the executable's pages)",
+		float64(peakAnon)/1024, float64(hwm)/1024)
+	if peakAnon == 0 || peakAnon > 64*1024 {
+		t.Errorf("peak anonymous RSS %.1f MiB, want at most 64", float64(peakAnon)/1024)
+	}
+	if !regexp.MustCompile(`journal: 100000 changes recorded`).MatchString(stderr) ||
+		!strings.Contains(stderr, "0 rejected by the backend; 0 changes waiting for the backend") {
+		t.Errorf("stderr:\n%s", stderr)
 	}
 }
