@@ -2,11 +2,14 @@ package main
 
 import (
 	"errors"
+	"flag"
 	"fmt"
+	"io"
 	"io/fs"
 	"os"
 	"os/signal"
 	"path/filepath"
+	"slices"
 	"syscall"
 	"time"
 
@@ -45,10 +48,14 @@ func whyCommand() *cli.Command {
 }
 
 func runWhy(c *cli.Context) error {
-	if c.NArg() != 1 {
-		return fmt.Errorf("why needs one ADDRESS or PREFIX (like 10.244.1.7 or 10.244.1.0/24), got %d arguments; see routetrace why --help", c.NArg())
+	args, err := flagsAfterArgs(c)
+	if err != nil {
+		return err
 	}
-	target, err := forensics.ParseTarget(c.Args().First())
+	if len(args) != 1 {
+		return fmt.Errorf("why needs one ADDRESS or PREFIX (like 10.244.1.7 or 10.244.1.0/24), got %d arguments; see routetrace why --help", len(args))
+	}
+	target, err := forensics.ParseTarget(args[0])
 	if err != nil {
 		return fmt.Errorf("the argument: %w", err)
 	}
@@ -85,6 +92,51 @@ func runWhy(c *cli.Context) error {
 		return report.WriteJSON(c.App.Writer)
 	}
 	return report.WriteText(c.App.Writer)
+}
+
+// flagsAfterArgs reads the flags that follow the ADDRESS, as the examples
+// write them (routetrace why 10.244.1.7 --since 6h), and returns the
+// arguments left: urfave/cli v2 stops reading flags at the first argument
+// and hands the rest over as arguments. They are parsed with the command's
+// own flag definitions and set in c, so c.String and the rest see them.
+func flagsAfterArgs(c *cli.Context) ([]string, error) {
+	if c.NArg() < 2 {
+		return c.Args().Slice(), nil
+	}
+	set := flag.NewFlagSet(c.Command.Name, flag.ContinueOnError)
+	set.SetOutput(io.Discard)
+	for _, f := range c.Command.Flags {
+		if err := f.Apply(set); err != nil {
+			return nil, err
+		}
+	}
+	var args []string
+	rest := c.Args().Slice()
+	for len(rest) > 0 {
+		// flag.Parse stops at an argument too: keep it and go on.
+		if err := set.Parse(rest); err != nil {
+			return nil, fmt.Errorf("%w; see routetrace %s --help", err, c.Command.Name)
+		}
+		rest = set.Args()
+		if len(rest) > 0 {
+			args, rest = append(args, rest[0]), rest[1:]
+		}
+	}
+	var err error
+	set.Visit(func(v *flag.Flag) {
+		for _, f := range c.Command.Flags {
+			// By every name: an alias (-o) has a value of its own in c
+			// until urfave/cli copies it, which it did before this.
+			if names := f.Names(); err == nil && slices.Contains(names, v.Name) {
+				for _, n := range names {
+					if err = c.Set(n, v.Value.String()); err != nil {
+						break
+					}
+				}
+			}
+		}
+	})
+	return args, err
 }
 
 // parseSince reads --since: a duration back from now, or a time.

@@ -12,6 +12,7 @@ import (
 // rtEvent is one line of `routetrace trace --output json`: only the fields
 // the checks use. Field names are routetrace's public JSON interface.
 type rtEvent struct {
+	Time        string   `json:"time"`
 	Op          string   `json:"op"`
 	Object      string   `json:"object"`
 	Family      string   `json:"family"`
@@ -53,6 +54,7 @@ type rtCause struct {
 	Object  string  `json:"object"`
 	Op      string  `json:"op"`
 	Ifindex int     `json:"ifindex"`
+	Prefix  string  `json:"prefix"`
 	Actor   rtActor `json:"actor"`
 }
 

@@ -15,7 +15,16 @@
 //  4. checks from routetrace's JSON alone that every route and rule that
 //     disappeared is reported deleted exactly once, by networkd (its comm,
 //     MainPID and cgroup) or by the kernel on networkd's behalf, and that
-//     nothing that survived is reported deleted.
+//     nothing that survived is reported deleted; then, from the journal the
+//     run wrote into its own --state-dir, that `routetrace history --output
+//     json` prints trace's event lines byte for byte, and that `routetrace
+//     why` about the most specific route networkd removed (a pod route when
+//     there is one) names that route deleted, networkd as responsible (unit,
+//     comm, MainPID, exact command line; as the cause of a kernel removal),
+//     networkd's burst with the counts trace's events give, and the
+//     networkd.conf settings (ManageForeignRoutes=no,
+//     ManageForeignRoutingPolicyRules=no) for what it removed. One why
+//     answer per kind of removal is printed as text to the log.
 //
 // Results go to stdout, which the unit sends to the serial console, as
 // INCIDENT-RESULT lines the host parses.

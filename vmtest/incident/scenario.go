@@ -117,7 +117,8 @@ type guest struct {
 	routetrace string
 	work       string
 	netns      uint64
-	conf       string // networkd.conf as networkd last read it
+	conf       string          // networkd.conf as networkd last read it
+	whyShown   map[string]bool // kinds of removal whose why answer is in the log
 }
 
 func (g *guest) prepare() error {
@@ -213,6 +214,17 @@ func (g *guest) run(tier string, sc scenario) *verdict {
 	if sc.name == "restart" && v.removed == 0 {
 		v.failf("a restart with default settings removed nothing: the incident was not reproduced")
 	}
+	phase.mark("check")
+	// The same run from its journal, after the fact.
+	checkHistory(v, g.routetrace, dir, tr.state, tr.out)
+	whyText := ""
+	tgt := whyTarget(evs, before, after, nd, g.netns)
+	if tgt != nil {
+		whyText = g.checkWhyRun(v, dir, tr.state, tgt, evs, nd)
+	} else if v.reported > 0 {
+		v.notes = append(v.notes, "networkd removed no route (only rules): routetrace why not asked")
+	}
+	phase.mark("history and why")
 
 	logBlock(fmt.Sprintf("%s %s: networkd pid %d cgroup %d; %d events; %s", tier, sc.name, nd.pid, nd.cgroup, len(evs), phase), "")
 	for _, k := range sortedKeys(before.objects()) {
@@ -232,7 +244,48 @@ func (g *guest) run(tier string, sc scenario) *verdict {
 			fmt.Printf("INCIDENT-LOG   event: %s\n", ev.line)
 		}
 	}
+	if whyText != "" {
+		arg, _ := whyArg(tgt)
+		logBlock(fmt.Sprintf("%s %s: routetrace why %s (what an SRE sees)", tier, sc.name, arg), whyText)
+	}
 	return v
+}
+
+// checkWhyRun asks `routetrace why` about tgt, a route networkd removed,
+// from this run's journal and checks the JSON answer against trace's
+// events. It returns the text answer for the serial log the first time a
+// boot sees each kind of removal (by request, by the kernel on networkd's
+// behalf): one of each is what a reader needs, and every variant's is in
+// its directory as why.txt.
+func (g *guest) checkWhyRun(v *verdict, dir, stateDir string, tgt *rtEvent, evs []*rtEvent, nd networkd) string {
+	arg, err := whyArg(tgt)
+	if err != nil {
+		v.failf("route to ask why about: %v in %s", err, tgt.line)
+		return ""
+	}
+	out, err := runTool(g.routetrace, dir, "why.json", "why", arg, "--state-dir", stateDir, "--output", "json")
+	if err != nil {
+		v.failf("%v", err)
+		return ""
+	}
+	checkWhy(v, out, arg, tgt, evs, nd, g.netns)
+	txt, err := runTool(g.routetrace, dir, "why.txt", "why", arg, "--state-dir", stateDir)
+	if err != nil {
+		v.failf("%v", err)
+		return ""
+	}
+	kind := "request"
+	if tgt.Origin == "kernel" {
+		kind = "kernel"
+	}
+	if g.whyShown[kind] {
+		return ""
+	}
+	if g.whyShown == nil {
+		g.whyShown = map[string]bool{}
+	}
+	g.whyShown[kind] = true
+	return string(txt)
 }
 
 // reset brings the node back to networkd's own configuration under the
@@ -348,12 +401,15 @@ type tracer struct {
 	wait <-chan error
 	out  string
 	err  string
+	// state is the run's own --state-dir: its journal holds this run's
+	// changes alone, for history and why to be checked against out.
+	state string
 }
 
 // startTracer runs routetrace with its output in dir and waits for its
 // ready file: only then are the probes attached.
 func startTracer(bin, tier, dir string) (*tracer, error) {
-	t := &tracer{out: filepath.Join(dir, "events.json"), err: filepath.Join(dir, "routetrace.stderr")}
+	t := &tracer{out: filepath.Join(dir, "events.json"), err: filepath.Join(dir, "routetrace.stderr"), state: filepath.Join(dir, "state")}
 	ready := filepath.Join(dir, "ready")
 	stdout, err := os.Create(t.out)
 	if err != nil {
@@ -363,7 +419,7 @@ func startTracer(bin, tier, dir string) (*tracer, error) {
 	if err != nil {
 		return nil, err
 	}
-	t.cmd = exec.Command(bin, "trace", "--output", "json", "--attach", tier, "--ready-file", ready)
+	t.cmd = exec.Command(bin, "trace", "--output", "json", "--attach", tier, "--ready-file", ready, "--state-dir", t.state)
 	t.cmd.Stdout, t.cmd.Stderr = stdout, stderr
 	if err := t.cmd.Start(); err != nil {
 		return nil, err
