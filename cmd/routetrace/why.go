@@ -66,7 +66,7 @@ func runWhy(c *cli.Context) error {
 	now := time.Now()
 	var since time.Time
 	if s := c.String("since"); s != "" {
-		if since, err = parseSince(s, now); err != nil {
+		if since, err = parseWhen(s, now, "--since"); err != nil {
 			return err
 		}
 	}
@@ -139,21 +139,3 @@ func flagsAfterArgs(c *cli.Context) ([]string, error) {
 	return args, err
 }
 
-// parseSince reads --since: a duration back from now, or a time.
-func parseSince(s string, now time.Time) (time.Time, error) {
-	if d, err := time.ParseDuration(s); err == nil {
-		if d < 0 {
-			return time.Time{}, fmt.Errorf("--since %q: a duration back from now is positive (6h)", s)
-		}
-		return now.Add(-d), nil
-	}
-	if t, err := time.Parse(time.RFC3339Nano, s); err == nil {
-		return t, nil
-	}
-	for _, layout := range []string{"2006-01-02 15:04:05", "2006-01-02 15:04", "2006-01-02"} {
-		if t, err := time.ParseInLocation(layout, s, time.Local); err == nil {
-			return t, nil
-		}
-	}
-	return time.Time{}, fmt.Errorf("--since %q: want a duration (6h, 30m) or a time (2026-11-27 03:00:00, or RFC 3339)", s)
-}
