@@ -41,7 +41,20 @@ const (
 )
 
 // AppendBinary appends ev's binary form to b.
-func AppendBinary(b []byte, ev *Event) []byte {
+func AppendBinary(b []byte, ev *Event) []byte { return (*Encoder)(nil).Append(b, ev) }
+
+// Encoder is AppendBinary with a memory of the last process it encoded: a
+// burst of changes by one process (a flush, a daemon's restart) encodes
+// its command line, executable and cgroup once and copies them after. A
+// Process is never changed once published (see Process), so its pointer
+// names its bytes. The zero Encoder is ready; a nil one remembers nothing.
+type Encoder struct {
+	last    *Process
+	lastEnc []byte
+}
+
+// Append appends ev's binary form to b.
+func (e *Encoder) Append(b []byte, ev *Event) []byte {
 	b = append(b, codecVersion)
 	b = binary.AppendVarint(b, ev.Time.UnixNano())
 	b = append(b, byte(ev.Op), byte(ev.Object), ev.Family, byte(ev.Origin), byte(ev.Attach))
@@ -67,7 +80,7 @@ func AppendBinary(b []byte, ev *Event) []byte {
 	b = binary.AppendUvarint(b, uint64(ev.Netns))
 	b = binary.AppendUvarint(b, uint64(ev.Portid))
 	b = binary.AppendUvarint(b, uint64(ev.Seq))
-	b = appendActor(b, &ev.Actor)
+	b = e.appendActor(b, &ev.Actor)
 
 	b = appendBool(b, ev.Cause.Valid)
 	if ev.Cause.Valid {
@@ -75,7 +88,7 @@ func AppendBinary(b []byte, ev *Event) []byte {
 		b = append(b, byte(c.Object), byte(c.Op))
 		b = binary.AppendUvarint(b, uint64(c.Ifindex))
 		b = appendPrefix(b, c.Prefix)
-		b = appendActor(b, &c.Actor)
+		b = e.appendActor(b, &c.Actor)
 	}
 
 	var vflags byte
@@ -95,7 +108,7 @@ func AppendBinary(b []byte, ev *Event) []byte {
 	return binary.AppendUvarint(b, uint64(ev.Victim.Pods))
 }
 
-func appendActor(b []byte, a *Actor) []byte {
+func (e *Encoder) appendActor(b []byte, a *Actor) []byte {
 	for _, v := range [...]uint32{a.Pid, a.Tgid, a.PPid, a.UID, a.Netns} {
 		b = binary.AppendUvarint(b, uint64(v))
 	}
@@ -108,6 +121,18 @@ func appendActor(b []byte, a *Actor) []byte {
 	if p == nil {
 		return append(b, 0)
 	}
+	if e == nil {
+		return appendProcess(b, p)
+	}
+	if e.last != p {
+		e.lastEnc = appendProcess(e.lastEnc[:0], p)
+		e.last = p
+	}
+	return append(b, e.lastEnc...)
+}
+
+// appendProcess appends a process's presence flags and fields.
+func appendProcess(b []byte, p *Process) []byte {
 	flags := byte(hasProcess)
 	if p.Container != nil {
 		flags |= hasContainer

@@ -51,6 +51,19 @@ func TestCodecRoundTrip(t *testing.T) {
 			if b2 := AppendBinary(nil, &got); !bytes.Equal(b, b2) {
 				t.Fatalf("re-encoding differs")
 			}
+			// The Encoder's remembered process gives the same bytes, for
+			// the same process and after another one.
+			var enc Encoder
+			for i, e := range []*Event{ev, ev, &got, ev} {
+				if b2 := enc.Append(nil, e); !bytes.Equal(b, b2) {
+					t.Fatalf("Encoder, event %d: bytes differ from AppendBinary's", i)
+				}
+			}
+			other := *ev
+			other.Actor.Process = &Process{Exe: "/bin/other"}
+			if bytes.Equal(enc.Append(nil, &other), b) && ev.Actor.Process != nil {
+				t.Fatal("the Encoder reused the last process's bytes for another process")
+			}
 		})
 	}
 }
@@ -91,4 +104,37 @@ func FuzzDecodeEvent(f *testing.F) {
 			t.Fatalf("re-encoded event differs:\n%+v\n%+v", ev, again)
 		}
 	})
+}
+
+func BenchmarkAppendBinary(b *testing.B) {
+	ev := fullEvent()
+	buf := AppendBinary(nil, ev)
+	b.SetBytes(int64(len(buf)))
+	b.ReportAllocs()
+	for b.Loop() {
+		buf = AppendBinary(buf[:0], ev)
+	}
+}
+
+func BenchmarkEncoderSameProcess(b *testing.B) {
+	ev := fullEvent()
+	var enc Encoder
+	buf := enc.Append(nil, ev)
+	b.SetBytes(int64(len(buf)))
+	b.ReportAllocs()
+	for b.Loop() {
+		buf = enc.Append(buf[:0], ev)
+	}
+}
+
+func BenchmarkDecodeBinary(b *testing.B) {
+	buf := AppendBinary(nil, fullEvent())
+	b.SetBytes(int64(len(buf)))
+	b.ReportAllocs()
+	var ev Event
+	for b.Loop() {
+		if err := DecodeBinary(buf, &ev); err != nil {
+			b.Fatal(err)
+		}
+	}
 }

@@ -624,9 +624,10 @@ func (b *benchNetns) tracedHalf(attach string, cases []benchCase, round int, on 
 			os.RemoveAll(filepath.Join(b.dir, fmt.Sprintf("journal-%d", round)))
 		}()
 		var buf []byte
+		var enc event.Encoder
 		observe := id.observe
 		emit = func(ev *event.Event) {
-			buf = event.AppendBinary(buf[:0], ev)
+			buf = enc.Append(buf[:0], ev)
 			j.Append(ev.Time, buf)
 			observe(ev)
 		}

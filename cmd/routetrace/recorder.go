@@ -58,6 +58,7 @@ type recorder struct {
 	exp      *otlp.Exporter
 	m        *metrics.Metrics
 	buf      []byte
+	enc      event.Encoder
 	errs     uint64
 	ackStop  chan struct{}
 	ackDone  chan struct{}
@@ -144,7 +145,7 @@ func (r *recorder) Write(ev *event.Event) {
 	if r.j == nil {
 		return
 	}
-	r.buf = event.AppendBinary(r.buf[:0], ev)
+	r.buf = r.enc.Append(r.buf[:0], ev)
 	if _, err := r.j.Append(ev.Time, r.buf); err != nil {
 		if r.errs == 0 {
 			slog.Error("journaling a change failed (further failures are counted)", "dir", r.dir, "err", err)
