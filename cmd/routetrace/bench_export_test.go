@@ -50,6 +50,11 @@ func TestBenchExport(t *testing.T) {
 				if p.Spans != want[i] || p.Retries != 0 {
 					t.Errorf("pass %s: %d spans sent, %d retries; want %d, 0", p.Name, p.Spans, p.Retries, want[i])
 				}
+				// The exporter and the journal, with the export's batches in
+				// flight, within a node agent's 64 MiB (measured 29-37).
+				if p.PeakAnonMiB <= 0 || p.PeakAnonMiB > 64 {
+					t.Errorf("pass %s: peak anonymous memory %.1f MiB, want at most 64", p.Name, p.PeakAnonMiB)
+				}
 				total += int(p.Spans)
 			}
 			ctx, cancel := context.WithTimeout(context.Background(), time.Minute)
