@@ -138,4 +138,3 @@ func flagsAfterArgs(c *cli.Context) ([]string, error) {
 	})
 	return args, err
 }
-
