@@ -83,7 +83,6 @@ type Stats struct {
 	Retries      atomic.Uint64 // failed requests, each retried
 	DecodeErrors atomic.Uint64 // journal records that did not decode (skipped)
 	Acked        atomic.Uint64 // the journal seq the backend has everything up to
-	AckedTime    atomic.Int64  // unix ns of the newest record acknowledged
 	OpenBursts   atomic.Int64
 	// Rejected counts spans the backend took but refused to keep (OTLP
 	// partial success), as the SDK reports them through its error handler.
@@ -234,14 +233,7 @@ func (e *Exporter) run() error {
 		rec, err := r.Next(idle.ctx)
 		switch {
 		case err == nil:
-			e.stats.Records.Add(1)
-			e.lastSeq = rec.Seq
-			if derr := event.DecodeBinary(rec.Payload, &ev); derr != nil {
-				e.stats.DecodeErrors.Add(1)
-				e.log.Warn("skipping a journal record that does not decode", "seq", rec.Seq, "err", derr)
-				continue
-			}
-			e.g.add(rec.Seq, &ev)
+			e.consume(rec, &ev)
 			// Caught up with the journal: send now rather than at the idle
 			// tick (the tail's seq is re-read only on reaching the last one
 			// read, not per record).
@@ -280,6 +272,20 @@ func (e *Exporter) run() error {
 	}
 }
 
+// consume decodes one journal record into ev (reused) and groups it. A
+// record that does not decode is logged, counted and skipped; it still
+// moves the cursor, or it would be read again at every start.
+func (e *Exporter) consume(rec journal.Record, ev *event.Event) {
+	e.stats.Records.Add(1)
+	e.lastSeq = rec.Seq
+	if err := event.DecodeBinary(rec.Payload, ev); err != nil {
+		e.stats.DecodeErrors.Add(1)
+		e.log.Warn("skipping a journal record that does not decode", "seq", rec.Seq, "err", err)
+		return
+	}
+	e.g.add(rec.Seq, ev)
+}
+
 func (e *Exporter) stop(err error) error {
 	if errors.Is(err, context.Canceled) {
 		return nil // Close gave up on the backend: the journal keeps the rest
@@ -305,13 +311,7 @@ func (e *Exporter) drain(r *journal.Reader) error {
 		if err != nil {
 			break
 		}
-		e.stats.Records.Add(1)
-		e.lastSeq = rec.Seq
-		if event.DecodeBinary(rec.Payload, &ev) == nil {
-			e.g.add(rec.Seq, &ev)
-		} else {
-			e.stats.DecodeErrors.Add(1)
-		}
+		e.consume(rec, &ev)
 	}
 	e.g.closeAll()
 	return e.stop(e.flush(e.exportCtx))
