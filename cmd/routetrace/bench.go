@@ -623,12 +623,10 @@ func (b *benchNetns) tracedHalf(attach string, cases []benchCase, round int, on 
 			res.Journal.Bytes += st.Bytes
 			os.RemoveAll(filepath.Join(b.dir, fmt.Sprintf("journal-%d", round)))
 		}()
-		var buf []byte
-		var enc event.Encoder
+		w := &eventJournal{j: j}
 		observe := id.observe
 		emit = func(ev *event.Event) {
-			buf = enc.Append(buf[:0], ev)
-			j.Append(ev.Time, buf)
+			w.append(ev)
 			observe(ev)
 		}
 	}

@@ -127,7 +127,7 @@ func benchExportPass(c *cli.Context, name string, n, burst int) (exportPass, err
 	start := time.Now()
 	ev := benchExportEvent()
 	base := time.Now().Add(-time.Hour)
-	var buf []byte
+	w := &eventJournal{j: j}
 	for i := range n {
 		b := i / burst
 		ev.Actor.Pid = 1000 + uint32(b)
@@ -135,10 +135,10 @@ func benchExportPass(c *cli.Context, name string, n, burst int) (exportPass, err
 		// Bursts 3 s apart, changes 1 ms apart: each burst one trace.
 		ev.Time = base.Add(time.Duration(b)*3*time.Second + time.Duration(i%burst)*time.Millisecond)
 		ev.Dst = netip.PrefixFrom(netip.AddrFrom4([4]byte{10, byte(i >> 16), byte(i >> 8), byte(i)}), 32)
-		buf = event.AppendBinary(buf[:0], &ev)
-		if _, err := j.Append(ev.Time, buf); err != nil {
-			return res, err
-		}
+		w.append(&ev)
+	}
+	if failed := w.errors.Load(); failed > 0 {
+		return res, fmt.Errorf("%d of %d changes could not be journaled", failed, n)
 	}
 	if err := j.Flush(); err != nil {
 		return res, err

@@ -1,11 +1,7 @@
 package main
 
 import (
-	"errors"
 	"fmt"
-	"io"
-	"io/fs"
-	"log/slog"
 	"os"
 	"path/filepath"
 	"strings"
@@ -14,7 +10,6 @@ import (
 	"github.com/urfave/cli/v2"
 
 	"github.com/routetrace/routetrace/event"
-	"github.com/routetrace/routetrace/journal"
 )
 
 func historyCommand() *cli.Command {
@@ -58,75 +53,39 @@ func runHistory(c *cli.Context) error {
 	if err != nil {
 		return err
 	}
-	dir := filepath.Join(c.String("state-dir"), "journal")
-	r, err := openJournalReader(dir)
-	if err != nil {
-		return err
+	var shown uint64
+	// The record's time is the event's: records outside the window are
+	// skipped without being decoded.
+	inWindow := func(t time.Time) bool {
+		return (since.IsZero() || !t.Before(since)) && (until.IsZero() || t.Before(until))
 	}
-	defer r.Close()
-	var (
-		ev                 event.Event
-		shown, read, undec uint64
-		first, last        time.Time
-	)
-	for {
-		rec, err := r.Next(c.Context)
-		if errors.Is(err, io.EOF) {
-			break
-		}
-		if err != nil {
-			return fmt.Errorf("reading the journal in %s: %w", dir, err)
-		}
-		read++
-		if first.IsZero() {
-			first = rec.Time
-		}
-		last = rec.Time
-		// The record's time is the event's: skip without decoding.
-		if (!since.IsZero() && rec.Time.Before(since)) || (!until.IsZero() && !rec.Time.Before(until)) {
-			continue
-		}
-		if err := event.DecodeBinary(rec.Payload, &ev); err != nil {
-			undec++
-			slog.Warn("skipping a journal record that does not decode", "seq", rec.Seq, "err", err)
-			continue
-		}
-		if !filter.Match(&ev) {
-			continue
+	scan, err := scanJournal(c.Context, c.String("state-dir"), inWindow, func(ev *event.Event) error {
+		if !filter.Match(ev) {
+			return nil
 		}
 		shown++
-		if err := sink.Write(&ev); err != nil {
+		if err := sink.Write(ev); err != nil {
 			return fmt.Errorf("writing output: %w", err)
 		}
+		return nil
+	})
+	if err != nil {
+		return err
 	}
 	if err := sink.Close(); err != nil {
 		return fmt.Errorf("writing output: %w", err)
 	}
-	st := r.Stats()
 	span := "empty"
-	if read > 0 {
-		span = fmt.Sprintf("%s to %s", first.Local().Format(time.DateTime), last.Local().Format(time.DateTime))
+	if scan.Read > 0 {
+		span = fmt.Sprintf("%s to %s", scan.First.Local().Format(time.DateTime), scan.Last.Local().Format(time.DateTime))
 	}
-	fmt.Fprintf(os.Stderr, "history: %d of %d journaled changes shown (journal %s: %s)", shown, read, dir, span)
-	if st.Corrupt > 0 || st.Gaps > 0 || undec > 0 {
-		fmt.Fprintf(os.Stderr, "; %d damaged regions and %d gaps skipped (%d records missing), %d records undecodable", st.Corrupt, st.Gaps, st.Missing, undec)
+	fmt.Fprintf(os.Stderr, "history: %d of %d journaled changes shown (journal %s: %s)", shown, scan.Read,
+		filepath.Join(c.String("state-dir"), "journal"), span)
+	if d := scan.damageLine(); d != "" {
+		fmt.Fprintf(os.Stderr, "; %s", d)
 	}
 	fmt.Fprintln(os.Stderr)
 	return nil
-}
-
-// openJournalReader opens the journal for reading, saying what writes it
-// when it is not there.
-func openJournalReader(dir string) (*journal.Reader, error) {
-	if _, err := os.Stat(dir); errors.Is(err, fs.ErrNotExist) {
-		return nil, fmt.Errorf("no journal at %s: `routetrace trace` (the DaemonSet or systemd unit) writes it there; "+
-			"use --state-dir if it runs with another, or ROUTETRACE_STATE_DIR", dir)
-	}
-	r, err := journal.OpenReader(dir, 1)
-	if err != nil {
-		return nil, fmt.Errorf("opening the journal: %w", err)
-	}
-	return r, nil
 }
 
 // parseWhen reads --since/--until: "" (no bound), a duration before now,

@@ -55,11 +55,9 @@ func recorderFlags() []cli.Flag {
 type recorder struct {
 	dir      string
 	j        *journal.Journal
+	w        *eventJournal
 	exp      *otlp.Exporter
 	m        *metrics.Metrics
-	buf      []byte
-	enc      event.Encoder
-	errs     uint64
 	ackStop  chan struct{}
 	ackDone  chan struct{}
 	endpoint string
@@ -83,6 +81,9 @@ func newRecorder(c *cli.Context, t func() tracer.Losses) (*recorder, error) {
 				return nil, err
 			}
 		}
+	}
+	if r.j != nil {
+		r.w = &eventJournal{j: r.j}
 	}
 	if exporting && r.j != nil {
 		exp, err := otlp.New(c.Context, r.j, otlp.Options{
@@ -142,15 +143,8 @@ func (r *recorder) Write(ev *event.Event) {
 	if r.m != nil {
 		r.m.Change(ev)
 	}
-	if r.j == nil {
-		return
-	}
-	r.buf = r.enc.Append(r.buf[:0], ev)
-	if _, err := r.j.Append(ev.Time, r.buf); err != nil {
-		if r.errs == 0 {
-			slog.Error("journaling a change failed (further failures are counted)", "dir", r.dir, "err", err)
-		}
-		r.errs++
+	if r.w != nil {
+		r.w.append(ev)
 	}
 }
 
@@ -197,7 +191,7 @@ func (r *recorder) registerMetrics(losses func() tracer.Losses) error {
 			return err
 		}
 		if err := m.CounterFunc("routetrace.journal.write_errors", "{record}", "changes that could not be journaled", func(o func(uint64, ...attribute.KeyValue)) {
-			o(r.errs)
+			o(r.w.errors.Load())
 		}); err != nil {
 			return err
 		}
@@ -216,6 +210,11 @@ func (r *recorder) registerMetrics(losses func() tracer.Losses) error {
 		}
 		if err := m.CounterFunc("routetrace.export.rejected", "{span}", "spans the backend refused to keep (OTLP partial success)", func(o func(uint64, ...attribute.KeyValue)) {
 			o(st.Rejected.Load())
+		}); err != nil {
+			return err
+		}
+		if err := m.CounterFunc("routetrace.export.sdk_errors", "{error}", "other errors the OpenTelemetry SDK reported (logged)", func(o func(uint64, ...attribute.KeyValue)) {
+			o(st.SDKErrors.Load())
 		}); err != nil {
 			return err
 		}
@@ -272,8 +271,8 @@ func (r *recorder) summary() string {
 	st := r.j.Stats()
 	s := fmt.Sprintf("journal: %d changes recorded in %s (%s on disk, seq %d-%d)", st.Appended, filepath.Join(r.dir, "journal"),
 		formatSize(st.Bytes), st.FirstSeq, st.LastSeq)
-	if r.errs > 0 {
-		s += fmt.Sprintf(", %d NOT recorded (write errors)", r.errs)
+	if n := r.w.errors.Load(); n > 0 {
+		s += fmt.Sprintf(", %d NOT recorded (write errors)", n)
 	}
 	if r.exp != nil {
 		es := r.exp.Stats()
@@ -281,6 +280,12 @@ func (r *recorder) summary() string {
 			es.Spans.Load(), r.endpoint, r.exp.Protocol(), es.Batches.Load(), es.Retries.Load(), es.Rejected.Load(), st.LastSeq-es.Acked.Load())
 		if st.DroppedUndelivered > 0 {
 			s += fmt.Sprintf("; %d dropped by the journal's size cap before export", st.DroppedUndelivered)
+		}
+		if n := es.DecodeErrors.Load(); n > 0 {
+			s += fmt.Sprintf("; %d journal records skipped: they did not decode", n)
+		}
+		if n := es.SDKErrors.Load(); n > 0 {
+			s += fmt.Sprintf("; %d other OpenTelemetry SDK errors (logged)", n)
 		}
 	}
 	return s

@@ -1,20 +1,18 @@
 package main
 
 import (
-	"errors"
 	"flag"
 	"fmt"
 	"io"
-	"io/fs"
 	"os"
 	"os/signal"
-	"path/filepath"
 	"slices"
 	"syscall"
 	"time"
 
 	"github.com/urfave/cli/v2"
 
+	"github.com/routetrace/routetrace/event"
 	"github.com/routetrace/routetrace/forensics"
 )
 
@@ -70,24 +68,22 @@ func runWhy(c *cli.Context) error {
 			return err
 		}
 	}
-	dir := filepath.Join(c.String("state-dir"), "journal")
-	if _, err := os.Stat(dir); err != nil {
-		if errors.Is(err, fs.ErrNotExist) {
-			return fmt.Errorf("no journal at %s: `routetrace trace` (or the routetrace daemon) writes it while it runs, "+
-				"under its --state-dir (default %s); start it, or point --state-dir at the directory it uses", dir, defaultStateDir)
-		}
-		return fmt.Errorf("opening the journal: %w", err)
-	}
-
 	ctx, stop := signal.NotifyContext(c.Context, os.Interrupt, syscall.SIGTERM)
 	defer stop()
 	inv := forensics.NewInvestigation(target, forensics.Options{Since: since})
-	undecodable, err := readJournal(ctx, dir, inv.Add)
+	scan, err := scanJournal(ctx, c.String("state-dir"), nil, func(ev *event.Event) error {
+		inv.Add(ev)
+		return nil
+	})
 	if err != nil {
 		return err
 	}
+	if d := scan.damageLine(); d != "" {
+		// The answer may miss what the damage held: say so beside it.
+		fmt.Fprintln(os.Stderr, "why: journal:", d)
+	}
 	report := inv.Report(now)
-	report.Undecodable = undecodable
+	report.Undecodable = int(scan.Undecodable)
 	if output == "json" {
 		return report.WriteJSON(c.App.Writer)
 	}
