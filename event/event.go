@@ -265,6 +265,8 @@ type Event struct {
 	Cause Cause
 	// Victim is filled by the enricher.
 	Victim Victim
+	// Enforcement is set when a policy looked at the change.
+	Enforcement Enforcement
 }
 
 func parseName[T ~uint8](names []string, s string, zero T) (T, bool) {
