@@ -21,6 +21,11 @@ import (
 // never change what one means: journals outlive binaries.
 const codecVersion = 1
 
+// codecVersionEnforced is version 1 followed by the event's Enforcement.
+// Only events a policy judged are written in it, so a journal of a node
+// without a policy stays readable by binaries that know only version 1.
+const codecVersionEnforced = 2
+
 // Bounds the decoder enforces, so that a corrupt length cannot make it
 // allocate without end (the journal's records are at most 1 MiB anyway).
 const (
@@ -55,7 +60,12 @@ type Encoder struct {
 
 // Append appends ev's binary form to b.
 func (e *Encoder) Append(b []byte, ev *Event) []byte {
-	b = append(b, codecVersion)
+	enforced := ev.Enforcement.Verdict != VerdictNone
+	if enforced {
+		b = append(b, codecVersionEnforced)
+	} else {
+		b = append(b, codecVersion)
+	}
 	b = binary.AppendVarint(b, ev.Time.UnixNano())
 	b = append(b, byte(ev.Op), byte(ev.Object), ev.Family, byte(ev.Origin), byte(ev.Attach))
 	b = binary.AppendUvarint(b, uint64(ev.Path))
@@ -105,7 +115,14 @@ func (e *Encoder) Append(b []byte, ev *Event) []byte {
 	if p := ev.Victim.Pod; p != nil {
 		b = appendPod(b, p)
 	}
-	return binary.AppendUvarint(b, uint64(ev.Victim.Pods))
+	b = binary.AppendUvarint(b, uint64(ev.Victim.Pods))
+	if enforced {
+		f := &ev.Enforcement
+		b = append(b, byte(f.Verdict))
+		b = appendStrings(b, f.Rule, f.Reason)
+		b = binary.AppendVarint(b, int64(f.Missing))
+	}
+	return b
 }
 
 func (e *Encoder) appendActor(b []byte, a *Actor) []byte {
@@ -225,8 +242,9 @@ var ErrCodecVersion = errors.New("unknown event encoding version")
 func DecodeBinary(b []byte, ev *Event) error {
 	d := decoder{b: b}
 	*ev = Event{}
-	if v := d.byte(); d.err == nil && v != codecVersion {
-		return fmt.Errorf("%w: %d (this routetrace reads %d)", ErrCodecVersion, v, codecVersion)
+	version := d.byte()
+	if d.err == nil && version != codecVersion && version != codecVersionEnforced {
+		return fmt.Errorf("%w: %d (this routetrace reads %d and %d)", ErrCodecVersion, version, codecVersion, codecVersionEnforced)
 	}
 	ev.Time = time.Unix(0, d.varint()).UTC()
 	ev.Op, ev.Object, ev.Family, ev.Origin, ev.Attach = Op(d.byte()), Object(d.byte()), d.byte(), Origin(d.byte()), Attach(d.byte())
@@ -275,6 +293,15 @@ func DecodeBinary(b []byte, ev *Event) error {
 		ev.Victim.Pod = d.pod()
 	}
 	ev.Victim.Pods = int(d.u(math.MaxInt32))
+	if version == codecVersionEnforced {
+		f := &ev.Enforcement
+		f.Verdict = Verdict(d.byte())
+		if f.Verdict == VerdictNone || int(f.Verdict) >= len(verdictNames) {
+			d.fail("unknown verdict")
+		}
+		f.Rule, f.Reason = d.str(), d.str()
+		f.Missing = time.Duration(d.varint())
+	}
 	if d.err == nil && len(d.b) != 0 {
 		d.fail(fmt.Sprintf("%d bytes left over", len(d.b)))
 	}

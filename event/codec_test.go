@@ -34,11 +34,15 @@ func fullEvent() *Event {
 	ev.Cause = Cause{Valid: true, Object: ObjectAddr, Op: OpDelete, Ifindex: 7, Prefix: netip.MustParsePrefix("fd00::1/64"),
 		Actor: Actor{Pid: 5, Tgid: 5, Kernel: true}}
 	ev.Cause.Actor.Comm.Set("kworker/0:1")
+	ev.Enforcement = Enforcement{Verdict: VerdictRepaired, Rule: "protect[0] prefix 10.244.0.0/16 (policy.yaml:3)",
+		Reason: "backing off 8s", Missing: 1234567 * time.Nanosecond}
 	return ev
 }
 
 func TestCodecRoundTrip(t *testing.T) {
-	for name, ev := range map[string]*Event{"full": fullEvent(), "zero": {Time: time.Unix(0, 0).UTC()}} {
+	unjudged := fullEvent()
+	unjudged.Enforcement = Enforcement{}
+	for name, ev := range map[string]*Event{"full": fullEvent(), "unjudged": unjudged, "zero": {Time: time.Unix(0, 0).UTC()}} {
 		t.Run(name, func(t *testing.T) {
 			b := AppendBinary(nil, ev)
 			var got Event
@@ -80,9 +84,26 @@ func TestCodecRefuses(t *testing.T) {
 		t.Fatal("a trailing byte was accepted")
 	}
 	bad := append([]byte{}, b...)
-	bad[0] = 2
+	bad[0] = 3
 	if err := DecodeBinary(bad, &ev); err == nil || !bytes.Contains([]byte(err.Error()), []byte("version")) {
-		t.Fatalf("version 2: %v", err)
+		t.Fatalf("version 3: %v", err)
+	}
+	// A judged event is version 2; the same event without a verdict is
+	// version 1, readable by binaries from before policies.
+	if b[0] != codecVersionEnforced {
+		t.Fatalf("a judged event is encoded as version %d", b[0])
+	}
+	plain := fullEvent()
+	plain.Enforcement = Enforcement{}
+	if v := AppendBinary(nil, plain)[0]; v != codecVersion {
+		t.Fatalf("an unjudged event is encoded as version %d", v)
+	}
+	// Version 1 bytes with version 2's byte: the enforcement part is
+	// missing, and the decoder says so rather than invent one.
+	v1 := AppendBinary(nil, plain)
+	v1[0] = codecVersionEnforced
+	if err := DecodeBinary(v1, &ev); err == nil {
+		t.Fatal("version 2 without its enforcement part decoded")
 	}
 }
 

@@ -31,6 +31,10 @@ type Filter struct {
 	Pods       []string
 	Containers []string
 	CNIs       []string
+
+	// Verdicts match what a policy said of the change (VerdictNone: no
+	// verdict).
+	Verdicts []Verdict
 }
 
 // Match reports whether ev passes the filter. It allocates nothing.
@@ -48,6 +52,9 @@ func (f *Filter) Match(ev *Event) bool {
 		return false
 	}
 	if len(f.Dst) > 0 && !f.matchDst(ev.Dst) {
+		return false
+	}
+	if len(f.Verdicts) > 0 && !contains(f.Verdicts, ev.Enforcement.Verdict) {
 		return false
 	}
 	actor := &ev.Actor

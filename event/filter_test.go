@@ -19,6 +19,9 @@ func TestFilterMatch(t *testing.T) {
 		Dst: netip.MustParsePrefix("10.244.7.0/24"), Origin: OriginKernel, Actor: Actor{Kernel: true},
 		Cause: Cause{Valid: true, Object: ObjectLink, Actor: ip}}
 
+	blocked := route
+	blocked.Enforcement.Verdict = VerdictBlocked
+
 	tests := []struct {
 		name string
 		f    Filter
@@ -41,6 +44,9 @@ func TestFilterMatch(t *testing.T) {
 		{"pid", Filter{Pids: []uint32{4410}}, &rule, true},
 		{"kernel change matches its cause's pid", Filter{Pids: []uint32{4410}}, &flushed, true},
 		{"kernel change matches its cause's comm", Filter{Comms: []string{"ip"}}, &flushed, true},
+		{"verdict none", Filter{Verdicts: []Verdict{VerdictNone}}, &route, true},
+		{"verdict blocked", Filter{Verdicts: []Verdict{VerdictBlocked}}, &route, false},
+		{"verdict blocked matches", Filter{Verdicts: []Verdict{VerdictRepaired, VerdictBlocked}}, &blocked, true},
 		{"all fields", Filter{Ops: []Op{OpDelete}, Objects: []Object{ObjectRoute}, Tables: []uint32{254}, Comms: []string{"systemd-networkd"}}, &route, true},
 	}
 	for _, tt := range tests {

@@ -130,7 +130,24 @@ func (j *JSON) appendEvent(b []byte, ev *event.Event) []byte {
 		b = append(b, '}')
 	}
 	b = appendVictim(b, &ev.Victim)
+	b = appendEnforcement(b, &ev.Enforcement)
 	return append(b, "}\n"...)
+}
+
+// appendEnforcement writes a policy's verdict, when one was given:
+// "verdict", the protect entry ("protected_by"), why ("verdict_reason")
+// and, for repairs, how long the state was gone ("missing_us").
+func appendEnforcement(b []byte, f *event.Enforcement) []byte {
+	if f.Verdict == event.VerdictNone {
+		return b
+	}
+	b = appendStrField(b, "verdict", f.Verdict.String())
+	b = appendOptString(b, "protected_by", f.Rule)
+	b = appendOptString(b, "verdict_reason", f.Reason)
+	if f.Verdict == event.VerdictRepaired {
+		b = appendUintField(b, "missing_us", uint64(f.Missing.Microseconds()))
+	}
+	return b
 }
 
 func (j *JSON) appendRoute(b []byte, ev *event.Event) []byte {

@@ -220,3 +220,17 @@ func TestNamesAsIproute2(t *testing.T) {
 		t.Errorf("summary: %q, want %q", got, "failed: EOPNOTSUPP 1")
 	}
 }
+
+func TestJSONVerdict(t *testing.T) {
+	ev := failedDelete()
+	ev.Enforcement = event.Enforcement{Verdict: event.VerdictRepaired, Rule: `protect[0] prefix 10.9.0.0/16 ("p".yaml:3)`,
+		Reason: "second try", Missing: 2500 * time.Microsecond}
+	want := `,"verdict":"repaired","protected_by":"protect[0] prefix 10.9.0.0/16 (\"p\".yaml:3)","verdict_reason":"second try","missing_us":2500}` + "\n"
+	if got := jsonLine(t, ev); !strings.HasSuffix(got, want) {
+		t.Errorf("got\n%s\nwant it to end with\n%s", got, want)
+	}
+	ev.Enforcement = event.Enforcement{Verdict: event.VerdictBlocked}
+	if got := jsonLine(t, ev); !strings.HasSuffix(got, `,"verdict":"blocked"}`+"\n") {
+		t.Errorf("blocked: got\n%s", got)
+	}
+}

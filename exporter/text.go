@@ -86,6 +86,7 @@ func (t *Text) Write(ev *event.Event) error {
 			b = append(b, ansiReset...)
 		}
 	}
+	b = t.appendVerdict(b, &ev.Enforcement)
 	b = append(b, '\n')
 	t.line = b
 	if _, err := t.w.Write(b); err != nil {
@@ -93,6 +94,33 @@ func (t *Text) Write(ev *event.Event) error {
 	}
 	return nil
 }
+
+// appendVerdict names what a policy did: "BLOCKED", "WOULD-BLOCK" or
+// "REPAIRED after 3.2ms", then the protect entry and any reason.
+func (t *Text) appendVerdict(b []byte, f *event.Enforcement) []byte {
+	if f.Verdict == event.VerdictNone {
+		return b
+	}
+	b = append(b, "  "...)
+	color := ansiRed
+	if f.Verdict == event.VerdictRepaired {
+		color = ansiYellow
+	}
+	b = t.colored(b, color, verdictLabels[f.Verdict])
+	if f.Verdict == event.VerdictRepaired {
+		b = append(b, " after "...)
+		b = append(b, f.Missing.Round(10*time.Microsecond).String()...)
+	}
+	if f.Rule != "" {
+		b = appendSafe(append(b, " by "...), []byte(f.Rule))
+	}
+	if f.Reason != "" {
+		b = appendSafe(append(b, ": "...), []byte(f.Reason))
+	}
+	return b
+}
+
+var verdictLabels = [...]string{event.VerdictWouldBlock: "WOULD-BLOCK", event.VerdictBlocked: "BLOCKED", event.VerdictRepaired: "REPAIRED"}
 
 // Close does nothing: every line has already been written.
 func (t *Text) Close() error { return nil }

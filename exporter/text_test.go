@@ -120,3 +120,32 @@ func TestTextLocation(t *testing.T) {
 		t.Errorf("default location %v", got)
 	}
 }
+
+func TestTextVerdict(t *testing.T) {
+	blocked := routeDelete()
+	blocked.Errno = 1
+	blocked.Enforcement = event.Enforcement{Verdict: event.VerdictBlocked, Rule: "protect[0] prefix 10.244.0.0/16 (policy.yaml:3)"}
+	repaired := routeDelete()
+	repaired.Enforcement = event.Enforcement{Verdict: event.VerdictRepaired, Rule: "protect[1] interface cali* (policy.yaml:4)",
+		Missing: 3217 * time.Microsecond}
+	audit := routeDelete()
+	audit.Enforcement = event.Enforcement{Verdict: event.VerdictWouldBlock, Rule: "protect[1] interface cali* (policy.yaml:4)",
+		Reason: "repair failed: no snapshot\x1b[31m"}
+	prefix := "15:04:05.123  delete  route    10.244.3.0/24 dev cali1a2b table main proto bird      systemd-network[812] uid=101   "
+	for _, tt := range []struct {
+		name string
+		ev   *event.Event
+		want string
+	}{
+		{"blocked", blocked, "EPERM  BLOCKED by protect[0] prefix 10.244.0.0/16 (policy.yaml:3)"},
+		{"repaired", repaired, "ok  REPAIRED after 3.22ms by protect[1] interface cali* (policy.yaml:4)"},
+		// A reason is printed safely: no escape sequence reaches the terminal.
+		{"would-block", audit, `ok  WOULD-BLOCK by protect[1] interface cali* (policy.yaml:4): repair failed: no snapshot\x1b[31m`},
+	} {
+		t.Run(tt.name, func(t *testing.T) {
+			if got := textLine(t, TextOptions{Location: time.UTC}, tt.ev); got != prefix+tt.want+"\n" {
+				t.Errorf("got\n%q\nwant\n%q", got, prefix+tt.want+"\n")
+			}
+		})
+	}
+}

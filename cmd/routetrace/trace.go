@@ -80,6 +80,7 @@ func filterFlags() []cli.Flag {
 		&cli.StringSliceFlag{Name: "unit", Usage: "only changes by processes of this systemd unit (glob: 'systemd-networkd.service', 'run-u*.scope')"},
 		&cli.StringSliceFlag{Name: "pod", Usage: "only changes made by, or hitting, this pod: NAMESPACE/NAME, globs allowed ('kube-system/calico-node-*'); a bare NAME matches in any namespace"},
 		&cli.StringSliceFlag{Name: "container", Usage: "only changes by this container: its name (glob) or id (12+ hex digits)"},
+		&cli.StringSliceFlag{Name: "verdict", Usage: "only changes a policy judged so: would-block, blocked, repaired, or none (see --policy and `routetrace enforce`)"},
 		&cli.StringSliceFlag{Name: "cni", Usage: "only changes to routes on this CNI's interfaces: calico, cilium, flannel, aws-cni, weave, kube-router, ptp, bridge (globs)"},
 	}
 }
@@ -308,6 +309,13 @@ func parseFilter(c *cli.Context) (*event.Filter, error) {
 			p = netip.PrefixFrom(a, a.BitLen())
 		}
 		f.Dst = append(f.Dst, p.Masked())
+	}
+	for _, s := range splitAll(c.StringSlice("verdict")) {
+		v, ok := event.ParseVerdict(s)
+		if !ok && s != "none" {
+			return nil, fmt.Errorf("--verdict %q: want would-block, blocked, repaired or none", s)
+		}
+		f.Verdicts = append(f.Verdicts, v)
 	}
 	f.Comms = splitAll(c.StringSlice("comm"))
 	for _, fl := range []struct {

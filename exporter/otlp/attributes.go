@@ -89,6 +89,9 @@ const (
 	keyVictimLinkKind  = "routetrace.victim.link.kind"
 	keyVictimCNI       = "routetrace.victim.cni"
 	keyVerdict         = "routetrace.verdict"
+	keyVerdictRule     = "routetrace.verdict.protected_by"
+	keyVerdictReason   = "routetrace.verdict.reason"
+	keyRepairMissing   = "routetrace.repair.missing_us"
 	keyAggregated      = "routetrace.aggregated.count"
 	keyBurstChanges    = "routetrace.burst.changes"
 	keyBurstErrors     = "routetrace.burst.errors"
@@ -315,6 +318,14 @@ func (a *attributer) change(kv []attribute.KeyValue, ev *event.Event, seq uint64
 	}
 	if v.Pods > 0 {
 		kv = append(kv, attribute.Int(keyVictimPods, v.Pods))
+	}
+	if f := &ev.Enforcement; f.Verdict != event.VerdictNone {
+		kv = append(kv, attribute.String(keyVerdict, f.Verdict.String()))
+		kv = appendOpt(kv, keyVerdictRule, f.Rule)
+		kv = appendOpt(kv, keyVerdictReason, f.Reason)
+		if f.Verdict == event.VerdictRepaired {
+			kv = append(kv, attribute.Int64(keyRepairMissing, f.Missing.Microseconds()))
+		}
 	}
 	return kv
 }

@@ -290,3 +290,29 @@ func TestActorBriefWithoutExe(t *testing.T) {
 		t.Fatalf("got %v\nwant %v", got, want)
 	}
 }
+
+// A judged change's span says the verdict, the protect entry, the reason
+// and, for a repair, how long the state was gone.
+func TestChangeVerdictAttributes(t *testing.T) {
+	a := newAttributer(false)
+	ev := &event.Event{Op: event.OpDelete, Object: event.ObjectRoute, Family: event.FamilyInet, Table: 254,
+		Enforcement: event.Enforcement{Verdict: event.VerdictRepaired, Rule: "protect[0] prefix 10.244.0.0/16 (p.yaml:3)",
+			Reason: "after backoff", Missing: 4200 * time.Microsecond}}
+	got := map[string]string{}
+	for _, kv := range a.change(nil, ev, 1) {
+		got[string(kv.Key)] = kv.Value.Emit()
+	}
+	want := map[string]string{"routetrace.verdict": "repaired", "routetrace.verdict.protected_by": "protect[0] prefix 10.244.0.0/16 (p.yaml:3)",
+		"routetrace.verdict.reason": "after backoff", "routetrace.repair.missing_us": "4200"}
+	for k, v := range want {
+		if got[k] != v {
+			t.Errorf("%s = %q, want %q", k, got[k], v)
+		}
+	}
+	ev.Enforcement = event.Enforcement{}
+	for _, kv := range a.change(nil, ev, 1) {
+		if strings.HasPrefix(string(kv.Key), "routetrace.verdict") {
+			t.Errorf("an unjudged change has %s", kv.Key)
+		}
+	}
+}
