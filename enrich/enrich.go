@@ -614,3 +614,15 @@ func (e *Enricher) refresh(ctx context.Context, gen uint64) bool {
 	e.refMu.Unlock()
 	return ok
 }
+
+// ProcessForCgroup is what the enricher would say of a process in the
+// cgroup at path (from the hierarchy's root): its unit, container and pod.
+// The enforcer asks it of every cgroup on the node to find those an allow
+// entry names, since the kernel judges requests by cgroup id, not by name.
+func (e *Enricher) ProcessForCgroup(path string) *event.Process {
+	info := ParseCgroup(path)
+	p := &event.Process{Cgroup: path, CgroupHierarchy: "cgroup2", Unit: info.Unit, ContainerID: info.ContainerID,
+		Runtime: info.Runtime, PodUID: info.PodUID, QoS: info.QoS}
+	e.resolveContainer(p, e.pods.Load())
+	return p
+}

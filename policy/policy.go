@@ -63,6 +63,7 @@ type Where struct {
 // Protect is one protect entry: exactly one of its selectors is set.
 type Protect struct {
 	At          Where
+	Index       int          // temporary
 	Prefix      netip.Prefix // masked; every route inside it, any table
 	Interface   string       // glob on the route's device name: "cali*", "cilium_*"
 	Table       uint32       // every route in this table (0: not set)
@@ -90,6 +91,7 @@ type NexthopSelector struct {
 // follow path.Match.
 type Allow struct {
 	At        Where
+	Index     int    // temporary
 	Unit      string // systemd unit, glob: "calico-node.service"
 	Pod       string // NAMESPACE/NAME glob: "kube-system/calico-node-*"
 	Container string // container name glob, or id (12+ hex digits, prefix)

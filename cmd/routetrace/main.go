@@ -40,7 +40,7 @@ func main() {
 			slog.SetDefault(slog.New(slog.NewTextHandler(os.Stderr, &slog.HandlerOptions{Level: level})))
 			return nil
 		},
-		Commands: []*cli.Command{traceCommand(), historyCommand(), whyCommand(), probeCommand(), benchCommand(), versionCommand(),
+		Commands: []*cli.Command{traceCommand(), enforceCommand(), historyCommand(), whyCommand(), probeCommand(), benchCommand(), versionCommand(),
 			benchExportCommand(), benchClientCommand(), benchUDPCommand()},
 	}
 	if err := app.Run(os.Args); err != nil {

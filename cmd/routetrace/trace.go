@@ -9,6 +9,7 @@ import (
 	"os/signal"
 	"strconv"
 	"strings"
+	"sync"
 	"syscall"
 
 	"github.com/urfave/cli/v2"
@@ -16,6 +17,7 @@ import (
 	"github.com/routetrace/routetrace/enrich"
 	"github.com/routetrace/routetrace/event"
 	"github.com/routetrace/routetrace/exporter"
+	"github.com/routetrace/routetrace/policy"
 	"github.com/routetrace/routetrace/tracer"
 )
 
@@ -54,6 +56,8 @@ func traceCommand() *cli.Command {
 				"Off by default: it attaches the ioctl syscall tracepoints, which put every syscall of every process on the node on the kernel's slow path " +
 				"(measured: dd bs=1 1.1-1.35x as long). Without it, an ioctl's change is still reported from its notification, named after the process " +
 				"where the kernel has the sk_data_ready BTF tracepoint (6.6+; `routetrace probe` says), with an unknown actor before. The syscall capture always has it"},
+			&cli.StringFlag{Name: "policy", Usage: "judge every change by this enforcement policy (YAML, see README#enforce) and report what it would have refused " +
+				"(verdict would-block): audit only, nothing is refused or repaired (that is `routetrace enforce`)"},
 			&cli.StringSliceFlag{Name: "netns", Usage: "only trace this network namespace (name in /run/netns or a path) and routetrace's own; repeatable. Default: every namespace on the node, followed as they come and go"},
 			&cli.BoolFlag{Name: "enrich", Value: true, Usage: "name actors by unit, pod, container and command line and victims by link kind, CNI and pod (--enrich=false: only what the kernel records)"},
 			&cli.StringFlag{Name: "cri-socket", Usage: "the container runtime's CRI socket for pod and container names (default: the first of containerd's, CRI-O's, k3s's and cri-dockerd's that exists; 'none' to not ask)"},
@@ -86,6 +90,21 @@ func filterFlags() []cli.Flag {
 }
 
 func runTrace(c *cli.Context) error {
+	var judge *judgeStage
+	if path := c.String("policy"); path != "" {
+		p, err := loadPolicy(path)
+		if err != nil {
+			return err
+		}
+		judge = newJudgeStage(p, path, policy.ModeAudit)
+	}
+	return runTraceWith(c, judge)
+}
+
+// runTraceWith is trace, with a policy's judge between enrichment and the
+// journal when judge is not nil (trace --policy, enforce): every change is
+// judged before it is journaled, exported or shown.
+func runTraceWith(c *cli.Context, judge *judgeStage) error {
 	if err := checkAttach(c.String("attach")); err != nil {
 		return err
 	}
@@ -137,6 +156,9 @@ func runTrace(c *cli.Context) error {
 	var stage *enrich.Stage
 	var rec *recorder
 	write := func(ev *event.Event) {
+		if judge != nil {
+			judge.Judge(ev)
+		}
 		rec.Write(ev) // every change, whatever this run's filters show
 		if !filter.Match(ev) {
 			return
@@ -149,9 +171,17 @@ func runTrace(c *cli.Context) error {
 	}
 	emit := write
 	if enr != nil {
-		stage = enr.NewStage(write)
+		stage = enr.NewStage(write) // serializes its callers
 		opts.OnProcess = stage.AddProcess
 		emit = stage.Write
+	} else if judge != nil && judge.start != nil {
+		// The enforcer's refusals come from a goroutine of their own.
+		var mu sync.Mutex
+		emit = func(ev *event.Event) {
+			mu.Lock()
+			write(ev)
+			mu.Unlock()
+		}
 	}
 	t, err := tracer.New(opts)
 	if err != nil {
@@ -168,6 +198,14 @@ func runTrace(c *cli.Context) error {
 		var cancel context.CancelFunc
 		ctx, cancel = context.WithTimeout(ctx, d)
 		defer cancel()
+	}
+	if judge != nil {
+		go judge.watch(ctx)
+		if judge.start != nil {
+			if err := judge.start(ctx, emit); err != nil {
+				return err
+			}
+		}
 	}
 	if f := c.String("ready-file"); f != "" {
 		if err := os.WriteFile(f, nil, 0o644); err != nil {
@@ -196,6 +234,9 @@ func runTrace(c *cli.Context) error {
 		fmt.Fprintln(os.Stderr, enrichLine(enr))
 	}
 	fmt.Fprintln(os.Stderr, rec.summary())
+	if judge != nil {
+		fmt.Fprintln(os.Stderr, judge.summary())
+	}
 	fmt.Fprintln(os.Stderr, summary.LossLine())
 	if err != nil {
 		return err
