@@ -61,28 +61,22 @@ func tableText(t uint32) string {
 	return strconv.FormatUint(uint64(t), 10)
 }
 
-func lookupProtocol(s string) (uint8, bool) {
-	if n, err := strconv.ParseUint(s, 10, 8); err == nil {
-		return uint8(n), true
-	}
-	if p, ok := builtinProtoBy[s]; ok {
-		return p, true
-	}
-	hostNamesOnce.Do(readHostNames)
-	p, ok := hostProtocols[s]
-	return p, ok
-}
+func lookupProtocol(s string) (uint8, bool) { return lookupName(s, 8, builtinProtoBy, &hostProtocols) }
 
-func lookupTable(s string) (uint32, bool) {
-	if n, err := strconv.ParseUint(s, 10, 32); err == nil {
-		return uint32(n), true
+func lookupTable(s string) (uint32, bool) { return lookupName(s, 32, builtinTables, &hostTables) }
+
+// lookupName reads a number of bits bits, or a name every node knows, or
+// one of this node's iproute2 files.
+func lookupName[T uint8 | uint32](s string, bits int, builtin map[string]T, host *map[string]T) (T, bool) {
+	if n, err := strconv.ParseUint(s, 10, bits); err == nil {
+		return T(n), true
 	}
-	if t, ok := builtinTables[s]; ok {
-		return t, true
+	if v, ok := builtin[s]; ok {
+		return v, true
 	}
 	hostNamesOnce.Do(readHostNames)
-	t, ok := hostTables[s]
-	return t, ok
+	v, ok := (*host)[s]
+	return v, ok
 }
 
 func readHostNames() {

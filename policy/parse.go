@@ -362,7 +362,7 @@ func (ps *parser) rule(n *yaml.Node, field string, pr *Protect) {
 		case "family":
 			s, ok := ps.scalar(kv.value, sub, "inet or inet6")
 			if !ok {
-				return
+				continue
 			}
 			switch s {
 			case "inet":

@@ -43,9 +43,9 @@ func TestParseIssueExample(t *testing.T) {
 			{At: at(7), Index: 4, Rule: &RuleSelector{PriorityMin: 512, PriorityMax: 1024, HasPriority: true}},
 		},
 		Allow: []Allow{
-			{At: at(9), Unit: "calico-node.service"},
-			{At: at(10), Pod: "kube-system/calico-node-*"},
-			{At: at(11), Comm: "bird"},
+			{At: at(9), Index: 0, Unit: "calico-node.service"},
+			{At: at(10), Index: 1, Pod: "kube-system/calico-node-*"},
+			{At: at(11), Index: 2, Comm: "bird"},
 		},
 		Operations: Operations{Replace: true},
 	}
@@ -309,7 +309,7 @@ func equalPolicies(a, b *Policy, withPositions bool) bool {
 		x, y := a.Allow[i], b.Allow[i]
 		x.Comment, y.Comment = "", ""
 		if !withPositions {
-			x.At, y.At = Where{}, Where{}
+			x.At, y.At, x.Index, y.Index = Where{}, Where{}, 0, 0
 		}
 		if x != y {
 			return false
@@ -331,6 +331,7 @@ func FuzzParse(f *testing.F) {
 	f.Add([]byte(issueExample))
 	f.Add([]byte("protect:\n  - nexthop: {id: \"1-9\", group: true}\n  - rule: {priority: 5, table: main, family: inet6}\nallow: [{cgroup: /a/*}, {exe: /b}, {container: c}]\noperations: {replace: false}\n"))
 	f.Add([]byte("protect: [{interface: \"x\\\\*\"}, {protocol: 255}, {table: 4294967295}, {prefix: \"::/0\"}]\nallow: [{comm: \"yes\"}, {unit: \"\\\"\"}]\n"))
+	f.Add([]byte("mode: repair\nprotect:\n- interface: \"a: b\"\n- interface: ' x'\nallow:\n- comm: \"#\"\n- unit: \"~\"\n- pod: \"a\\nb\"\n"))
 	f.Fuzz(func(t *testing.T, data []byte) {
 		p, err := Parse("fuzz.yaml", data)
 		if err != nil {
@@ -349,4 +350,23 @@ func FuzzParse(f *testing.F) {
 			t.Fatalf("round trip changed the policy:\n%s\ngot  %+v\nwant %+v", out, back, p)
 		}
 	})
+}
+
+// TestMarshalQuoting writes values that YAML would read as something else,
+// or not at all, unless quoted.
+func TestMarshalQuoting(t *testing.T) {
+	for _, s := range []string{"#x", "a: b", " lead", "trail ", "~", "null", "yes", "0x1F", "1e3", "-", "- x",
+		"'", `"`, `\\`, "é", "a\nb", "@x", "`x", "%x", "!x", "&x", "*", "{x}", "[!x]", ",", "?x", "|", ">"} {
+		p := &Policy{Source: "q", Mode: ModeAudit, Operations: Operations{Replace: true},
+			Protect: []Protect{{Interface: s}}, Allow: []Allow{{Unit: s}, {Pod: s}, {Container: s}, {Comm: s}}}
+		out := p.Marshal()
+		back, err := Parse("q", out)
+		if err != nil {
+			t.Errorf("%q: %v\n%s", s, err, out)
+			continue
+		}
+		if !equalPolicies(back, p, false) {
+			t.Errorf("%q: round trip gave %+v\n%s", s, back, out)
+		}
+	}
 }
