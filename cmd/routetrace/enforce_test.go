@@ -9,6 +9,8 @@ import (
 	"testing"
 	"time"
 
+	"github.com/urfave/cli/v2"
+
 	"github.com/routetrace/routetrace/event"
 	"github.com/routetrace/routetrace/internal/testnet"
 	"github.com/routetrace/routetrace/policy"
@@ -171,5 +173,17 @@ func TestJudgeReload(t *testing.T) {
 	}
 	if s := j.summary(); s != "enforce: mode audit, policy "+path+": 0 blocked, 3 would-block, 0 repaired" {
 		t.Errorf("summary %q", s)
+	}
+}
+
+// urfave/cli takes a flag usage's first `quoted` text as the value's
+// placeholder: "--ioctl routetrace probe" in --help. Usages quote nothing.
+func TestFlagUsageHasNoBackquotes(t *testing.T) {
+	for _, cmd := range []*cli.Command{traceCommand(), enforceCommand(), historyCommand(), whyCommand(), probeCommand(), benchCommand()} {
+		for _, f := range cmd.Flags {
+			if d, ok := f.(cli.DocGenerationFlag); ok && strings.Contains(d.GetUsage(), "`") {
+				t.Errorf("%s --%s: usage has a backquote: %q", cmd.Name, f.Names()[0], d.GetUsage())
+			}
+		}
 	}
 }

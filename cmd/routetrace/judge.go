@@ -38,6 +38,11 @@ type judgeStage struct {
 	// (block mode starts reading the kernel's refusals into it).
 	start func(ctx context.Context, emit func(*event.Event)) error
 
+	// namespaces the policy applies to (inodes); nil: every namespace
+	// traced. enforce applies it to its own namespace or --netns's.
+	namespaces map[uint32]bool
+	nsPaths    []string // the same, as paths, for the enforcer and repair
+
 	verdicts [4]atomic.Uint64 // by event.Verdict
 	mu       sync.Mutex
 	missing  []time.Duration // repaired: how long each was gone, for the summary
@@ -67,6 +72,9 @@ func (j *judgeStage) Judge(ev *event.Event) {
 }
 
 func (j *judgeStage) judge(ev *event.Event) {
+	if j.namespaces != nil && !j.namespaces[ev.Netns] {
+		return
+	}
 	p := j.policy.Load()
 	if !p.Apply(ev, event.VerdictWouldBlock).Enforced() {
 		return
