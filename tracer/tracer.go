@@ -48,8 +48,16 @@ type Options struct {
 	// for, and changes made by ioctl are reported with an unknown actor.
 	Ioctl bool
 	// TraceSelf reports changes made by this process too; by default the
-	// tracer's own netlink traffic is not captured.
+	// tracer's own netlink traffic is not captured, nor, in tier 3, the
+	// notifications of the sockets marked with rtnl.MarkOwn (repairs).
 	TraceSelf bool
+	// LowLatency reports tier 3's deletions within about a millisecond
+	// instead of up to a poll period (5-10 ms busy, 500 ms idle) later,
+	// for repair mode: the listeners wait in poll(2) for notifications,
+	// and a deletion's notification makes the ring buffer be read at once
+	// and every lowLatencyPoll until its request record is joined. It
+	// costs a wakeup per notification.
+	LowLatency bool
 	// Logger receives progress and problems; nil means slog.Default().
 	Logger *slog.Logger
 	// OnProcess receives each process record the kernel sends (see
@@ -168,6 +176,9 @@ type Tracer struct {
 	// flushAsked numbers the reader's flushes (wakeRing); readRing stamps
 	// each kindRingFlushed record with it.
 	flushAsked atomic.Uint64
+	// urgentUntil (monotonic ns): with LowLatency, the ring buffer is read
+	// every lowLatencyPoll until then (a deletion's request is awaited).
+	urgentUntil atomic.Int64
 	closed     sync.Once
 }
 
@@ -353,6 +364,11 @@ func (t *Tracer) startTier3(self uint32, fib *object, cache *btf.Cache) error {
 
 	// Listen before New returns: a change made right after must be seen.
 	t.listeners = tier3.NewListeners(t.log, &t.stats.Stats, t.tier3&tier3.RouteInet != 0)
+	if t.opts.LowLatency {
+		if err := t.listeners.WakeOnNotification(); err != nil {
+			return err
+		}
+	}
 	t.startOrigins(self, fib, cache)
 	for _, ns := range t.watcher.Namespaces() {
 		if _, err := t.listeners.Add(ns.Path); err != nil {
@@ -479,6 +495,9 @@ func (t *Tracer) Run(ctx context.Context, emit func(*event.Event)) error {
 			t.names[nameKey{netns, ifindex}] = name
 		})
 		j.ListenedBy(t.listeners.Has)
+		if !t.opts.TraceSelf {
+			j.IgnoreOwn(rtnl.Own)
+		}
 		j.SetDumper(t.listeners.Dump)
 		if len(t.opts.Netns) == 0 {
 			// Following every namespace: a request from one not listened
@@ -584,6 +603,9 @@ func (t *Tracer) Run(ctx context.Context, emit func(*event.Event)) error {
 			if n.Kind == tier3.NoteSynced {
 				listenersSynced = true
 			} else {
+				if t.opts.LowLatency && n.Kind == tier3.NoteChange && n.Ev.Op == event.OpDelete {
+					t.hurryRing()
+				}
 				if t.origins && n.Kind == tier3.NoteChange && n.Ev.Portid == 0 && time.Since(lastWake) > ringPoll {
 					// Its ORIGIN record, if an ioctl made it, is in the
 					// ring: read it now, even if the reader is idle.
@@ -665,6 +687,24 @@ func (t *Tracer) handleRecord(r *record, ev *event.Event, j *tier3.Joiner, out f
 // wake the reader: records are written without a wakeup (see rt_emit).
 const ringPoll = 10 * time.Millisecond
 
+// With LowLatency, after a deletion's notification the ring buffer is read
+// every lowLatencyPoll for urgentWindow: the request's record is written
+// when the kernel frees the request, after the notification was queued,
+// so one read at once may come microseconds too early.
+const (
+	lowLatencyPoll = time.Millisecond
+	urgentWindowNs = int64(50e6)
+)
+
+// hurryRing reads the ring buffer now and keeps reading it fast for a
+// while; a burst of deletions wakes the reader once, not once each.
+func (t *Tracer) hurryRing() {
+	now := monoNow()
+	if t.urgentUntil.Swap(now+urgentWindowNs) < now {
+		t.wakeRing()
+	}
+}
+
 // ringItem is one record read from the ring buffer: an rt_event, or a
 // process record already decoded (proc set).
 type ringItem struct {
@@ -682,7 +722,9 @@ func (t *Tracer) readRing(recs chan<- ringItem) {
 	lastRead := time.Now()
 	for {
 		wait := ringPoll
-		if time.Since(lastRead) > idleAfter && !t.stopping.Load() {
+		if monoNow() < t.urgentUntil.Load() {
+			wait = lowLatencyPoll
+		} else if time.Since(lastRead) > idleAfter && !t.stopping.Load() {
 			wait = idlePoll // idle: a forced wakeup still comes at 256 KiB
 		}
 		t.reader.SetDeadline(time.Now().Add(wait))

@@ -1,0 +1,254 @@
+// Package repair is enforce's repair mode, for kernels where BPF LSM cannot
+// refuse a change: a protected route, rule or nexthop that an actor not
+// allowed removed is put back the moment its deletion is reported, exactly
+// as it was (see routestate), and the event says so (VerdictRepaired, and
+// how long the state was missing) or says why not.
+//
+// The caller judges: Deleted is called only for the events the policy
+// judged would-block. An actor that keeps deleting is not fought forever:
+// past Options.MaxRepairs within Options.Window the object is left alone
+// for a time that doubles each round.
+package repair
+
+import (
+	"errors"
+	"fmt"
+	"log/slog"
+	"strconv"
+	"sync"
+	"time"
+
+	"golang.org/x/sys/unix"
+
+	"github.com/routetrace/routetrace/event"
+	"github.com/routetrace/routetrace/routestate"
+)
+
+// Options configure a Repairer. Zero values take the defaults.
+type Options struct {
+	// Netns are the namespaces to follow, as paths ("/run/netns/x",
+	// "/proc/PID/ns/net"); "" is our own. Empty: our own only. More can
+	// be followed later (Follow).
+	Netns []string
+	// Keep says which objects to snapshot (the policy's protect entries,
+	// asked of the object's own attributes); nil keeps all.
+	Keep func(*event.Event) bool
+	// MaxRepairs within Window: past it, the object is left deleted for
+	// Backoff, doubled at each new round up to MaxBackoff. Defaults: 5 in
+	// 10 s, 8 s, 5 min.
+	MaxRepairs int
+	Window     time.Duration
+	Backoff    time.Duration
+	MaxBackoff time.Duration
+	// Graveyard is how long a deleted object's snapshot is kept for its
+	// event (default 30 s).
+	Graveyard time.Duration
+	Logger    *slog.Logger
+}
+
+// Repairer re-installs protected state. Its methods are safe for
+// concurrent use.
+type Repairer struct {
+	opts  Options
+	log   *slog.Logger
+	store *routestate.Store
+
+	mu    sync.Mutex
+	hist  map[routestate.Key]*history
+	clock func() time.Time // time.Now; tests move it
+}
+
+// history is one object's recent repairs and backoff.
+type history struct {
+	repairs []time.Time // within Window, oldest first
+	until   time.Time   // no repair before this
+	backoff time.Duration
+	last    time.Time // last deletion seen
+	acked   time.Time // the last repair's ack
+}
+
+// New takes the first snapshot of every namespace in opts.Netns and keeps
+// it current until Close.
+func New(opts Options) (*Repairer, error) {
+	if opts.MaxRepairs <= 0 {
+		opts.MaxRepairs = 5
+	}
+	if opts.Window <= 0 {
+		opts.Window = 10 * time.Second
+	}
+	if opts.Backoff <= 0 {
+		opts.Backoff = 8 * time.Second
+	}
+	if opts.MaxBackoff <= 0 {
+		opts.MaxBackoff = 5 * time.Minute
+	}
+	log := opts.Logger
+	if log == nil {
+		log = slog.Default()
+	}
+	r := &Repairer{opts: opts, log: log, hist: make(map[routestate.Key]*history), clock: time.Now,
+		store: routestate.New(routestate.Options{Keep: opts.Keep, Graveyard: opts.Graveyard, Logger: log})}
+	paths := opts.Netns
+	if len(paths) == 0 {
+		paths = []string{""}
+	}
+	for _, p := range paths {
+		if _, err := r.store.Follow(p); err != nil {
+			r.store.Close()
+			return nil, err
+		}
+	}
+	return r, nil
+}
+
+// Follow adds a namespace (one that appeared) and returns its inode.
+func (r *Repairer) Follow(path string) (uint32, error) { return r.store.Follow(path) }
+
+// Unfollow forgets a namespace that went away.
+func (r *Repairer) Unfollow(netns uint32) { r.store.Unfollow(netns) }
+
+// Snapshots is the number of objects kept.
+func (r *Repairer) Snapshots() int { return r.store.Len() }
+
+// Close stops following every namespace.
+func (r *Repairer) Close() { r.store.Close() }
+
+// Deleted repairs the deletion ev reports, which the policy judged
+// would-block: on success ev.Enforcement gets VerdictRepaired and Missing
+// (from the deletion's kernel time to the kernel's ack of the repair);
+// otherwise it keeps VerdictWouldBlock and Reason says why. It returns
+// once the kernel answered. Events other than deletions are left alone.
+func (r *Repairer) Deleted(ev *event.Event) {
+	enf := &ev.Enforcement
+	enf.Verdict = event.VerdictWouldBlock
+	if ev.Op == event.OpFlush {
+		// Tiers 1-2 report a flush as a count: which routes went is only
+		// known by a fresh dump. Tier 3 (here) reports each route.
+		enf.Reason = "not repaired: a flush is reported as a count (" + strconv.FormatUint(uint64(ev.Count), 10) + " routes), not route by route"
+		return
+	}
+	if ev.Op != event.OpDelete {
+		enf.Reason = "not repaired: only deletions are repaired"
+		return
+	}
+	k := routestate.KeyOf(ev)
+	h, reason := r.admit(k, ev)
+	if reason != "" {
+		enf.Reason = reason
+		return
+	}
+	acked, err := r.store.Reinstall(k)
+	if errors.Is(err, unix.EEXIST) {
+		// One request can delete an object in several notifications (an
+		// IPv6 multipath route, hop by hop), each reported: the repair of
+		// the first put back what the later ones removed.
+		r.mu.Lock()
+		last := h.acked
+		r.mu.Unlock()
+		if last.After(ev.Time) {
+			acked, err = last, nil
+		}
+	}
+	if err != nil {
+		enf.Reason = r.failure(ev, err)
+		r.log.Warn("repair failed", "object", describe(ev), "netns", ev.Netns, "reason", enf.Reason)
+		return
+	}
+	r.mu.Lock()
+	h.acked = acked
+	r.mu.Unlock()
+	enf.Verdict = event.VerdictRepaired
+	enf.Missing = acked.Sub(ev.Time)
+	r.log.Debug("repaired", "object", describe(ev), "netns", ev.Netns, "missing", enf.Missing)
+}
+
+// admit counts a deletion against its object and returns its history, and
+// why not to repair it now (backing off), "" to repair.
+func (r *Repairer) admit(k routestate.Key, ev *event.Event) (*history, string) {
+	now := r.clock()
+	r.mu.Lock()
+	defer r.mu.Unlock()
+	h := r.hist[k]
+	if h == nil {
+		h = &history{}
+		r.hist[k] = h
+		r.forget(now)
+	}
+	if now.Sub(h.last) > r.opts.MaxBackoff {
+		h.backoff = 0 // quiet for long enough: the next round starts low
+	}
+	h.last = now
+	if now.Before(h.until) {
+		return h, "not repaired: backing off for " + h.until.Sub(now).Round(time.Millisecond).String() + " more"
+	}
+	cut := now.Add(-r.opts.Window)
+	n := 0
+	for n < len(h.repairs) && h.repairs[n].Before(cut) {
+		n++
+	}
+	h.repairs = h.repairs[n:]
+	if len(h.repairs) < r.opts.MaxRepairs {
+		h.repairs = append(h.repairs, now)
+		return h, ""
+	}
+	h.backoff = min(max(h.backoff*2, r.opts.Backoff), r.opts.MaxBackoff)
+	h.until = now.Add(h.backoff)
+	h.repairs = h.repairs[:0]
+	reason := fmt.Sprintf("backing off %s: deleted %d times in %s by %s", h.backoff, r.opts.MaxRepairs+1, r.opts.Window, actorOf(ev))
+	r.log.Warn("repair backing off", "object", describe(ev), "netns", ev.Netns, "for", h.backoff,
+		"deletions", r.opts.MaxRepairs+1, "window", r.opts.Window, "actor", actorOf(ev))
+	return h, reason
+}
+
+// forget drops the histories of objects left alone for long (r.mu held),
+// so that a node's churn does not grow the table; called as it grows.
+func (r *Repairer) forget(now time.Time) {
+	if len(r.hist) < 1024 || len(r.hist)&1023 != 0 {
+		return
+	}
+	for k, h := range r.hist {
+		if now.Sub(h.last) > r.opts.MaxBackoff && now.After(h.until) {
+			delete(r.hist, k)
+		}
+	}
+}
+
+// failure is the Reason of a repair that failed.
+func (r *Repairer) failure(ev *event.Event, err error) string {
+	switch {
+	case errors.Is(err, routestate.ErrNoSnapshot), errors.Is(err, routestate.ErrNotFollowed):
+		return "repair failed: no snapshot of " + describe(ev)
+	case errors.Is(err, unix.ENODEV):
+		return "repair failed: device gone"
+	case errors.Is(err, unix.EEXIST):
+		return "not repaired: " + describe(ev) + " is back already"
+	}
+	return "repair failed: " + err.Error()
+}
+
+// describe names the object as ip(8) would: "10.244.1.5/32 table main".
+func describe(ev *event.Event) string {
+	switch ev.Object {
+	case event.ObjectRule:
+		return "rule pref " + strconv.FormatUint(uint64(ev.Priority), 10) + " table " + event.TableName(ev.Table)
+	case event.ObjectNexthop:
+		return "nexthop id " + strconv.FormatUint(uint64(ev.NexthopID), 10)
+	}
+	s := ev.Dst.String() + " table " + event.TableName(ev.Table)
+	if ev.Priority != 0 {
+		s += " metric " + strconv.FormatUint(uint64(ev.Priority), 10)
+	}
+	return s
+}
+
+// actorOf names who made the change, for the backoff's Reason.
+func actorOf(ev *event.Event) string {
+	a := &ev.Actor
+	switch {
+	case a.Kernel:
+		return "the kernel"
+	case a.Unknown():
+		return "an unknown process"
+	}
+	return a.Comm.String() + " (pid " + strconv.FormatUint(uint64(a.Tgid), 10) + ")"
+}

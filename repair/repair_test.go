@@ -1,0 +1,275 @@
+package repair
+
+import (
+	"net/netip"
+	"os"
+	"os/exec"
+	"path/filepath"
+	"strconv"
+	"strings"
+	"testing"
+	"time"
+
+	"github.com/routetrace/routetrace/event"
+	"github.com/routetrace/routetrace/internal/testnet"
+)
+
+// protected stands in for the policy's protect entries: these prefixes
+// (any table), every route in table 100, rules of priority 100-199.
+var protectedPrefixes = []netip.Prefix{
+	netip.MustParsePrefix("198.51.100.0/24"), netip.MustParsePrefix("203.0.113.0/24"),
+	netip.MustParsePrefix("10.9.0.0/16"), netip.MustParsePrefix("2001:db8:1::/48"),
+}
+
+func protected(ev *event.Event) bool {
+	switch ev.Object {
+	case event.ObjectRule:
+		return ev.Priority >= 100 && ev.Priority < 200
+	case event.ObjectRoute:
+		if ev.Table == 100 {
+			return true
+		}
+		for _, p := range protectedPrefixes {
+			if p.Contains(ev.Dst.Addr()) && ev.Dst.Bits() >= p.Bits() {
+				return true
+			}
+		}
+	}
+	return false
+}
+
+// wouldBlock stands in for the policy's Judge: a protected deletion by an
+// actor other than "allowed-ip".
+func wouldBlock(ev *event.Event) bool {
+	return ev.Op == event.OpDelete && protected(ev) && ev.Actor.Comm.String() != "allowed-ip"
+}
+
+func TestRepairExactAttributes(t *testing.T) {
+	testnet.RequireRoot(t)
+	ns := testnet.New(t)
+	ns.IP("nexthop", "add", "id", "10", "via", "192.0.2.5", "dev", "v0")
+	routes := []struct {
+		add   []string
+		dst   string
+		table int
+	}{
+		{[]string{"route", "add", "198.51.100.0/24", "proto", "static", "nexthop", "via", "192.0.2.2", "dev", "v0", "weight", "3", "nexthop", "via", "192.0.2.3", "dev", "v0", "weight", "7"}, "198.51.100.0/24", 254},
+		{[]string{"route", "add", "203.0.113.0/25", "via", "192.0.2.4", "dev", "v0", "mtu", "1400", "advmss", "1360", "src", "192.0.2.1", "metric", "20"}, "203.0.113.0/25", 254},
+		{[]string{"route", "add", "203.0.113.128/25", "nhid", "10"}, "203.0.113.128/25", 254},
+		{[]string{"route", "add", "10.244.1.5/32", "dev", "v0", "table", "100", "proto", "static", "metric", "50"}, "10.244.1.5/32", 100},
+		{[]string{"route", "add", "10.9.0.0/16", "via", "10.8.0.1", "dev", "v1", "onlink"}, "10.9.0.0/16", 254},
+		{[]string{"-6", "route", "add", "2001:db8:1::/64", "via", "2001:db8::2", "dev", "v0", "metric", "1024", "pref", "high", "mtu", "1300"}, "2001:db8:1::/64", 254},
+		{[]string{"-6", "route", "add", "2001:db8:1:1::/64", "nexthop", "via", "2001:db8::3", "dev", "v0", "weight", "2", "nexthop", "via", "2001:db8::4", "dev", "v0", "weight", "5"}, "2001:db8:1:1::/64", 254},
+	}
+	for _, r := range routes {
+		ns.IP(r.add...)
+	}
+	ns.IP("rule", "add", "pref", "100", "from", "10.244.0.0/16", "fwmark", "0x10/0xff", "lookup", "100")
+	ns.IP("-6", "rule", "add", "pref", "101", "to", "2001:db8:2::/48", "iif", "v0", "lookup", "100")
+
+	h := start(t, ns, Options{Keep: protected}, wouldBlock)
+	nl := handle(t, ns)
+
+	for _, r := range routes {
+		before, ok := routeOf(t, nl, r.dst, r.table)
+		if !ok {
+			t.Fatalf("%s: not there before", r.dst)
+		}
+		del := append([]string{}, r.add...)
+		del[slicesIndex(del, "add")] = "del"
+		pid := ns.IP(del...)
+		ev := h.next("deleting "+r.dst, deleteOf(r.dst))
+		if ev.Actor.Tgid != pid {
+			t.Errorf("%s: actor %d, want %d (ip)", r.dst, ev.Actor.Tgid, pid)
+		}
+		if ev.Enforcement.Verdict != event.VerdictRepaired || ev.Enforcement.Reason != "" || ev.Enforcement.Missing <= 0 {
+			t.Errorf("%s: enforcement %+v, want repaired with Missing > 0 and no reason", r.dst, ev.Enforcement)
+		}
+		after, ok := routeOf(t, nl, r.dst, r.table)
+		if !ok {
+			t.Errorf("%s: not repaired", r.dst)
+			continue
+		}
+		if d := diff(before, after); d != "" {
+			t.Errorf("%s: repaired with other attributes: %s", r.dst, d)
+		}
+	}
+
+	for _, r := range []struct {
+		family, prio int
+		del          []string
+	}{
+		{4, 100, []string{"rule", "del", "pref", "100"}},
+		{6, 101, []string{"-6", "rule", "del", "pref", "101"}},
+	} {
+		fam := 2
+		if r.family == 6 {
+			fam = 10
+		}
+		before, ok := ruleOf(t, nl, fam, r.prio)
+		if !ok {
+			t.Fatalf("rule %d not there before", r.prio)
+		}
+		ns.IP(r.del...)
+		ev := h.next("deleting rule "+strconv.Itoa(r.prio), func(ev *event.Event) bool {
+			return ev.Object == event.ObjectRule && ev.Op == event.OpDelete && ev.Priority == uint32(r.prio)
+		})
+		if ev.Enforcement.Verdict != event.VerdictRepaired || ev.Enforcement.Missing <= 0 {
+			t.Errorf("rule %d: enforcement %+v, want repaired", r.prio, ev.Enforcement)
+		}
+		after, ok := ruleOf(t, nl, fam, r.prio)
+		if !ok {
+			t.Errorf("rule %d: not repaired", r.prio)
+			continue
+		}
+		if d := diff(before, after); d != "" {
+			t.Errorf("rule %d: repaired with other attributes: %s", r.prio, d)
+		}
+	}
+
+	// The repairs were this process's own changes: never reported.
+	deadline := time.After(700 * time.Millisecond) // past tier 3's wait for a request
+	for {
+		select {
+		case ev := <-h.evs:
+			if ev.Netns != ns.Inode {
+				continue
+			}
+			if ev.Op == event.OpAdd {
+				t.Errorf("the repair of %v was reported as a change: %+v", ev.Dst, ev)
+			}
+			if ev.Op == event.OpDelete && ev.Enforcement.Verdict != event.VerdictRepaired {
+				// e.g. the second hop of the IPv6 multipath route, its own
+				// notification of the same request
+				t.Errorf("late deletion of %v %v: %+v, want repaired", ev.Object, ev.Dst, ev.Enforcement)
+			}
+		case <-deadline:
+			return
+		}
+	}
+}
+
+func slicesIndex(s []string, v string) int {
+	for i, x := range s {
+		if x == v {
+			return i
+		}
+	}
+	return -1
+}
+
+// allowedIP is a copy of ip(8) whose command name is "allowed-ip".
+func allowedIP(t *testing.T) string {
+	t.Helper()
+	ip, err := exec.LookPath("ip")
+	if err != nil {
+		t.Skip("no ip")
+	}
+	b, err := os.ReadFile(ip)
+	if err != nil {
+		t.Fatal(err)
+	}
+	p := filepath.Join(t.TempDir(), "allowed-ip")
+	if err := os.WriteFile(p, b, 0o755); err != nil {
+		t.Fatal(err)
+	}
+	return p
+}
+
+func TestUnprotectedAndAllowedNotRepaired(t *testing.T) {
+	testnet.RequireRoot(t)
+	ns := testnet.New(t)
+	ns.IP("route", "add", "192.0.2.128/25", "via", "192.0.2.9", "table", "200") // not protected
+	ns.IP("route", "add", "198.51.100.0/24", "via", "192.0.2.9")                  // protected
+	h := start(t, ns, Options{Keep: protected}, wouldBlock)
+	nl := handle(t, ns)
+	if n := h.r.Snapshots(); n != 1 {
+		t.Errorf("%d objects kept, want 1 (the protected route)", n)
+	}
+
+	ns.IP("route", "del", "192.0.2.128/25", "table", "200")
+	ev := h.next("the unprotected deletion", deleteOf("192.0.2.128/25"))
+	if ev.Enforcement != (event.Enforcement{}) {
+		t.Errorf("unprotected: enforcement %+v, want none", ev.Enforcement)
+	}
+	if _, ok := routeOf(t, nl, "192.0.2.128/25", 200); ok {
+		t.Error("unprotected route put back")
+	}
+
+	if _, out, err := testnet.Run(allowedIP(t), "-n", ns.Name, "route", "del", "198.51.100.0/24"); err != nil {
+		t.Fatalf("allowed-ip: %v: %s", err, out)
+	}
+	ev = h.next("the allowed deletion", deleteOf("198.51.100.0/24"))
+	if ev.Actor.Comm.String() != "allowed-ip" || ev.Enforcement != (event.Enforcement{}) {
+		t.Errorf("allowed: actor %q enforcement %+v, want allowed-ip and none", ev.Actor.Comm.String(), ev.Enforcement)
+	}
+	time.Sleep(50 * time.Millisecond)
+	if _, ok := routeOf(t, nl, "198.51.100.0/24", 254); ok {
+		t.Error("allowed deletion undone")
+	}
+}
+
+func TestBackoff(t *testing.T) {
+	testnet.RequireRoot(t)
+	ns := testnet.New(t)
+	ns.IP("route", "add", "10.244.1.5/32", "dev", "v0", "table", "100")
+	h := start(t, ns, Options{Keep: protected, MaxRepairs: 2, Window: 10 * time.Second, Backoff: time.Second}, wouldBlock)
+	nl := handle(t, ns)
+
+	del := func() (event.Event, uint32) {
+		pid := ns.IP("route", "del", "10.244.1.5/32", "table", "100")
+		return h.next("deletion", deleteOf("10.244.1.5/32")), pid
+	}
+	for i := range 2 {
+		if ev, _ := del(); ev.Enforcement.Verdict != event.VerdictRepaired {
+			t.Fatalf("deletion %d: %+v, want repaired", i+1, ev.Enforcement)
+		}
+	}
+	ev, pid := del()
+	want := "backing off 1s: deleted 3 times in 10s by ip (pid " + strconv.Itoa(int(pid)) + ")"
+	if ev.Enforcement.Verdict != event.VerdictWouldBlock || ev.Enforcement.Reason != want {
+		t.Errorf("third deletion: %+v, want would-block %q", ev.Enforcement, want)
+	}
+	if _, ok := routeOf(t, nl, "10.244.1.5/32", 100); ok {
+		t.Error("repaired while backing off")
+	}
+	// Put back by hand while backing off, deleted again: left alone.
+	ns.IP("route", "add", "10.244.1.5/32", "dev", "v0", "table", "100")
+	ev, _ = del()
+	if ev.Enforcement.Verdict != event.VerdictWouldBlock || !strings.HasPrefix(ev.Enforcement.Reason, "not repaired: backing off for ") {
+		t.Errorf("deletion while backing off: %+v", ev.Enforcement)
+	}
+	time.Sleep(1100 * time.Millisecond)
+	ns.IP("route", "add", "10.244.1.5/32", "dev", "v0", "table", "100")
+	if ev, _ = del(); ev.Enforcement.Verdict != event.VerdictRepaired {
+		t.Errorf("after the backoff: %+v, want repaired", ev.Enforcement)
+	}
+}
+
+func TestNoSnapshot(t *testing.T) {
+	testnet.RequireRoot(t)
+	ns := testnet.New(t)
+	ns.IP("route", "add", "10.244.7.0/24", "dev", "v0", "table", "100")
+	// The store keeps nothing: the judge still calls it protected.
+	h := start(t, ns, Options{Keep: func(*event.Event) bool { return false }}, wouldBlock)
+	ns.IP("route", "del", "10.244.7.0/24", "table", "100")
+	ev := h.next("deletion", deleteOf("10.244.7.0/24"))
+	want := event.Enforcement{Verdict: event.VerdictWouldBlock, Reason: "repair failed: no snapshot of 10.244.7.0/24 table 100"}
+	if ev.Enforcement != want {
+		t.Errorf("enforcement %+v, want %+v", ev.Enforcement, want)
+	}
+}
+
+func TestDeviceGone(t *testing.T) {
+	testnet.RequireRoot(t)
+	ns := testnet.New(t)
+	ns.IP("route", "add", "10.9.0.0/16", "via", "10.8.0.1", "dev", "v1", "onlink")
+	kernel := func(ev *event.Event) bool { return ev.Origin == event.OriginKernel && protected(ev) }
+	h := start(t, ns, Options{Keep: protected}, func(ev *event.Event) bool { return ev.Op == event.OpDelete && kernel(ev) })
+	ns.IP("link", "del", "v1") // its peer v0 goes too; the kernel flushes the route
+	ev := h.next("the kernel's removal", deleteOf("10.9.0.0/16"))
+	want := event.Enforcement{Verdict: event.VerdictWouldBlock, Reason: "repair failed: device gone"}
+	if ev.Origin != event.OriginKernel || ev.Enforcement != want {
+		t.Errorf("origin %v enforcement %+v, want kernel %+v", ev.Origin, ev.Enforcement, want)
+	}
+}

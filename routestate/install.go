@@ -1,0 +1,248 @@
+package routestate
+
+import (
+	"encoding/binary"
+	"errors"
+	"fmt"
+	"time"
+
+	"golang.org/x/sys/unix"
+
+	"github.com/routetrace/routetrace/rtnl"
+)
+
+// ackWait bounds the wait for the kernel's answer to a re-install: it
+// answers within the request's own syscall, so only a stuck namespace
+// would take long.
+const ackWait = time.Second
+
+// Reinstall re-creates an object from its snapshot, in its namespace, and
+// returns when the kernel acknowledged it. It fails with ErrNoSnapshot or
+// ErrNotFollowed when there is nothing to re-install, else with the
+// kernel's errno (unix.EEXIST: it is back already; unix.ENODEV: its device
+// is gone).
+func (s *Store) Reinstall(k Key) (time.Time, error) {
+	ns, msg, err := s.message(k)
+	if err != nil {
+		return time.Time{}, err
+	}
+	ns.reqMu.Lock()
+	defer ns.reqMu.Unlock()
+	if ns.req < 0 {
+		if ns.req, err = requestSocket(ns.path, ns.ino); err != nil {
+			return time.Time{}, err
+		}
+	}
+	ns.seq++
+	req, err := requestFrom(msg, ns.seq)
+	if err != nil {
+		return time.Time{}, err
+	}
+	if err := unix.Sendto(ns.req, req, 0, &unix.SockaddrNetlink{Family: unix.AF_NETLINK}); err != nil {
+		return time.Time{}, fmt.Errorf("sending the request: %w", err)
+	}
+	return waitAck(ns.req, ns.seq)
+}
+
+// requestSocket opens the socket repairs are sent on, inside the namespace
+// (a socket's namespace is where it was created), and marks it as ours so
+// that tier 3 does not report the notifications of our own repairs.
+func requestSocket(path string, ino uint32) (int, error) {
+	fd, err := rtnl.SocketIn(path)
+	if err != nil {
+		return -1, err
+	}
+	if err := unix.Bind(fd, &unix.SockaddrNetlink{Family: unix.AF_NETLINK}); err != nil {
+		unix.Close(fd)
+		return -1, fmt.Errorf("binding the repair socket: %w", err)
+	}
+	portid, err := portidOf(fd)
+	if err != nil {
+		unix.Close(fd)
+		return -1, err
+	}
+	rtnl.MarkOwn(ino, portid, true)
+	return fd, nil
+}
+
+func portidOf(fd int) (uint32, error) {
+	sa, err := unix.Getsockname(fd)
+	if err != nil {
+		return 0, fmt.Errorf("getsockname of the repair socket: %w", err)
+	}
+	nl, ok := sa.(*unix.SockaddrNetlink)
+	if !ok {
+		return 0, fmt.Errorf("repair socket has a %T address", sa)
+	}
+	return nl.Pid, nil
+}
+
+// waitAck reads the socket (non-blocking) until the answer to seq.
+func waitAck(fd int, seq uint32) (time.Time, error) {
+	buf := make([]byte, 8192)
+	deadline := time.Now().Add(ackWait)
+	for {
+		n, _, err := unix.Recvfrom(fd, buf, unix.MSG_DONTWAIT)
+		if errors.Is(err, unix.EAGAIN) || errors.Is(err, unix.EINTR) {
+			left := time.Until(deadline)
+			if left <= 0 {
+				return time.Time{}, fmt.Errorf("no answer from the kernel in %v", ackWait)
+			}
+			pfd := []unix.PollFd{{Fd: int32(fd), Events: unix.POLLIN}}
+			if _, err := unix.Poll(pfd, int(left.Milliseconds())+1); err != nil && !errors.Is(err, unix.EINTR) {
+				return time.Time{}, fmt.Errorf("waiting for the kernel's answer: %w", err)
+			}
+			continue
+		}
+		if err != nil {
+			return time.Time{}, fmt.Errorf("reading the kernel's answer: %w", err)
+		}
+		for rest := buf[:n]; len(rest) > 0; {
+			h, msg, next, err := rtnl.Next(rest)
+			if err != nil {
+				break
+			}
+			rest = next
+			if h.Seq != seq {
+				continue // the answer to an earlier request that timed out
+			}
+			if code, ok := rtnl.ErrorCode(h, msg); ok {
+				if code != 0 {
+					return time.Time{}, unix.Errno(code)
+				}
+				return time.Now(), nil
+			}
+		}
+	}
+}
+
+// Flags the kernel sets on its own and refuses (or recomputes) in a
+// request.
+const (
+	rtnhFOnlink        = 0x4 // RTNH_F_ONLINK: the only nexthop flag a request sets
+	rtnhFPervasive     = 0x2
+	fibRuleUnresolved  = 0x4
+	fibRuleIifDetached = 0x8
+	fibRuleOifDetached = 0x10
+)
+
+// Route attributes: RTA_CACHEINFO is the kernel's statistics, and a route
+// with RTA_NH_ID must not also describe its hops (the kernel describes
+// them too, for old readers, and refuses both at once in a request).
+const (
+	rtaOif       = 4
+	rtaGateway   = 5
+	rtaMultipath = 9
+	rtaFlow      = 11
+	rtaCacheinfo = 12
+	rtaVia       = 18
+	rtaEncapType = 21
+	rtaEncap     = 22
+	rtaNhID      = 30
+)
+
+// nexthopRequestAttr: the NHA_* a request may carry (the kernel parses
+// nexthop requests strictly; the rest are the kernel's own: NHA_OP_FLAGS,
+// statistics).
+var nexthopRequestAttr = map[uint16]bool{
+	1: true, 2: true, 3: true, 4: true, 5: true, 6: true, 7: true, 8: true, // ID..ENCAP
+	11: true, 12: true, 16: true, // FDB, RES_GROUP, HW_STATS_ENABLE
+}
+
+var ne = binary.NativeEndian
+
+// requestFrom turns the kernel's description of an object (RTM_NEWROUTE,
+// RTM_NEWRULE or RTM_NEWNEXTHOP, as dumped or notified) into the request
+// that re-creates it: NLM_F_CREATE|NLM_F_EXCL, so that it never replaces
+// what someone has put there meanwhile.
+func requestFrom(msg []byte, seq uint32) ([]byte, error) {
+	if len(msg) < rtnl.HeaderLen {
+		return nil, rtnl.ErrTruncated
+	}
+	typ := ne.Uint16(msg[4:])
+	var hdrLen int
+	var keep func(typ uint16, val []byte) bool
+	switch typ {
+	case unix.RTM_NEWROUTE:
+		hdrLen = unix.SizeofRtMsg
+		hasNh := hasAttr(msg[rtnl.HeaderLen+hdrLen:], rtaNhID)
+		keep = func(t uint16, _ []byte) bool {
+			switch t {
+			case rtaCacheinfo:
+				return false
+			case rtaOif, rtaGateway, rtaMultipath, rtaVia, rtaEncapType, rtaEncap, rtaFlow:
+				return !hasNh
+			}
+			return true
+		}
+	case unix.RTM_NEWRULE:
+		hdrLen = 12
+	case unix.RTM_NEWNEXTHOP:
+		hdrLen = 8
+		keep = func(t uint16, _ []byte) bool { return nexthopRequestAttr[t] }
+	default:
+		return nil, fmt.Errorf("not a route, rule or nexthop message (type %d)", typ)
+	}
+	if len(msg) < rtnl.HeaderLen+hdrLen {
+		return nil, rtnl.ErrTruncated
+	}
+	req := make([]byte, 0, len(msg))
+	req = append(req, msg[:rtnl.HeaderLen+hdrLen]...)
+	ne.PutUint16(req[6:], unix.NLM_F_REQUEST|unix.NLM_F_ACK|unix.NLM_F_CREATE|unix.NLM_F_EXCL)
+	ne.PutUint32(req[8:], seq)
+	ne.PutUint32(req[12:], 0)
+	body := req[rtnl.HeaderLen:]
+	switch typ {
+	case unix.RTM_NEWROUTE: // rtm_flags: the kernel's LINKDOWN, DEAD, OFFLOAD... are refused
+		ne.PutUint32(body[8:], ne.Uint32(body[8:])&(rtnhFOnlink|rtnhFPervasive))
+	case unix.RTM_NEWRULE:
+		ne.PutUint32(body[8:], ne.Uint32(body[8:])&^(fibRuleUnresolved|fibRuleIifDetached|fibRuleOifDetached))
+	case unix.RTM_NEWNEXTHOP: // nh_flags
+		ne.PutUint32(body[4:], ne.Uint32(body[4:])&rtnhFOnlink)
+	}
+	for a := msg[rtnl.HeaderLen+hdrLen:]; len(a) >= 4; {
+		l := int(ne.Uint16(a))
+		t := ne.Uint16(a[2:]) & 0x3fff
+		if l < 4 || l > len(a) {
+			return nil, rtnl.ErrBadAttr
+		}
+		next := min((l+3)&^3, len(a))
+		if keep == nil || keep(t, a[4:l]) {
+			start := len(req)
+			req = append(req, a[:next]...)
+			if typ == unix.RTM_NEWROUTE && t == rtaMultipath {
+				maskHops(req[start+4 : start+l])
+			}
+		}
+		a = a[next:]
+	}
+	ne.PutUint32(req[0:], uint32(len(req)))
+	return req, nil
+}
+
+// maskHops clears, in each struct rtnexthop of RTA_MULTIPATH, the flags
+// the kernel sets and refuses in a request (RTNH_F_DEAD, LINKDOWN...).
+func maskHops(mp []byte) {
+	for len(mp) >= 8 {
+		l := int(ne.Uint16(mp))
+		if l < 8 || l > len(mp) {
+			return
+		}
+		mp[2] &= rtnhFOnlink
+		mp = mp[min((l+3)&^3, len(mp)):]
+	}
+}
+
+func hasAttr(a []byte, want uint16) bool {
+	for len(a) >= 4 {
+		l := int(ne.Uint16(a))
+		if l < 4 || l > len(a) {
+			return false
+		}
+		if ne.Uint16(a[2:])&0x3fff == want {
+			return true
+		}
+		a = a[min((l+3)&^3, len(a)):]
+	}
+	return false
+}

@@ -1,0 +1,280 @@
+// Package routestate keeps a snapshot of the routes, rules and nexthop
+// objects of followed network namespaces, current from the kernel's
+// rtnetlink notifications, so that one removed can be put back exactly as
+// it was (repair mode of enforce).
+//
+// Each object is kept as the kernel's own last description of it: the raw
+// RTM_NEWROUTE, RTM_NEWRULE or RTM_NEWNEXTHOP message of the last dump or
+// notification. Re-sending that message as a request re-creates every
+// attribute, the ones routetrace decodes and the ones it does not (encap,
+// metrics, multipath weights, flags), with no translation to get wrong.
+package routestate
+
+import (
+	"errors"
+	"fmt"
+	"log/slog"
+	"net/netip"
+	"os"
+	"sync"
+	"time"
+
+	"golang.org/x/sys/unix"
+
+	"github.com/routetrace/routetrace/event"
+	"github.com/routetrace/routetrace/rtnl"
+)
+
+// Key identifies an object the way the kernel does when it looks one up to
+// delete it or to refuse a duplicate: a route by {family, table, dst, src,
+// tos, metric}, a rule by its selectors, priority and action, a nexthop by
+// id. Fields an object kind does not use are zero.
+type Key struct {
+	Netns    uint32
+	Object   event.Object
+	Family   uint8
+	TOS      uint8
+	Action   uint8
+	Table    uint32
+	Priority uint32
+	ID       uint32 // nexthop id
+	Dst, Src netip.Prefix
+	// Rules.
+	IifName, OifName     event.Name
+	FwMark, FwMask, Goto uint32
+}
+
+// KeyOf is the key of the object an event (or a decoded message) is about.
+func KeyOf(ev *event.Event) Key {
+	k := Key{Netns: ev.Netns, Object: ev.Object, Family: ev.Family}
+	switch ev.Object {
+	case event.ObjectRoute:
+		k.Table, k.Priority, k.TOS, k.Dst, k.Src = ev.Table, ev.Priority, ev.TOS, ev.Dst, ev.Src
+	case event.ObjectRule:
+		k.Table, k.Priority, k.TOS, k.Dst, k.Src = ev.Table, ev.Priority, ev.TOS, ev.Dst, ev.Src
+		k.Action, k.IifName, k.OifName, k.FwMark, k.FwMask, k.Goto = ev.Action, ev.IifName, ev.OifName, ev.FwMark, ev.FwMask, ev.Goto
+	case event.ObjectNexthop:
+		k.Family = 0 // an id names one nexthop whatever its family
+		k.ID = ev.NexthopID
+	}
+	return k
+}
+
+// Options configure a Store.
+type Options struct {
+	// Keep says which objects to keep, asked with the object as decoded
+	// from the kernel's message (Op add, Netns set, Dev named): the
+	// policy's protect entries. nil keeps everything.
+	Keep func(ev *event.Event) bool
+	// Graveyard is how long a deleted object is kept, so that the event of
+	// its deletion, which may come after the store saw it, still finds it
+	// (default 30 s).
+	Graveyard time.Duration
+	// Logger: nil means slog.Default().
+	Logger *slog.Logger
+}
+
+// Errors of Reinstall, for errors.Is.
+var (
+	ErrNoSnapshot = errors.New("no snapshot")
+	ErrNotFollowed = errors.New("network namespace not followed")
+)
+
+// Store is the snapshot of the followed namespaces. Its methods are safe
+// for concurrent use.
+type Store struct {
+	opts Options
+	log  *slog.Logger
+
+	mu   sync.Mutex
+	byNs map[uint32]*netnsState
+}
+
+// New returns a store following no namespace yet: call Follow.
+func New(opts Options) *Store {
+	if opts.Graveyard <= 0 {
+		opts.Graveyard = 30 * time.Second
+	}
+	log := opts.Logger
+	if log == nil {
+		log = slog.Default()
+	}
+	return &Store{opts: opts, log: log, byNs: make(map[uint32]*netnsState)}
+}
+
+// entry is one object: its kernel message and whether it is there now.
+type entry struct {
+	msg   []byte // RTM_NEW*, header included, exactly as the kernel sent it
+	gone  int64  // when its deletion was seen (Unix ns); 0 while present
+	epoch uint32 // the dump (or later notification) that last saw it
+}
+
+type grave struct {
+	key Key
+	at  int64
+}
+
+// netnsState is one followed namespace; its maps are guarded by Store.mu.
+type netnsState struct {
+	path   string
+	ino    uint32
+	sub    *os.File
+	objs   map[Key]*entry
+	graves []grave // deleted keys, oldest first
+	links  map[uint32]event.Name
+	epoch  uint32
+	ready  chan struct{} // closed after the first full dump
+	done   chan struct{} // closed when the reader returns
+
+	reqMu sync.Mutex // one request in flight on req
+	req   int        // request socket, -1 until the first repair
+	seq   uint32
+}
+
+// Follow starts keeping the namespace at path ("" for our own) and returns
+// its inode once its first dump is in. Following one twice is a no-op.
+func (s *Store) Follow(path string) (uint32, error) {
+	ino, err := rtnl.NetnsInode(path)
+	if err != nil {
+		return 0, err
+	}
+	s.mu.Lock()
+	if ns := s.byNs[ino]; ns != nil {
+		s.mu.Unlock()
+		<-ns.ready
+		return ino, nil
+	}
+	ns := &netnsState{path: path, ino: ino, objs: make(map[Key]*entry), links: make(map[uint32]event.Name),
+		ready: make(chan struct{}), done: make(chan struct{}), req: -1}
+	s.byNs[ino] = ns
+	s.mu.Unlock()
+
+	if ns.sub, err = subscribe(path); err != nil {
+		s.mu.Lock()
+		delete(s.byNs, ino)
+		s.mu.Unlock()
+		return 0, fmt.Errorf("following netns %s: %w", label(path), err)
+	}
+	go s.read(ns)
+	select {
+	case <-ns.ready:
+	case <-ns.done:
+		return 0, fmt.Errorf("following netns %s: the first dump failed", label(path))
+	}
+	return ino, nil
+}
+
+// Unfollow stops keeping a namespace (one that went away).
+func (s *Store) Unfollow(ino uint32) {
+	s.mu.Lock()
+	ns := s.byNs[ino]
+	delete(s.byNs, ino)
+	s.mu.Unlock()
+	if ns != nil {
+		ns.close()
+	}
+}
+
+// Close stops following every namespace.
+func (s *Store) Close() {
+	s.mu.Lock()
+	all := s.byNs
+	s.byNs = make(map[uint32]*netnsState)
+	s.mu.Unlock()
+	for _, ns := range all {
+		ns.close()
+	}
+}
+
+func (ns *netnsState) close() {
+	ns.sub.Close()
+	<-ns.done
+	ns.reqMu.Lock()
+	defer ns.reqMu.Unlock()
+	if ns.req >= 0 {
+		if portid, err := portidOf(ns.req); err == nil {
+			rtnl.MarkOwn(ns.ino, portid, false)
+		}
+		unix.Close(ns.req)
+		ns.req = -1
+	}
+}
+
+// Len is the number of objects kept (deleted ones still in the graveyard
+// included).
+func (s *Store) Len() int {
+	s.mu.Lock()
+	defer s.mu.Unlock()
+	n := 0
+	for _, ns := range s.byNs {
+		n += len(ns.objs)
+	}
+	return n
+}
+
+// State is what the store knows of one object.
+type State uint8
+
+const (
+	Unknown State = iota // never seen, not kept, or deleted long ago
+	Present
+	Deleted // its deletion was seen (within the graveyard time)
+)
+
+// Lookup reports what the store knows of an object.
+func (s *Store) Lookup(k Key) State {
+	s.mu.Lock()
+	defer s.mu.Unlock()
+	ns := s.byNs[k.Netns]
+	if ns == nil {
+		return Unknown
+	}
+	e := ns.objs[k]
+	switch {
+	case e == nil:
+		return Unknown
+	case e.gone != 0:
+		return Deleted
+	}
+	return Present
+}
+
+// Keys lists the objects present in a namespace of one kind and family (0:
+// every family), for diffing against a fresh dump after a flush.
+func (s *Store) Keys(netns uint32, obj event.Object, family uint8) []Key {
+	s.mu.Lock()
+	defer s.mu.Unlock()
+	ns := s.byNs[netns]
+	if ns == nil {
+		return nil
+	}
+	var keys []Key
+	for k, e := range ns.objs {
+		if e.gone == 0 && k.Object == obj && (family == 0 || k.Family == family) {
+			keys = append(keys, k)
+		}
+	}
+	return keys
+}
+
+// message returns a copy of an object's last kernel message.
+func (s *Store) message(k Key) (*netnsState, []byte, error) {
+	s.mu.Lock()
+	defer s.mu.Unlock()
+	ns := s.byNs[k.Netns]
+	if ns == nil {
+		return nil, nil, ErrNotFollowed
+	}
+	e := ns.objs[k]
+	if e == nil {
+		return ns, nil, ErrNoSnapshot
+	}
+	return ns, append([]byte(nil), e.msg...), nil
+}
+
+func label(path string) string {
+	if path == "" {
+		return "self"
+	}
+	return path
+}
