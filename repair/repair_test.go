@@ -180,7 +180,7 @@ func TestUnprotectedAndAllowedNotRepaired(t *testing.T) {
 	testnet.RequireRoot(t)
 	ns := testnet.New(t)
 	ns.IP("route", "add", "192.0.2.128/25", "via", "192.0.2.9", "table", "200") // not protected
-	ns.IP("route", "add", "198.51.100.0/24", "via", "192.0.2.9")                  // protected
+	ns.IP("route", "add", "198.51.100.0/24", "via", "192.0.2.9")                // protected
 	h := start(t, ns, Options{Keep: protected}, wouldBlock)
 	nl := handle(t, ns)
 	if n := h.r.Snapshots(); n != 1 {

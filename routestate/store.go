@@ -76,7 +76,7 @@ type Options struct {
 
 // Errors of Reinstall, for errors.Is.
 var (
-	ErrNoSnapshot = errors.New("no snapshot")
+	ErrNoSnapshot  = errors.New("no snapshot")
 	ErrNotFollowed = errors.New("network namespace not followed")
 )
 

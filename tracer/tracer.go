@@ -179,7 +179,7 @@ type Tracer struct {
 	// urgentUntil (monotonic ns): with LowLatency, the ring buffer is read
 	// every lowLatencyPoll until then (a deletion's request is awaited).
 	urgentUntil atomic.Int64
-	closed     sync.Once
+	closed      sync.Once
 }
 
 type nameKey struct{ netns, ifindex uint32 }
