@@ -25,12 +25,23 @@ type harness struct {
 	t   *testing.T
 	ns  *testnet.Netns
 	r   *Repairer
-	evs chan event.Event
+	evs chan seen
+}
+
+// seen is an event as emitted, judged and repaired, and when the tracer
+// emitted it (before the repair).
+type seen struct {
+	event.Event
+	Emitted time.Time
 }
 
 // start snapshots ns, then traces it; judge says which events are
 // would-block (the policy's job, not merged yet).
 func start(t *testing.T, ns *testnet.Netns, opts Options, judge func(*event.Event) bool) *harness {
+	return startTracer(t, ns, opts, tracer.Options{LowLatency: true}, judge)
+}
+
+func startTracer(t *testing.T, ns *testnet.Netns, opts Options, topts tracer.Options, judge func(*event.Event) bool) *harness {
 	t.Helper()
 	opts.Netns = []string{ns.Path}
 	r, err := New(opts)
@@ -38,20 +49,22 @@ func start(t *testing.T, ns *testnet.Netns, opts Options, judge func(*event.Even
 		t.Fatalf("starting the repairer: %v", err)
 	}
 	t.Cleanup(r.Close)
-	tr, err := tracer.New(tracer.Options{Netns: []string{ns.Name}, LowLatency: true})
+	topts.Netns = []string{ns.Name}
+	tr, err := tracer.New(topts)
 	if err != nil {
 		t.Fatalf("starting the tracer: %v", err)
 	}
-	h := &harness{t: t, ns: ns, r: r, evs: make(chan event.Event, 1<<14)}
+	h := &harness{t: t, ns: ns, r: r, evs: make(chan seen, 1<<14)}
 	ctx, cancel := context.WithCancel(context.Background())
 	done := make(chan error, 1)
 	go func() {
 		done <- tr.Run(ctx, func(ev *event.Event) {
+			emitted := time.Now()
 			if ev.Netns == ns.Inode && judge(ev) {
 				r.Deleted(ev)
 			}
 			select {
-			case h.evs <- *ev:
+			case h.evs <- seen{*ev, emitted}:
 			default:
 				t.Errorf("event channel full: %v %v", ev.Op, ev.Dst)
 			}
@@ -66,13 +79,13 @@ func start(t *testing.T, ns *testnet.Netns, opts Options, judge func(*event.Even
 }
 
 // next waits for the event in the test's namespace that match accepts.
-func (h *harness) next(what string, match func(*event.Event) bool) event.Event {
+func (h *harness) next(what string, match func(*event.Event) bool) seen {
 	h.t.Helper()
 	deadline := time.After(5 * time.Second)
 	for {
 		select {
 		case ev := <-h.evs:
-			if ev.Netns == h.ns.Inode && match(&ev) {
+			if ev.Netns == h.ns.Inode && match(&ev.Event) {
 				return ev
 			}
 		case <-deadline:

@@ -216,7 +216,7 @@ func TestBackoff(t *testing.T) {
 	h := start(t, ns, Options{Keep: protected, MaxRepairs: 2, Window: 10 * time.Second, Backoff: time.Second}, wouldBlock)
 	nl := handle(t, ns)
 
-	del := func() (event.Event, uint32) {
+	del := func() (seen, uint32) {
 		pid := ns.IP("route", "del", "10.244.1.5/32", "table", "100")
 		return h.next("deletion", deleteOf("10.244.1.5/32")), pid
 	}
