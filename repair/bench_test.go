@@ -7,6 +7,7 @@ import (
 	"os/exec"
 	"slices"
 	"strconv"
+	"strings"
 	"testing"
 	"time"
 
@@ -33,12 +34,15 @@ func TestTimeToRepair(t *testing.T) {
 	}
 	testnet.RequireRoot(t)
 	ns := testnet.New(t)
-	var batch []byte
+	var batch strings.Builder
 	for i := range n {
-		batch = fmt.Appendf(batch, "route add %s dev v0 table 100\n", dstN(i))
+		fmt.Fprintf(&batch, "route add %s dev v0 table 100\n", dstN(i))
 	}
-	f := writeTemp(t, batch)
-	ns.IP("-batch", f)
+	add := exec.Command("ip", "-n", ns.Name, "-batch", "-")
+	add.Stdin = strings.NewReader(batch.String())
+	if out, err := add.CombinedOutput(); err != nil {
+		t.Fatalf("adding the routes: %v: %s", err, out)
+	}
 
 	topts := tracer.Options{LowLatency: os.Getenv("ROUTETRACE_BENCH_LOWLATENCY") != "0"}
 	h := startTracer(t, ns, Options{Keep: protected, MaxRepairs: 1 << 30}, topts, wouldBlock)
@@ -88,16 +92,3 @@ func TestTimeToRepair(t *testing.T) {
 }
 
 func dstN(i int) string { return fmt.Sprintf("10.244.%d.%d/32", i/250, i%250+1) }
-
-func writeTemp(t *testing.T, b []byte) string {
-	t.Helper()
-	f, err := os.CreateTemp(t.TempDir(), "batch")
-	if err != nil {
-		t.Fatal(err)
-	}
-	if _, err := f.Write(b); err != nil {
-		t.Fatal(err)
-	}
-	f.Close()
-	return f.Name()
-}

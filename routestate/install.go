@@ -56,25 +56,13 @@ func requestSocket(path string, ino uint32) (int, error) {
 		unix.Close(fd)
 		return -1, fmt.Errorf("binding the repair socket: %w", err)
 	}
-	portid, err := portidOf(fd)
+	portid, err := rtnl.PortidOf(fd)
 	if err != nil {
 		unix.Close(fd)
 		return -1, err
 	}
 	rtnl.MarkOwn(ino, portid, true)
 	return fd, nil
-}
-
-func portidOf(fd int) (uint32, error) {
-	sa, err := unix.Getsockname(fd)
-	if err != nil {
-		return 0, fmt.Errorf("getsockname of the repair socket: %w", err)
-	}
-	nl, ok := sa.(*unix.SockaddrNetlink)
-	if !ok {
-		return 0, fmt.Errorf("repair socket has a %T address", sa)
-	}
-	return nl.Pid, nil
 }
 
 // waitAck reads the socket (non-blocking) until the answer to seq.

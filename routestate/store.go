@@ -192,7 +192,7 @@ func (ns *netnsState) close() {
 	ns.reqMu.Lock()
 	defer ns.reqMu.Unlock()
 	if ns.req >= 0 {
-		if portid, err := portidOf(ns.req); err == nil {
+		if portid, err := rtnl.PortidOf(ns.req); err == nil {
 			rtnl.MarkOwn(ns.ino, portid, false)
 		}
 		unix.Close(ns.req)

@@ -118,3 +118,43 @@ func TestListenersSyncReadsWhatCameBefore(t *testing.T) {
 		}
 	}
 }
+
+// TestListenersWakeOnNotification: with WakeOnNotification an idle Run
+// reads a notification within milliseconds, not at its next idle poll.
+func TestListenersWakeOnNotification(t *testing.T) {
+	testnet.RequireRoot(t)
+	ns := testnet.New(t)
+	var stats Stats
+	ls := NewListeners(slog.Default(), &stats, false)
+	defer ls.Close()
+	if err := ls.WakeOnNotification(); err != nil {
+		t.Fatal(err)
+	}
+	if _, err := ls.Add(ns.Path); err != nil {
+		t.Fatal(err)
+	}
+	ls.TakeNews()
+	notes := make(chan Note, 64)
+	done := make(chan struct{})
+	go func() { defer close(done); ls.Run(notes) }()
+	defer func() { ls.Stop(); <-done }()
+
+	time.Sleep(IdleAfter + BusyPoll*4) // idle: a polling Run would sleep IdlePoll
+	if out, err := exec.Command("ip", "-n", ns.Name, "route", "add", "198.51.100.0/24", "dev", "v0").CombinedOutput(); err != nil {
+		t.Fatalf("ip route add: %v: %s", err, out)
+	}
+	added := time.Now()
+	for {
+		select {
+		case n := <-notes:
+			if n.Kind == NoteChange && n.Ev.Dst.String() == "198.51.100.0/24" {
+				if d := n.Ev.Time.Sub(added); d > 50*time.Millisecond {
+					t.Errorf("notification read %v after the change, want within 50 ms", d)
+				}
+				return
+			}
+		case <-time.After(IdlePoll):
+			t.Fatal("no notification within IdlePoll")
+		}
+	}
+}
