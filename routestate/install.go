@@ -153,7 +153,7 @@ func requestFrom(msg []byte, seq uint32) ([]byte, error) {
 	switch typ {
 	case unix.RTM_NEWROUTE:
 		hdrLen = unix.SizeofRtMsg
-		hasNh := hasAttr(msg[rtnl.HeaderLen+hdrLen:], rtaNhID)
+		hasNh := len(msg) > rtnl.HeaderLen+hdrLen && hasAttr(msg[rtnl.HeaderLen+hdrLen:], rtaNhID)
 		keep = func(t uint16, _ []byte) bool {
 			switch t {
 			case rtaCacheinfo:
