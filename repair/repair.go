@@ -122,9 +122,7 @@ func (r *Repairer) Deleted(ev *event.Event) {
 	enf := &ev.Enforcement
 	enf.Verdict = event.VerdictWouldBlock
 	if ev.Op == event.OpFlush {
-		// Tiers 1-2 report a flush as a count: which routes went is only
-		// known by a fresh dump. Tier 3 (here) reports each route.
-		enf.Reason = "not repaired: a flush is reported as a count (" + strconv.FormatUint(uint64(ev.Count), 10) + " routes), not route by route"
+		r.flushed(ev)
 		return
 	}
 	if ev.Op != event.OpDelete {
@@ -160,6 +158,42 @@ func (r *Repairer) Deleted(ev *event.Event) {
 	enf.Verdict = event.VerdictRepaired
 	enf.Missing = acked.Sub(ev.Time)
 	r.log.Debug("repaired", "object", describe(ev), "netns", ev.Netns, "missing", enf.Missing)
+}
+
+// flushed repairs a flush that tiers 1-2 reported as a count: which
+// routes went is known by diffing the snapshot against a fresh dump (tier
+// 3 reports each route of a flush, as a deletion, instead). Each route
+// missing counts as a deletion of its own for the backoff.
+func (r *Repairer) flushed(ev *event.Event) {
+	enf := &ev.Enforcement
+	missing, err := r.store.Missing(ev.Netns, ev.Family)
+	if err != nil {
+		enf.Reason = "repair failed: " + err.Error()
+		return
+	}
+	if len(missing) == 0 {
+		enf.Reason = "not repaired: no protected route is missing after the flush"
+		return
+	}
+	var last time.Time
+	var firstErr string
+	done := 0
+	for _, k := range missing {
+		one := *ev
+		one.Op, one.Family, one.Table, one.Dst, one.Src, one.TOS, one.Priority = event.OpDelete, k.Family, k.Table, k.Dst, k.Src, k.TOS, k.Priority
+		r.Deleted(&one)
+		if one.Enforcement.Verdict == event.VerdictRepaired {
+			done++
+			last = one.Time.Add(one.Enforcement.Missing)
+		} else if firstErr == "" {
+			firstErr = describe(&one) + ": " + one.Enforcement.Reason
+		}
+	}
+	if done == len(missing) {
+		enf.Verdict, enf.Missing = event.VerdictRepaired, last.Sub(ev.Time)
+		return
+	}
+	enf.Reason = fmt.Sprintf("repaired %d of %d routes missing after the flush; %s", done, len(missing), firstErr)
 }
 
 // admit counts a deletion against its object and returns its history, and

@@ -273,3 +273,46 @@ func TestDeviceGone(t *testing.T) {
 		t.Errorf("origin %v enforcement %+v, want kernel %+v", ev.Origin, ev.Enforcement, want)
 	}
 }
+
+// TestFlushRepairedFromDiff: tiers 1-2 report a flush as a count. The
+// routes it took are found by diffing the snapshot against a fresh dump:
+// here an address removal flushed a route through a gateway in its subnet
+// without a notification, and the address came back before the repair.
+func TestFlushRepairedFromDiff(t *testing.T) {
+	testnet.RequireRoot(t)
+	ns := testnet.New(t)
+	ns.IP("route", "add", "198.51.100.0/24", "via", "192.0.2.2", "dev", "v0", "metric", "7")
+	ns.IP("route", "add", "203.0.113.0/24", "dev", "v1") // protected, not flushed
+	r, err := New(Options{Netns: []string{ns.Path}, Keep: protected})
+	if err != nil {
+		t.Fatal(err)
+	}
+	defer r.Close()
+	nl := handle(t, ns)
+	before, _ := routeOf(t, nl, "198.51.100.0/24", 254)
+
+	ns.IP("addr", "del", "192.0.2.1/24", "dev", "v0")
+	if _, ok := routeOf(t, nl, "198.51.100.0/24", 254); ok {
+		t.Fatal("the kernel did not flush the route")
+	}
+	ns.IP("addr", "add", "192.0.2.1/24", "dev", "v0")
+	ev := event.Event{Time: time.Now(), Op: event.OpFlush, Object: event.ObjectRoute, Family: event.FamilyInet, Netns: ns.Inode, Count: 1}
+	r.Deleted(&ev)
+	if ev.Enforcement.Verdict != event.VerdictRepaired || ev.Enforcement.Missing <= 0 || ev.Enforcement.Reason != "" {
+		t.Errorf("enforcement %+v, want repaired", ev.Enforcement)
+	}
+	after, ok := routeOf(t, nl, "198.51.100.0/24", 254)
+	if !ok {
+		t.Fatal("not repaired")
+	}
+	if d := diff(before, after); d != "" {
+		t.Errorf("repaired with other attributes: %s", d)
+	}
+
+	ev = event.Event{Time: time.Now(), Op: event.OpFlush, Object: event.ObjectRoute, Family: event.FamilyInet, Netns: ns.Inode, Count: 1}
+	r.Deleted(&ev)
+	want := event.Enforcement{Verdict: event.VerdictWouldBlock, Reason: "not repaired: no protected route is missing after the flush"}
+	if ev.Enforcement != want {
+		t.Errorf("nothing missing: %+v, want %+v", ev.Enforcement, want)
+	}
+}

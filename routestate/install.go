@@ -8,6 +8,7 @@ import (
 
 	"golang.org/x/sys/unix"
 
+	"github.com/routetrace/routetrace/event"
 	"github.com/routetrace/routetrace/rtnl"
 )
 
@@ -26,22 +27,71 @@ func (s *Store) Reinstall(k Key) (time.Time, error) {
 	if err != nil {
 		return time.Time{}, err
 	}
+	var acked time.Time
+	err = ns.request(func(seq uint32) ([]byte, error) { return requestFrom(msg, seq) }, func(rtnl.Header, []byte) {})
+	if err == nil {
+		acked = time.Now()
+	}
+	return acked, err
+}
+
+// Missing lists the routes of a family (0: both) the snapshot has as
+// present in a namespace that a fresh dump does not: those the kernel
+// removed without a notification (an IPv4 flush), or whose notification
+// has not been read yet.
+func (s *Store) Missing(netns uint32, family uint8) ([]Key, error) {
+	s.mu.Lock()
+	ns := s.byNs[netns]
+	s.mu.Unlock()
+	if ns == nil {
+		return nil, ErrNotFollowed
+	}
+	there := make(map[Key]bool)
+	err := ns.request(func(seq uint32) ([]byte, error) {
+		req := dumpRequest(1) // routes
+		ne.PutUint32(req[8:], seq)
+		req[rtnl.HeaderLen] = family
+		return req, nil
+	}, func(h rtnl.Header, msg []byte) {
+		var ev event.Event
+		if rtnl.Decode(h, msg, &ev) == nil && ev.Object == event.ObjectRoute {
+			ev.Netns = netns
+			there[KeyOf(&ev)] = true
+		}
+	})
+	if err != nil {
+		return nil, fmt.Errorf("dumping the routes: %w", err)
+	}
+	var missing []Key
+	for _, k := range s.Keys(netns, event.ObjectRoute, family) {
+		if !there[k] {
+			missing = append(missing, k)
+		}
+	}
+	return missing, nil
+}
+
+// request sends build's request on the namespace's request socket and
+// passes each message of the answer to each, until the ack, the error, or
+// a dump's end.
+func (ns *netnsState) request(build func(seq uint32) ([]byte, error), each func(rtnl.Header, []byte)) error {
 	ns.reqMu.Lock()
 	defer ns.reqMu.Unlock()
 	if ns.req < 0 {
+		var err error
 		if ns.req, err = requestSocket(ns.path, ns.ino); err != nil {
-			return time.Time{}, err
+			return err
 		}
 	}
 	ns.seq++
-	req, err := requestFrom(msg, ns.seq)
+	req, err := build(ns.seq)
 	if err != nil {
-		return time.Time{}, err
+		return err
 	}
 	if err := unix.Sendto(ns.req, req, 0, &unix.SockaddrNetlink{Family: unix.AF_NETLINK}); err != nil {
-		return time.Time{}, fmt.Errorf("sending the request: %w", err)
+		return fmt.Errorf("sending the request: %w", err)
 	}
-	return waitAck(ns.req, ns.seq)
+	return answer(ns.req, ns.seq, each)
 }
 
 // requestSocket opens the socket repairs are sent on, inside the namespace
@@ -65,25 +115,27 @@ func requestSocket(path string, ino uint32) (int, error) {
 	return fd, nil
 }
 
-// waitAck reads the socket (non-blocking) until the answer to seq.
-func waitAck(fd int, seq uint32) (time.Time, error) {
-	buf := make([]byte, 8192)
+// answer reads the socket (non-blocking) until the end of the answer to
+// seq: an ack (nil), an error (its errno) or NLMSG_DONE (nil), passing
+// every other message of it to each.
+func answer(fd int, seq uint32, each func(rtnl.Header, []byte)) error {
+	buf := make([]byte, 32<<10)
 	deadline := time.Now().Add(ackWait)
 	for {
 		n, _, err := unix.Recvfrom(fd, buf, unix.MSG_DONTWAIT)
 		if errors.Is(err, unix.EAGAIN) || errors.Is(err, unix.EINTR) {
 			left := time.Until(deadline)
 			if left <= 0 {
-				return time.Time{}, fmt.Errorf("no answer from the kernel in %v", ackWait)
+				return fmt.Errorf("no answer from the kernel in %v", ackWait)
 			}
 			pfd := []unix.PollFd{{Fd: int32(fd), Events: unix.POLLIN}}
 			if _, err := unix.Poll(pfd, int(left.Milliseconds())+1); err != nil && !errors.Is(err, unix.EINTR) {
-				return time.Time{}, fmt.Errorf("waiting for the kernel's answer: %w", err)
+				return fmt.Errorf("waiting for the kernel's answer: %w", err)
 			}
 			continue
 		}
 		if err != nil {
-			return time.Time{}, fmt.Errorf("reading the kernel's answer: %w", err)
+			return fmt.Errorf("reading the kernel's answer: %w", err)
 		}
 		for rest := buf[:n]; len(rest) > 0; {
 			h, msg, next, err := rtnl.Next(rest)
@@ -91,14 +143,18 @@ func waitAck(fd int, seq uint32) (time.Time, error) {
 				break
 			}
 			rest = next
-			if h.Seq != seq {
-				continue // the answer to an earlier request that timed out
-			}
-			if code, ok := rtnl.ErrorCode(h, msg); ok {
-				if code != 0 {
-					return time.Time{}, unix.Errno(code)
+			switch {
+			case h.Seq != seq:
+				// the answer to an earlier request that timed out
+			case h.Type == unix.NLMSG_DONE:
+				return nil
+			case h.Type == unix.NLMSG_ERROR:
+				if code, _ := rtnl.ErrorCode(h, msg); code != 0 {
+					return unix.Errno(code)
 				}
-				return time.Now(), nil
+				return nil
+			default:
+				each(h, msg)
 			}
 		}
 	}
