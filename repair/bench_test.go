@@ -46,7 +46,7 @@ func TestTimeToRepair(t *testing.T) {
 
 	topts := tracer.Options{LowLatency: os.Getenv("ROUTETRACE_BENCH_LOWLATENCY") != "0"}
 	h := startTracer(t, ns, Options{Keep: protected, MaxRepairs: 1 << 30}, topts, wouldBlock)
-	if got := h.r.Snapshots(); got != n {
+	if got := h.r.Snapshots(ns.Inode); got != n {
 		t.Fatalf("%d snapshots, want %d", got, n)
 	}
 

@@ -11,6 +11,7 @@
 package repair
 
 import (
+	"context"
 	"errors"
 	"fmt"
 	"log/slog"
@@ -21,14 +22,17 @@ import (
 	"golang.org/x/sys/unix"
 
 	"github.com/routetrace/routetrace/event"
+	"github.com/routetrace/routetrace/netnswatch"
 	"github.com/routetrace/routetrace/routestate"
 )
 
 // Options configure a Repairer. Zero values take the defaults.
 type Options struct {
-	// Netns are the namespaces to follow, as paths ("/run/netns/x",
-	// "/proc/PID/ns/net"); "" is our own. Empty: our own only. More can
-	// be followed later (Follow).
+	// Netns narrows repair to these network namespaces (names in
+	// /run/netns or paths) and our own, as tracer.Options.Netns does.
+	// Empty: every namespace on the node, followed as they come and go
+	// (found every 2 s: a namespace is snapshotted when found, so what it
+	// lost before is not repaired).
 	Netns []string
 	// Keep says which objects to snapshot (the policy's protect entries,
 	// asked of the object's own attributes); nil keeps all.
@@ -52,6 +56,10 @@ type Repairer struct {
 	opts  Options
 	log   *slog.Logger
 	store *routestate.Store
+
+	watcher  *netnswatch.Watcher
+	stop     context.CancelFunc
+	watching chan struct{}
 
 	mu    sync.Mutex
 	hist  map[routestate.Key]*history
@@ -88,30 +96,57 @@ func New(opts Options) (*Repairer, error) {
 	}
 	r := &Repairer{opts: opts, log: log, hist: make(map[routestate.Key]*history), clock: time.Now,
 		store: routestate.New(routestate.Options{Keep: opts.Keep, Graveyard: opts.Graveyard, Logger: log})}
-	paths := opts.Netns
-	if len(paths) == 0 {
-		paths = []string{""}
+	w, err := netnswatch.New(netnswatch.Options{Only: opts.Netns, Logger: log})
+	if err != nil {
+		return nil, fmt.Errorf("netns: %w", err)
 	}
-	for _, p := range paths {
-		if _, err := r.store.Follow(p); err != nil {
-			r.store.Close()
-			return nil, err
+	r.watcher = w
+	if _, _, err := w.Scan(); err != nil {
+		r.Close()
+		return nil, fmt.Errorf("finding the network namespaces: %w", err)
+	}
+	for _, ns := range w.Namespaces() {
+		if err := r.follow(ns); err != nil && (ns.Inode == w.Self() || len(opts.Netns) > 0) {
+			r.Close()
+			return nil, err // asked for by name, or our own
 		}
 	}
+	ctx, stop := context.WithCancel(context.Background())
+	r.stop, r.watching = stop, make(chan struct{})
+	go func() {
+		defer close(r.watching)
+		w.Run(ctx, func(ns netnswatch.Namespace) { r.follow(ns) }, r.store.Unfollow)
+	}()
 	return r, nil
 }
 
-// Follow adds a namespace (one that appeared) and returns its inode.
-func (r *Repairer) Follow(path string) (uint32, error) { return r.store.Follow(path) }
+// follow snapshots a namespace the watcher found.
+func (r *Repairer) follow(ns netnswatch.Namespace) error {
+	path := ns.Path
+	if ns.Inode == r.watcher.Self() {
+		path = "" // our own: no need to enter it
+	}
+	if _, err := r.store.Follow(path); err != nil {
+		// A namespace that went away while we looked: the next scan
+		// forgets it.
+		r.log.Debug("not repairing in a network namespace", "netns", ns.Inode, "origin", ns.Origin, "err", err)
+		return err
+	}
+	return nil
+}
 
-// Unfollow forgets a namespace that went away.
-func (r *Repairer) Unfollow(netns uint32) { r.store.Unfollow(netns) }
-
-// Snapshots is the number of objects kept.
-func (r *Repairer) Snapshots() int { return r.store.Len() }
+// Snapshots is the number of objects kept in a namespace.
+func (r *Repairer) Snapshots(netns uint32) int { return r.store.Len(netns) }
 
 // Close stops following every namespace.
-func (r *Repairer) Close() { r.store.Close() }
+func (r *Repairer) Close() {
+	if r.stop != nil {
+		r.stop()
+		<-r.watching
+	}
+	r.store.Close()
+	r.watcher.Close()
+}
 
 // Deleted repairs the deletion ev reports, which the policy judged
 // would-block: on success ev.Enforcement gets VerdictRepaired and Missing

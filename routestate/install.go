@@ -4,6 +4,7 @@ import (
 	"encoding/binary"
 	"errors"
 	"fmt"
+	"strings"
 	"time"
 
 	"golang.org/x/sys/unix"
@@ -78,10 +79,7 @@ func (ns *netnsState) request(build func(seq uint32) ([]byte, error), each func(
 	ns.reqMu.Lock()
 	defer ns.reqMu.Unlock()
 	if ns.req < 0 {
-		var err error
-		if ns.req, err = requestSocket(ns.path, ns.ino); err != nil {
-			return err
-		}
+		return ErrNotFollowed // closed meanwhile
 	}
 	ns.seq++
 	req, err := build(ns.seq)
@@ -106,6 +104,9 @@ func requestSocket(path string, ino uint32) (int, error) {
 		unix.Close(fd)
 		return -1, fmt.Errorf("binding the repair socket: %w", err)
 	}
+	// The kernel's own words for a refusal ("Nexthop device is not up"),
+	// for the event's Reason; a kernel without extended acks still works.
+	_ = unix.SetsockoptInt(fd, unix.SOL_NETLINK, unix.NETLINK_EXT_ACK, 1)
 	portid, err := rtnl.PortidOf(fd)
 	if err != nil {
 		unix.Close(fd)
@@ -150,7 +151,7 @@ func answer(fd int, seq uint32, each func(rtnl.Header, []byte)) error {
 				return nil
 			case h.Type == unix.NLMSG_ERROR:
 				if code, _ := rtnl.ErrorCode(h, msg); code != 0 {
-					return unix.Errno(code)
+					return refusal(h, msg, unix.Errno(code))
 				}
 				return nil
 			default:
@@ -158,6 +159,48 @@ func answer(fd int, seq uint32, each func(rtnl.Header, []byte)) error {
 			}
 		}
 	}
+}
+
+// A Refusal is the kernel's refusal of a request: its errno, and its
+// extended ack's message when it gave one.
+type Refusal struct {
+	Errno unix.Errno
+	Msg   string
+}
+
+func (r *Refusal) Error() string {
+	if r.Msg == "" {
+		return r.Errno.Error()
+	}
+	return r.Errno.Error() + " (" + r.Msg + ")"
+}
+
+// Unwrap makes errors.Is(err, unix.EEXIST) work.
+func (r *Refusal) Unwrap() error { return r.Errno }
+
+// refusal reads NLMSGERR_ATTR_MSG from an NLMSG_ERROR with NLM_F_ACK_TLVS:
+// struct nlmsgerr (the error, then the request's header, its body left
+// out with NLM_F_CAPPED), then attributes.
+func refusal(h rtnl.Header, msg []byte, errno unix.Errno) error {
+	r := &Refusal{Errno: errno}
+	if h.Flags&unix.NLM_F_ACK_TLVS == 0 {
+		return r
+	}
+	off := rtnl.HeaderLen + 4 + rtnl.HeaderLen
+	if h.Flags&unix.NLM_F_CAPPED == 0 && len(msg) >= rtnl.HeaderLen+4+4 {
+		off = rtnl.HeaderLen + 4 + int(ne.Uint32(msg[rtnl.HeaderLen+4:])) // the whole request echoed
+	}
+	for a := msg[min(off, len(msg)):]; len(a) >= 4; {
+		l := int(ne.Uint16(a))
+		if l < 4 || l > len(a) {
+			break
+		}
+		if ne.Uint16(a[2:])&0x3fff == unix.NLMSGERR_ATTR_MSG {
+			r.Msg = strings.TrimRight(string(a[4:l]), "\x00")
+		}
+		a = a[min((l+3)&^3, len(a)):]
+	}
+	return r
 }
 
 // Flags the kernel sets on its own and refuses (or recomputes) in a
@@ -241,7 +284,9 @@ func requestFrom(msg []byte, seq uint32) ([]byte, error) {
 		ne.PutUint32(body[8:], ne.Uint32(body[8:])&(rtnhFOnlink|rtnhFPervasive))
 	case unix.RTM_NEWRULE:
 		ne.PutUint32(body[8:], ne.Uint32(body[8:])&^(fibRuleUnresolved|fibRuleIifDetached|fibRuleOifDetached))
-	case unix.RTM_NEWNEXTHOP: // nh_flags
+	case unix.RTM_NEWNEXTHOP:
+		// The kernel computes nh_scope and refuses one in a request.
+		body[1], body[3] = 0, 0 // nh_scope, resvd
 		ne.PutUint32(body[4:], ne.Uint32(body[4:])&rtnhFOnlink)
 	}
 	for a := msg[rtnl.HeaderLen+hdrLen:]; len(a) >= 4; {

@@ -2,11 +2,13 @@ package routestate
 
 import (
 	"bytes"
+	"errors"
 	"testing"
 
 	"golang.org/x/sys/unix"
 
 	"github.com/routetrace/routetrace/internal/nltest"
+	"github.com/routetrace/routetrace/rtnl"
 )
 
 const (
@@ -66,8 +68,8 @@ func TestRequestFrom(t *testing.T) {
 			Attr(unix.FRA_PRIORITY, nltest.U32(100)).Attr(unix.FRA_SRC, nltest.IP("10.244.0.0")).
 			Attr(unix.FRA_IIFNAME, nltest.CString("v0")).Attr(unix.FRA_SUPPRESS_PREFIXLEN, nltest.U32(0xffffffff)).Bytes(),
 	}, {
-		name: "nexthop: only what a request may carry",
-		msg: nltest.NewMsg(unix.RTM_NEWNEXTHOP, 0, 0, 0, withFlags(nltest.Nhmsg(unix.AF_INET, 0, unix.RTPROT_STATIC), 4, hopFlags)).
+		name: "nexthop: only what a request may carry, no scope",
+		msg: nltest.NewMsg(unix.RTM_NEWNEXTHOP, 0, 0, 0, withFlags(nltest.Nhmsg(unix.AF_INET, unix.RT_SCOPE_LINK, unix.RTPROT_STATIC), 4, hopFlags)).
 			Attr(1, nltest.U32(10)).Attr(5, nltest.U32(3)).Attr(6, nltest.IP("192.0.2.5")).Attr(14, nltest.U32(0)).Bytes(),
 		want: nltest.NewMsg(unix.RTM_NEWNEXTHOP, request, 7, 0, withFlags(nltest.Nhmsg(unix.AF_INET, 0, unix.RTPROT_STATIC), 4, rtnhFOnlink)).
 			Attr(1, nltest.U32(10)).Attr(5, nltest.U32(3)).Attr(6, nltest.IP("192.0.2.5")).Bytes(),
@@ -93,5 +95,24 @@ func TestRequestFromRejects(t *testing.T) {
 		if _, err := requestFrom(msg, 1); err == nil {
 			t.Errorf("%s: no error", name)
 		}
+	}
+}
+
+func TestRefusal(t *testing.T) {
+	einval := -int32(unix.EINVAL)
+	body := append(nltest.U32(uint32(einval)), make([]byte, 16)...) // error, the request's header (capped)
+	msg := nltest.NewMsg(unix.NLMSG_ERROR, unix.NLM_F_ACK_TLVS|unix.NLM_F_CAPPED, 3, 0, body).
+		Attr(unix.NLMSGERR_ATTR_MSG, nltest.CString("Nexthop id does not exist")).Attr(unix.NLMSGERR_ATTR_OFFS, nltest.U32(40)).Bytes()
+	h, m, _, err := rtnl.Next(msg)
+	if err != nil {
+		t.Fatal(err)
+	}
+	got := refusal(h, m, unix.EINVAL)
+	if got.Error() != "invalid argument (Nexthop id does not exist)" || !errors.Is(got, unix.EINVAL) {
+		t.Errorf("got %q (errno %v), want the errno and the kernel's message", got, errors.Is(got, unix.EINVAL))
+	}
+	h.Flags = 0 // no extended ack
+	if got := refusal(h, m, unix.EINVAL); got.Error() != "invalid argument" {
+		t.Errorf("without TLVs: %q", got)
 	}
 }

@@ -116,7 +116,6 @@ type grave struct {
 
 // netnsState is one followed namespace; its maps are guarded by Store.mu.
 type netnsState struct {
-	path   string
 	ino    uint32
 	sub    *os.File
 	objs   map[Key]*entry
@@ -127,7 +126,7 @@ type netnsState struct {
 	done   chan struct{} // closed when the reader returns
 
 	reqMu sync.Mutex // one request in flight on req
-	req   int        // request socket, -1 until the first repair
+	req   int        // request socket (-1 once closed)
 	seq   uint32
 }
 
@@ -144,12 +143,20 @@ func (s *Store) Follow(path string) (uint32, error) {
 		<-ns.ready
 		return ino, nil
 	}
-	ns := &netnsState{path: path, ino: ino, objs: make(map[Key]*entry), links: make(map[uint32]event.Name),
+	ns := &netnsState{ino: ino, objs: make(map[Key]*entry), links: make(map[uint32]event.Name),
 		ready: make(chan struct{}), done: make(chan struct{}), req: -1}
 	s.byNs[ino] = ns
 	s.mu.Unlock()
 
-	if ns.sub, err = subscribe(path); err != nil {
+	// The request socket is opened now, not at the first repair: path may
+	// be a descriptor a namespace watcher holds (/proc/self/fd/N) only for
+	// a while, and entering a namespace costs a repair time it lacks.
+	if ns.sub, err = subscribe(path); err == nil {
+		if ns.req, err = requestSocket(path, ino); err != nil {
+			ns.sub.Close()
+		}
+	}
+	if err != nil {
 		s.mu.Lock()
 		delete(s.byNs, ino)
 		s.mu.Unlock()
@@ -200,16 +207,15 @@ func (ns *netnsState) close() {
 	}
 }
 
-// Len is the number of objects kept (deleted ones still in the graveyard
-// included).
-func (s *Store) Len() int {
+// Len is the number of objects kept in a namespace (deleted ones still in
+// the graveyard included).
+func (s *Store) Len(netns uint32) int {
 	s.mu.Lock()
 	defer s.mu.Unlock()
-	n := 0
-	for _, ns := range s.byNs {
-		n += len(ns.objs)
+	if ns := s.byNs[netns]; ns != nil {
+		return len(ns.objs)
 	}
-	return n
+	return 0
 }
 
 // State is what the store knows of one object.
