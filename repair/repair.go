@@ -78,25 +78,9 @@ type history struct {
 // New takes the first snapshot of every namespace in opts.Netns and keeps
 // it current until Close.
 func New(opts Options) (*Repairer, error) {
-	if opts.MaxRepairs <= 0 {
-		opts.MaxRepairs = 5
-	}
-	if opts.Window <= 0 {
-		opts.Window = 10 * time.Second
-	}
-	if opts.Backoff <= 0 {
-		opts.Backoff = 8 * time.Second
-	}
-	if opts.MaxBackoff <= 0 {
-		opts.MaxBackoff = 5 * time.Minute
-	}
-	log := opts.Logger
-	if log == nil {
-		log = slog.Default()
-	}
-	r := &Repairer{opts: opts, log: log, hist: make(map[routestate.Key]*history), clock: time.Now,
-		store: routestate.New(routestate.Options{Keep: opts.Keep, Graveyard: opts.Graveyard, Logger: log})}
-	w, err := netnswatch.New(netnswatch.Options{Only: opts.Netns, Logger: log})
+	r := newRepairer(opts)
+	r.store = routestate.New(routestate.Options{Keep: opts.Keep, Graveyard: opts.Graveyard, Logger: r.log})
+	w, err := netnswatch.New(netnswatch.Options{Only: opts.Netns, Logger: r.log})
 	if err != nil {
 		return nil, fmt.Errorf("netns: %w", err)
 	}
@@ -118,6 +102,27 @@ func New(opts Options) (*Repairer, error) {
 		w.Run(ctx, func(ns netnswatch.Namespace) { r.follow(ns) }, r.store.Unfollow)
 	}()
 	return r, nil
+}
+
+// newRepairer fills in the defaults; New adds the store and the watcher.
+func newRepairer(opts Options) *Repairer {
+	if opts.MaxRepairs <= 0 {
+		opts.MaxRepairs = 5
+	}
+	if opts.Window <= 0 {
+		opts.Window = 10 * time.Second
+	}
+	if opts.Backoff <= 0 {
+		opts.Backoff = 8 * time.Second
+	}
+	if opts.MaxBackoff <= 0 {
+		opts.MaxBackoff = 5 * time.Minute
+	}
+	log := opts.Logger
+	if log == nil {
+		log = slog.Default()
+	}
+	return &Repairer{opts: opts, log: log, hist: make(map[routestate.Key]*history), clock: time.Now}
 }
 
 // follow snapshots a namespace the watcher found.
@@ -152,7 +157,9 @@ func (r *Repairer) Close() {
 // would-block: on success ev.Enforcement gets VerdictRepaired and Missing
 // (from the deletion's kernel time to the kernel's ack of the repair);
 // otherwise it keeps VerdictWouldBlock and Reason says why. It returns
-// once the kernel answered. Events other than deletions are left alone.
+// once the kernel answered. A flush reported as a count (OpFlush) is
+// repaired route by route from a fresh dump; other operations (a
+// replacement, a more specific route) are not repaired, and Reason says so.
 func (r *Repairer) Deleted(ev *event.Event) {
 	enf := &ev.Enforcement
 	enf.Verdict = event.VerdictWouldBlock
@@ -215,7 +222,8 @@ func (r *Repairer) flushed(ev *event.Event) {
 	done := 0
 	for _, k := range missing {
 		one := *ev
-		one.Op, one.Family, one.Table, one.Dst, one.Src, one.TOS, one.Priority = event.OpDelete, k.Family, k.Table, k.Dst, k.Src, k.TOS, k.Priority
+		one.Op, one.Object = event.OpDelete, event.ObjectRoute
+		one.Family, one.Table, one.Dst, one.Src, one.TOS, one.Priority = k.Family, k.Table, k.Dst, k.Src, k.TOS, k.Priority
 		r.Deleted(&one)
 		if one.Enforcement.Verdict == event.VerdictRepaired {
 			done++

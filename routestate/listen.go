@@ -21,8 +21,8 @@ var groups = [...]int{
 }
 
 // subRcvbuf holds a burst of notifications (a flush of 100k routes is
-// about 10 MB of them) while the reader catches up.
-const subRcvbuf = 32 << 20
+// about 10 MB of them) while the reader catches up; tests shrink it.
+var subRcvbuf = 32 << 20
 
 // subscribe opens the notification socket in the namespace at path. Unlike
 // tier 3's polled listeners it is read by a goroutine blocked on the
@@ -97,11 +97,23 @@ func (s *Store) read(ns *netnsState) {
 		return
 	}
 	for {
-		n, err := ns.sub.Read(buf)
+		ns.subMu.Lock()
+		sub := ns.sub
+		ns.subMu.Unlock()
+		n, err := sub.Read(buf)
 		if errors.Is(err, unix.ENOBUFS) {
+			// Notifications were lost, and maybe the answer to a dump in
+			// flight, which would then never end: start over on a new
+			// socket (subscribed before its dump, like the first).
 			s.log.Warn("rtnetlink notifications dropped (socket buffer full): dumping again", "netns", ns.ino)
-			if err := startDump(); err != nil {
-				s.log.Error("requesting a dump", "netns", ns.ino, "err", err)
+			err = ns.resubscribe()
+			if err == nil {
+				err = startDump()
+			}
+			if err != nil {
+				if !errors.Is(err, os.ErrClosed) {
+					s.log.Error("subscribing again after an overrun: no longer repairing in this namespace", "netns", ns.ino, "err", err)
+				}
 				return
 			}
 			continue
@@ -148,6 +160,25 @@ func (s *Store) read(ns *netnsState) {
 	}
 }
 
+// resubscribe replaces the subscription socket.
+func (ns *netnsState) resubscribe() error {
+	sub, err := subscribe(ns.path)
+	if err != nil {
+		return err
+	}
+	ns.subMu.Lock()
+	defer ns.subMu.Unlock()
+	if ns.closed {
+		sub.Close()
+		return os.ErrClosed
+	}
+	ns.sub.Close()
+	ns.sub = sub
+	return nil
+}
+
+// send sends a request on the subscription socket; only the reader calls
+// it, so ns.sub is not replaced under it.
 func (ns *netnsState) send(req []byte) error {
 	rc, err := ns.sub.SyscallConn()
 	if err != nil {

@@ -117,7 +117,12 @@ type grave struct {
 // netnsState is one followed namespace; its maps are guarded by Store.mu.
 type netnsState struct {
 	ino    uint32
+	path   string // to open the subscription again after an overrun
+	// subMu guards sub, which the reader replaces after an overrun while
+	// close may be closing it.
+	subMu  sync.Mutex
 	sub    *os.File
+	closed bool
 	objs   map[Key]*entry
 	graves []grave // deleted keys, oldest first
 	links  map[uint32]event.Name
@@ -143,7 +148,7 @@ func (s *Store) Follow(path string) (uint32, error) {
 		<-ns.ready
 		return ino, nil
 	}
-	ns := &netnsState{ino: ino, objs: make(map[Key]*entry), links: make(map[uint32]event.Name),
+	ns := &netnsState{path: path, ino: ino, objs: make(map[Key]*entry), links: make(map[uint32]event.Name),
 		ready: make(chan struct{}), done: make(chan struct{}), req: -1}
 	s.byNs[ino] = ns
 	s.mu.Unlock()
@@ -166,6 +171,7 @@ func (s *Store) Follow(path string) (uint32, error) {
 	select {
 	case <-ns.ready:
 	case <-ns.done:
+		s.Unfollow(ino)
 		return 0, fmt.Errorf("following netns %s: the first dump failed", label(path))
 	}
 	return ino, nil
@@ -194,7 +200,10 @@ func (s *Store) Close() {
 }
 
 func (ns *netnsState) close() {
+	ns.subMu.Lock()
+	ns.closed = true
 	ns.sub.Close()
+	ns.subMu.Unlock()
 	<-ns.done
 	ns.reqMu.Lock()
 	defer ns.reqMu.Unlock()
