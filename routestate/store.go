@@ -116,8 +116,8 @@ type grave struct {
 
 // netnsState is one followed namespace; its maps are guarded by Store.mu.
 type netnsState struct {
-	ino    uint32
-	path   string // to open the subscription again after an overrun
+	ino  uint32
+	path string // to open the subscription again after an overrun
 	// subMu guards sub, which the reader replaces after an overrun while
 	// close may be closing it.
 	subMu  sync.Mutex
