@@ -140,6 +140,11 @@ func (r *Repairer) follow(ns netnswatch.Namespace) error {
 	return nil
 }
 
+// Resync snapshots every namespace again, in the background: call it when
+// what Options.Keep answers has changed (a policy reloaded), so that the
+// state it now protects can be repaired.
+func (r *Repairer) Resync() { r.store.Resync() }
+
 // Snapshots is the number of objects kept in a namespace.
 func (r *Repairer) Snapshots(netns uint32) int { return r.store.Len(netns) }
 

@@ -101,11 +101,14 @@ func (s *Store) read(ns *netnsState) {
 		sub := ns.sub
 		ns.subMu.Unlock()
 		n, err := sub.Read(buf)
-		if errors.Is(err, unix.ENOBUFS) {
+		if errors.Is(err, unix.ENOBUFS) || errors.Is(err, os.ErrClosed) && ns.takeResync() {
 			// Notifications were lost, and maybe the answer to a dump in
-			// flight, which would then never end: start over on a new
-			// socket (subscribed before its dump, like the first).
-			s.log.Warn("rtnetlink notifications dropped (socket buffer full): dumping again", "netns", ns.ino)
+			// flight, which would then never end (or Resync was asked
+			// for): start over on a new socket, subscribed before its
+			// dump, like the first.
+			if errors.Is(err, unix.ENOBUFS) {
+				s.log.Warn("rtnetlink notifications dropped (socket buffer full): dumping again", "netns", ns.ino)
+			}
 			err = ns.resubscribe()
 			if err == nil {
 				err = startDump()
@@ -158,6 +161,15 @@ func (s *Store) read(ns *netnsState) {
 			}
 		}
 	}
+}
+
+// takeResync reports (once) that Resync closed the subscription.
+func (ns *netnsState) takeResync() bool {
+	ns.subMu.Lock()
+	defer ns.subMu.Unlock()
+	r := ns.resync && !ns.closed
+	ns.resync = false
+	return r
 }
 
 // resubscribe replaces the subscription socket.

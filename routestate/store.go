@@ -123,6 +123,7 @@ type netnsState struct {
 	subMu  sync.Mutex
 	sub    *os.File
 	closed bool
+	resync bool // Resync closed sub: subscribe and dump again
 	objs   map[Key]*entry
 	graves []grave // deleted keys, oldest first
 	links  map[uint32]event.Name
@@ -185,6 +186,23 @@ func (s *Store) Unfollow(ino uint32) {
 	s.mu.Unlock()
 	if ns != nil {
 		ns.close()
+	}
+}
+
+// Resync dumps every namespace again, in the background, for a Keep that
+// changed (a policy reloaded): objects it now keeps are snapshotted, those
+// it no longer keeps forgotten.
+func (s *Store) Resync() {
+	s.mu.Lock()
+	defer s.mu.Unlock()
+	for _, ns := range s.byNs {
+		ns.subMu.Lock()
+		if !ns.closed {
+			// The reader, woken by the close, sees why.
+			ns.resync = true
+			ns.sub.Close()
+		}
+		ns.subMu.Unlock()
 	}
 }
 
