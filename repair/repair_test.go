@@ -12,6 +12,7 @@ import (
 
 	"github.com/routetrace/routetrace/event"
 	"github.com/routetrace/routetrace/internal/testnet"
+	"github.com/routetrace/routetrace/policy"
 )
 
 // protected stands in for the policy's protect entries: these prefixes
@@ -408,5 +409,53 @@ func TestNexthopAndItsRoutes(t *testing.T) {
 	}
 	if nhAfter := show(); nhAfter != nhBefore {
 		t.Errorf("nexthops repaired as\n%s\nwant\n%s", nhAfter, nhBefore)
+	}
+}
+
+// TestWithThePolicy wires the repairer as enforce does, with a real
+// policy: interface and protocol protection are decided from the object's
+// own attributes, as the snapshot records them.
+func TestWithThePolicy(t *testing.T) {
+	testnet.RequireRoot(t)
+	pol, err := policy.Parse("policy.yaml", []byte(`mode: repair
+protect:
+  - interface: "v1"
+  - protocol: bird
+  - prefix: 10.244.0.0/16
+allow:
+  - comm: allowed-ip
+`))
+	if err != nil {
+		t.Fatal(err)
+	}
+	ns := testnet.New(t)
+	// No IPv6 on v1: its link-local and multicast routes, protected too,
+	// would come and go as the kernel configures it.
+	if _, out, err := ns.Exec("sysctl", "-qw", "net.ipv6.conf.v1.disable_ipv6=1"); err != nil {
+		t.Fatalf("sysctl: %v: %s", err, out)
+	}
+	ns.IP("route", "add", "10.50.0.0/16", "dev", "v1")
+	ns.IP("route", "add", "10.60.0.0/16", "via", "192.0.2.2", "proto", "bird")
+	ns.IP("route", "add", "10.244.3.0/24", "dev", "v0")
+	ns.IP("route", "add", "10.70.0.0/16", "dev", "v0") // not protected
+	h := start(t, ns, Options{Keep: func(ev *event.Event) bool { return pol.Protects(ev) != nil }},
+		func(ev *event.Event) bool { return pol.Apply(ev, event.VerdictWouldBlock).Enforced() })
+	if n := h.r.Snapshots(ns.Inode); n != 3 {
+		t.Errorf("%d objects kept, want the 3 protected routes", n)
+	}
+	for _, c := range []struct{ dst, rule string }{
+		{"10.50.0.0/16", "protect[0] interface v1 (policy.yaml:3)"},
+		{"10.60.0.0/16", "protect[1] protocol bird (policy.yaml:4)"},
+		{"10.244.3.0/24", "protect[2] prefix 10.244.0.0/16 (policy.yaml:5)"},
+	} {
+		ns.IP("route", "del", c.dst)
+		ev := h.next("deleting "+c.dst, deleteOf(c.dst))
+		if e := ev.Enforcement; e.Verdict != event.VerdictRepaired || e.Rule != c.rule || e.Reason != "" || e.Missing <= 0 {
+			t.Errorf("%s: %+v, want repaired by %q", c.dst, e, c.rule)
+		}
+	}
+	ns.IP("route", "del", "10.70.0.0/16")
+	if ev := h.next("deleting 10.70.0.0/16", deleteOf("10.70.0.0/16")); ev.Enforcement != (event.Enforcement{}) {
+		t.Errorf("unprotected: %+v, want no verdict", ev.Enforcement)
 	}
 }
