@@ -4,6 +4,7 @@ import (
 	"context"
 	"fmt"
 	"net/netip"
+	"os"
 	"reflect"
 	"strings"
 	"testing"
@@ -15,6 +16,7 @@ import (
 
 	"github.com/routetrace/routetrace/event"
 	"github.com/routetrace/routetrace/internal/testnet"
+	"github.com/routetrace/routetrace/internal/tiertest"
 	"github.com/routetrace/routetrace/tracer"
 )
 
@@ -50,7 +52,12 @@ func startTracer(t *testing.T, ns *testnet.Netns, opts Options, topts tracer.Opt
 	}
 	t.Cleanup(r.Close)
 	topts.Netns = []string{ns.Name}
+	// As the tracer's tests: vmtest forces each tier, and tier 3's capture.
+	topts.Attach, topts.Capture = os.Getenv("ROUTETRACE_ATTACH"), os.Getenv("ROUTETRACE_CAPTURE")
 	tr, err := tracer.New(topts)
+	if err != nil && (topts.Attach == "fentry" || topts.Attach == "kprobe") {
+		tiertest.Refused(t, topts.Attach, err)
+	}
 	if err != nil {
 		t.Fatalf("starting the tracer: %v", err)
 	}

@@ -51,12 +51,13 @@ type Options struct {
 	// tracer's own netlink traffic is not captured, nor, in tier 3, the
 	// notifications of the sockets marked with rtnl.MarkOwn (repairs).
 	TraceSelf bool
-	// LowLatency reports tier 3's deletions within about a millisecond
-	// instead of up to a poll period (5-10 ms busy, 500 ms idle) later,
-	// for repair mode: the listeners wait in poll(2) for notifications,
-	// and a deletion's notification makes the ring buffer be read at once
-	// and every lowLatencyPoll until its request record is joined. It
-	// costs a wakeup per notification.
+	// LowLatency reports deletions within about a millisecond instead of
+	// up to a poll period (5-10 ms busy, 500 ms idle) later, for repair
+	// mode. In tier 3 the listeners wait in poll(2) for notifications, and
+	// a deletion's notification makes the ring buffer be read at once and
+	// every lowLatencyPoll until its request record is joined: a wakeup
+	// per notification. Tiers 1-2 have no notification to wait for: the
+	// ring buffer is read every lowLatencyPoll, idle or not.
 	LowLatency bool
 	// Logger receives progress and problems; nil means slog.Default().
 	Logger *slog.Logger
@@ -722,7 +723,7 @@ func (t *Tracer) readRing(recs chan<- ringItem) {
 	lastRead := time.Now()
 	for {
 		wait := ringPoll
-		if monoNow() < t.urgentUntil.Load() {
+		if t.opts.LowLatency && (t.tier3 != tier3.All || monoNow() < t.urgentUntil.Load()) {
 			wait = lowLatencyPoll
 		} else if time.Since(lastRead) > idleAfter && !t.stopping.Load() {
 			wait = idlePoll // idle: a forced wakeup still comes at 256 KiB
