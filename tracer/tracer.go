@@ -180,6 +180,7 @@ type Tracer struct {
 	// urgentUntil (monotonic ns): with LowLatency, the ring buffer is read
 	// every lowLatencyPoll until then (a deletion's request is awaited).
 	urgentUntil atomic.Int64
+	lastHurry   int64 // when hurryRing last read the ring (monotonic ns), on Run's goroutine
 	closed      sync.Once
 }
 
@@ -689,20 +690,33 @@ func (t *Tracer) handleRecord(r *record, ev *event.Event, j *tier3.Joiner, out f
 const ringPoll = 10 * time.Millisecond
 
 // With LowLatency, after a deletion's notification the ring buffer is read
-// every lowLatencyPoll for urgentWindow: the request's record is written
-// when the kernel frees the request, after the notification was queued,
-// so one read at once may come microseconds too early.
+// at once, again after each of rewakes, and every lowLatencyPoll for
+// urgentWindow: the request's record is written when the kernel frees the
+// request, after the notification was queued, and measured here it comes
+// 100-250 µs after the notification was read; a read at once is too early.
+//
+// The reader's poller waits in whole milliseconds, rounded down: a 1 ms
+// deadline would be a zero timeout, a busy loop. 2 ms waits 1.
 const (
-	lowLatencyPoll = time.Millisecond
+	lowLatencyPoll = 2 * time.Millisecond
 	urgentWindowNs = int64(50e6)
 )
 
-// hurryRing reads the ring buffer now and keeps reading it fast for a
-// while; a burst of deletions wakes the reader once, not once each.
+var rewakes = [...]time.Duration{150 * time.Microsecond, 300 * time.Microsecond, 600 * time.Microsecond}
+
+// hurryRing reads the ring buffer now and soon after, and keeps reading it
+// fast for a while. A burst of deletions starts one series of reads per
+// lowLatencyPoll, not one per deletion. Called on Run's goroutine only.
 func (t *Tracer) hurryRing() {
 	now := monoNow()
-	if t.urgentUntil.Swap(now+urgentWindowNs) < now {
-		t.wakeRing()
+	t.urgentUntil.Store(now + urgentWindowNs)
+	if now-t.lastHurry < int64(lowLatencyPoll/2) {
+		return
+	}
+	t.lastHurry = now
+	t.wakeRing()
+	for _, d := range rewakes {
+		time.AfterFunc(d, func() { t.wakeRing() })
 	}
 }
 
