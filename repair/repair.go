@@ -176,7 +176,7 @@ func (r *Repairer) Deleted(ev *event.Event) {
 		enf.Reason = "not repaired: only deletions are repaired"
 		return
 	}
-	k := routestate.KeyOf(ev)
+	k, _ := r.store.Find(routestate.KeyOf(ev))
 	h, reason := r.admit(k, ev)
 	if reason != "" {
 		enf.Reason = reason

@@ -272,6 +272,58 @@ func (s *Store) Lookup(k Key) State {
 	return Present
 }
 
+// Find returns the key of the object k names: k itself when kept, else
+// the one object k's non-zero fields select. Tiers 1-2 describe a rule's
+// deletion by the request's selectors ("ip rule del pref 100" names only
+// the priority), not by the rule the kernel removed. Among several
+// matches, the one deleted last wins: the deletion the event reports was
+// already seen, or is the only one that can still come (one present).
+func (s *Store) Find(k Key) (Key, bool) {
+	s.mu.Lock()
+	defer s.mu.Unlock()
+	ns := s.byNs[k.Netns]
+	if ns == nil {
+		return k, false
+	}
+	if _, ok := ns.objs[k]; ok {
+		return k, true
+	}
+	var best Key
+	var bestGone int64
+	present := 0
+	for c, e := range ns.objs {
+		if !selects(&k, &c) {
+			continue
+		}
+		if e.gone == 0 {
+			present++
+			if bestGone == 0 {
+				best = c
+			}
+		} else if e.gone > bestGone {
+			best, bestGone = c, e.gone
+		}
+	}
+	if bestGone != 0 || present == 1 {
+		return best, true
+	}
+	return k, false // none, or several present: no guess
+}
+
+// selects reports whether every non-zero field of sel equals c's.
+func selects(sel, c *Key) bool {
+	if sel.Object != c.Object || sel.Netns != c.Netns || sel.Family != 0 && sel.Family != c.Family {
+		return false
+	}
+	u32 := func(a, b uint32) bool { return a == 0 || a == b }
+	u8 := func(a, b uint8) bool { return a == 0 || a == b }
+	pfx := func(a, b netip.Prefix) bool { return !a.IsValid() || a == b }
+	name := func(a, b event.Name) bool { return a[0] == 0 || a == b }
+	return u8(sel.TOS, c.TOS) && u8(sel.Action, c.Action) && u32(sel.Table, c.Table) && u32(sel.Priority, c.Priority) &&
+		u32(sel.ID, c.ID) && pfx(sel.Dst, c.Dst) && pfx(sel.Src, c.Src) && name(sel.IifName, c.IifName) &&
+		name(sel.OifName, c.OifName) && u32(sel.FwMark, c.FwMark) && u32(sel.FwMask, c.FwMask) && u32(sel.Goto, c.Goto)
+}
+
 // Keys lists the objects present in a namespace of one kind and family (0:
 // every family), for diffing against a fresh dump after a flush.
 func (s *Store) Keys(netns uint32, obj event.Object, family uint8) []Key {

@@ -108,3 +108,41 @@ func TestStoreFollowsNotifications(t *testing.T) {
 		t.Errorf("past the graveyard time: %v, want ErrNoSnapshot", err)
 	}
 }
+
+func rule(typ uint16, prio uint32, src string) []byte {
+	return nltest.NewMsg(typ, 0, 0, 0, nltest.FibRuleHdr(unix.AF_INET, 0, 16, 0, 100, unix.FR_ACT_TO_TBL)).
+		Attr(unix.FRA_PRIORITY, nltest.U32(prio)).Attr(unix.FRA_SRC, nltest.IP(src)).Bytes()
+}
+
+// TestFind: a deletion described by its request's selectors (tiers 1-2:
+// "ip rule del pref 100") finds the rule the kernel removed; several
+// present rules it could mean are not guessed between.
+func TestFind(t *testing.T) {
+	s := New(Options{})
+	ns := newState(7)
+	s.byNs[7] = ns
+	feed(s, ns, rule(unix.RTM_NEWRULE, 100, "10.244.0.0"))
+	feed(s, ns, rule(unix.RTM_NEWRULE, 300, "10.1.0.0"))
+	feed(s, ns, rule(unix.RTM_NEWRULE, 300, "10.2.0.0"))
+	full := Key{Netns: 7, Object: event.ObjectRule, Family: unix.AF_INET, Priority: 100, Table: 100, Action: unix.FR_ACT_TO_TBL,
+		Src: netip.MustParsePrefix("10.244.0.0/16")}
+	sel := Key{Netns: 7, Object: event.ObjectRule, Family: unix.AF_INET, Priority: 100}
+	if got, ok := s.Find(sel); !ok || got != full {
+		t.Errorf("present: Find = %+v, %v; want %+v", got, ok, full)
+	}
+	feed(s, ns, rule(unix.RTM_DELRULE, 100, "10.244.0.0"))
+	if got, ok := s.Find(sel); !ok || got != full {
+		t.Errorf("deleted: Find = %+v, %v; want %+v", got, ok, full)
+	}
+	if got, ok := s.Find(full); !ok || got != full {
+		t.Errorf("exact: Find = %+v, %v", got, ok)
+	}
+	sel.Priority = 300
+	if got, ok := s.Find(sel); ok {
+		t.Errorf("two present rules of priority 300: Find chose %+v", got)
+	}
+	feed(s, ns, rule(unix.RTM_DELRULE, 300, "10.2.0.0"))
+	if got, ok := s.Find(sel); !ok || got.Src != netip.MustParsePrefix("10.2.0.0/16") {
+		t.Errorf("one of them deleted: Find = %+v, %v; want the deleted one", got, ok)
+	}
+}
