@@ -182,6 +182,7 @@ func (r *Repairer) Deleted(ev *event.Event) {
 		enf.Reason = reason
 		return
 	}
+	gone := r.store.GoneAt(k) // before its repair: for the routes that went with a nexthop
 	acked, err := r.store.Reinstall(k)
 	if errors.Is(err, unix.EEXIST) {
 		// One request can delete an object in several notifications (an
@@ -205,6 +206,39 @@ func (r *Repairer) Deleted(ev *event.Event) {
 	enf.Verdict = event.VerdictRepaired
 	enf.Missing = acked.Sub(ev.Time)
 	r.log.Debug("repaired", "object", describe(ev), "netns", ev.Netns, "missing", enf.Missing)
+	if ev.Object == event.ObjectNexthop {
+		r.dependents(ev, k.ID, gone)
+	}
+}
+
+// dependents re-installs the routes the kernel removed with nexthop id
+// (whose deletion the store saw at gone), now that it is back: their own
+// events come later (tier 3's wait for a request that never comes, or its
+// dump for IPv4), or came before (tiers 1-2 report a flush inside the
+// nexthop's deletion) when they could not be repaired without it. A
+// route's later event is reported repaired as of now (see the EEXIST
+// case). Routes deleted before the nexthop stay deleted.
+func (r *Repairer) dependents(ev *event.Event, id uint32, gone int64) {
+	missing, err := r.store.Missing(ev.Netns, 0, id, gone)
+	if err != nil {
+		r.log.Warn("finding the routes removed with a nexthop", "id", id, "netns", ev.Netns, "err", err)
+		return
+	}
+	for _, k := range missing {
+		acked, err := r.store.Reinstall(k)
+		if err != nil {
+			r.log.Warn("repairing a route removed with its nexthop", "dst", k.Dst, "table", k.Table, "nhid", id, "err", err)
+			continue
+		}
+		r.mu.Lock()
+		h := r.hist[k]
+		if h == nil {
+			h = &history{}
+			r.hist[k] = h
+		}
+		h.acked = acked
+		r.mu.Unlock()
+	}
 }
 
 // flushed repairs a flush that tiers 1-2 reported as a count: which
@@ -213,7 +247,7 @@ func (r *Repairer) Deleted(ev *event.Event) {
 // missing counts as a deletion of its own for the backoff.
 func (r *Repairer) flushed(ev *event.Event) {
 	enf := &ev.Enforcement
-	missing, err := r.store.Missing(ev.Netns, ev.Family)
+	missing, err := r.store.Missing(ev.Netns, ev.Family, 0, 0)
 	if err != nil {
 		enf.Reason = "repair failed: " + err.Error()
 		return

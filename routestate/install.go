@@ -36,11 +36,13 @@ func (s *Store) Reinstall(k Key) (time.Time, error) {
 	return acked, err
 }
 
-// Missing lists the routes of a family (0: both) the snapshot has as
-// present in a namespace that a fresh dump does not: those the kernel
-// removed without a notification (an IPv4 flush), or whose notification
-// has not been read yet.
-func (s *Store) Missing(netns uint32, family uint8) ([]Key, error) {
+// Missing lists the routes of a family (0: both) through nexthop object
+// nhid (0: any) that the snapshot has as present in a namespace, or as
+// deleted since (Unix ns, see GoneAt; 0: none), and a fresh dump does not
+// have: those the kernel removed without a notification (an IPv4 flush, a
+// nexthop's removal), whose notification was not read yet, or that went
+// with a nexthop.
+func (s *Store) Missing(netns uint32, family uint8, nhid uint32, since int64) ([]Key, error) {
 	s.mu.Lock()
 	ns := s.byNs[netns]
 	s.mu.Unlock()
@@ -64,7 +66,7 @@ func (s *Store) Missing(netns uint32, family uint8) ([]Key, error) {
 		return nil, fmt.Errorf("dumping the routes: %w", err)
 	}
 	var missing []Key
-	for _, k := range s.Keys(netns, event.ObjectRoute, family) {
+	for _, k := range s.keys(netns, family, nhid, since) {
 		if !there[k] {
 			missing = append(missing, k)
 		}

@@ -251,7 +251,7 @@ func (s *Store) handle(ns *netnsState, h rtnl.Header, msg []byte) {
 		ns.objs[k] = e
 	}
 	e.msg = append(e.msg[:0], msg...)
-	e.gone, e.epoch = 0, ns.epoch
+	e.gone, e.epoch, e.nhid = 0, ns.epoch, ev.NexthopID
 }
 
 // sweep ends a dump: objects of its kind that it did not see were deleted

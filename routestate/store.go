@@ -107,6 +107,7 @@ type entry struct {
 	msg   []byte // RTM_NEW*, header included, exactly as the kernel sent it
 	gone  int64  // when its deletion was seen (Unix ns); 0 while present
 	epoch uint32 // the dump (or later notification) that last saw it
+	nhid  uint32 // a route's nexthop object, which takes it along when deleted
 }
 
 type grave struct {
@@ -324,9 +325,10 @@ func selects(sel, c *Key) bool {
 		name(sel.OifName, c.OifName) && u32(sel.FwMark, c.FwMark) && u32(sel.FwMask, c.FwMask) && u32(sel.Goto, c.Goto)
 }
 
-// Keys lists the objects present in a namespace of one kind and family (0:
-// every family), for diffing against a fresh dump after a flush.
-func (s *Store) Keys(netns uint32, obj event.Object, family uint8) []Key {
+// keys lists the routes in a namespace of a family (0: both) through
+// nexthop object nhid (0: any): those present, and those deleted since
+// (Unix ns; 0: none).
+func (s *Store) keys(netns uint32, family uint8, nhid uint32, since int64) []Key {
 	s.mu.Lock()
 	defer s.mu.Unlock()
 	ns := s.byNs[netns]
@@ -335,11 +337,25 @@ func (s *Store) Keys(netns uint32, obj event.Object, family uint8) []Key {
 	}
 	var keys []Key
 	for k, e := range ns.objs {
-		if e.gone == 0 && k.Object == obj && (family == 0 || k.Family == family) {
+		if (e.gone == 0 || since != 0 && e.gone >= since) && k.Object == event.ObjectRoute &&
+			(family == 0 || k.Family == family) && (nhid == 0 || e.nhid == nhid) {
 			keys = append(keys, k)
 		}
 	}
 	return keys
+}
+
+// GoneAt is when the store saw an object's deletion (Unix ns), 0 while it
+// is present or unknown.
+func (s *Store) GoneAt(k Key) int64 {
+	s.mu.Lock()
+	defer s.mu.Unlock()
+	if ns := s.byNs[k.Netns]; ns != nil {
+		if e := ns.objs[k]; e != nil {
+			return e.gone
+		}
+	}
+	return 0
 }
 
 // message returns a copy of an object's last kernel message.
