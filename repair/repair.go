@@ -8,6 +8,14 @@
 // judged would-block. An actor that keeps deleting is not fought forever:
 // past Options.MaxRepairs within Options.Window the object is left alone
 // for a time that doubles each round.
+//
+// Wiring (see Example): New before the tracer starts, so that what exists
+// is snapshotted; the tracer with tracer.Options.LowLatency, or a deletion
+// is reported a poll period late (10 ms, 500 ms idle) and stays missing
+// that long; Deleted on the tracer's goroutine, before the journal, for
+// each change the policy objects to; Resync after a policy reload. The
+// repairs are this process's own changes: the tracer does not report them
+// (self_tgid in tiers 1-2, rtnl.MarkOwn sockets in tier 3).
 package repair
 
 import (
