@@ -180,7 +180,8 @@ type Tracer struct {
 	// urgentUntil (monotonic ns): with LowLatency, the ring buffer is read
 	// every lowLatencyPoll until then (a deletion's request is awaited).
 	urgentUntil atomic.Int64
-	lastHurry   int64 // when hurryRing last read the ring (monotonic ns), on Run's goroutine
+	lastHurry   int64  // when hurryRing last read the ring (monotonic ns), on Run's goroutine
+	self        uint32 // our tgid, whose changes are not reported; 0 with TraceSelf
 	closed      sync.Once
 }
 
@@ -243,6 +244,7 @@ func New(opts Options) (*Tracer, error) {
 	if opts.TraceSelf {
 		self = 0
 	}
+	t.self = self
 	cache := btf.NewCache()
 	spec, err := loadFib()
 	if err != nil {
@@ -660,6 +662,11 @@ func (t *Tracer) handleRecord(r *record, ev *event.Event, j *tier3.Joiner, out f
 	case kindChange:
 		if t.tier3.Covers(ev.Object, ev.Family) {
 			return // not expected: this object is traced at the syscalls
+		}
+		if t.self != 0 && ev.Actor.Tgid == t.self && !ev.Actor.Kernel {
+			// Our own change (a repair): the FIB hooks do not check
+			// self_tgid as tier 3's capture does.
+			return
 		}
 		if ev.Op == event.OpFlush {
 			// fib_notify_alias_delete reported r.Reserved of the routes
