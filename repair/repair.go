@@ -220,14 +220,19 @@ func (r *Repairer) Deleted(ev *event.Event) {
 }
 
 // dependents re-installs the routes the kernel removed with nexthop id
-// (whose deletion the store saw at gone), now that it is back: their own
-// events come later (tier 3's wait for a request that never comes, or its
-// dump for IPv4), or came before (tiers 1-2 report a flush inside the
-// nexthop's deletion) when they could not be repaired without it. A
-// route's later event is reported repaired as of now (see the EEXIST
-// case). Routes deleted before the nexthop stay deleted.
+// (whose deletion the store saw at gone, 0: not yet), now that it is back:
+// their own events come later (tier 3's wait for a request that never
+// comes, or its dump for IPv4), or came before (tiers 1-2 report them
+// inside the nexthop's deletion) when they could not be repaired without
+// it. A route's later event is reported repaired as of now (see the
+// EEXIST case). Routes a request deleted, or the kernel long before, stay
+// deleted: the kernel's notifications of the routes and of the nexthop
+// come in either order, within a moment (nexthopSlack).
 func (r *Repairer) dependents(ev *event.Event, id uint32, gone int64) {
-	missing, err := r.store.Missing(ev.Netns, 0, id, gone)
+	if gone == 0 {
+		gone = time.Now().UnixNano()
+	}
+	missing, err := r.store.Missing(ev.Netns, 0, id, gone-int64(nexthopSlack))
 	if err != nil {
 		r.log.Warn("finding the routes removed with a nexthop", "id", id, "netns", ev.Netns, "err", err)
 		return
@@ -285,6 +290,10 @@ func (r *Repairer) flushed(ev *event.Event) {
 	}
 	enf.Reason = fmt.Sprintf("repaired %d of %d routes missing after the flush; %s", done, len(missing), firstErr)
 }
+
+// nexthopSlack bounds how long before its nexthop's a route's removal by
+// the kernel is taken as part of it.
+const nexthopSlack = time.Second
 
 // admit counts a deletion against its object and returns its history, and
 // why not to repair it now (backing off), "" to repair.

@@ -38,10 +38,10 @@ func (s *Store) Reinstall(k Key) (time.Time, error) {
 
 // Missing lists the routes of a family (0: both) through nexthop object
 // nhid (0: any) that the snapshot has as present in a namespace, or as
-// deleted since (Unix ns, see GoneAt; 0: none), and a fresh dump does not
-// have: those the kernel removed without a notification (an IPv4 flush, a
-// nexthop's removal), whose notification was not read yet, or that went
-// with a nexthop.
+// deleted by the kernel itself since (Unix ns; 0: none), and a fresh dump
+// does not have: those the kernel removed without a notification (an IPv4
+// flush), whose notification was not read yet, or that went with their
+// nexthop.
 func (s *Store) Missing(netns uint32, family uint8, nhid uint32, since int64) ([]Key, error) {
 	s.mu.Lock()
 	ns := s.byNs[netns]

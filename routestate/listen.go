@@ -233,7 +233,7 @@ func (s *Store) handle(ns *netnsState, h rtnl.Header, msg []byte) {
 	k := KeyOf(&ev)
 	if ev.Op == event.OpDelete {
 		if e := ns.objs[k]; e != nil && e.gone == 0 {
-			e.gone = now
+			e.gone, e.byKernel = now, h.Portid == 0
 			ns.graves = append(ns.graves, grave{key: k, at: now})
 		}
 		return

@@ -108,6 +108,9 @@ type entry struct {
 	gone  int64  // when its deletion was seen (Unix ns); 0 while present
 	epoch uint32 // the dump (or later notification) that last saw it
 	nhid  uint32 // a route's nexthop object, which takes it along when deleted
+	// byKernel: its deletion named no requester (portid 0): the kernel's
+	// own, e.g. with its nexthop.
+	byKernel bool
 }
 
 type grave struct {
@@ -326,8 +329,8 @@ func selects(sel, c *Key) bool {
 }
 
 // keys lists the routes in a namespace of a family (0: both) through
-// nexthop object nhid (0: any): those present, and those deleted since
-// (Unix ns; 0: none).
+// nexthop object nhid (0: any): those present, and those the kernel
+// deleted by itself since (Unix ns; 0: none).
 func (s *Store) keys(netns uint32, family uint8, nhid uint32, since int64) []Key {
 	s.mu.Lock()
 	defer s.mu.Unlock()
@@ -337,7 +340,7 @@ func (s *Store) keys(netns uint32, family uint8, nhid uint32, since int64) []Key
 	}
 	var keys []Key
 	for k, e := range ns.objs {
-		if (e.gone == 0 || since != 0 && e.gone >= since) && k.Object == event.ObjectRoute &&
+		if (e.gone == 0 || since != 0 && e.byKernel && e.gone >= since) && k.Object == event.ObjectRoute &&
 			(family == 0 || k.Family == family) && (nhid == 0 || e.nhid == nhid) {
 			keys = append(keys, k)
 		}
