@@ -205,6 +205,12 @@ func (r *Repairer) Deleted(ev *event.Event) {
 	}
 	if err != nil {
 		enf.Reason = r.failure(ev, err)
+		if nh := r.store.NexthopOf(k); nh != 0 && errors.Is(err, unix.EINVAL) &&
+			r.store.Lookup(routestate.Key{Netns: k.Netns, Object: event.ObjectNexthop, ID: nh}) == routestate.Deleted {
+			// Tiers 1-2 report the routes a nexthop's deletion takes
+			// along before the nexthop itself.
+			enf.Reason = "repair deferred: its nexthop (id " + strconv.FormatUint(uint64(nh), 10) + ") is gone too; the nexthop's repair brings it back"
+		}
 		r.log.Warn("repair failed", "object", describe(ev), "netns", ev.Netns, "reason", enf.Reason)
 		return
 	}

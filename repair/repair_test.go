@@ -394,9 +394,19 @@ func TestNexthopAndItsRoutes(t *testing.T) {
 		// may still be reported: by tiers 1-2 as a flush, before the
 		// nexthop (inside its deletion), by tier 3 as the kernel's
 		// deletion (IPv6; an IPv4 route is back before a dump can miss it).
+		var early []event.Event // the route's removal reported first (tiers 1-2)
 		ev := h.next("deleting nexthop "+strconv.Itoa(int(c.id)), func(ev *event.Event) bool {
+			if deleteOf(c.route)(ev) {
+				early = append(early, *ev)
+			}
 			return ev.Object == event.ObjectNexthop && ev.Op == event.OpDelete && ev.NexthopID == c.id
 		})
+		deferred := "repair deferred: its nexthop (id " + strconv.Itoa(int(c.id)) + ") is gone too; the nexthop's repair brings it back"
+		for _, e := range early {
+			if e.Enforcement.Verdict != event.VerdictRepaired && e.Enforcement.Reason != deferred {
+				t.Errorf("%s, reported before its nexthop: %+v, want repaired or %q", c.route, e.Enforcement, deferred)
+			}
+		}
 		if ev.Enforcement.Verdict != event.VerdictRepaired {
 			t.Errorf("nexthop %d: %+v, want repaired", c.id, ev.Enforcement)
 		}

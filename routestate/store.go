@@ -348,6 +348,18 @@ func (s *Store) keys(netns uint32, family uint8, nhid uint32, since int64) []Key
 	return keys
 }
 
+// NexthopOf is the nexthop object a route goes through, 0 for none.
+func (s *Store) NexthopOf(k Key) uint32 {
+	s.mu.Lock()
+	defer s.mu.Unlock()
+	if ns := s.byNs[k.Netns]; ns != nil {
+		if e := ns.objs[k]; e != nil {
+			return e.nhid
+		}
+	}
+	return 0
+}
+
 // GoneAt is when the store saw an object's deletion (Unix ns), 0 while it
 // is present or unknown.
 func (s *Store) GoneAt(k Key) int64 {
