@@ -24,6 +24,7 @@ import (
 	"fmt"
 	"log/slog"
 	"strconv"
+	"strings"
 	"sync"
 	"time"
 
@@ -205,11 +206,14 @@ func (r *Repairer) Deleted(ev *event.Event) {
 	}
 	if err != nil {
 		enf.Reason = r.failure(ev, err)
-		if nh := r.store.NexthopOf(k); nh != 0 && errors.Is(err, unix.EINVAL) &&
-			r.store.Lookup(routestate.Key{Netns: k.Netns, Object: event.ObjectNexthop, ID: nh}) == routestate.Deleted {
+		if nh := r.store.NexthopOf(k); nh != 0 && errors.Is(err, unix.EINVAL) {
 			// Tiers 1-2 report the routes a nexthop's deletion takes
-			// along before the nexthop itself.
-			enf.Reason = "repair deferred: its nexthop (id " + strconv.FormatUint(uint64(nh), 10) + ") is gone too; the nexthop's repair brings it back"
+			// along before the nexthop itself, whose deletion the store
+			// may not have read yet: the kernel's word says it is gone.
+			st := r.store.Lookup(routestate.Key{Netns: k.Netns, Object: event.ObjectNexthop, ID: nh})
+			if st == routestate.Deleted || st == routestate.Present && strings.Contains(err.Error(), "Nexthop id does not exist") {
+				enf.Reason = "repair deferred: its nexthop (id " + strconv.FormatUint(uint64(nh), 10) + ") is gone too; the nexthop's repair brings it back"
+			}
 		}
 		r.log.Warn("repair failed", "object", describe(ev), "netns", ev.Netns, "reason", enf.Reason)
 		return
