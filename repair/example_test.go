@@ -24,7 +24,9 @@ func Example() {
 	pol.Store(p)
 
 	r, err := repair.New(repair.Options{
-		Netns: nil, // as --netns: every namespace
+		// enforce's scope: --netns's, else routetrace's own; nil would
+		// follow every namespace on the node.
+		Netns: []string{"/proc/self/ns/net"},
 		// What to snapshot: the protect entries, asked of each object.
 		Keep: func(ev *event.Event) bool { return pol.Load().Protects(ev) != nil },
 	})

@@ -13,6 +13,7 @@ import (
 	"github.com/routetrace/routetrace/event"
 	"github.com/routetrace/routetrace/internal/testnet"
 	"github.com/routetrace/routetrace/policy"
+	"github.com/routetrace/routetrace/rtnl"
 )
 
 // protected stands in for the policy's protect entries: these prefixes
@@ -485,5 +486,28 @@ allow:
 	ns.IP("route", "del", "10.70.0.0/16")
 	if ev := h.next("deleting 10.70.0.0/16", deleteOf("10.70.0.0/16")); ev.Enforcement != (event.Enforcement{}) {
 		t.Errorf("unprotected: %+v, want no verdict", ev.Enforcement)
+	}
+}
+
+// TestOwnNamespaceOnly: enforce's default scope, routetrace's own
+// namespace, follows no other.
+func TestOwnNamespaceOnly(t *testing.T) {
+	testnet.RequireRoot(t)
+	ns := testnet.New(t)
+	ns.IP("route", "add", "198.51.100.0/24", "via", "192.0.2.2")
+	r, err := New(Options{Netns: []string{"/proc/self/ns/net"}})
+	if err != nil {
+		t.Fatal(err)
+	}
+	defer r.Close()
+	self, err := rtnl.NetnsInode("")
+	if err != nil {
+		t.Fatal(err)
+	}
+	if n := r.Snapshots(self); n == 0 {
+		t.Error("own namespace: nothing kept")
+	}
+	if n := r.Snapshots(ns.Inode); n != 0 {
+		t.Errorf("another namespace: %d objects kept, want none", n)
 	}
 }
