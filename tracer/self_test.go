@@ -18,7 +18,7 @@ func TestOwnChangesNotReported(t *testing.T) {
 		{self: 42, tgid: 42, reported: false},
 		{self: 42, tgid: 43, reported: true},
 		{self: 42, tgid: 42, kernel: true, reported: true}, // the kernel's own removal, in a kernel thread
-		{self: 0, tgid: 42, reported: true},               // TraceSelf
+		{self: 0, tgid: 42, reported: true},                // TraceSelf
 	} {
 		tr := &Tracer{self: c.self, clock: newClock()}
 		r := &record{Kind: kindChange, Op: uint8(event.OpAdd), Object: uint8(event.ObjectRoute), Family: event.FamilyInet, Tgid: c.tgid}
