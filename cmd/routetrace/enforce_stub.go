@@ -14,6 +14,5 @@ func printAutoPolicy(c *cli.Context) error    { return errors.New("todo") }
 func printPolicyCheck(c *cli.Context, p *policy.Policy, m policy.Mode, why string) error {
 	return errors.New("todo")
 }
-func blockSupported() error                           { return errors.New("todo") }
-func setupBlock(c *cli.Context, j *judgeStage) error  { return errors.New("todo") }
-func setupRepair(c *cli.Context, j *judgeStage) error { return errors.New("todo") }
+func blockSupported() error                          { return errors.New("todo") }
+func setupBlock(c *cli.Context, j *judgeStage) error { return errors.New("todo") }

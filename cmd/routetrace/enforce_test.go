@@ -187,3 +187,60 @@ func TestFlagUsageHasNoBackquotes(t *testing.T) {
 		}
 	}
 }
+
+// enforce --mode repair in a namespace: a protected route deleted by a
+// process the policy does not allow is back at once, with its attributes,
+// and the deletion says repaired; the owner's deletion stays deleted.
+func TestEnforceRepair(t *testing.T) {
+	testnet.RequireRoot(t)
+	ns := testnet.New(t)
+	path := writePolicy(t, strings.Replace(auditPolicy, "mode: audit", "mode: repair", 1))
+	ns.IP("route", "add", "198.51.100.0/24", "via", "192.0.2.2", "dev", "v0", "proto", "static", "metric", "77", "mtu", "1400", "table", "100")
+	ns.IP("route", "add", "198.51.101.0/24", "dev", "v0")
+	show := func() string {
+		_, out, err := ns.TryIP("-d", "route", "show", "table", "100")
+		if err != nil {
+			t.Fatal(err)
+		}
+		return out
+	}
+	want := show()
+	p := startCommand(t, ns, nil, "enforce", "--policy", path, "--output", "json")
+
+	del := ip(ns, "route", "del", "198.51.100.0/24", "table", "100")
+	ownerDel := runAs(t, "cni-owner", ns, "route", "del", "198.51.101.0/24", "dev", "v0")
+	deadline := time.Now().Add(5 * time.Second)
+	for show() != want && time.Now().Before(deadline) {
+		time.Sleep(10 * time.Millisecond)
+	}
+	got := show()
+	stdout, stderr := p.stop()
+	if got != want {
+		t.Fatalf("table 100 after the repair:\n%s\nwant:\n%s\nstderr:\n%s", got, want, stderr)
+	}
+	if _, out, _ := ns.TryIP("route", "show", "198.51.101.0/24"); out != "" {
+		t.Errorf("the owner's deletion was undone: %q", out)
+	}
+	rule := fmt.Sprintf("protect[0] prefix 198.51.0.0/16 (%s:3)", path)
+	var repaired jsonLine
+	for _, l := range parseJSONLines(t, stdout) {
+		if fmt.Sprint(l["actor.pid"]) == fmt.Sprint(del.pid) {
+			repaired = l
+		}
+	}
+	checkFields(t, "the deletion", repaired, fields{"op": "delete", "dst": "198.51.100.0/24", "table": 100, "metric": 77,
+		"verdict": "repaired", "protected_by": rule, "verdict_reason": nil})
+	if us, err := jsonFloat(repaired["missing_us"]); err != nil || us <= 0 || us > 5e6 {
+		t.Errorf("missing_us = %v (%v), want a positive time under 5 s", repaired["missing_us"], err)
+	}
+	checkJSON(t, parseJSONLines(t, stdout), ns,
+		expect{del, fields{"verdict": "repaired"}},
+		expect{ownerDel, fields{"verdict": nil, "actor.comm": "cni-owner"}},
+	)
+	if !strings.Contains(stderr, fmt.Sprintf("enforce: mode repair, policy %s: 0 blocked, 0 would-block, 1 repaired (missing for median ", path)) {
+		t.Errorf("stderr has no enforce summary with one repair:\n%s", stderr)
+	}
+	if !strings.Contains(stderr, "enforce: mode repair (the policy file's)") {
+		t.Errorf("stderr does not say which mode and why:\n%s", stderr)
+	}
+}

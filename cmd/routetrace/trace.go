@@ -153,6 +153,10 @@ func runTraceWith(c *cli.Context, judge *judgeStage) error {
 		Netns:   c.StringSlice("netns"),
 		Logger:  slog.Default(),
 	}
+	if judge != nil {
+		opts.LowLatency = judge.lowLatency
+		defer judge.close()
+	}
 	var stage *enrich.Stage
 	var rec *recorder
 	write := func(ev *event.Event) {
