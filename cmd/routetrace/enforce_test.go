@@ -5,6 +5,7 @@ import (
 	"net/netip"
 	"os"
 	"path/filepath"
+	"slices"
 	"strings"
 	"testing"
 	"time"
@@ -242,5 +243,43 @@ func TestEnforceRepair(t *testing.T) {
 	}
 	if !strings.Contains(stderr, "enforce: mode repair (the policy file's)") {
 		t.Errorf("stderr does not say which mode and why:\n%s", stderr)
+	}
+}
+
+// --dry-run checks a policy against the namespace: each entry with what it
+// matches now. --policy auto --dry-run prints a policy built from it.
+func TestEnforceDryRun(t *testing.T) {
+	testnet.RequireRoot(t)
+	ns := testnet.New(t)
+	ns.IP("link", "add", "cali1a2b3c4d", "type", "veth", "peer", "name", "c1")
+	ns.IP("link", "set", "cali1a2b3c4d", "up")
+	ns.IP("route", "add", "10.244.7.5/32", "dev", "cali1a2b3c4d", "proto", "bird")
+	ns.IP("route", "add", "blackhole", "10.244.7.0/26", "proto", "bird")
+	path := writePolicy(t, "protect:\n  - interface: \"cali*\"\n  - prefix: 10.96.0.0/12\nallow:\n  - comm: bird\n")
+	r := run(t, 10*time.Second, "enforce", "--policy", path, "--netns", ns.Name, "--dry-run", "--mode", "audit")
+	want := fmt.Sprintf("policy %s: valid; mode audit (--mode)\n\nin /run/netns/%s (netns %d):\n", path, ns.Name, ns.Inode) +
+		fmt.Sprintf("  protect[0] interface cali* (%s:2)\n      interfaces now: cali1a2b3c4d\n      routes now: 10.244.7.5/32 table 254\n", path) +
+		fmt.Sprintf("  protect[1] prefix 10.96.0.0/12 (%s:3)\n      routes now: none\n", path) +
+		"  allow entries: 1; cgroups matching them now: 0; executables: 0\n"
+	if r.code != 0 || r.stdout != want {
+		t.Errorf("exit %d, stdout:\n%s\nwant:\n%s\nstderr:\n%s", r.code, r.stdout, want, r.stderr)
+	}
+
+	r = run(t, 10*time.Second, "enforce", "--policy", "auto", "--netns", ns.Name, "--dry-run")
+	if r.code != 0 {
+		t.Fatalf("auto: exit %d: %s", r.code, r.stderr)
+	}
+	p, err := policy.Parse("auto.yaml", []byte(r.stdout))
+	if err != nil {
+		t.Fatalf("the printed policy does not load: %v\n%s", err, r.stdout)
+	}
+	var got []string
+	for i := range p.Protect {
+		got = append(got, strings.SplitN(p.Protect[i].String(), " (", 2)[0])
+	}
+	for _, w := range []string{"protect[0] prefix 10.244.7.0/26", "protect[1] interface cali*"} {
+		if !slices.Contains(got, w) {
+			t.Errorf("auto policy protects %q, want %s among them:\n%s", got, w, r.stdout)
+		}
 	}
 }
