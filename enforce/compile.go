@@ -4,6 +4,7 @@ import (
 	"fmt"
 	"net/netip"
 	"path"
+	"slices"
 
 	"github.com/routetrace/routetrace/policy"
 )
@@ -69,7 +70,9 @@ func Compile(p *policy.Policy) (*Compiled, error) {
 		id := uint32(i)
 		switch {
 		case pr.Prefix.IsValid():
-			c.Prefixes = append(c.Prefixes, Prefix{Prefix: pr.Prefix.Masked(), Rule: id})
+			if !slices.ContainsFunc(c.Prefixes, func(p Prefix) bool { return p.Prefix == pr.Prefix.Masked() }) {
+				c.Prefixes = append(c.Prefixes, Prefix{Prefix: pr.Prefix.Masked(), Rule: id})
+			}
 		case pr.Table != 0:
 			if _, ok := c.Tables[pr.Table]; !ok {
 				c.Tables[pr.Table] = id
