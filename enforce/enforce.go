@@ -101,7 +101,7 @@ func Load(opts Options) (*Enforcer, error) {
 		return nil, fmt.Errorf("reading the enforce object: %w", err)
 	}
 	repl := map[string]*ebpf.Map{}
-	for name := range spec.Maps {
+	for name := range (&objects{}).maps() { // the maps Attach pins
 		m, err := ebpf.LoadPinnedMap(filepath.Join(opts.PinDir, name), nil)
 		if errors.Is(err, os.ErrNotExist) {
 			continue
@@ -177,7 +177,7 @@ func (e *Enforcer) Attach() error {
 		e.links[name] = l
 		// pin beside the old link, then rename over it: the old link's
 		// last reference goes only when the new one is in place
-		tmp := filepath.Join(e.pinDir, name+".new")
+		tmp := filepath.Join(e.pinDir, name+"_new") // bpffs refuses names with dots
 		_ = os.Remove(tmp)
 		if err := l.Pin(tmp); err != nil {
 			return fmt.Errorf("pinning %s: %w", name, err)

@@ -110,6 +110,12 @@ type Maps struct {
 	set   uint32
 	facts Facts
 	log   *slog.Logger
+	// clean[s]: set s holds nothing (cleared after its last flip away).
+	// Unknown, so false, for the sets of adopted maps.
+	clean [2]bool
+	// noWait skips the wait for readers of the old set: for tests that
+	// apply thousands of policies with nothing else running the programs.
+	noWait bool
 	// applied: a policy of ours is in force. Until then the dynamic
 	// setters only stage their facts, and the set in force (an adopted
 	// pinned policy, or none) is left alone: Apply writes them all.
@@ -172,9 +178,12 @@ func (m *Maps) Apply(c *Compiled) error {
 	next := m.set ^ 1
 	cc := *c
 	cc.Generation = m.facts.Policy.Generation + 1
-	if err := m.clearSet(next); err != nil {
-		return err
+	if !m.clean[next] {
+		if err := m.clearSet(next); err != nil {
+			return err
+		}
 	}
+	m.clean[next] = false
 	f := m.facts
 	f.Policy = &cc
 	if err := m.writeSet(next, &f); err != nil {
@@ -187,8 +196,14 @@ func (m *Maps) Apply(c *Compiled) error {
 	m.set = next
 	m.facts.Policy = &cc
 	m.applied = true
-	m.waitReaders()
-	return m.clearSet(old)
+	if !m.noWait {
+		m.waitReaders()
+	}
+	if err := m.clearSet(old); err != nil {
+		return err
+	}
+	m.clean[old] = true
+	return nil
 }
 
 // MEMBARRIER_CMD_GLOBAL, missing from x/sys/unix.
@@ -296,28 +311,36 @@ func (m *Maps) clearSet(set uint32) error {
 	clearHash("enf_allow_cgroups", m.m.AllowCgroups, func() any { return &enforceEnfCgroupKey{} })
 	clearHash("enf_allow_comms", m.m.AllowComms, func() any { return &enforceEnfCommKey{} })
 	clearHash("enf_allow_exes", m.m.AllowExes, func() any { return &enforceEnfExeKey{} })
-	for p := range uint32(256) {
-		if err := m.m.Protocols.Update(set*256+p, uint32(0), ebpf.UpdateAny); err != nil {
-			errs = append(errs, fmt.Errorf("clearing enf_protocols: %w", err))
-			break
-		}
-	}
-	for i := range uint32(MaxRuleSelectors) {
-		if err := m.m.Rules.Update(set*MaxRuleSelectors+i, &enforceEnfRuleSel{}, ebpf.UpdateAny); err != nil {
-			errs = append(errs, fmt.Errorf("clearing enf_rules: %w", err))
-			break
-		}
-	}
-	for i := range uint32(MaxNexthopSelectors) {
-		if err := m.m.Nexthops.Update(set*MaxNexthopSelectors+i, &enforceEnfNhSel{}, ebpf.UpdateAny); err != nil {
-			errs = append(errs, fmt.Errorf("clearing enf_nexthops: %w", err))
-			break
-		}
-	}
+	errs = append(errs,
+		zeroSlots("enf_protocols", m.m.Protocols, set, 256, uint32(0)),
+		zeroSlots("enf_rules", m.m.Rules, set, MaxRuleSelectors, enforceEnfRuleSel{}),
+		zeroSlots("enf_nexthops", m.m.Nexthops, set, MaxNexthopSelectors, enforceEnfNhSel{}))
 	if err := m.m.Configs.Update(set, &enforceEnfConfig{}, ebpf.UpdateAny); err != nil {
 		errs = append(errs, fmt.Errorf("clearing enf_configs: %w", err))
 	}
 	return errors.Join(errs...)
+}
+
+// zeroSlots zeroes the n array slots of set, in one batch where the
+// kernel has batch updates.
+func zeroSlots[V any](name string, mp *ebpf.Map, set, n uint32, zero V) error {
+	keys := make([]uint32, n)
+	vals := make([]V, n)
+	for i := range keys {
+		keys[i] = set*n + uint32(i)
+		vals[i] = zero
+	}
+	if _, err := mp.BatchUpdate(keys, vals, nil); err == nil {
+		return nil
+	} else if !errors.Is(err, ebpf.ErrNotSupported) {
+		return fmt.Errorf("clearing %s: %w", name, err)
+	}
+	for i := range keys {
+		if err := mp.Update(keys[i], &vals[i], ebpf.UpdateAny); err != nil {
+			return fmt.Errorf("clearing %s: %w", name, err)
+		}
+	}
+	return nil
 }
 
 func (k *enforceEnfLpm4Key) setOf() uint32   { return uint32(k.Set) }
