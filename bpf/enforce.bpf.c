@@ -141,6 +141,8 @@ struct enf_walk {
 	__u32 reason;
 	__u32 allowed; /* 0: not looked at yet, 1: allowed, 2: not */
 	__u32 done;    /* the walk reached the end of the skb */
+	__u32 portid;  /* the sender's, for joining verdicts with tier 3's requests */
+	__u32 pad;
 };
 
 /* The attributes of one message. */
@@ -397,8 +399,8 @@ static long enf_msg(__u64 i, void *ctx)
 }
 
 /* Writes the verdict record of a refusal, counted. */
-static __always_inline void enf_emit(struct enf_scratch *s, __u8 origin, __u32 netns, __u32 rule, __u32 reason,
-				     __u32 index, __u32 generation)
+static __always_inline void enf_emit(struct enf_scratch *s, __u8 origin, __u32 netns, __u32 portid, __u32 rule,
+				     __u32 reason, __u32 index, __u32 generation)
 {
 	struct task_struct *task = (struct task_struct *)bpf_get_current_task();
 	struct enf_verdict *v = &s->v;
@@ -409,6 +411,7 @@ static __always_inline void enf_emit(struct enf_scratch *s, __u8 origin, __u32 n
 	e->kind = RT_KIND_REQUEST;
 	e->origin = origin;
 	e->netns = netns;
+	e->portid = portid;
 	e->ts_ns = bpf_ktime_get_ns();
 	e->pid = BPF_CORE_READ(task, pid);
 	e->tgid = BPF_CORE_READ(task, tgid);
@@ -458,7 +461,7 @@ static __always_inline int enf_judge_skb(struct enf_walk *w, int nonlinear)
 		return 0;
 	s = enf_scratch_get();
 	if (s)
-		enf_emit(s, RT_ORIGIN_NETLINK, w->netns, w->rule, w->reason, w->index, cfg->generation);
+		enf_emit(s, RT_ORIGIN_NETLINK, w->netns, w->portid, w->rule, w->reason, w->index, cfg->generation);
 	return 1;
 }
 
@@ -472,6 +475,7 @@ int BPF_PROG(enforce_netlink_send, struct sock *sk, struct sk_buff *skb, int ret
 	if (sk->sk_protocol != NETLINK_ROUTE)
 		return 0;
 	w.netns = sk->__sk_common.skc_net.net->ns.inum;
+	w.portid = BPF_CORE_READ((struct netlink_sock *)sk, portid);
 	/* addresses read as scalars: the walk reads them with probe_read */
 	w.src = (__u64)BPF_CORE_READ(skb, data);
 	w.len = BPF_CORE_READ(skb, len);
@@ -518,7 +522,7 @@ int BPF_PROG(enforce_file_ioctl, struct file *file, unsigned int cmd, unsigned l
 		enf_refuse(&w, rule, reason);
 	if (!w.refused)
 		return 0;
-	enf_emit(s, RT_ORIGIN_IOCTL, w.netns, w.rule, w.reason, 0, cfg->generation);
+	enf_emit(s, RT_ORIGIN_IOCTL, w.netns, 0, w.rule, w.reason, 0, cfg->generation);
 	return -EPERM;
 }
 

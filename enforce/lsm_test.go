@@ -261,8 +261,8 @@ func TestLSMEnforce(t *testing.T) {
 		}
 		want := event.Enforcement{Verdict: event.VerdictBlocked, Rule: "protect[0]"}
 		if first.Enforcement != want || first.Actor.Comm.String() != "ip" || first.Op != event.OpDelete ||
-			first.Dst != netip.MustParsePrefix("10.244.1.0/24") || first.Netns != r.n.Inode {
-			t.Fatalf("first verdict %+v %q %v %v netns %d", first.Enforcement, first.Actor.Comm.String(), first.Op, first.Dst, first.Netns)
+			first.Dst != netip.MustParsePrefix("10.244.1.0/24") || first.Netns != r.n.Inode || first.Portid == 0 {
+			t.Fatalf("first verdict %+v %q %v %v netns %d portid %d", first.Enforcement, first.Actor.Comm.String(), first.Op, first.Dst, first.Netns, first.Portid)
 		}
 		st, err := r.e.Stats()
 		if err != nil {

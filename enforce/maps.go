@@ -421,57 +421,42 @@ func syncSet[K comparable, V comparable](applied bool, have, want map[K]V, addFi
 	return errors.Join(errs...)
 }
 
-// SetNamespaces sets the enforced network namespaces (inode numbers);
-// requests on sockets of other namespaces pass.
-func (m *Maps) SetNamespaces(inodes []uint32) error {
+// setPresence makes the map mp's keys of the set in force list, for a
+// fact that is a set of keys (value 1); have is the fact in m.facts.
+func setPresence[K comparable](m *Maps, what string, have *map[K]bool, list []K, addFirst bool, mp *ebpf.Map, key func(K, uint32) any) error {
 	m.mu.Lock()
 	defer m.mu.Unlock()
-	want := map[uint32]bool{}
-	for _, n := range inodes {
-		want[n] = true
+	want := map[K]bool{}
+	for _, k := range list {
+		want[k] = true
 	}
-	err := syncSet(m.applied, m.facts.Namespaces, want, true,
-		func(n uint32, _ bool) error {
-			return m.m.Netns.Update(&enforceEnfNetnsKey{Netns: n, Set: m.set}, uint8(1), ebpf.UpdateAny)
-		},
-		func(n uint32) error { return m.m.Netns.Delete(&enforceEnfNetnsKey{Netns: n, Set: m.set}) })
-	m.facts.Namespaces = want
-	return wrap("setting namespaces", err)
+	err := syncSet(m.applied, *have, want, addFirst,
+		func(k K, _ bool) error { return mp.Update(key(k, m.set), uint8(1), ebpf.UpdateAny) },
+		func(k K) error { return mp.Delete(key(k, m.set)) })
+	*have = want
+	return wrap(what, err)
+}
+
+// SetNamespaces sets the enforced network namespaces (inode numbers);
+// requests on sockets of other namespaces pass. Added before removed: more
+// enforcement is never more permissive.
+func (m *Maps) SetNamespaces(inodes []uint32) error {
+	return setPresence(m, "setting namespaces", &m.facts.Namespaces, inodes, true, m.m.Netns,
+		func(n, set uint32) any { return &enforceEnfNetnsKey{Netns: n, Set: set} })
 }
 
 // SetAllowedCgroups sets the allowed cgroup v2 ids: an actor in one of
-// them, or below one, is allowed.
+// them, or below one (ENF_CGROUP_DEPTH levels), is allowed. Removed before
+// added: a moment with fewer allowances is never more permissive.
 func (m *Maps) SetAllowedCgroups(ids []uint64) error {
-	m.mu.Lock()
-	defer m.mu.Unlock()
-	want := map[uint64]bool{}
-	for _, id := range ids {
-		want[id] = true
-	}
-	err := syncSet(m.applied, m.facts.Cgroups, want, false,
-		func(id uint64, _ bool) error {
-			return m.m.AllowCgroups.Update(&enforceEnfCgroupKey{Id: id, Set: uint64(m.set)}, uint8(1), ebpf.UpdateAny)
-		},
-		func(id uint64) error {
-			return m.m.AllowCgroups.Delete(&enforceEnfCgroupKey{Id: id, Set: uint64(m.set)})
-		})
-	m.facts.Cgroups = want
-	return wrap("setting allowed cgroups", err)
+	return setPresence(m, "setting allowed cgroups", &m.facts.Cgroups, ids, false, m.m.AllowCgroups,
+		func(id uint64, set uint32) any { return &enforceEnfCgroupKey{Id: id, Set: uint64(set)} })
 }
 
-// SetAllowedExes sets the allowed executables.
+// SetAllowedExes sets the allowed executables (removed before added).
 func (m *Maps) SetAllowedExes(exes []ExeID) error {
-	m.mu.Lock()
-	defer m.mu.Unlock()
-	want := map[ExeID]bool{}
-	for _, x := range exes {
-		want[x] = true
-	}
-	err := syncSet(m.applied, m.facts.Exes, want, false,
-		func(x ExeID, _ bool) error { return m.m.AllowExes.Update(exeKey(x, m.set), uint8(1), ebpf.UpdateAny) },
-		func(x ExeID) error { return m.m.AllowExes.Delete(exeKey(x, m.set)) })
-	m.facts.Exes = want
-	return wrap("setting allowed executables", err)
+	return setPresence(m, "setting allowed executables", &m.facts.Exes, exes, false, m.m.AllowExes,
+		func(x ExeID, set uint32) any { return exeKey(x, set) })
 }
 
 // SetProtectedInterfaces sets the protected interfaces. Each namespace
@@ -502,41 +487,41 @@ func (m *Maps) SetProtectedInterfaces(ifaces []Iface) error {
 
 // ProtectRoutes adds existing protected routes.
 func (m *Maps) ProtectRoutes(routes []Route) error {
-	m.mu.Lock()
-	defer m.mu.Unlock()
-	var errs []error
-	for _, r := range routes {
-		id := r.id()
-		if !m.applied {
-			m.facts.Routes[id] = r.Rule
-			continue
-		}
-		if err := m.m.Routes.Update(routeKey(id, m.set), r.Rule, ebpf.UpdateAny); err != nil {
-			errs = append(errs, err)
-			continue
-		}
+	return m.eachRoute("protecting routes", routes, func(r Route, id routeID) error {
 		m.facts.Routes[id] = r.Rule
-	}
-	return wrap("protecting routes", errors.Join(errs...))
+		if !m.applied {
+			return nil
+		}
+		return m.m.Routes.Update(routeKey(id, m.set), r.Rule, ebpf.UpdateAny)
+	})
 }
 
 // UnprotectRoutes removes routes that are gone (Rule is not looked at).
 func (m *Maps) UnprotectRoutes(routes []Route) error {
+	return m.eachRoute("unprotecting routes", routes, func(_ Route, id routeID) error {
+		delete(m.facts.Routes, id)
+		if !m.applied {
+			return nil
+		}
+		if err := m.m.Routes.Delete(routeKey(id, m.set)); err != nil && !errors.Is(err, ebpf.ErrKeyNotExist) {
+			return err
+		}
+		return nil
+	})
+}
+
+func (m *Maps) eachRoute(what string, routes []Route, do func(Route, routeID) error) error {
 	m.mu.Lock()
 	defer m.mu.Unlock()
 	var errs []error
 	for _, r := range routes {
-		id := r.id()
-		if !m.applied {
-			delete(m.facts.Routes, id)
+		if !r.Dst.IsValid() {
+			errs = append(errs, fmt.Errorf("route without a destination: %+v", r))
 			continue
 		}
-		if err := m.m.Routes.Delete(routeKey(id, m.set)); err != nil && !errors.Is(err, ebpf.ErrKeyNotExist) {
-			errs = append(errs, err)
-		}
-		delete(m.facts.Routes, id)
+		errs = append(errs, do(r, r.id()))
 	}
-	return wrap("unprotecting routes", errors.Join(errs...))
+	return wrap(what, errors.Join(errs...))
 }
 
 func wrap(what string, err error) error {
