@@ -117,9 +117,12 @@ vmtest:
 		--parallel 2 --timeout 30m --summary-md $(CACHE)/vmtest-summary.md --quiet
 	# The BPF LSM enforcer: once per kernel (it does not depend on the
 	# tracer's attach tier), its benchmark included (enforce-cost: ...).
+	# ioctl32: a 32-bit route ioctl, for the compat path.
 	CGO_ENABLED=0 $(GO) test -c -o $(CACHE)/bin/enforce.test ./enforce
+	CGO_ENABLED=0 GOARCH=386 $(GO) build -o $(CACHE)/bin/ioctl32 ./enforce/testdata/ioctl32
 	$(GO) run ./vmtest --test-binary $(CACHE)/bin/enforce.test --tiers auto --expect-tiers none \
-		--extra-file /usr/sbin/route:/usr/sbin/route --test-args "-test.v" \
+		--extra-file /usr/sbin/route:/usr/sbin/route --extra-file $(CACHE)/bin/ioctl32:/usr/local/bin/ioctl32 \
+		--env ROUTETRACE_IOCTL32=/usr/local/bin/ioctl32 --test-args "-test.v" \
 		--parallel 1 --timeout 40m --summary-md $(CACHE)/vmtest-enforce-summary.md
 
 # Tiers 1-2 cost (not part of make test: minutes per kernel under TCG):

@@ -482,6 +482,39 @@ int BPF_PROG(enforce_netlink_send, struct sock *sk, struct sk_buff *skb, int ret
 	return enf_judge_skb(&w, BPF_CORE_READ(skb, data_len) != 0) ? -EPERM : 0;
 }
 
+/* The socket behind a route ioctl's file: its family and namespace, or
+ * nonzero for a file that is no socket. */
+static __always_inline int enf_ioctl_sock(struct file *file, __u16 *family, __u32 *netns)
+{
+	struct socket *sock;
+
+	if ((BPF_CORE_READ(file, f_inode, i_mode) & S_IFMT) != S_IFSOCK)
+		return -1;
+	sock = BPF_CORE_READ(file, private_data);
+	if (!sock)
+		return -1;
+	*family = BPF_CORE_READ(sock, sk, __sk_common.skc_family);
+	*netns = BPF_CORE_READ(sock, sk, __sk_common.skc_net.net, ns.inum);
+	return 0;
+}
+
+/* Whether the current task makes a 32-bit (compat) syscall. Before 6.8
+ * those ioctls come through lsm/file_ioctl too, with 32-bit layouts. */
+static __always_inline int enf_task_compat(void)
+{
+	struct task_struct *t = (struct task_struct *)bpf_get_current_task();
+
+#if defined(__TARGET_ARCH_x86)
+	return (BPF_CORE_READ(t, thread_info.status) & 0x0002 /* TS_COMPAT */) != 0;
+#elif defined(__TARGET_ARCH_arm64)
+	return (BPF_CORE_READ(t, thread_info.flags) & (1UL << 22) /* TIF_32BIT */) != 0;
+#else
+	return 0;
+#endif
+}
+
+/* The route ioctls (struct rtentry, struct in6_rtmsg); those of 32-bit
+ * tasks are refused unparsed (fail closed) for actors not allowed. */
 SEC("lsm/file_ioctl")
 int BPF_PROG(enforce_file_ioctl, struct file *file, unsigned int cmd, unsigned long arg, int ret)
 {
@@ -489,22 +522,16 @@ int BPF_PROG(enforce_file_ioctl, struct file *file, unsigned int cmd, unsigned l
 	struct enf_walk w = {};
 	struct enf_scratch *s;
 	struct enf_config *cfg;
-	struct socket *sock;
 	struct rt_event *e;
 	__u32 rule = ENF_NO_RULE, reason = 0;
-	__u16 family;
+	__u16 family = 0;
 
 	if (ret)
 		return ret;
 	if (cmd != SIOCADDRT && cmd != SIOCDELRT)
 		return 0;
-	if ((BPF_CORE_READ(file, f_inode, i_mode) & S_IFMT) != S_IFSOCK)
+	if (enf_ioctl_sock(file, &family, &w.netns))
 		return 0;
-	sock = BPF_CORE_READ(file, private_data);
-	if (!sock)
-		return 0;
-	family = BPF_CORE_READ(sock, sk, __sk_common.skc_family);
-	w.netns = BPF_CORE_READ(sock, sk, __sk_common.skc_net.net, ns.inum);
 	w.set = enf_current_set();
 	if (!enf_netns_enforced(w.netns, w.set))
 		return 0;
@@ -516,12 +543,53 @@ int BPF_PROG(enforce_file_ioctl, struct file *file, unsigned int cmd, unsigned l
 	e = &s->v.ev;
 	__builtin_memset(e, 0, sizeof(*e));
 	e->op = cmd == SIOCADDRT ? RT_OP_ADD : RT_OP_DELETE;
-	if (rtnl_parse_route_ioctl(e, family, (const void *)arg))
+	e->object = RT_OBJ_ROUTE;
+	e->family = family == AF_INET6 ? AF_INET6 : AF_INET;
+	if (enf_task_compat())
+		enf_refuse(&w, ENF_NO_RULE, ENF_R_COMPAT);
+	else if (rtnl_parse_route_ioctl(e, family, (const void *)arg))
 		enf_refuse(&w, ENF_NO_RULE, ENF_R_READ);
 	else if (enf_match(e, &f, w.netns, w.set, cfg, &rule, &reason))
 		enf_refuse(&w, rule, reason);
 	if (!w.refused)
 		return 0;
+	enf_emit(s, RT_ORIGIN_IOCTL, w.netns, 0, w.rule, w.reason, 0, cfg->generation);
+	return -EPERM;
+}
+
+/* 32-bit tasks on a 64-bit kernel reach the route ioctls through
+ * security_file_ioctl_compat (6.8 on), with 32-bit layouts of the
+ * argument: refused unparsed (fail closed) in enforced namespaces for
+ * actors not allowed. User space attaches it where the hook exists. */
+SEC("lsm/file_ioctl_compat")
+int BPF_PROG(enforce_file_ioctl_compat, struct file *file, unsigned int cmd, unsigned long arg, int ret)
+{
+	struct enf_walk w = {};
+	struct enf_scratch *s;
+	struct enf_config *cfg;
+	__u16 family = 0;
+
+	if (ret)
+		return ret;
+	if (cmd != SIOCADDRT && cmd != SIOCDELRT)
+		return 0;
+	if (enf_ioctl_sock(file, &family, &w.netns))
+		return 0;
+	w.set = enf_current_set();
+	if (!enf_netns_enforced(w.netns, w.set))
+		return 0;
+	cfg = bpf_map_lookup_elem(&enf_configs, &w.set);
+	s = enf_scratch_get();
+	if (!cfg || !s)
+		return 0;
+	enf_count(ENF_S_CHECKED);
+	enf_refuse(&w, ENF_NO_RULE, ENF_R_COMPAT);
+	if (!w.refused)
+		return 0;
+	__builtin_memset(&s->v.ev, 0, sizeof(s->v.ev));
+	s->v.ev.object = RT_OBJ_ROUTE;
+	s->v.ev.op = cmd == SIOCADDRT ? RT_OP_ADD : RT_OP_DELETE;
+	s->v.ev.family = family == AF_INET6 ? AF_INET6 : AF_INET;
 	enf_emit(s, RT_ORIGIN_IOCTL, w.netns, 0, w.rule, w.reason, 0, cfg->generation);
 	return -EPERM;
 }

@@ -3,12 +3,67 @@
 // or replace protected routes, rules and nexthops, or take down the links
 // and addresses they hang on, unless the requester is allowed.
 //
-// Load the object, fill its maps (Maps: Apply a Compiled policy, and the
-// facts resolved on the node), then Attach: links and maps are pinned
-// under PinDir, so enforcement outlives the agent (a killed agent leaves
-// the policy in force, unchanged, until a new agent adopts it or Release
-// removes it). A new agent's Load adopts the pinned maps; its Attach
-// replaces the pinned links only once its own are attached.
+// # Use
+//
+// Load the object (adopting pinned maps), give Maps the dynamic facts
+// (SetNamespaces, SetProtectedInterfaces, ProtectRoutes, SetAllowedCgroups,
+// SetAllowedExes), Apply the Compile'd policy, then Attach. Run reads the
+// verdicts; rule ids index Policy.Protect, and Run names them with the
+// []string the caller passes. Until the first Apply the setters only stage
+// their facts, so that an adopted policy stays whole until the new one
+// replaces it in one flip.
+//
+// # What is judged
+//
+//   - rtnetlink (lsm/netlink_send, NETLINK_ROUTE sockets of enforced
+//     namespaces): every message of the skb, and every attribute of each
+//     route, rule, nexthop, link and address request, streamed from the
+//     skb; no message or attribute count limits it. RTA_MULTIPATH's
+//     nexthops are walked for protected interfaces.
+//   - route ioctls (lsm/file_ioctl; lsm/file_ioctl_compat where the kernel
+//     has it): SIOCADDRT/SIOCDELRT on any socket (packet sockets hand
+//     them to inet). 32-bit tasks' ioctls are refused unparsed.
+//   - Operations count as package policy says: deletes always, replaces
+//     with Operations.Replace, adds only inside a protected prefix and
+//     longer than it with Operations.MoreSpecific.
+//   - Causes of kernel-internal removals are refused too, since the
+//     removals themselves cannot be: RTM_DELLINK and a NEWLINK/SETLINK that
+//     clears IFF_UP of a protected interface, and RTM_DELADDR on one (the
+//     kernel would flush the interface's routes). A link request naming
+//     its link only by name, in a namespace with protected interfaces, is
+//     refused (BPF cannot resolve names). Moving a link to another
+//     namespace or renaming it is not judged.
+//
+// # Fail closed
+//
+// A request that could touch protected state and cannot be judged whole is
+// refused; Verdict.Reason / Enforcement.Reason says why (ReasonText): a
+// bad nlmsg_len (of a route/rule/nexthop/link/address message; the kernel
+// ignores bytes after a bad length of any other), a message shorter than
+// its family header, a bad attribute length, a malformed rtnexthop, a
+// failed read, a loop bound (bpf_loop's 8M; not reachable by a real skb),
+// a rule delete without FRA_PRIORITY while a rule selector of its family
+// exists, a link by name, a non-linear skb, a 32-bit route ioctl.
+//
+// # Maps
+//
+// Two complete policies, sets 0 and 1, in the same maps: every key holds
+// its set, enf_current names the set in force. Apply writes the other set
+// (config last), flips enf_current with one write, waits an RCU grace
+// period (membarrier), and clears the old set. The dynamic facts change in
+// the set in force in the order that is never more permissive than the old
+// or the new facts (protection added before removed, allowances removed
+// before added). See bpf/include/policy.h for each map.
+//
+// # Pinning and the agent's death
+//
+// Attach pins links and maps under PinDir. Killed (or closed without
+// Release), the agent leaves the programs attached and the policy in
+// force: enforcement goes on, unchanged, with nothing reading verdicts
+// (the ring fills, Stats.Lost counts). A new agent's Load adopts the
+// pinned maps, its Attach attaches its own links before renaming their
+// pins over the old ones. Release (or ReleasePinned, without loading)
+// removes the pins and detaches: the break glass.
 package enforce
 
 import (
@@ -22,6 +77,7 @@ import (
 	"sync"
 
 	"github.com/cilium/ebpf"
+	"github.com/cilium/ebpf/btf"
 	"github.com/cilium/ebpf/link"
 	"golang.org/x/sys/unix"
 )
@@ -51,6 +107,7 @@ type objects struct {
 type Enforcer struct {
 	Maps   *Maps
 	objs   objects
+	compat *ebpf.Program // lsm/file_ioctl_compat, where the kernel has the hook
 	links  map[string]link.Link
 	pinDir string
 	log    *slog.Logger
@@ -121,12 +178,34 @@ func Load(opts Options) (*Enforcer, error) {
 	if len(repl) > 0 {
 		opts.Log.Info("adopted the pinned enforcer maps", "dir", opts.PinDir, "maps", len(repl))
 	}
+	if hasCompatHook() {
+		var c struct {
+			P *ebpf.Program `ebpf:"enforce_file_ioctl_compat"`
+		}
+		if err := spec.LoadAndAssign(&c, &ebpf.CollectionOptions{MapReplacements: e.objs.maps()}); err != nil {
+			e.objs.close()
+			return nil, fmt.Errorf("loading the compat ioctl program: %w", explain(err))
+		}
+		e.compat = c.P
+	}
 	e.Maps, err = newMaps(&e.objs.policyMaps, opts.Log)
 	if err != nil {
-		e.objs.close()
+		_ = e.Close()
 		return nil, err
 	}
 	return e, nil
+}
+
+// hasCompatHook says whether 32-bit tasks' ioctls have an LSM hook of
+// their own (security_file_ioctl_compat, 6.8 on): then the enforcer must
+// attach there too, or 32-bit route ioctls would pass unjudged.
+func hasCompatHook() bool {
+	spec, err := btf.LoadKernelSpec()
+	if err != nil {
+		return false
+	}
+	_, err = spec.AnyTypeByName("bpf_lsm_file_ioctl_compat")
+	return err == nil
 }
 
 func closeAll(m map[string]*ebpf.Map) {
@@ -169,7 +248,11 @@ func (e *Enforcer) Attach() error {
 			return fmt.Errorf("pinning map %s: %w", name, err)
 		}
 	}
-	for name, prog := range map[string]*ebpf.Program{"link_netlink_send": e.objs.NetlinkSend, "link_file_ioctl": e.objs.FileIoctl} {
+	progs := map[string]*ebpf.Program{"link_netlink_send": e.objs.NetlinkSend, "link_file_ioctl": e.objs.FileIoctl}
+	if e.compat != nil {
+		progs["link_file_ioctl_compat"] = e.compat
+	}
+	for name, prog := range progs {
 		l, err := link.AttachLSM(link.LSMOptions{Program: prog})
 		if err != nil {
 			return fmt.Errorf("attaching %s: %w", name, explain(err))
@@ -211,6 +294,9 @@ func bpffsMounted(dir string) error {
 func (e *Enforcer) Close() error {
 	for _, l := range e.links {
 		_ = l.Close()
+	}
+	if e.compat != nil {
+		_ = e.compat.Close()
 	}
 	e.objs.close()
 	return nil

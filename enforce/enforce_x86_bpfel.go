@@ -254,39 +254,40 @@ type enforceRtProcSlot struct {
 //
 // Used for safe lookups in a Collection or CollectionSpec.
 const (
-	enforceMapEnfAllowCgroups     = "enf_allow_cgroups"
-	enforceMapEnfAllowComms       = "enf_allow_comms"
-	enforceMapEnfAllowExes        = "enf_allow_exes"
-	enforceMapEnfConfigs          = "enf_configs"
-	enforceMapEnfCurrent          = "enf_current"
-	enforceMapEnfEvents           = "enf_events"
-	enforceMapEnfIfaces           = "enf_ifaces"
-	enforceMapEnfNetns            = "enf_netns"
-	enforceMapEnfNexthops         = "enf_nexthops"
-	enforceMapEnfPrefix4          = "enf_prefix4"
-	enforceMapEnfPrefix6          = "enf_prefix6"
-	enforceMapEnfProtocols        = "enf_protocols"
-	enforceMapEnfRoutes           = "enf_routes"
-	enforceMapEnfRules            = "enf_rules"
-	enforceMapEnfScratch          = "enf_scratch"
-	enforceMapEnfStats            = "enf_stats"
-	enforceMapEnfTables           = "enf_tables"
-	enforceMapEnfTestIn           = "enf_test_in"
-	enforceMapEnfTestOut          = "enf_test_out"
-	enforceMapEvents              = "events"
-	enforceMapHeap                = "heap"
-	enforceMapLost                = "lost"
-	enforceMapProcHeap            = "proc_heap"
-	enforceMapProcsSeen           = "procs_seen"
-	enforceProgEnforceFileIoctl   = "enforce_file_ioctl"
-	enforceProgEnforceNetlinkSend = "enforce_netlink_send"
-	enforceProgEnforceTest        = "enforce_test"
-	enforceVarSelfTgid            = "self_tgid"
-	enforceVarUnusedEnfTestInput  = "unused_enf_test_input"
-	enforceVarUnusedEnfTestResult = "unused_enf_test_result"
-	enforceVarUnusedEnfVerdict    = "unused_enf_verdict"
-	enforceVarUnusedRtEvent       = "unused_rt_event"
-	enforceVarUnusedRtProc        = "unused_rt_proc"
+	enforceMapEnfAllowCgroups         = "enf_allow_cgroups"
+	enforceMapEnfAllowComms           = "enf_allow_comms"
+	enforceMapEnfAllowExes            = "enf_allow_exes"
+	enforceMapEnfConfigs              = "enf_configs"
+	enforceMapEnfCurrent              = "enf_current"
+	enforceMapEnfEvents               = "enf_events"
+	enforceMapEnfIfaces               = "enf_ifaces"
+	enforceMapEnfNetns                = "enf_netns"
+	enforceMapEnfNexthops             = "enf_nexthops"
+	enforceMapEnfPrefix4              = "enf_prefix4"
+	enforceMapEnfPrefix6              = "enf_prefix6"
+	enforceMapEnfProtocols            = "enf_protocols"
+	enforceMapEnfRoutes               = "enf_routes"
+	enforceMapEnfRules                = "enf_rules"
+	enforceMapEnfScratch              = "enf_scratch"
+	enforceMapEnfStats                = "enf_stats"
+	enforceMapEnfTables               = "enf_tables"
+	enforceMapEnfTestIn               = "enf_test_in"
+	enforceMapEnfTestOut              = "enf_test_out"
+	enforceMapEvents                  = "events"
+	enforceMapHeap                    = "heap"
+	enforceMapLost                    = "lost"
+	enforceMapProcHeap                = "proc_heap"
+	enforceMapProcsSeen               = "procs_seen"
+	enforceProgEnforceFileIoctl       = "enforce_file_ioctl"
+	enforceProgEnforceFileIoctlCompat = "enforce_file_ioctl_compat"
+	enforceProgEnforceNetlinkSend     = "enforce_netlink_send"
+	enforceProgEnforceTest            = "enforce_test"
+	enforceVarSelfTgid                = "self_tgid"
+	enforceVarUnusedEnfTestInput      = "unused_enf_test_input"
+	enforceVarUnusedEnfTestResult     = "unused_enf_test_result"
+	enforceVarUnusedEnfVerdict        = "unused_enf_verdict"
+	enforceVarUnusedRtEvent           = "unused_rt_event"
+	enforceVarUnusedRtProc            = "unused_rt_proc"
 )
 
 // loadEnforce returns the embedded CollectionSpec for enforce.
@@ -331,9 +332,10 @@ type enforceSpecs struct {
 //
 // It can be passed ebpf.CollectionSpec.Assign.
 type enforceProgramSpecs struct {
-	EnforceFileIoctl   *ebpf.ProgramSpec `ebpf:"enforce_file_ioctl"`
-	EnforceNetlinkSend *ebpf.ProgramSpec `ebpf:"enforce_netlink_send"`
-	EnforceTest        *ebpf.ProgramSpec `ebpf:"enforce_test"`
+	EnforceFileIoctl       *ebpf.ProgramSpec `ebpf:"enforce_file_ioctl"`
+	EnforceFileIoctlCompat *ebpf.ProgramSpec `ebpf:"enforce_file_ioctl_compat"`
+	EnforceNetlinkSend     *ebpf.ProgramSpec `ebpf:"enforce_netlink_send"`
+	EnforceTest            *ebpf.ProgramSpec `ebpf:"enforce_test"`
 }
 
 // enforceMapSpecs contains maps before they are loaded into the kernel.
@@ -469,14 +471,16 @@ type enforceVariables struct {
 //
 // It can be passed to loadEnforceObjects or ebpf.CollectionSpec.LoadAndAssign.
 type enforcePrograms struct {
-	EnforceFileIoctl   *ebpf.Program `ebpf:"enforce_file_ioctl"`
-	EnforceNetlinkSend *ebpf.Program `ebpf:"enforce_netlink_send"`
-	EnforceTest        *ebpf.Program `ebpf:"enforce_test"`
+	EnforceFileIoctl       *ebpf.Program `ebpf:"enforce_file_ioctl"`
+	EnforceFileIoctlCompat *ebpf.Program `ebpf:"enforce_file_ioctl_compat"`
+	EnforceNetlinkSend     *ebpf.Program `ebpf:"enforce_netlink_send"`
+	EnforceTest            *ebpf.Program `ebpf:"enforce_test"`
 }
 
 func (p *enforcePrograms) Close() error {
 	return _EnforceClose(
 		p.EnforceFileIoctl,
+		p.EnforceFileIoctlCompat,
 		p.EnforceNetlinkSend,
 		p.EnforceTest,
 	)

@@ -205,6 +205,31 @@ func TestLSMEnforce(t *testing.T) {
 			t.Fatal("the protected route is gone")
 		}
 	})
+	t.Run("32-bit route ioctl refused", func(t *testing.T) {
+		bin := os.Getenv("ROUTETRACE_IOCTL32") // GOARCH=386 go build ./enforce/testdata/ioctl32
+		if bin == "" {
+			if os.Getenv("ROUTETRACE_VMTEST") != "" {
+				t.Fatal("ROUTETRACE_IOCTL32 not set in vmtest")
+			}
+			t.Skip("set ROUTETRACE_IOCTL32 to a GOARCH=386 build of ./enforce/testdata/ioctl32")
+		}
+		_, out, err := r.n.Exec(bin, "del", "10.244.1.0", "255.255.255.0")
+		if err == nil || !strings.Contains(out, "operation not permitted") {
+			t.Fatalf("32-bit route del: %v %q, want operation not permitted", err, out)
+		}
+		// even an unprotected one: 32-bit layouts are not parsed
+		_, out, err = r.n.Exec(bin, "add", "10.248.0.0", "255.255.0.0")
+		if err == nil || !strings.Contains(out, "operation not permitted") {
+			t.Fatalf("32-bit route add: %v %q, want operation not permitted", err, out)
+		}
+		if !r.hasRoute(t, "10.244.1.0/24") {
+			t.Fatal("the protected route is gone")
+		}
+		_, err = os.Stat(filepath.Join(r.pinDir, "link_file_ioctl_compat"))
+		if hasCompatHook() != (err == nil) {
+			t.Fatalf("compat hook %v, its pinned link: %v", hasCompatHook(), err)
+		}
+	})
 	for _, n := range []int{65, 1000} {
 		t.Run(fmt.Sprintf("ip -batch with the protected delete as message %d", n), func(t *testing.T) {
 			var b strings.Builder

@@ -29,6 +29,7 @@ const (
 	ReasonLinkByName
 	ReasonNonlinear
 	ReasonNoScratch
+	ReasonCompat
 )
 
 var reasonText = [...]string{
@@ -43,6 +44,7 @@ var reasonText = [...]string{
 	ReasonLinkByName: "fail closed: link named only by name where interfaces are protected",
 	ReasonNonlinear:  "fail closed: request not in one piece",
 	ReasonNoScratch:  "fail closed: no scratch memory",
+	ReasonCompat:     "fail closed: route ioctl of a 32-bit task",
 }
 
 // ReasonText is the Enforcement.Reason of a reason code.

@@ -47,6 +47,7 @@ enum enf_reason {
 	ENF_R_LINKNAME = 8,  /* link delete/down by name where interfaces are protected */
 	ENF_R_NONLINEAR = 9, /* an skb whose data is not in one piece */
 	ENF_R_NOSCRATCH = 10,
+	ENF_R_COMPAT = 11,   /* a 32-bit task's route ioctl: not parsed */
 };
 
 /* Settings of one set. */
