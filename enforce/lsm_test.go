@@ -427,8 +427,10 @@ func TestEnforceCost(t *testing.T) {
 			*d = v
 		}
 	}
+	// TCG's timing wanders by several percent: the best of three rounds
+	// each, off and on interleaved
 	var off, onT time.Duration
-	for range 2 {
+	for range 3 {
 		best(&off, round())
 		e := on()
 		best(&onT, round())

@@ -279,28 +279,27 @@ static __always_inline __u32 enf_iface_rule(__u32 netns, __u32 ifindex, __u32 se
 
 /* Clears the bits of a route key's dst past its length: the kernel ignores
  * host bits of an IPv6 delete (fib6_locate compares prefixes), so the
- * lookup must too. A bpf_loop callback: unrolled, each byte's three cases
- * would multiply the verifier's states by three. */
-struct enf_mask_ctx {
-	struct enf_route_key *k;
-	__u32 len;
-	__u32 pad;
-};
-
-static long enf_mask_byte(__u64 i, void *ctx)
+ * lookup must too. On two big-endian halves: no loop, no per-byte branch. */
+static __always_inline void enf_mask(__u8 *dst, __u32 len)
 {
-	struct enf_mask_ctx *m = ctx;
-	__u32 bit = i * 8;
-	__u8 *a;
+	__u64 hi, lo;
 
-	if (i >= 16)
-		return 1;
-	a = &m->k->dst[i & 15];
-	if (bit >= m->len)
-		*a = 0;
-	else if (bit + 8 > m->len)
-		*a &= (__u8)(0xff << (8 - (m->len - bit)));
-	return 0;
+	__builtin_memcpy(&hi, dst, 8);
+	__builtin_memcpy(&lo, dst + 8, 8);
+	hi = bpf_be64_to_cpu(hi);
+	lo = bpf_be64_to_cpu(lo);
+	if (len == 0)
+		hi = 0;
+	else if (len < 64)
+		hi &= ~0ULL << (64 - len);
+	if (len <= 64)
+		lo = 0;
+	else if (len < 128)
+		lo &= ~0ULL << (128 - len);
+	hi = bpf_cpu_to_be64(hi);
+	lo = bpf_cpu_to_be64(lo);
+	__builtin_memcpy(dst, &hi, 8);
+	__builtin_memcpy(dst + 8, &lo, 8);
 }
 
 /* The protected prefix a route's dst/len lies in, or NULL. */
@@ -346,11 +345,7 @@ static __always_inline int enf_match_route(const struct rt_event *e, const struc
 
 	rk.table = e->table ? e->table : RT_TABLE_MAIN;
 	__builtin_memcpy(rk.dst, e->dst, 16);
-	{
-		struct enf_mask_ctx m = {.k = &rk, .len = e->dst_len};
-
-		bpf_loop(16, enf_mask_byte, &m, 0);
-	}
+	enf_mask(rk.dst, e->dst_len);
 	r = bpf_map_lookup_elem(&enf_routes, &rk);
 	if (r)
 		ENF_HIT(*r);
