@@ -55,7 +55,13 @@ enum enf_stat {
 };
 
 struct enf_scratch {
-	__u8 buf[RT_SCRATCH * 2]; /* headers and attribute payloads; rd* mask offsets */
+	/* A message of at most RT_SCRATCH bytes, read whole: its attributes
+	 * are then parsed in place, as rtnl_parse_heap does, with no read per
+	 * attribute. Twice the size: rd* mask offsets and read 16 bytes. */
+	__u8 msg[RT_SCRATCH * 2];
+	/* Longer messages are streamed: their headers and each attribute's
+	 * first ENF_PAYLOAD bytes land here. */
+	__u8 buf[RT_SCRATCH * 2];
 	struct enf_verdict v;
 };
 
@@ -150,6 +156,8 @@ struct enf_attrs {
 	__u64 src;
 	__u64 off; /* absolute offsets from src */
 	__u64 end;
+	__u64 base;     /* the message's offset: msg[0] is src + base */
+	__u64 buffered; /* the message is in the scratch's msg */
 	__u32 netns;
 	__u32 set;
 	__u32 bad; /* a fail-closed reason, 0: none */
@@ -243,7 +251,10 @@ static long enf_attr(__u64 i, void *ctx)
 		a->done = 1;
 		return 1;
 	}
-	if (bpf_probe_read_kernel(&nla, sizeof(nla), (void *)(a->src + a->off))) {
+	if (a->buffered) {
+		nla.len = rd16(s->msg, a->off - a->base);
+		nla.type = rd16(s->msg, a->off - a->base + 2);
+	} else if (bpf_probe_read_kernel(&nla, sizeof(nla), (void *)(a->src + a->off))) {
 		a->bad = ENF_R_READ;
 		return 1;
 	}
@@ -253,13 +264,19 @@ static long enf_attr(__u64 i, void *ctx)
 	}
 	type = nla.type & NLA_TYPE_MASK;
 	plen = nla.len - 4;
-	n = plen < ENF_PAYLOAD ? plen : ENF_PAYLOAD;
-	__builtin_memset(s->buf, 0, 24);
-	if (n && bpf_probe_read_kernel(s->buf, n & 31, (void *)(a->src + a->off + 4))) {
-		a->bad = ENF_R_READ;
-		return 1;
+	if (a->buffered) {
+		/* bytes past plen are the message's next ones: the rd* users
+		 * look at plen, as in rtnl_parse_heap */
+		rtnl_parse_attr(e, s->msg, type, a->off - a->base + 4, plen);
+	} else {
+		n = plen < ENF_PAYLOAD ? plen : ENF_PAYLOAD;
+		__builtin_memset(s->buf, 0, 24);
+		if (n && bpf_probe_read_kernel(s->buf, n & 31, (void *)(a->src + a->off + 4))) {
+			a->bad = ENF_R_READ;
+			return 1;
+		}
+		rtnl_parse_attr(e, s->buf, type, 0, plen);
 	}
-	rtnl_parse_attr(e, s->buf, type, 0, plen);
 	if (e->object == RT_OBJ_RULE && type == FRA_PRIORITY && plen >= 4)
 		a->f.has_prio = 1;
 	else if (e->object == RT_OBJ_LINK && (type == IFLA_IFNAME || type == IFLA_ALT_IFNAME))
@@ -322,22 +339,37 @@ static __always_inline void enf_refuse(struct enf_walk *w, __u32 rule, __u32 rea
  * loop that calls it. */
 __noinline int enf_judge_msg(__u64 src, __u64 off, __u32 nlmsg_len, __u32 netns, __u32 set)
 {
-	struct enf_attrs a = {.src = src, .netns = netns, .set = set & 1};
+	struct enf_attrs a = {.src = src, .base = off, .netns = netns, .set = set & 1};
 	struct enf_scratch *s = enf_scratch_get();
 	struct enf_config *cfg = bpf_map_lookup_elem(&enf_configs, &a.set);
 	__u32 hdrlen = 0, n, rule = ENF_NO_RULE, reason = 0;
 	struct rt_event *e;
+	__u8 *head;
 
 	if (!s || !cfg)
 		return ENF_R_NOSCRATCH + 1;
 	e = &s->v.ev;
 	s->v.rule = ENF_NO_RULE;
 	__builtin_memset(e, 0, sizeof(*e));
-	__builtin_memset(s->buf, 0, ENF_HEAD);
 	n = nlmsg_len < ENF_HEAD ? nlmsg_len : ENF_HEAD;
-	if (bpf_probe_read_kernel(s->buf, n & (ENF_HEAD * 2 - 1), (void *)(src + off)))
-		return ENF_R_READ + 1;
-	if (rtnl_parse_head(e, s->buf, n, &hdrlen) != RT_PARSE_OK)
+	if (nlmsg_len <= RT_SCRATCH) {
+		__u32 len = nlmsg_len;
+
+		/* one read for the whole message (most are under 100 bytes);
+		 * the mask, which clang would drop as redundant, bounds the
+		 * size for the verifier */
+		barrier_var(len);
+		if (bpf_probe_read_kernel(s->msg, len & (RT_SCRATCH * 2 - 1), (void *)(src + off)))
+			return ENF_R_READ + 1;
+		a.buffered = 1;
+		head = s->msg;
+	} else {
+		__builtin_memset(s->buf, 0, ENF_HEAD);
+		if (bpf_probe_read_kernel(s->buf, n & (ENF_HEAD * 2 - 1), (void *)(src + off)))
+			return ENF_R_READ + 1;
+		head = s->buf;
+	}
+	if (rtnl_parse_head(e, head, n, &hdrlen) != RT_PARSE_OK)
 		return ENF_R_SHORT + 1;
 	if (!enf_may_count(e, cfg))
 		return 0;

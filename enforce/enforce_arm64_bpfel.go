@@ -110,6 +110,7 @@ type enforceEnfRuleSel struct {
 
 type enforceEnfScratch struct {
 	_   structs.HostLayout
+	Msg [1024]uint8
 	Buf [1024]uint8
 	V   enforceEnfVerdict
 }
