@@ -530,6 +530,27 @@ static __always_inline int enf_ioctl_sock(struct file *file, __u16 *family, __u3
 	return 0;
 }
 
+/* The common start of the ioctl hooks: a route ioctl on a socket of an
+ * enforced namespace, counted as checked. Returns the config of the set
+ * in force, NULL when there is nothing to judge. */
+static __always_inline struct enf_config *enf_ioctl_begin(struct file *file, unsigned int cmd, struct enf_walk *w,
+							  __u16 *family)
+{
+	struct enf_config *cfg;
+
+	if (cmd != SIOCADDRT && cmd != SIOCDELRT)
+		return NULL;
+	if (enf_ioctl_sock(file, family, &w->netns))
+		return NULL;
+	w->set = enf_current_set();
+	if (!enf_netns_enforced(w->netns, w->set))
+		return NULL;
+	cfg = bpf_map_lookup_elem(&enf_configs, &w->set);
+	if (cfg)
+		enf_count(ENF_S_CHECKED);
+	return cfg;
+}
+
 /* Whether the current task makes a 32-bit (compat) syscall. Before 6.8
  * those ioctls come through lsm/file_ioctl too, with 32-bit layouts. */
 static __always_inline int enf_task_compat(void)
@@ -560,18 +581,10 @@ int BPF_PROG(enforce_file_ioctl, struct file *file, unsigned int cmd, unsigned l
 
 	if (ret)
 		return ret;
-	if (cmd != SIOCADDRT && cmd != SIOCDELRT)
-		return 0;
-	if (enf_ioctl_sock(file, &family, &w.netns))
-		return 0;
-	w.set = enf_current_set();
-	if (!enf_netns_enforced(w.netns, w.set))
-		return 0;
-	cfg = bpf_map_lookup_elem(&enf_configs, &w.set);
+	cfg = enf_ioctl_begin(file, cmd, &w, &family);
 	s = enf_scratch_get();
 	if (!cfg || !s)
 		return 0;
-	enf_count(ENF_S_CHECKED);
 	e = &s->v.ev;
 	__builtin_memset(e, 0, sizeof(*e));
 	e->op = cmd == SIOCADDRT ? RT_OP_ADD : RT_OP_DELETE;
@@ -603,18 +616,10 @@ int BPF_PROG(enforce_file_ioctl_compat, struct file *file, unsigned int cmd, uns
 
 	if (ret)
 		return ret;
-	if (cmd != SIOCADDRT && cmd != SIOCDELRT)
-		return 0;
-	if (enf_ioctl_sock(file, &family, &w.netns))
-		return 0;
-	w.set = enf_current_set();
-	if (!enf_netns_enforced(w.netns, w.set))
-		return 0;
-	cfg = bpf_map_lookup_elem(&enf_configs, &w.set);
+	cfg = enf_ioctl_begin(file, cmd, &w, &family);
 	s = enf_scratch_get();
 	if (!cfg || !s)
 		return 0;
-	enf_count(ENF_S_CHECKED);
 	enf_refuse(&w, ENF_NO_RULE, ENF_R_COMPAT);
 	if (!w.refused)
 		return 0;
