@@ -5,6 +5,7 @@ import (
 	"encoding/binary"
 	"errors"
 	"fmt"
+	"golang.org/x/sys/unix"
 	"os"
 	"unsafe"
 
@@ -96,6 +97,8 @@ func decodeVerdict(d *tracer.Decoder, raw []byte, rules RuleNamer, ev *event.Eve
 		Generation: binary.NativeEndian.Uint32(raw[off+12:]),
 	}
 	ev.Enforcement = event.Enforcement{Verdict: event.VerdictBlocked, Reason: ReasonText(v.Reason)}
+	// What the requester was told: the change did not happen.
+	ev.Errno = int32(unix.EPERM)
 	ev.Enforcement.Rule = rules(v.Generation, v.Rule)
 	return v, nil
 }

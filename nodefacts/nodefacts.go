@@ -28,6 +28,7 @@ import (
 	"path/filepath"
 	"slices"
 	"strings"
+	"sync"
 	"syscall"
 	"time"
 
@@ -93,7 +94,10 @@ type Resolver struct {
 	log    *slog.Logger
 	netns  uint32
 	handle netns.NsHandle
-	nl     *netlink.Handle
+	// mu serializes the dumps: a netlink.Handle's socket is not for two
+	// requests at once (Run's rescans and a reload's ResolveFor).
+	mu sync.Mutex
+	nl *netlink.Handle
 }
 
 // New returns a resolver for opts.Netns. Close releases it.
@@ -121,7 +125,7 @@ func New(opts Options) (*Resolver, error) {
 		h.Close()
 		return nil, fmt.Errorf("reading the inode of network namespace %s: %w", path, err)
 	}
-	nl, err := netlink.NewHandleAt(h)
+	nl, err := netlink.NewHandleAt(h, unix.NETLINK_ROUTE)
 	if err != nil {
 		h.Close()
 		return nil, fmt.Errorf("opening netlink in %s: %w", path, err)
@@ -138,9 +142,13 @@ func (r *Resolver) Close() {
 // Netns is the inode of the namespace the resolver follows.
 func (r *Resolver) Netns() uint32 { return r.netns }
 
-// Resolve computes the facts now.
-func (r *Resolver) Resolve() (Facts, error) {
-	p := r.opts.Policy()
+// Resolve computes the facts of the policy in force now.
+func (r *Resolver) Resolve() (Facts, error) { return r.ResolveFor(r.opts.Policy()) }
+
+// ResolveFor computes the facts of p: a policy about to be put in force.
+func (r *Resolver) ResolveFor(p *policy.Policy) (Facts, error) {
+	r.mu.Lock()
+	defer r.mu.Unlock()
 	f := Facts{Netns: r.netns}
 	links, err := r.nl.LinkList()
 	if err != nil {

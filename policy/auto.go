@@ -56,7 +56,7 @@ func Auto(opts AutoOptions) (*Policy, error) {
 	h := opts.Handle
 	if h == nil {
 		var err error
-		if h, err = netlink.NewHandle(); err != nil {
+		if h, err = netlink.NewHandle(unix.NETLINK_ROUTE); err != nil {
 			return nil, fmt.Errorf("opening netlink: %w", err)
 		}
 		defer h.Close()

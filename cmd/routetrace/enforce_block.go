@@ -4,6 +4,7 @@ import (
 	"context"
 	"fmt"
 	"log/slog"
+	"net/netip"
 	"os"
 	"sync"
 	"time"
@@ -43,7 +44,7 @@ type blockState struct {
 
 	mu     sync.Mutex
 	facts  map[uint32]nodefacts.Facts // by namespace
-	routes map[enforce.Route]bool     // what ProtectRoutes has put in
+	routes map[routeKey]uint32        // what ProtectRoutes has put in: rule ids
 	names  map[uint32][]string        // rule names by policy generation
 }
 
@@ -66,7 +67,7 @@ func setupBlock(c *cli.Context, j *judgeStage) error {
 	if err != nil {
 		return fmt.Errorf("loading the BPF LSM enforcer: %w", err)
 	}
-	b := &blockState{e: e, facts: map[uint32]nodefacts.Facts{}, routes: map[enforce.Route]bool{}, names: map[uint32][]string{}}
+	b := &blockState{e: e, facts: map[uint32]nodefacts.Facts{}, routes: map[routeKey]uint32{}, names: map[uint32][]string{}}
 	for _, path := range j.nsPaths {
 		r, err := nodefacts.New(nodefacts.Options{Policy: j.policy.Load, Netns: path, Logger: slog.Default(),
 			Process: func(cgroup string) *event.Process {
@@ -110,15 +111,23 @@ func setupBlock(c *cli.Context, j *judgeStage) error {
 		return fmt.Errorf("attaching the BPF LSM enforcer: %w", err)
 	}
 	j.reloaded = func(p *policy.Policy) error {
+		// The new policy goes in force with the facts of the old (the
+		// union protects more than either), then its own facts replace
+		// them: never a moment with less protection than both agree on.
+		var facts []nodefacts.Facts
+		for _, r := range b.resolvers {
+			f, err := r.ResolveFor(p)
+			if err != nil {
+				return fmt.Errorf("resolving the new policy's names: %w", err)
+			}
+			facts = append(facts, f)
+		}
 		if err := b.apply(p); err != nil {
 			return err
 		}
-		// The names resolve anew (the judge's policy is swapped once this
-		// returns: the resolvers read it through j.policy.Load).
-		for _, ch := range b.refresh {
-			select {
-			case ch <- struct{}{}:
-			default:
+		for _, f := range facts {
+			if err := b.update(f); err != nil {
+				return err
 			}
 		}
 		return nil
@@ -188,13 +197,13 @@ func (b *blockState) update(f nodefacts.Facts) error {
 	var ifaces []enforce.Iface
 	var exes []enforce.ExeID
 	cgroups := map[uint64]bool{}
-	want := map[enforce.Route]bool{}
+	want := map[routeKey]uint32{}
 	for ns, nf := range b.facts {
 		for _, it := range nf.Interfaces {
 			ifaces = append(ifaces, enforce.Iface{Netns: ns, Ifindex: it.Ifindex, Rule: uint32(it.Rule)})
 		}
 		for _, rt := range nf.Routes {
-			want[enforce.Route{Netns: ns, Dst: rt.Dst, Table: rt.Table, Rule: uint32(rt.Rule)}] = true
+			want[routeKey{ns, rt.Dst, rt.Table}] = uint32(rt.Rule)
 		}
 		for _, id := range nf.Cgroups {
 			cgroups[id] = true
@@ -205,15 +214,17 @@ func (b *blockState) update(f nodefacts.Facts) error {
 			}
 		}
 	}
+	// Keyed without the rule: a route whose protecting entry changed is
+	// updated in place, never deleted and added again.
 	var add, del []enforce.Route
-	for rt := range want {
-		if !b.routes[rt] {
-			add = append(add, rt)
+	for k, rule := range want {
+		if have, ok := b.routes[k]; !ok || have != rule {
+			add = append(add, enforce.Route{Netns: k.netns, Dst: k.dst, Table: k.table, Rule: rule})
 		}
 	}
-	for rt := range b.routes {
-		if !want[rt] {
-			del = append(del, rt)
+	for k, rule := range b.routes {
+		if _, ok := want[k]; !ok {
+			del = append(del, enforce.Route{Netns: k.netns, Dst: k.dst, Table: k.table, Rule: rule})
 		}
 	}
 	ids := make([]uint64, 0, len(cgroups))
@@ -239,6 +250,13 @@ func (b *blockState) update(f nodefacts.Facts) error {
 	}
 	b.routes = want
 	return nil
+}
+
+// routeKey is how the kernel side keys a protected route.
+type routeKey struct {
+	netns uint32
+	dst   netip.Prefix
+	table uint32
 }
 
 // ruleNames names the enforcer's rule ids: Protect[i] is rule i.

@@ -9,6 +9,7 @@ import (
 	"github.com/urfave/cli/v2"
 	"github.com/vishvananda/netlink"
 	"github.com/vishvananda/netns"
+	"golang.org/x/sys/unix"
 
 	"github.com/routetrace/routetrace/nodefacts"
 	"github.com/routetrace/routetrace/policy"
@@ -26,7 +27,7 @@ func printAutoPolicy(c *cli.Context) error {
 		return fmt.Errorf("opening network namespace %s: %w", paths[0], err)
 	}
 	defer h.Close()
-	nl, err := netlink.NewHandleAt(h)
+	nl, err := netlink.NewHandleAt(h, unix.NETLINK_ROUTE)
 	if err != nil {
 		return fmt.Errorf("opening netlink in %s: %w", paths[0], err)
 	}

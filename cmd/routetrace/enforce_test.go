@@ -4,14 +4,17 @@ import (
 	"fmt"
 	"net/netip"
 	"os"
+	"os/exec"
 	"path/filepath"
 	"slices"
 	"strings"
+	"syscall"
 	"testing"
 	"time"
 
 	"github.com/urfave/cli/v2"
 
+	"github.com/routetrace/routetrace/enforce"
 	"github.com/routetrace/routetrace/event"
 	"github.com/routetrace/routetrace/internal/testnet"
 	"github.com/routetrace/routetrace/policy"
@@ -282,4 +285,129 @@ func TestEnforceDryRun(t *testing.T) {
 			t.Errorf("auto policy protects %q, want %s among them:\n%s", got, w, r.stdout)
 		}
 	}
+}
+
+// requireBlock skips where BPF LSM programs are refused (this host), and
+// fails where they must attach (vmtest boots its kernels with lsm=...,bpf).
+func requireBlock(t *testing.T) {
+	t.Helper()
+	testnet.RequireRoot(t)
+	if err := enforce.Probe(); err != nil {
+		if os.Getenv("ROUTETRACE_VMTEST") != "" {
+			t.Fatalf("block mode refused in vmtest, whose kernels boot with the BPF LSM: %v", err)
+		}
+		t.Skipf("block mode refused here (vmtest runs it): %v", err)
+	}
+	release := func() {
+		if r := run(t, 10*time.Second, "enforce", "--release"); r.code != 0 {
+			t.Errorf("enforce --release: exit %d: %s", r.code, r.stderr)
+		}
+	}
+	release() // an earlier test's pins would be adopted
+	t.Cleanup(release)
+}
+
+// refused runs ip and requires EPERM.
+func refused(t *testing.T, ns *testnet.Netns, args ...string) change {
+	t.Helper()
+	from := time.Now()
+	pid, out, err := ns.TryIP(args...)
+	if err == nil || !strings.Contains(out, "Operation not permitted") {
+		t.Fatalf("ip %s: err %v, output %q; want EPERM", strings.Join(args, " "), err, out)
+	}
+	return change{pid, from, time.Now()}
+}
+
+func routePresent(t *testing.T, ns *testnet.Netns, dst string) bool {
+	t.Helper()
+	_, out, err := ns.TryIP("route", "show", dst)
+	if err != nil {
+		t.Fatal(err)
+	}
+	return strings.Contains(out, dst)
+}
+
+// enforce --mode block with real ip and route(8): the kernel refuses a
+// protected deletion by anyone but the owner, over netlink and ioctl, and
+// each refusal is reported with its actor; a reload moves the protection
+// with no gap; the enforcement outlives a kill -9 of routetrace, a new
+// routetrace adopts it, and --release ends it.
+func TestEnforceBlock(t *testing.T) {
+	requireBlock(t)
+	ns := testnet.New(t)
+	path := writePolicy(t, strings.Replace(auditPolicy, "mode: audit", "mode: block", 1))
+	for _, dst := range []string{"198.51.100.0/24", "198.51.101.0/24", "198.51.102.0/24", "203.0.113.0/24"} {
+		ns.IP("route", "add", dst, "dev", "v0")
+	}
+	p := startCommand(t, ns, nil, "enforce", "--policy", path, "--output", "json")
+
+	del := refused(t, ns, "route", "del", "198.51.100.0/24")
+	owner := runAs(t, "cni-owner", ns, "route", "del", "198.51.101.0/24")
+	free := ip(ns, "route", "del", "203.0.113.0/24") // not protected
+	var ioctlOut string
+	if _, err := exec.LookPath("route"); err == nil {
+		_, ioctlOut, _ = ns.Exec("route", "del", "-net", "198.51.102.0", "netmask", "255.255.255.0")
+		if !strings.Contains(ioctlOut, "Operation not permitted") {
+			t.Errorf("route del (ioctl): %q, want EPERM", ioctlOut)
+		}
+	} else if os.Getenv("ROUTETRACE_VMTEST") != "" {
+		t.Error("net-tools route is missing in vmtest")
+	}
+	for _, dst := range []string{"198.51.100.0/24", "198.51.102.0/24"} {
+		if !routePresent(t, ns, dst) {
+			t.Errorf("%s was deleted", dst)
+		}
+	}
+	if routePresent(t, ns, "198.51.101.0/24") {
+		t.Error("the owner's deletion was refused")
+	}
+
+	// A reload: the prefix is no longer protected, table 100 still is.
+	ns.IP("route", "add", "198.51.103.0/24", "dev", "v0", "table", "100")
+	if err := os.WriteFile(path, []byte("mode: block\nprotect:\n  - table: 100\n"), 0o644); err != nil {
+		t.Fatal(err)
+	}
+	select {
+	case <-p.exited:
+		t.Fatalf("routetrace exited before the reload: %v\n%s", p.waitErr, p.safeStderr())
+	default:
+	}
+	p.cmd.Process.Signal(syscall.SIGHUP)
+	deadline := time.Now().Add(10 * time.Second)
+	for !strings.Contains(p.safeStderr(), "policy reloaded") && time.Now().Before(deadline) {
+		time.Sleep(20 * time.Millisecond)
+	}
+	if !strings.Contains(p.safeStderr(), "policy reloaded") {
+		p.cmd.Process.Signal(syscall.SIGQUIT) // the goroutines, for the log
+		<-p.exited
+		t.Fatalf("no reload 10 s after SIGHUP (%v):\n%s", p.waitErr, p.safeStderr())
+	}
+	refused(t, ns, "route", "del", "198.51.103.0/24", "table", "100")
+	afterReload := ip(ns, "route", "del", "198.51.100.0/24")
+
+	stdout, stderr := p.stop()
+	rule := fmt.Sprintf("protect[0] prefix 198.51.0.0/16 (%s:3)", path)
+	checkJSON(t, parseJSONLines(t, stdout), ns,
+		expect{del, fields{"op": "delete", "object": "route", "dst": "198.51.100.0/24", "verdict": "blocked", "protected_by": rule,
+			"errno": 1, "error": "EPERM", "actor.comm": "ip", "origin": "netlink"}},
+		expect{owner, fields{"op": "delete", "dst": "198.51.101.0/24", "verdict": nil, "errno": 0, "actor.comm": "cni-owner"}},
+		expect{free, fields{"op": "delete", "dst": "203.0.113.0/24", "verdict": nil, "errno": 0}},
+		expect{afterReload, fields{"op": "delete", "dst": "198.51.100.0/24", "verdict": nil, "errno": 0}},
+	)
+	if !strings.Contains(stderr, "enforce: mode block (the policy file's)") || !strings.Contains(stderr, "enforce: the kernel keeps refusing") {
+		t.Errorf("stderr does not say the mode and that enforcement stays:\n%s", stderr)
+	}
+
+	// routetrace is gone: the kernel still refuses (the table 100 policy).
+	refused(t, ns, "route", "del", "198.51.103.0/24", "table", "100")
+	// A new agent killed with SIGKILL: still refused after it.
+	p2 := startCommand(t, ns, nil, "enforce", "--policy", path, "--output", "json")
+	p2.cmd.Process.Kill()
+	<-p2.exited
+	refused(t, ns, "route", "del", "198.51.103.0/24", "table", "100")
+	// Break-glass.
+	if r := run(t, 10*time.Second, "enforce", "--release"); r.code != 0 || !strings.Contains(r.stderr, "released") {
+		t.Fatalf("--release: exit %d: %s", r.code, r.stderr)
+	}
+	ip(ns, "route", "del", "198.51.103.0/24", "table", "100")
 }
