@@ -7,6 +7,7 @@ import (
 	"net/netip"
 	"os"
 	"sync"
+	"sync/atomic"
 	"time"
 
 	"github.com/urfave/cli/v2"
@@ -38,7 +39,11 @@ func releaseEnforcement(c *cli.Context) error {
 // blockState is block mode's user space: the loaded enforcer and the
 // facts the policy's names resolve to in each enforced namespace.
 type blockState struct {
-	e         *enforce.Enforcer
+	e *enforce.Enforcer
+	// policy is what the resolvers resolve: the new one as soon as a
+	// reload starts, so a rescan running beside the reload cannot put
+	// back the old policy's facts after it.
+	policy    atomic.Pointer[policy.Policy]
 	resolvers []*nodefacts.Resolver
 	refresh   []chan struct{}
 
@@ -68,8 +73,9 @@ func setupBlock(c *cli.Context, j *judgeStage) error {
 		return fmt.Errorf("loading the BPF LSM enforcer: %w", err)
 	}
 	b := &blockState{e: e, facts: map[uint32]nodefacts.Facts{}, routes: map[routeKey]uint32{}, names: map[uint32][]string{}}
+	b.policy.Store(j.policy.Load())
 	for _, path := range j.nsPaths {
-		r, err := nodefacts.New(nodefacts.Options{Policy: j.policy.Load, Netns: path, Logger: slog.Default(),
+		r, err := nodefacts.New(nodefacts.Options{Policy: b.policy.Load, Netns: path, Logger: slog.Default(),
 			Process: func(cgroup string) *event.Process {
 				if enr := j.enricher.Load(); enr != nil {
 					return enr.ProcessForCgroup(cgroup)
@@ -114,15 +120,18 @@ func setupBlock(c *cli.Context, j *judgeStage) error {
 		// The new policy goes in force with the facts of the old (the
 		// union protects more than either), then its own facts replace
 		// them: never a moment with less protection than both agree on.
+		old := b.policy.Swap(p)
 		var facts []nodefacts.Facts
 		for _, r := range b.resolvers {
 			f, err := r.ResolveFor(p)
 			if err != nil {
+				b.policy.Store(old)
 				return fmt.Errorf("resolving the new policy's names: %w", err)
 			}
 			facts = append(facts, f)
 		}
 		if err := b.apply(p); err != nil {
+			b.policy.Store(old)
 			return err
 		}
 		for _, f := range facts {

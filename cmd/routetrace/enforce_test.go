@@ -344,12 +344,14 @@ func TestEnforceBlock(t *testing.T) {
 	del := refused(t, ns, "route", "del", "198.51.100.0/24")
 	owner := runAs(t, "cni-owner", ns, "route", "del", "198.51.101.0/24")
 	free := ip(ns, "route", "del", "203.0.113.0/24") // not protected
-	var ioctlOut string
+	var ioctl *change
 	if _, err := exec.LookPath("route"); err == nil {
-		_, ioctlOut, _ = ns.Exec("route", "del", "-net", "198.51.102.0", "netmask", "255.255.255.0")
-		if !strings.Contains(ioctlOut, "Operation not permitted") {
-			t.Errorf("route del (ioctl): %q, want EPERM", ioctlOut)
+		from := time.Now()
+		pid, out, _ := ns.Exec("route", "del", "-net", "198.51.102.0", "netmask", "255.255.255.0")
+		if !strings.Contains(out, "Operation not permitted") {
+			t.Errorf("route del (ioctl): %q, want EPERM", out)
 		}
+		ioctl = &change{pid, from, time.Now()}
 	} else if os.Getenv("ROUTETRACE_VMTEST") != "" {
 		t.Error("net-tools route is missing in vmtest")
 	}
@@ -363,37 +365,40 @@ func TestEnforceBlock(t *testing.T) {
 	}
 
 	// A reload: the prefix is no longer protected, table 100 still is.
-	ns.IP("route", "add", "198.51.103.0/24", "dev", "v0", "table", "100")
+	add := ip(ns, "route", "add", "198.51.103.0/24", "dev", "v0", "table", "100")
 	if err := os.WriteFile(path, []byte("mode: block\nprotect:\n  - table: 100\n"), 0o644); err != nil {
 		t.Fatal(err)
 	}
-	select {
-	case <-p.exited:
-		t.Fatalf("routetrace exited before the reload: %v\n%s", p.waitErr, p.safeStderr())
-	default:
-	}
 	p.cmd.Process.Signal(syscall.SIGHUP)
 	deadline := time.Now().Add(10 * time.Second)
-	for !strings.Contains(p.safeStderr(), "policy reloaded") && time.Now().Before(deadline) {
+	for !strings.Contains(p.stderrNow(), "policy reloaded") && time.Now().Before(deadline) {
 		time.Sleep(20 * time.Millisecond)
 	}
-	if !strings.Contains(p.safeStderr(), "policy reloaded") {
-		p.cmd.Process.Signal(syscall.SIGQUIT) // the goroutines, for the log
-		<-p.exited
-		t.Fatalf("no reload 10 s after SIGHUP (%v):\n%s", p.waitErr, p.safeStderr())
+	if !strings.Contains(p.stderrNow(), "policy reloaded") {
+		t.Fatalf("no reload 10 s after SIGHUP:\n%s", p.safeStderr())
 	}
-	refused(t, ns, "route", "del", "198.51.103.0/24", "table", "100")
+	tableDel := refused(t, ns, "route", "del", "198.51.103.0/24", "table", "100")
 	afterReload := ip(ns, "route", "del", "198.51.100.0/24")
 
 	stdout, stderr := p.stop()
 	rule := fmt.Sprintf("protect[0] prefix 198.51.0.0/16 (%s:3)", path)
-	checkJSON(t, parseJSONLines(t, stdout), ns,
-		expect{del, fields{"op": "delete", "object": "route", "dst": "198.51.100.0/24", "verdict": "blocked", "protected_by": rule,
-			"errno": 1, "error": "EPERM", "actor.comm": "ip", "origin": "netlink"}},
-		expect{owner, fields{"op": "delete", "dst": "198.51.101.0/24", "verdict": nil, "errno": 0, "actor.comm": "cni-owner"}},
-		expect{free, fields{"op": "delete", "dst": "203.0.113.0/24", "verdict": nil, "errno": 0}},
-		expect{afterReload, fields{"op": "delete", "dst": "198.51.100.0/24", "verdict": nil, "errno": 0}},
-	)
+	expects := []expect{
+		{del, fields{"op": "delete", "object": "route", "dst": "198.51.100.0/24", "verdict": "blocked", "protected_by": rule,
+			"errno": 1, "error": "EPERM", "actor.comm": "ip", "actor.exe": "/usr/sbin/ip", "origin": "netlink"}},
+		{owner, fields{"op": "delete", "dst": "198.51.101.0/24", "verdict": nil, "errno": 0, "actor.comm": "cni-owner"}},
+		{free, fields{"op": "delete", "dst": "203.0.113.0/24", "verdict": nil, "errno": 0}},
+		{add, fields{"op": "add", "dst": "198.51.103.0/24", "verdict": nil, "errno": 0}},
+		// After the reload: table 100 is protected (by the new policy's
+		// first entry), the prefix no longer.
+		{tableDel, fields{"op": "delete", "dst": "198.51.103.0/24", "table": 100, "verdict": "blocked",
+			"protected_by": fmt.Sprintf("protect[0] table 100 (%s:3)", path), "errno": 1}},
+		{afterReload, fields{"op": "delete", "dst": "198.51.100.0/24", "verdict": nil, "errno": 0}},
+	}
+	if ioctl != nil {
+		expects = append(expects, expect{*ioctl, fields{"op": "delete", "dst": "198.51.102.0/24", "verdict": "blocked",
+			"protected_by": rule, "errno": 1, "actor.comm": "route", "origin": "ioctl"}})
+	}
+	checkJSON(t, parseJSONLines(t, stdout), ns, expects...)
 	if !strings.Contains(stderr, "enforce: mode block (the policy file's)") || !strings.Contains(stderr, "enforce: the kernel keeps refusing") {
 		t.Errorf("stderr does not say the mode and that enforcement stays:\n%s", stderr)
 	}
@@ -409,5 +414,18 @@ func TestEnforceBlock(t *testing.T) {
 	if r := run(t, 10*time.Second, "enforce", "--release"); r.code != 0 || !strings.Contains(r.stderr, "released") {
 		t.Fatalf("--release: exit %d: %s", r.code, r.stderr)
 	}
-	ip(ns, "route", "del", "198.51.103.0/24", "table", "100")
+	// The kernel detaches a released program once its link's last
+	// reference is dropped, which it does asynchronously: allow a moment.
+	deadline = time.Now().Add(5 * time.Second)
+	for {
+		_, out, err := ns.TryIP("route", "del", "198.51.103.0/24", "table", "100")
+		if err == nil {
+			break
+		}
+		if time.Now().After(deadline) {
+			entries, _ := os.ReadDir(enforce.PinDir)
+			t.Fatalf("still refused 5 s after --release: %v: %s (pins left: %v)", err, out, entries)
+		}
+		time.Sleep(50 * time.Millisecond)
+	}
 }

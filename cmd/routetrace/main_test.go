@@ -22,6 +22,7 @@ import (
 	"slices"
 	"strconv"
 	"strings"
+	"sync"
 	"syscall"
 	"testing"
 	"time"
@@ -66,12 +67,35 @@ const (
 
 // traceProc is a running `routetrace trace`.
 type traceProc struct {
-	t              *testing.T
-	cmd            *exec.Cmd
-	stdout, stderr bytes.Buffer
-	exited         chan struct{}
-	waitErr        error
+	t       *testing.T
+	cmd     *exec.Cmd
+	stdout  bytes.Buffer
+	stderr  lockedBuffer // read while it runs (stderrNow)
+	exited  chan struct{}
+	waitErr error
 }
+
+// lockedBuffer is a bytes.Buffer a process writes while a test reads it.
+type lockedBuffer struct {
+	mu  sync.Mutex
+	buf bytes.Buffer
+}
+
+func (b *lockedBuffer) Write(p []byte) (int, error) {
+	b.mu.Lock()
+	defer b.mu.Unlock()
+	return b.buf.Write(p)
+}
+
+func (b *lockedBuffer) String() string {
+	b.mu.Lock()
+	defer b.mu.Unlock()
+	return b.buf.String()
+}
+
+// stderrNow is what the process has written to stderr so far; it goes on
+// running (safeStderr stops it).
+func (p *traceProc) stderrNow() string { return p.stderr.String() }
 
 // startTrace starts `routetrace trace --netns NS args...` and returns once
 // the tracer has attached. The namespace is quieted first (see quiet).
