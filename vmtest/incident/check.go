@@ -34,6 +34,11 @@ type rtEvent struct {
 	ProtocolNum int      `json:"protocol_num"`
 	Actor       rtActor  `json:"actor"`
 	Cause       *rtCause `json:"cause"`
+	// A policy's judgement (trace --policy, enforce).
+	Verdict       string  `json:"verdict"`
+	ProtectedBy   string  `json:"protected_by"`
+	VerdictReason string  `json:"verdict_reason"`
+	MissingUs     *uint64 `json:"missing_us"`
 
 	line string
 }
@@ -156,6 +161,19 @@ type verdict struct {
 	removed  int // routes and rules present before and gone after
 	reported int // of those, reported deleted
 	kernel   int // of those, reported as the kernel's on networkd's behalf
+	// Verdicts routetrace gave (enforce variants), and how long each
+	// repaired object was missing.
+	blocked, wouldBlock, repaired int
+	missingUs                     []uint64
+}
+
+// missing is the median and worst time repaired state was missing, in µs.
+func (v *verdict) missing() (median, worst uint64) {
+	if len(v.missingUs) == 0 {
+		return 0, 0
+	}
+	m := slices.Sorted(slices.Values(v.missingUs))
+	return m[len(m)/2], m[len(m)-1]
 }
 
 func (v *verdict) failf(format string, args ...any) {
