@@ -100,6 +100,7 @@ test-host: jaeger
 	$(GO) test -count=1 -run '^$$' -fuzz FuzzBPFParser -fuzztime 150000x -fuzzminimizetime 100x ./tracer
 	$(GO) test -count=1 -run '^$$' -fuzz FuzzDecodeRecord -fuzztime 200000x ./journal
 	$(GO) test -count=1 -run '^$$' -fuzz FuzzDecodeEvent -fuzztime 300000x ./event
+	$(GO) test -count=1 -run '^$$' -fuzz FuzzParse -fuzztime 100000x ./policy
 
 # The tracer's tests, and the CLI's against a static routetrace binary
 # (the guest has no Go toolchain), once per tier in every kernel.

@@ -34,6 +34,7 @@ import (
 	"github.com/vishvananda/netlink"
 	"golang.org/x/sys/unix"
 
+	"github.com/routetrace/routetrace/enrich"
 	"github.com/routetrace/routetrace/event"
 	"github.com/routetrace/routetrace/policy"
 )
@@ -89,7 +90,8 @@ type Resolver struct {
 	netns uint32
 }
 
-// New returns a resolver for the calling process's network namespace.
+// New returns a resolver for the calling thread's network namespace (lock
+// the thread to keep it: netlink sockets are opened in the caller's).
 func New(opts Options) (*Resolver, error) {
 	if opts.Logger == nil {
 		opts.Logger = slog.Default()
@@ -102,7 +104,7 @@ func New(opts Options) (*Resolver, error) {
 		opts.CgroupRoot = root
 	}
 	var st unix.Stat_t
-	if err := unix.Stat("/proc/self/ns/net", &st); err != nil {
+	if err := unix.Stat("/proc/thread-self/ns/net", &st); err != nil {
 		return nil, fmt.Errorf("reading this network namespace's inode: %w", err)
 	}
 	return &Resolver{opts: opts, log: opts.Logger, netns: uint32(st.Ino)}, nil
@@ -222,7 +224,8 @@ func (r *Resolver) allowedCgroups(p *policy.Policy) ([]uint64, error) {
 		if r.opts.Process != nil {
 			proc = r.opts.Process(rel)
 		} else {
-			proc = &event.Process{Cgroup: rel, CgroupHierarchy: "cgroup2"}
+			info := enrich.ParseCgroup(rel)
+			proc = &event.Process{Cgroup: rel, CgroupHierarchy: "cgroup2", Unit: info.Unit, ContainerID: info.ContainerID}
 		}
 		if !p.AllowsProcess(proc) {
 			return nil

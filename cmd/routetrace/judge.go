@@ -68,11 +68,9 @@ func (j *judgeStage) Judge(ev *event.Event) {
 
 func (j *judgeStage) judge(ev *event.Event) {
 	p := j.policy.Load()
-	rule := p.Protects(ev)
-	if rule == nil || p.Allowed(ev) {
+	if !p.Apply(ev, event.VerdictWouldBlock).Enforced() {
 		return
 	}
-	ev.Enforcement = event.Enforcement{Verdict: event.VerdictWouldBlock, Rule: rule.String()}
 	switch {
 	case j.mode == policy.ModeRepair && j.repair != nil:
 		j.repair(ev)

@@ -85,12 +85,19 @@ func startTrace(t *testing.T, ns *testnet.Netns, args ...string) *traceProc {
 // never into the machine's /var/lib/routetrace.
 func startTraceEnv(t *testing.T, ns *testnet.Netns, env []string, args ...string) *traceProc {
 	t.Helper()
+	return startCommand(t, ns, env, "trace", args...)
+}
+
+// startCommand starts a subcommand that traces like trace (trace, enforce)
+// and waits until it is ready.
+func startCommand(t *testing.T, ns *testnet.Netns, env []string, sub string, args ...string) *traceProc {
+	t.Helper()
 	quiet(t, ns)
 	ready := filepath.Join(t.TempDir(), "ready")
 	if !slices.Contains(args, "--state-dir") {
 		args = append(args, "--state-dir", t.TempDir())
 	}
-	args = append([]string{"trace", "--netns", ns.Name, "--ready-file", ready}, args...)
+	args = append([]string{sub, "--netns", ns.Name, "--ready-file", ready}, args...)
 	mode := os.Getenv("ROUTETRACE_ATTACH")
 	if mode != "" {
 		args = append(args, "--attach", mode)

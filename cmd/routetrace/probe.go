@@ -6,6 +6,7 @@ import (
 	"io"
 	"log/slog"
 	"os"
+	"slices"
 	"strings"
 	"text/tabwriter"
 
@@ -36,6 +37,7 @@ func probeCommand() *cli.Command {
 				CRISocket: c.String("cri-socket"), Kubeconfig: c.String("kubeconfig"),
 				NodeName: c.String("node-name"), Logger: slog.Default(),
 			}))
+			printEnforceReport(c.App.Writer, r)
 			if !r.CanTrace() {
 				return cli.Exit("tracing cannot run on this host (see above)", 1)
 			}
@@ -152,6 +154,25 @@ func printEnrichReport(w io.Writer, r *enrich.Report) {
 
 // tier3Needed reports whether some essential hook got neither fentry nor
 // kprobe, so that tier 3 runs.
+// printEnforceReport says which enforce modes this kernel supports, and
+// why not.
+func printEnforceReport(w io.Writer, r *tracer.Report) {
+	fmt.Fprintf(w, "\nenforce modes (routetrace enforce --policy FILE):\n")
+	fmt.Fprintf(w, "  audit             available wherever trace runs (changes are judged, none refused)\n")
+	block := blockSupported()
+	fmt.Fprintf(w, "  block             %s\n", status(block, "available (BPF LSM: lsm/netlink_send and lsm/file_ioctl refuse protected changes)"))
+	repair := errors.New("needs CAP_NET_ADMIN to put routes back (run as root)")
+	if !slices.Contains(r.MissingCaps, "CAP_NET_ADMIN") {
+		repair = nil
+	}
+	fmt.Fprintf(w, "  repair            %s\n", status(repair, "available (removed protected state is put back from a snapshot)"))
+	auto := "block"
+	if block != nil {
+		auto = "repair"
+	}
+	fmt.Fprintf(w, "  mode auto picks   %s\n", auto)
+}
+
 func tier3Needed(hooks []tracer.HookStatus) bool {
 	for _, h := range hooks {
 		if h.Essential && h.Tier == event.AttachUnknown {
