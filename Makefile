@@ -102,14 +102,16 @@ test-host: jaeger
 	$(GO) test -count=1 -run '^$$' -fuzz FuzzDecodeEvent -fuzztime 300000x ./event
 	$(GO) test -count=1 -run '^$$' -fuzz FuzzParse -fuzztime 100000x ./policy
 
-# The tracer's tests, and the CLI's against a static routetrace binary
-# (the guest has no Go toolchain), once per tier in every kernel.
+# The tracer's tests, the CLI's against a static routetrace binary (the
+# guest has no Go toolchain) and repair's, once per tier in every kernel.
 vmtest:
 	mkdir -p $(CACHE)/bin
 	CGO_ENABLED=0 $(GO) test -c -o $(CACHE)/bin/tracer.test ./tracer
 	CGO_ENABLED=0 $(GO) test -c -o $(CACHE)/bin/routetrace.test ./cmd/routetrace
+	CGO_ENABLED=0 $(GO) test -c -o $(CACHE)/bin/repair.test ./repair
 	CGO_ENABLED=0 $(GO) build -ldflags "$(LDFLAGS)" -o $(CACHE)/bin/routetrace ./cmd/routetrace
 	$(GO) run ./vmtest --test-binary $(CACHE)/bin/tracer.test --test-binary $(CACHE)/bin/routetrace.test \
+		--test-binary $(CACHE)/bin/repair.test \
 		--tiers fentry,kprobe,tracepoint \
 		--extra-file /usr/sbin/route:/usr/sbin/route --extra-file /usr/sbin/ifconfig:/usr/sbin/ifconfig \
 		--extra-file $(CACHE)/bin/routetrace:/usr/local/bin/routetrace \

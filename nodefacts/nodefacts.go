@@ -13,8 +13,8 @@
 //     ancestors, so processes started later in them are allowed too.
 //   - Executables: the inodes of the files an exe entry matches.
 //
-// Everything is in the enforcing agent's own network namespace (the
-// node's, where the CNI's routes and rules are).
+// One Resolver follows one network namespace: by default the enforcing
+// agent's own (the node's, where the CNI's routes and rules are).
 package nodefacts
 
 import (
@@ -32,6 +32,7 @@ import (
 	"time"
 
 	"github.com/vishvananda/netlink"
+	"github.com/vishvananda/netns"
 	"golang.org/x/sys/unix"
 
 	"github.com/routetrace/routetrace/enrich"
@@ -80,18 +81,22 @@ type Options struct {
 	Process func(cgroupPath string) *event.Process
 	// CgroupRoot is the cgroup2 mount; "" finds it in /proc/self/mountinfo.
 	CgroupRoot string
-	Logger     *slog.Logger
+	// Netns is the namespace to follow (a path: /run/netns/NAME,
+	// /proc/PID/ns/net); "" is the calling thread's.
+	Netns  string
+	Logger *slog.Logger
 }
 
 // Resolver computes Facts and follows the node's changes.
 type Resolver struct {
-	opts  Options
-	log   *slog.Logger
-	netns uint32
+	opts   Options
+	log    *slog.Logger
+	netns  uint32
+	handle netns.NsHandle
+	nl     *netlink.Handle
 }
 
-// New returns a resolver for the calling thread's network namespace (lock
-// the thread to keep it: netlink sockets are opened in the caller's).
+// New returns a resolver for opts.Netns. Close releases it.
 func New(opts Options) (*Resolver, error) {
 	if opts.Logger == nil {
 		opts.Logger = slog.Default()
@@ -103,11 +108,31 @@ func New(opts Options) (*Resolver, error) {
 		}
 		opts.CgroupRoot = root
 	}
-	var st unix.Stat_t
-	if err := unix.Stat("/proc/thread-self/ns/net", &st); err != nil {
-		return nil, fmt.Errorf("reading this network namespace's inode: %w", err)
+	path := opts.Netns
+	if path == "" {
+		path = "/proc/thread-self/ns/net"
 	}
-	return &Resolver{opts: opts, log: opts.Logger, netns: uint32(st.Ino)}, nil
+	h, err := netns.GetFromPath(path)
+	if err != nil {
+		return nil, fmt.Errorf("opening network namespace %s: %w", path, err)
+	}
+	var st unix.Stat_t
+	if err := unix.Fstat(int(h), &st); err != nil {
+		h.Close()
+		return nil, fmt.Errorf("reading the inode of network namespace %s: %w", path, err)
+	}
+	nl, err := netlink.NewHandleAt(h)
+	if err != nil {
+		h.Close()
+		return nil, fmt.Errorf("opening netlink in %s: %w", path, err)
+	}
+	return &Resolver{opts: opts, log: opts.Logger, netns: uint32(st.Ino), handle: h, nl: nl}, nil
+}
+
+// Close releases the namespace and its netlink sockets.
+func (r *Resolver) Close() {
+	r.nl.Close()
+	r.handle.Close()
 }
 
 // Netns is the inode of the namespace the resolver follows.
@@ -117,7 +142,7 @@ func (r *Resolver) Netns() uint32 { return r.netns }
 func (r *Resolver) Resolve() (Facts, error) {
 	p := r.opts.Policy()
 	f := Facts{Netns: r.netns}
-	links, err := netlink.LinkList()
+	links, err := r.nl.LinkList()
 	if err != nil {
 		return f, fmt.Errorf("listing links: %w", err)
 	}
@@ -129,7 +154,7 @@ func (r *Resolver) Resolve() (Facts, error) {
 			f.Interfaces = append(f.Interfaces, Interface{Ifindex: uint32(a.Index), Name: a.Name, Rule: i})
 		}
 	}
-	routes, err := netlink.RouteListFiltered(netlink.FAMILY_ALL, &netlink.Route{Table: unix.RT_TABLE_UNSPEC}, netlink.RT_FILTER_TABLE)
+	routes, err := r.nl.RouteListFiltered(netlink.FAMILY_ALL, &netlink.Route{Table: unix.RT_TABLE_UNSPEC}, netlink.RT_FILTER_TABLE)
 	if err != nil {
 		return f, fmt.Errorf("listing routes: %w", err)
 	}
@@ -297,10 +322,10 @@ func (r *Resolver) Run(ctx context.Context, rescan time.Duration, refresh <-chan
 	linkCh := make(chan netlink.LinkUpdate, 256)
 	routeCh := make(chan netlink.RouteUpdate, 4096)
 	errs := func(err error) { r.log.Warn("following links and routes for the enforcer", "err", err) }
-	if err := netlink.LinkSubscribeWithOptions(linkCh, done, netlink.LinkSubscribeOptions{ErrorCallback: errs}); err != nil {
+	if err := netlink.LinkSubscribeWithOptions(linkCh, done, netlink.LinkSubscribeOptions{Namespace: &r.handle, ErrorCallback: errs}); err != nil {
 		return fmt.Errorf("subscribing to link changes: %w", err)
 	}
-	if err := netlink.RouteSubscribeWithOptions(routeCh, done, netlink.RouteSubscribeOptions{ErrorCallback: errs}); err != nil {
+	if err := netlink.RouteSubscribeWithOptions(routeCh, done, netlink.RouteSubscribeOptions{Namespace: &r.handle, ErrorCallback: errs}); err != nil {
 		return fmt.Errorf("subscribing to route changes: %w", err)
 	}
 	var last Facts

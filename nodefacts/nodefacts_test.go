@@ -1,15 +1,15 @@
 package nodefacts
 
 import (
+	"context"
 	"fmt"
 	"net/netip"
 	"os"
 	"path/filepath"
-	"runtime"
 	"slices"
 	"testing"
+	"time"
 
-	"github.com/vishvananda/netns"
 	"golang.org/x/sys/unix"
 
 	"github.com/routetrace/routetrace/internal/testnet"
@@ -69,25 +69,11 @@ func TestResolve(t *testing.T) {
 		return st.Ino
 	}
 
-	runtime.LockOSThread()
-	defer runtime.UnlockOSThread()
-	orig, err := netns.Get()
+	r, err := New(Options{Policy: func() *policy.Policy { return p }, CgroupRoot: cg, Netns: ns.Path})
 	if err != nil {
 		t.Fatal(err)
 	}
-	defer func() { netns.Set(orig); orig.Close() }()
-	h, err := netns.GetFromPath(ns.Path)
-	if err != nil {
-		t.Fatal(err)
-	}
-	defer h.Close()
-	if err := netns.Set(h); err != nil {
-		t.Fatal(err)
-	}
-	r, err := New(Options{Policy: func() *policy.Policy { return p }, CgroupRoot: cg})
-	if err != nil {
-		t.Fatal(err)
-	}
+	defer r.Close()
 	f, err := r.Resolve()
 	if err != nil {
 		t.Fatal(err)
@@ -153,5 +139,46 @@ func TestCgroup2Mount(t *testing.T) {
 	os.WriteFile(path, []byte("35 24 0:30 / /sys/fs/cgroup ro - tmpfs tmpfs ro\n"), 0o644)
 	if _, err := cgroup2Mount(path); err == nil {
 		t.Error("no cgroup2 mount: no error")
+	}
+}
+
+// Run follows the namespace: a protected route added after the start is
+// published, and one deleted is withdrawn.
+func TestRunFollows(t *testing.T) {
+	testnet.RequireRoot(t)
+	ns := testnet.New(t)
+	p, err := policy.Parse("p.yaml", []byte("protect:\n  - prefix: 10.244.0.0/16\n"))
+	if err != nil {
+		t.Fatal(err)
+	}
+	r, err := New(Options{Policy: func() *policy.Policy { return p }, CgroupRoot: t.TempDir(), Netns: ns.Path})
+	if err != nil {
+		t.Fatal(err)
+	}
+	defer r.Close()
+	facts := make(chan Facts, 16)
+	ctx, cancel := context.WithCancel(context.Background())
+	defer cancel()
+	go r.Run(ctx, time.Hour, nil, func(f Facts) { facts <- f })
+	next := func() Facts {
+		select {
+		case f := <-facts:
+			return f
+		case <-time.After(5 * time.Second):
+			t.Fatal("no facts published within 5 s")
+		}
+		return Facts{}
+	}
+	if f := next(); len(f.Routes) != 0 {
+		t.Fatalf("at start: %+v", f.Routes)
+	}
+	ns.IP("route", "add", "10.244.3.0/24", "dev", "v0")
+	want := []Route{{Family: unix.AF_INET, Table: 254, Dst: netip.MustParsePrefix("10.244.3.0/24"), Rule: 0}}
+	if f := next(); !slices.Equal(f.Routes, want) {
+		t.Fatalf("after the add: %+v, want %+v", f.Routes, want)
+	}
+	ns.IP("route", "del", "10.244.3.0/24", "dev", "v0")
+	if f := next(); len(f.Routes) != 0 {
+		t.Fatalf("after the delete: %+v", f.Routes)
 	}
 }

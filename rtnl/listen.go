@@ -303,7 +303,13 @@ func (l *Listener) Portid() (uint32, error) {
 	if l.fd < 0 {
 		return 0, os.ErrClosed
 	}
-	sa, err := unix.Getsockname(l.fd)
+	return PortidOf(l.fd)
+}
+
+// PortidOf is the netlink port id a bound socket got: the portid the
+// kernel's notifications of its requests carry.
+func PortidOf(fd int) (uint32, error) {
+	sa, err := unix.Getsockname(fd)
 	if err != nil {
 		return 0, fmt.Errorf("getsockname of rtnetlink socket: %w", err)
 	}

@@ -122,6 +122,9 @@ type Joiner struct {
 	// listened says which namespaces are listened to: tier 3 reports only
 	// their changes, failures included (nil: all, for tests).
 	listened func(netns uint32) bool
+	// own says which sockets are this process's (nil: none): their
+	// requests are not captured, and their notifications not reported.
+	own func(netns, portid uint32) bool
 
 	// IPv4 route caches of the namespaces listened to (see routes4.go).
 	routes  map[uint32]*netnsRoutes
@@ -398,6 +401,9 @@ func (j *Joiner) notification(ev *event.Event, hash uint32, now int64) {
 	}
 	if j.trackRoute(ev) {
 		return // an answer to our own dump, not a change
+	}
+	if ev.Portid != 0 && j.own != nil && j.own(ev.Netns, ev.Portid) {
+		return // our own change (a repair): its request was not captured either
 	}
 	k := keyOf(ev)
 	if ev.Portid != 0 {
@@ -744,6 +750,12 @@ func (j *Joiner) change(n *Note, now int64) {
 // It is asked for every request: the listeners are the truth, so that a
 // request right after a listener opened is not taken for an unheard one.
 func (j *Joiner) ListenedBy(listened func(netns uint32) bool) { j.listened = listened }
+
+// IgnoreOwn makes the joiner drop the notifications of changes requested
+// on the sockets own names: this process's, whose requests the capture
+// skips (self_tgid), so that they are not reported as changes by an
+// unknown actor once their wait for a request ends.
+func (j *Joiner) IgnoreOwn(own func(netns, portid uint32) bool) { j.own = own }
 
 // OnUnlistened has f told of every request captured in a namespace that
 // is not listened to, and such requests counted as a gap (Unlistened):

@@ -586,3 +586,19 @@ func TestJoinParkedAcksBounded(t *testing.T) {
 		t.Errorf("after a forced expiry: %d reported, %d parked, %d in order", len(jd.out), len(jd.j.parked), len(jd.j.parkOrder))
 	}
 }
+
+// TestJoinIgnoresOwnSockets: a notification of a change this process
+// requested (a repair) has no captured request; it is dropped, not
+// reported once its wait for one ends. Another socket's still is.
+func TestJoinIgnoresOwnSockets(t *testing.T) {
+	jd := newJoined()
+	jd.j.IgnoreOwn(func(netns, portid uint32) bool { return portid == 77 })
+	own := notification(77, 1, event.OpAdd, "10.1.0.0/24")
+	jd.j.notification(&own, 0, 0)
+	other := notification(78, 1, event.OpAdd, "10.2.0.0/24")
+	jd.j.notification(&other, 0, 0)
+	jd.j.Expire(orphanWaitNs+1, false)
+	if len(jd.out) != 1 || jd.out[0].Portid != 78 || jd.out[0].Dst.String() != "10.2.0.0/24" {
+		t.Errorf("got %+v, want only the notification of portid 78", jd.out)
+	}
+}

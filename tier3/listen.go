@@ -70,6 +70,10 @@ type Listeners struct {
 	syncWanted atomic.Bool
 	// onSocket is told of each listener socket as it opens and closes.
 	onSocket func(netns, portid uint32, open bool)
+	// wakeFd is the eventfd poke writes to when Run waits in poll(2)
+	// (WakeOnNotification); -1 when Run sleeps between reads.
+	wakeFd atomic.Int32
+	pfds   []unix.PollFd
 }
 
 type listener struct {
@@ -102,7 +106,23 @@ func (ls *Listeners) closeLocked(ino uint32, l *listener) {
 // for its namespace's IPv4 routes when it opens (tier 3 keeps them to see
 // the kernel's silent flushes).
 func NewListeners(log *slog.Logger, stats *Stats, dumpRoutes bool) *Listeners {
-	return &Listeners{log: log, stats: stats, dumpRoutes: dumpRoutes, byNs: make(map[uint32]*listener), wake: make(chan struct{}, 1)}
+	ls := &Listeners{log: log, stats: stats, dumpRoutes: dumpRoutes, byNs: make(map[uint32]*listener), wake: make(chan struct{}, 1)}
+	ls.wakeFd.Store(-1)
+	return ls
+}
+
+// WakeOnNotification makes Run wait for the sockets in poll(2) instead of
+// sleeping between reads, so that a notification is read within
+// microseconds rather than after up to IdlePoll: for repair mode, where
+// the time a protected route is missing counts. The price is the wakeup
+// per notification that polling avoids (see ListenPolled). Call before Run.
+func (ls *Listeners) WakeOnNotification() error {
+	fd, err := unix.Eventfd(0, unix.EFD_CLOEXEC|unix.EFD_NONBLOCK)
+	if err != nil {
+		return fmt.Errorf("creating the listeners' eventfd: %w", err)
+	}
+	ls.wakeFd.Store(int32(fd))
+	return nil
 }
 
 // Add opens a listener in the namespace at path ("" for our own) unless
@@ -234,6 +254,9 @@ func (ls *Listeners) Close() {
 		ls.closeLocked(ino, l)
 		delete(ls.byNs, ino)
 	}
+	if fd := ls.wakeFd.Swap(-1); fd >= 0 {
+		unix.Close(int(fd))
+	}
 }
 
 // Run reads every listener in turn until each is empty, then sleeps:
@@ -266,7 +289,9 @@ func (ls *Listeners) Run(notes chan<- Note) {
 		if read {
 			lastRead = now
 		}
-		if now.Sub(lastRead) < IdleAfter {
+		if ls.wakeFd.Load() >= 0 {
+			ls.waitReadable(snapshot)
+		} else if now.Sub(lastRead) < IdleAfter {
 			time.Sleep(BusyPoll)
 		} else {
 			ls.sleepIdle()
@@ -285,11 +310,48 @@ func (ls *Listeners) sleepIdle() {
 	}
 }
 
+// waitReadable waits until a socket of the namespaces in inos has
+// something to read or poke is called, IdlePoll at most: the namespaces
+// may have changed meanwhile, and poke says so.
+func (ls *Listeners) waitReadable(inos []uint32) {
+	wfd := ls.wakeFd.Load()
+	if wfd < 0 {
+		return // closed under us: Run is ending
+	}
+	pfds := append(ls.pfds[:0], unix.PollFd{Fd: wfd, Events: unix.POLLIN})
+	ls.mu.Lock()
+	for _, ino := range inos {
+		if l := ls.byNs[ino]; l != nil {
+			if fd := l.l.Fd(); fd >= 0 {
+				pfds = append(pfds, unix.PollFd{Fd: int32(fd), Events: unix.POLLIN})
+			}
+		}
+	}
+	ls.mu.Unlock()
+	ls.pfds = pfds
+	if _, err := unix.Poll(pfds, int(IdlePoll.Milliseconds())); err != nil && !errors.Is(err, unix.EINTR) {
+		time.Sleep(BusyPoll) // never spin on a failing poll
+		return
+	}
+	if pfds[0].Revents&unix.POLLNVAL != 0 {
+		time.Sleep(BusyPoll) // closed under us: Run is ending
+		return
+	}
+	if pfds[0].Revents&unix.POLLIN != 0 {
+		var b [8]byte
+		unix.Read(int(wfd), b[:])
+	}
+}
+
 // poke wakes an idle Run.
 func (ls *Listeners) poke() {
 	select {
 	case ls.wake <- struct{}{}:
 	default:
+	}
+	if fd := ls.wakeFd.Load(); fd >= 0 {
+		one := [8]byte{1}
+		unix.Write(int(fd), one[:])
 	}
 }
 

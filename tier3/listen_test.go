@@ -80,24 +80,7 @@ func TestListenerReopenedAfterFailure(t *testing.T) {
 // Sync on idle listeners reads every socket at once: a change notified
 // before the call comes before NoteSynced, without waiting for IdlePoll.
 func TestListenersSyncReadsWhatCameBefore(t *testing.T) {
-	testnet.RequireRoot(t)
-	ns := testnet.New(t)
-	var stats Stats
-	ls := NewListeners(slog.Default(), &stats, false)
-	defer ls.Close()
-	if _, err := ls.Add(ns.Path); err != nil {
-		t.Fatal(err)
-	}
-	ls.TakeNews()
-	notes := make(chan Note, 64)
-	done := make(chan struct{})
-	go func() { defer close(done); ls.Run(notes) }()
-	defer func() { ls.Stop(); <-done }()
-
-	time.Sleep(IdleAfter + BusyPoll*4) // Run is in its idle sleep now
-	if out, err := exec.Command("ip", "-n", ns.Name, "route", "add", "198.51.100.0/24", "dev", "v0").CombinedOutput(); err != nil {
-		t.Fatalf("ip route add: %v: %s", err, out)
-	}
+	ls, notes := idleListeners(t, false)
 	ls.Sync()
 	sawRoute := false
 	for {
@@ -117,4 +100,55 @@ func TestListenersSyncReadsWhatCameBefore(t *testing.T) {
 			t.Fatalf("no NoteSynced within %v of Sync", IdlePoll*3/4)
 		}
 	}
+}
+
+// TestListenersWakeOnNotification: with WakeOnNotification an idle Run
+// reads a notification within milliseconds, not at its next idle poll.
+func TestListenersWakeOnNotification(t *testing.T) {
+	_, notes := idleListeners(t, true)
+	added := time.Now()
+	for {
+		select {
+		case n := <-notes:
+			if n.Kind == NoteChange && n.Ev.Dst.String() == "198.51.100.0/24" {
+				if d := n.Ev.Time.Sub(added); d > 50*time.Millisecond {
+					t.Errorf("notification read %v after the change, want within 50 ms", d)
+				}
+				return
+			}
+		case <-time.After(IdlePoll):
+			t.Fatal("no notification within IdlePoll")
+		}
+	}
+}
+
+// idleListeners runs listeners (waking on notifications, or polling) on a
+// new namespace until the test ends, waits until Run is idle, adds the
+// route 198.51.100.0/24 there and returns.
+func idleListeners(t *testing.T, wake bool) (*Listeners, <-chan Note) {
+	t.Helper()
+	testnet.RequireRoot(t)
+	ns := testnet.New(t)
+	var stats Stats
+	ls := NewListeners(slog.Default(), &stats, false)
+	t.Cleanup(ls.Close)
+	if wake {
+		if err := ls.WakeOnNotification(); err != nil {
+			t.Fatal(err)
+		}
+	}
+	if _, err := ls.Add(ns.Path); err != nil {
+		t.Fatal(err)
+	}
+	ls.TakeNews()
+	notes := make(chan Note, 64)
+	done := make(chan struct{})
+	go func() { defer close(done); ls.Run(notes) }()
+	t.Cleanup(func() { ls.Stop(); <-done }) // before Close: cleanups run last first
+
+	time.Sleep(IdleAfter + BusyPoll*4) // Run is in its idle sleep (or poll) now
+	if out, err := exec.Command("ip", "-n", ns.Name, "route", "add", "198.51.100.0/24", "dev", "v0").CombinedOutput(); err != nil {
+		t.Fatalf("ip route add: %v: %s", err, out)
+	}
+	return ls, notes
 }

@@ -48,8 +48,17 @@ type Options struct {
 	// for, and changes made by ioctl are reported with an unknown actor.
 	Ioctl bool
 	// TraceSelf reports changes made by this process too; by default the
-	// tracer's own netlink traffic is not captured.
+	// tracer's own netlink traffic is not captured, nor, in tier 3, the
+	// notifications of the sockets marked with rtnl.MarkOwn (repairs).
 	TraceSelf bool
+	// LowLatency reports deletions within about a millisecond instead of
+	// up to a poll period (5-10 ms busy, 500 ms idle) later, for repair
+	// mode. In tier 3 the listeners wait in poll(2) for notifications, and
+	// a deletion's notification makes the ring buffer be read at once and
+	// every lowLatencyPoll until its request record is joined: a wakeup
+	// per notification. Tiers 1-2 have no notification to wait for: the
+	// ring buffer is read every lowLatencyPoll, idle or not.
+	LowLatency bool
 	// Logger receives progress and problems; nil means slog.Default().
 	Logger *slog.Logger
 	// OnProcess receives each process record the kernel sends (see
@@ -168,7 +177,12 @@ type Tracer struct {
 	// flushAsked numbers the reader's flushes (wakeRing); readRing stamps
 	// each kindRingFlushed record with it.
 	flushAsked atomic.Uint64
-	closed     sync.Once
+	// urgentUntil (monotonic ns): with LowLatency, the ring buffer is read
+	// every lowLatencyPoll until then (a deletion's request is awaited).
+	urgentUntil atomic.Int64
+	lastHurry   int64  // when hurryRing last read the ring (monotonic ns), on Run's goroutine
+	self        uint32 // our tgid, whose changes are not reported; 0 with TraceSelf
+	closed      sync.Once
 }
 
 type nameKey struct{ netns, ifindex uint32 }
@@ -230,6 +244,7 @@ func New(opts Options) (*Tracer, error) {
 	if opts.TraceSelf {
 		self = 0
 	}
+	t.self = self
 	cache := btf.NewCache()
 	spec, err := loadFib()
 	if err != nil {
@@ -353,6 +368,11 @@ func (t *Tracer) startTier3(self uint32, fib *object, cache *btf.Cache) error {
 
 	// Listen before New returns: a change made right after must be seen.
 	t.listeners = tier3.NewListeners(t.log, &t.stats.Stats, t.tier3&tier3.RouteInet != 0)
+	if t.opts.LowLatency {
+		if err := t.listeners.WakeOnNotification(); err != nil {
+			return err
+		}
+	}
 	t.startOrigins(self, fib, cache)
 	for _, ns := range t.watcher.Namespaces() {
 		if _, err := t.listeners.Add(ns.Path); err != nil {
@@ -479,6 +499,9 @@ func (t *Tracer) Run(ctx context.Context, emit func(*event.Event)) error {
 			t.names[nameKey{netns, ifindex}] = name
 		})
 		j.ListenedBy(t.listeners.Has)
+		if !t.opts.TraceSelf {
+			j.IgnoreOwn(rtnl.Own)
+		}
 		j.SetDumper(t.listeners.Dump)
 		if len(t.opts.Netns) == 0 {
 			// Following every namespace: a request from one not listened
@@ -584,6 +607,9 @@ func (t *Tracer) Run(ctx context.Context, emit func(*event.Event)) error {
 			if n.Kind == tier3.NoteSynced {
 				listenersSynced = true
 			} else {
+				if t.opts.LowLatency && n.Kind == tier3.NoteChange && n.Ev.Op == event.OpDelete {
+					t.hurryRing()
+				}
 				if t.origins && n.Kind == tier3.NoteChange && n.Ev.Portid == 0 && time.Since(lastWake) > ringPoll {
 					// Its ORIGIN record, if an ioctl made it, is in the
 					// ring: read it now, even if the reader is idle.
@@ -637,6 +663,11 @@ func (t *Tracer) handleRecord(r *record, ev *event.Event, j *tier3.Joiner, out f
 		if t.tier3.Covers(ev.Object, ev.Family) {
 			return // not expected: this object is traced at the syscalls
 		}
+		if t.self != 0 && ev.Actor.Tgid == t.self && !ev.Actor.Kernel {
+			// Our own change (a repair): the FIB hooks do not check
+			// self_tgid as tier 3's capture does.
+			return
+		}
 		if ev.Op == event.OpFlush {
 			// fib_notify_alias_delete reported r.Reserved of the routes
 			// one by one: the flush record stands only for the rest.
@@ -665,6 +696,37 @@ func (t *Tracer) handleRecord(r *record, ev *event.Event, j *tier3.Joiner, out f
 // wake the reader: records are written without a wakeup (see rt_emit).
 const ringPoll = 10 * time.Millisecond
 
+// With LowLatency, after a deletion's notification the ring buffer is read
+// at once, again after each of rewakes, and every lowLatencyPoll for
+// urgentWindow: the request's record is written when the kernel frees the
+// request, after the notification was queued, and measured here it comes
+// 100-250 µs after the notification was read; a read at once is too early.
+//
+// The reader's poller waits in whole milliseconds, rounded down: a 1 ms
+// deadline would be a zero timeout, a busy loop. 2 ms waits 1.
+const (
+	lowLatencyPoll = 2 * time.Millisecond
+	urgentWindowNs = int64(50e6)
+)
+
+var rewakes = [...]time.Duration{150 * time.Microsecond, 300 * time.Microsecond, 600 * time.Microsecond}
+
+// hurryRing reads the ring buffer now and soon after, and keeps reading it
+// fast for a while. A burst of deletions starts one series of reads per
+// lowLatencyPoll, not one per deletion. Called on Run's goroutine only.
+func (t *Tracer) hurryRing() {
+	now := monoNow()
+	t.urgentUntil.Store(now + urgentWindowNs)
+	if now-t.lastHurry < int64(lowLatencyPoll/2) {
+		return
+	}
+	t.lastHurry = now
+	t.wakeRing()
+	for _, d := range rewakes {
+		time.AfterFunc(d, func() { t.wakeRing() })
+	}
+}
+
 // ringItem is one record read from the ring buffer: an rt_event, or a
 // process record already decoded (proc set).
 type ringItem struct {
@@ -682,7 +744,9 @@ func (t *Tracer) readRing(recs chan<- ringItem) {
 	lastRead := time.Now()
 	for {
 		wait := ringPoll
-		if time.Since(lastRead) > idleAfter && !t.stopping.Load() {
+		if t.opts.LowLatency && (t.tier3 != tier3.All || monoNow() < t.urgentUntil.Load()) {
+			wait = lowLatencyPoll
+		} else if time.Since(lastRead) > idleAfter && !t.stopping.Load() {
 			wait = idlePoll // idle: a forced wakeup still comes at 256 KiB
 		}
 		t.reader.SetDeadline(time.Now().Add(wait))

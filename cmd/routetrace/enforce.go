@@ -3,16 +3,18 @@ package main
 import (
 	"fmt"
 	"os"
+	"strings"
 
 	"github.com/urfave/cli/v2"
 
 	"github.com/routetrace/routetrace/policy"
+	"github.com/routetrace/routetrace/rtnl"
 )
 
 func enforceCommand() *cli.Command {
 	flags := []cli.Flag{
 		&cli.StringFlag{Name: "mode", Usage: "audit, block or repair: overrides the policy file's mode. Default: the file's, and for auto (or none) " +
-			"block where the BPF LSM is active, else repair (`routetrace probe` says which this kernel allows)"},
+			"block where the BPF LSM is active, else repair (routetrace probe says which this kernel allows)"},
 		&cli.BoolFlag{Name: "dry-run", Usage: "check the policy and print what it protects and allows, then exit; with --policy auto, print a policy built from this node"},
 		&cli.BoolFlag{Name: "release", Usage: "break-glass: remove the kernel's enforcement left pinned by an enforce run (block mode survives routetrace's exit), then exit"},
 	}
@@ -76,6 +78,19 @@ func runEnforce(c *cli.Context) error {
 	}
 	fmt.Fprintf(os.Stderr, "enforce: mode %s (%s), policy %s: %d protect and %d allow entries\n", mode, why, path, len(p.Protect), len(p.Allow))
 	j := newJudgeStage(p, path, mode)
+	nsPaths, err := enforcedNamespaces(c.StringSlice("netns"))
+	if err != nil {
+		return err
+	}
+	j.namespaces = map[uint32]bool{}
+	for _, nsPath := range nsPaths {
+		ino, err := rtnl.NetnsInode(nsPath)
+		if err != nil {
+			return err
+		}
+		j.namespaces[ino] = true
+	}
+	j.nsPaths = nsPaths
 	switch mode {
 	case policy.ModeBlock:
 		if err := setupBlock(c, j); err != nil {
@@ -87,6 +102,27 @@ func runEnforce(c *cli.Context) error {
 		}
 	}
 	return runTraceWith(c, j)
+}
+
+// enforcedNamespaces are the namespaces a policy is enforced in: those
+// --netns names, else routetrace's own (the node's, where CNIs install
+// their routes and rules; a pod's own namespace is its CNI plugin's).
+func enforcedNamespaces(netns []string) ([]string, error) {
+	if len(netns) == 0 {
+		return []string{"/proc/self/ns/net"}, nil
+	}
+	var paths []string
+	for _, arg := range splitAll(netns) {
+		path := arg
+		if !strings.ContainsRune(arg, '/') {
+			path = "/run/netns/" + arg
+		}
+		if _, err := os.Stat(path); err != nil {
+			return nil, fmt.Errorf("--netns %s: %w (name one from `ip netns list` or give a path like /proc/PID/ns/net)", arg, err)
+		}
+		paths = append(paths, path)
+	}
+	return paths, nil
 }
 
 // chooseMode resolves --mode, then the file's mode, then auto: block where

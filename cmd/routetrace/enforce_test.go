@@ -5,9 +5,12 @@ import (
 	"net/netip"
 	"os"
 	"path/filepath"
+	"slices"
 	"strings"
 	"testing"
 	"time"
+
+	"github.com/urfave/cli/v2"
 
 	"github.com/routetrace/routetrace/event"
 	"github.com/routetrace/routetrace/internal/testnet"
@@ -171,5 +174,112 @@ func TestJudgeReload(t *testing.T) {
 	}
 	if s := j.summary(); s != "enforce: mode audit, policy "+path+": 0 blocked, 3 would-block, 0 repaired" {
 		t.Errorf("summary %q", s)
+	}
+}
+
+// urfave/cli takes a flag usage's first `quoted` text as the value's
+// placeholder: "--ioctl routetrace probe" in --help. Usages quote nothing.
+func TestFlagUsageHasNoBackquotes(t *testing.T) {
+	for _, cmd := range []*cli.Command{traceCommand(), enforceCommand(), historyCommand(), whyCommand(), probeCommand(), benchCommand()} {
+		for _, f := range cmd.Flags {
+			if d, ok := f.(cli.DocGenerationFlag); ok && strings.Contains(d.GetUsage(), "`") {
+				t.Errorf("%s --%s: usage has a backquote: %q", cmd.Name, f.Names()[0], d.GetUsage())
+			}
+		}
+	}
+}
+
+// enforce --mode repair in a namespace: a protected route deleted by a
+// process the policy does not allow is back at once, with its attributes,
+// and the deletion says repaired; the owner's deletion stays deleted.
+func TestEnforceRepair(t *testing.T) {
+	testnet.RequireRoot(t)
+	ns := testnet.New(t)
+	path := writePolicy(t, strings.Replace(auditPolicy, "mode: audit", "mode: repair", 1))
+	ns.IP("route", "add", "198.51.100.0/24", "via", "192.0.2.2", "dev", "v0", "proto", "static", "metric", "77", "mtu", "1400", "table", "100")
+	ns.IP("route", "add", "198.51.101.0/24", "dev", "v0")
+	show := func() string {
+		_, out, err := ns.TryIP("-d", "route", "show", "table", "100")
+		if err != nil {
+			t.Fatal(err)
+		}
+		return out
+	}
+	want := show()
+	p := startCommand(t, ns, nil, "enforce", "--policy", path, "--output", "json")
+
+	del := ip(ns, "route", "del", "198.51.100.0/24", "table", "100")
+	ownerDel := runAs(t, "cni-owner", ns, "route", "del", "198.51.101.0/24", "dev", "v0")
+	deadline := time.Now().Add(5 * time.Second)
+	for show() != want && time.Now().Before(deadline) {
+		time.Sleep(10 * time.Millisecond)
+	}
+	got := show()
+	stdout, stderr := p.stop()
+	if got != want {
+		t.Fatalf("table 100 after the repair:\n%s\nwant:\n%s\nstderr:\n%s", got, want, stderr)
+	}
+	if _, out, _ := ns.TryIP("route", "show", "198.51.101.0/24"); out != "" {
+		t.Errorf("the owner's deletion was undone: %q", out)
+	}
+	rule := fmt.Sprintf("protect[0] prefix 198.51.0.0/16 (%s:3)", path)
+	var repaired jsonLine
+	for _, l := range parseJSONLines(t, stdout) {
+		if fmt.Sprint(l["actor.pid"]) == fmt.Sprint(del.pid) {
+			repaired = l
+		}
+	}
+	checkFields(t, "the deletion", repaired, fields{"op": "delete", "dst": "198.51.100.0/24", "table": 100, "metric": 77,
+		"verdict": "repaired", "protected_by": rule, "verdict_reason": nil})
+	if us, err := jsonFloat(repaired["missing_us"]); err != nil || us <= 0 || us > 5e6 {
+		t.Errorf("missing_us = %v (%v), want a positive time under 5 s", repaired["missing_us"], err)
+	}
+	checkJSON(t, parseJSONLines(t, stdout), ns,
+		expect{del, fields{"verdict": "repaired"}},
+		expect{ownerDel, fields{"verdict": nil, "actor.comm": "cni-owner"}},
+	)
+	if !strings.Contains(stderr, fmt.Sprintf("enforce: mode repair, policy %s: 0 blocked, 0 would-block, 1 repaired (missing for median ", path)) {
+		t.Errorf("stderr has no enforce summary with one repair:\n%s", stderr)
+	}
+	if !strings.Contains(stderr, "enforce: mode repair (the policy file's)") {
+		t.Errorf("stderr does not say which mode and why:\n%s", stderr)
+	}
+}
+
+// --dry-run checks a policy against the namespace: each entry with what it
+// matches now. --policy auto --dry-run prints a policy built from it.
+func TestEnforceDryRun(t *testing.T) {
+	testnet.RequireRoot(t)
+	ns := testnet.New(t)
+	ns.IP("link", "add", "cali1a2b3c4d", "type", "veth", "peer", "name", "c1")
+	ns.IP("link", "set", "cali1a2b3c4d", "up")
+	ns.IP("route", "add", "10.244.7.5/32", "dev", "cali1a2b3c4d", "proto", "bird")
+	ns.IP("route", "add", "blackhole", "10.244.7.0/26", "proto", "bird")
+	path := writePolicy(t, "protect:\n  - interface: \"cali*\"\n  - prefix: 10.96.0.0/12\nallow:\n  - comm: bird\n")
+	r := run(t, 10*time.Second, "enforce", "--policy", path, "--netns", ns.Name, "--dry-run", "--mode", "audit")
+	want := fmt.Sprintf("policy %s: valid; mode audit (--mode)\n\nin /run/netns/%s (netns %d):\n", path, ns.Name, ns.Inode) +
+		fmt.Sprintf("  protect[0] interface cali* (%s:2)\n      interfaces now: cali1a2b3c4d\n      routes now: 10.244.7.5/32 table 254\n", path) +
+		fmt.Sprintf("  protect[1] prefix 10.96.0.0/12 (%s:3)\n      routes now: none\n", path) +
+		"  allow entries: 1; cgroups matching them now: 0; executables: 0\n"
+	if r.code != 0 || r.stdout != want {
+		t.Errorf("exit %d, stdout:\n%s\nwant:\n%s\nstderr:\n%s", r.code, r.stdout, want, r.stderr)
+	}
+
+	r = run(t, 10*time.Second, "enforce", "--policy", "auto", "--netns", ns.Name, "--dry-run")
+	if r.code != 0 {
+		t.Fatalf("auto: exit %d: %s", r.code, r.stderr)
+	}
+	p, err := policy.Parse("auto.yaml", []byte(r.stdout))
+	if err != nil {
+		t.Fatalf("the printed policy does not load: %v\n%s", err, r.stdout)
+	}
+	var got []string
+	for i := range p.Protect {
+		got = append(got, strings.SplitN(p.Protect[i].String(), " (", 2)[0])
+	}
+	for _, w := range []string{"protect[0] prefix 10.244.7.0/26", "protect[1] interface cali*"} {
+		if !slices.Contains(got, w) {
+			t.Errorf("auto policy protects %q, want %s among them:\n%s", got, w, r.stdout)
+		}
 	}
 }

@@ -34,9 +34,18 @@ type judgeStage struct {
 	// (block mode updates the kernel's maps); an error keeps the old
 	// policy in force everywhere.
 	reloaded func(p *policy.Policy) error
+	// lowLatency asks the tracer to read a deletion at once (repair).
+	lowLatency bool
+	// closers run after the tracer has stopped, last first.
+	closers []func()
 	// start runs once the tracer is attached, with the pipeline's entry
 	// (block mode starts reading the kernel's refusals into it).
 	start func(ctx context.Context, emit func(*event.Event)) error
+
+	// namespaces the policy applies to (inodes); nil: every namespace
+	// traced. enforce applies it to its own namespace or --netns's.
+	namespaces map[uint32]bool
+	nsPaths    []string // the same, as paths, for the enforcer and repair
 
 	verdicts [4]atomic.Uint64 // by event.Verdict
 	mu       sync.Mutex
@@ -67,6 +76,9 @@ func (j *judgeStage) Judge(ev *event.Event) {
 }
 
 func (j *judgeStage) judge(ev *event.Event) {
+	if j.namespaces != nil && !j.namespaces[ev.Netns] {
+		return
+	}
 	p := j.policy.Load()
 	if !p.Apply(ev, event.VerdictWouldBlock).Enforced() {
 		return
@@ -88,6 +100,13 @@ const (
 	reasonKernelRemoval = "a kernel-internal removal: it cannot be refused, only its cause (see README#enforce)"
 	reasonNotRefused    = "not refused in the kernel: the request did not name protected state when it was made"
 )
+
+// close runs the closers, last first.
+func (j *judgeStage) close() {
+	for i := len(j.closers) - 1; i >= 0; i-- {
+		j.closers[i]()
+	}
+}
 
 // summary is the exit summary's enforce line.
 func (j *judgeStage) summary() string {

@@ -32,7 +32,7 @@ func stateDirFlag() cli.Flag {
 func recorderFlags() []cli.Flag {
 	return []cli.Flag{
 		stateDirFlag(),
-		&cli.BoolFlag{Name: "journal", Value: true, Usage: "append every change to the node's journal (read it later with `routetrace history` and `routetrace why`). " +
+		&cli.BoolFlag{Name: "journal", Value: true, Usage: "append every change to the node's journal (read it later with routetrace history and routetrace why). " +
 			"When another routetrace holds the journal, this run is not journaled (it says so); --journal=false never journals"},
 		&cli.StringFlag{Name: "journal-max-size", Value: "256MiB", Usage: "cap of the journal on disk; the oldest changes are dropped past it (counted and reported if not yet exported)"},
 		&cli.StringFlag{Name: "otlp-endpoint", Usage: "send every change as an OpenTelemetry span to this OTLP endpoint: host:port (gRPC, TLS unless --otlp-insecure), " +

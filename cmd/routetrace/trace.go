@@ -55,9 +55,9 @@ func traceCommand() *cli.Command {
 			&cli.BoolFlag{Name: "ioctl", Usage: "with the socket capture, also see route ioctls (net-tools route) that fail, and name ioctls on kernels before 6.6. " +
 				"Off by default: it attaches the ioctl syscall tracepoints, which put every syscall of every process on the node on the kernel's slow path " +
 				"(measured: dd bs=1 1.1-1.35x as long). Without it, an ioctl's change is still reported from its notification, named after the process " +
-				"where the kernel has the sk_data_ready BTF tracepoint (6.6+; `routetrace probe` says), with an unknown actor before. The syscall capture always has it"},
+				"where the kernel has the sk_data_ready BTF tracepoint (6.6+; routetrace probe says), with an unknown actor before. The syscall capture always has it"},
 			&cli.StringFlag{Name: "policy", Usage: "judge every change by this enforcement policy (YAML, see README#enforce) and report what it would have refused " +
-				"(verdict would-block): audit only, nothing is refused or repaired (that is `routetrace enforce`)"},
+				"(verdict would-block): audit only, nothing is refused or repaired (that is routetrace enforce)"},
 			&cli.StringSliceFlag{Name: "netns", Usage: "only trace this network namespace (name in /run/netns or a path) and routetrace's own; repeatable. Default: every namespace on the node, followed as they come and go"},
 			&cli.BoolFlag{Name: "enrich", Value: true, Usage: "name actors by unit, pod, container and command line and victims by link kind, CNI and pod (--enrich=false: only what the kernel records)"},
 			&cli.StringFlag{Name: "cri-socket", Usage: "the container runtime's CRI socket for pod and container names (default: the first of containerd's, CRI-O's, k3s's and cri-dockerd's that exists; 'none' to not ask)"},
@@ -84,7 +84,7 @@ func filterFlags() []cli.Flag {
 		&cli.StringSliceFlag{Name: "unit", Usage: "only changes by processes of this systemd unit (glob: 'systemd-networkd.service', 'run-u*.scope')"},
 		&cli.StringSliceFlag{Name: "pod", Usage: "only changes made by, or hitting, this pod: NAMESPACE/NAME, globs allowed ('kube-system/calico-node-*'); a bare NAME matches in any namespace"},
 		&cli.StringSliceFlag{Name: "container", Usage: "only changes by this container: its name (glob) or id (12+ hex digits)"},
-		&cli.StringSliceFlag{Name: "verdict", Usage: "only changes a policy judged so: would-block, blocked, repaired, or none (see --policy and `routetrace enforce`)"},
+		&cli.StringSliceFlag{Name: "verdict", Usage: "only changes a policy judged so: would-block, blocked, repaired, or none (see --policy and routetrace enforce)"},
 		&cli.StringSliceFlag{Name: "cni", Usage: "only changes to routes on this CNI's interfaces: calico, cilium, flannel, aws-cni, weave, kube-router, ptp, bridge (globs)"},
 	}
 }
@@ -152,6 +152,10 @@ func runTraceWith(c *cli.Context, judge *judgeStage) error {
 		Ioctl:   c.Bool("ioctl"),
 		Netns:   c.StringSlice("netns"),
 		Logger:  slog.Default(),
+	}
+	if judge != nil {
+		opts.LowLatency = judge.lowLatency
+		defer judge.close()
 	}
 	var stage *enrich.Stage
 	var rec *recorder
