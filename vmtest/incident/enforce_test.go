@@ -79,7 +79,9 @@ func judged(tmpl, verdict string, entry int, reason string, missing int) string 
 }
 
 // readd is repair putting back what a delete template removed: an add by
-// routetrace, which no policy judges.
+// routetrace, which no policy judges. routetrace does not report its own
+// re-adds (the repaired removal says it), but a tracer that did must pass
+// the checks all the same.
 func readd(del string) string {
 	add := strings.Replace(strings.Replace(del, `"op":"delete"`, `"op":"add"`, 1), ndActorJSON, selfActorJSON, 1)
 	return judged(add, "", -1, "", -1)
@@ -129,6 +131,12 @@ func TestCheckEnforce(t *testing.T) {
 		out[i] = line
 		return out
 	}
+	var repairedOnly []string // as routetrace reports a repair: no re-add
+	for _, l := range repaired {
+		if !strings.Contains(l, `"op":"add"`) {
+			repairedOnly = append(repairedOnly, l)
+		}
+	}
 	for _, tc := range []struct {
 		name   string
 		mode   string
@@ -159,6 +167,9 @@ func TestCheckEnforce(t *testing.T) {
 		{"audit: a removal not judged", modeAudit, removed, replace(audit, 3, judged(delRule2, "", -1, "", -1)),
 			`rule inet prio=1536 src=10.244.0.5/32 dst= iif= oif= table=101: networkd's removal has verdict "", want would-block`, [3]int{0, 3, 0}},
 		{"repair", modeRepair, kept, repaired, "", [3]int{0, 1, 4}},
+		{"repair, no re-add reported", modeRepair, kept, repairedOnly, "", [3]int{0, 1, 4}},
+		{"repair: reported repaired, gone", modeRepair, enforceSnap(t, false, []string{encCali}, []string{encV6}, []string{encRule, encRuleOut}), repairedOnly,
+			"table=100 type=1 dst=10.244.2.0/24 metric=0 oif=3: reported adds and deletes do not add up", [3]int{0, 1, 4}},
 		{"repair: no time missing", modeRepair, kept, replace(repaired, 0, judged(delT100, "repaired", 1, "", 0)), "missing_us 0, want above 0", [3]int{0, 1, 4}},
 		{"repair: put back different", modeRepair,
 			enforceSnap(t, false, []string{strings.Replace(encT100, `"protocol":"4"`, `"protocol":"3"`, 1), encCali}, []string{encV6}, []string{encRule, encRuleOut}),
