@@ -46,14 +46,14 @@ deps:
 	fi
 
 generate:
-	cd tracer && $(GO) generate ./...
+	$(GO) generate ./tracer ./enforce
 
 # The committed objects must be what the C compiles to: regenerate and
 # fail on any difference.
 check-generate: generate
-	@if ! git diff --quiet -- tracer/; then \
-		git --no-pager diff --stat -- tracer/; \
-		echo "the committed BPF objects are stale: run 'make generate' and commit tracer/*_bpfel.*"; \
+	@if ! git diff --quiet -- tracer/ enforce/; then \
+		git --no-pager diff --stat -- tracer/ enforce/; \
+		echo "the committed BPF objects are stale: run 'make generate' and commit tracer/*_bpfel.* enforce/*_bpfel.*"; \
 		exit 1; \
 	fi
 
@@ -98,6 +98,7 @@ test-host: jaeger
 	$(GO) test -count=1 -run '^$$' -fuzz FuzzDecode -fuzztime 300000x ./rtnl
 	$(GO) test -count=1 -run '^$$' -fuzz FuzzDecodeRecord -fuzztime 300000x ./tracer
 	$(GO) test -count=1 -run '^$$' -fuzz FuzzBPFParser -fuzztime 150000x -fuzzminimizetime 100x ./tracer
+	$(GO) test -count=1 -run '^$$' -fuzz FuzzEnforceMatcher -fuzztime 100000x -fuzzminimizetime 100x ./enforce
 	$(GO) test -count=1 -run '^$$' -fuzz FuzzDecodeRecord -fuzztime 200000x ./journal
 	$(GO) test -count=1 -run '^$$' -fuzz FuzzDecodeEvent -fuzztime 300000x ./event
 	$(GO) test -count=1 -run '^$$' -fuzz FuzzParse -fuzztime 100000x ./policy
@@ -117,6 +118,15 @@ vmtest:
 		--extra-file $(CACHE)/bin/routetrace:/usr/local/bin/routetrace \
 		--env ROUTETRACE_BINARY=/usr/local/bin/routetrace \
 		--parallel 2 --timeout 30m --summary-md $(CACHE)/vmtest-summary.md --quiet
+	# The BPF LSM enforcer: once per kernel (it does not depend on the
+	# tracer's attach tier), its benchmark included (enforce-cost: ...).
+	# ioctl32: a 32-bit route ioctl, for the compat path.
+	CGO_ENABLED=0 $(GO) test -c -o $(CACHE)/bin/enforce.test ./enforce
+	CGO_ENABLED=0 GOARCH=386 $(GO) build -o $(CACHE)/bin/ioctl32 ./enforce/testdata/ioctl32
+	$(GO) run ./vmtest --test-binary $(CACHE)/bin/enforce.test --tiers auto --expect-tiers none \
+		--extra-file /usr/sbin/route:/usr/sbin/route --extra-file $(CACHE)/bin/ioctl32:/usr/local/bin/ioctl32 \
+		--env ROUTETRACE_IOCTL32=/usr/local/bin/ioctl32 --test-args "-test.v" \
+		--parallel 1 --timeout 40m --summary-md $(CACHE)/vmtest-enforce-summary.md
 
 # Tiers 1-2 cost (not part of make test: minutes per kernel under TCG):
 # routetrace bench per kernel and tier, the kernels one after another.

@@ -37,8 +37,6 @@ char LICENSE[] SEC("license") = "Dual BSD/GPL";
 
 #define MSG_PEEK 0x2
 
-#define SIOCADDRT 0x890B
-#define SIOCDELRT 0x890C
 
 /* A netlink read in flight: where the answer lands. */
 struct pending_read {
@@ -708,39 +706,6 @@ int BPF_PROG(rt_skb_copy, const struct sk_buff *skb, int copied)
 
 /* --- the legacy ioctl path (net-tools `route`) --- */
 
-struct rtentry_user {
-	unsigned long rt_pad1;
-	struct sockaddr rt_dst;
-	struct sockaddr rt_gateway;
-	struct sockaddr rt_genmask;
-	unsigned short rt_flags;
-	short rt_pad2;
-	__u32 pad_a; /* the ABI's own alignment, spelled out */
-	unsigned long rt_pad3;
-	void *rt_pad4;
-	short rt_metric;
-	__u16 pad_b[3];
-	char *rt_dev;
-	unsigned long rt_mtu;
-	unsigned long rt_window;
-	unsigned short rt_irtt;
-	__u16 pad_c[3];
-};
-
-struct in6_rtmsg_user {
-	struct in6_addr rtmsg_dst;
-	struct in6_addr rtmsg_src;
-	struct in6_addr rtmsg_gateway;
-	__u32 rtmsg_type;
-	__u16 rtmsg_dst_len;
-	__u16 rtmsg_src_len;
-	__u32 rtmsg_metric;
-	__u32 pad1; /* the ABI's own alignment, spelled out */
-	unsigned long rtmsg_info;
-	__u32 rtmsg_flags;
-	int rtmsg_ifindex;
-};
-
 SEC("tracepoint/syscalls/sys_enter_ioctl")
 int rt_ioctl_enter(struct trace_event_raw_sys_enter *ctx)
 {
@@ -761,53 +726,10 @@ int rt_ioctl_enter(struct trace_event_raw_sys_enter *ctx)
 		return 0;
 	e = rt_new_event(h, RT_KIND_REQUEST, RT_ATTACH_TRACEPOINT);
 	e->origin = RT_ORIGIN_IOCTL;
-	e->object = RT_OBJ_ROUTE;
 	e->op = cmd == SIOCADDRT ? RT_OP_ADD : RT_OP_DELETE;
 	e->netns = si.netns;
-	e->table = 254; /* RT_TABLE_MAIN: the ioctl cannot name another */
-	if (si.family == AF_INET6) {
-		struct in6_rtmsg_user r;
-
-		if (bpf_probe_read_user(&r, sizeof(r), (void *)ctx->args[2]))
-			return 0;
-		e->family = AF_INET6;
-		__builtin_memcpy(e->dst, &r.rtmsg_dst, 16);
-		__builtin_memcpy(e->gw, &r.rtmsg_gateway, 16);
-		e->dst_len = r.rtmsg_dst_len;
-		e->priority = r.rtmsg_metric;
-		e->oif = r.rtmsg_ifindex;
-		if (r.rtmsg_flags & 0x2 /* RTF_GATEWAY */)
-			e->gw_family = AF_INET6;
-	} else {
-		struct rtentry_user r;
-		struct sockaddr_in *dst, *gw, *mask;
-		__u32 m;
-		int i;
-
-		if (bpf_probe_read_user(&r, sizeof(r), (void *)ctx->args[2]))
-			return 0;
-		e->family = AF_INET;
-		dst = (struct sockaddr_in *)&r.rt_dst;
-		gw = (struct sockaddr_in *)&r.rt_gateway;
-		mask = (struct sockaddr_in *)&r.rt_genmask;
-		__builtin_memcpy(e->dst, &dst->sin_addr, 4);
-		if (r.rt_flags & 0x2 /* RTF_GATEWAY */) {
-			__builtin_memcpy(e->gw, &gw->sin_addr, 4);
-			e->gw_family = AF_INET;
-		}
-		m = bpf_ntohl(mask->sin_addr.s_addr);
-		if (r.rt_flags & 0x4 /* RTF_HOST */)
-			m = 0xffffffff;
-		for (i = 0; i < 32; i++) {
-			if (!(m & (0x80000000U >> i)))
-				break;
-			e->dst_len++;
-		}
-		/* route(8) passes metric+1, the kernel stores metric-1 */
-		e->priority = r.rt_metric > 0 ? r.rt_metric - 1 : 0;
-		if (r.rt_dev)
-			bpf_probe_read_user_str(e->oifname, sizeof(e->oifname), r.rt_dev);
-	}
+	if (rtnl_parse_route_ioctl(e, si.family, (const void *)ctx->args[2]))
+		return 0;
 	bpf_map_update_elem(&ioctls, &id, e, BPF_ANY);
 	return 0;
 }

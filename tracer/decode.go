@@ -211,3 +211,24 @@ func causeObject(p event.Path) event.Object {
 	}
 	return event.ObjectUnknown
 }
+
+// Decoder turns raw rt_event records into events, for readers of rings
+// other than the tracer's that write the same layout (the enforcer's
+// verdicts: an rt_event followed by fields of their own).
+type Decoder struct{ c clock }
+
+// NewDecoder returns a Decoder whose wall clock is taken now.
+func NewDecoder() *Decoder { return &Decoder{c: newClock()} }
+
+// RecordSize is the size of an rt_event record.
+const RecordSize = recordSize
+
+// Decode decodes the rt_event at the start of raw into ev.
+func (d *Decoder) Decode(raw []byte, ev *event.Event) error {
+	var r record
+	if err := readRecord(raw, &r); err != nil {
+		return err
+	}
+	decodeRecord(&d.c, &r, ev)
+	return nil
+}

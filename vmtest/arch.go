@@ -17,6 +17,8 @@ type arch struct {
 	console    string      // serial console device in the guest
 	triplet    string      // multiarch library directory name
 	elfMachine elf.Machine // to reject binaries built for the wrong guest
+	// compatMachine: another ELF machine the guest runs (0: none)
+	compatMachine elf.Machine
 }
 
 var arches = map[string]*arch{
@@ -30,6 +32,9 @@ var arches = map[string]*arch{
 		console:    "ttyS0",
 		triplet:    "x86_64-linux-gnu",
 		elfMachine: elf.EM_X86_64,
+		// static 32-bit binaries run too (IA32 emulation): the
+		// enforcer's compat ioctl test
+		compatMachine: elf.EM_386,
 	},
 	"arm64": {
 		name:    "arm64",

@@ -255,7 +255,7 @@ func addELF(im image, dst, src string, a *arch) error {
 		return fmt.Errorf("reading %s: %w", src, err)
 	}
 	defer f.Close()
-	if f.Machine != a.elfMachine {
+	if f.Machine != a.elfMachine && (a.compatMachine == 0 || f.Machine != a.compatMachine) {
 		return fmt.Errorf("%s is built for %s, the guest is %s", src, f.Machine, a.name)
 	}
 	for _, p := range f.Progs {

@@ -2,8 +2,9 @@
 /*
  * The one rtnetlink request parser: used by the syscall capture (tier 3), by
  * the rule and nexthop hooks (which only get the request), and by the LSM
- * enforcer. It reads the per-CPU heap's copy of one message, h->buf, and
- * fills the request fields of h->ev.
+ * enforcer. rtnl_parse_heap reads the per-CPU heap's copy of one message,
+ * h->buf, and fills the request fields of h->ev; the enforcer composes the
+ * same head/attribute/finish pieces over its own scratch.
  *
  * rtnl_parse_heap is a global function so the verifier checks it once, not
  * once per call site or loop iteration; for the same reason it takes only a
@@ -228,34 +229,18 @@ static __always_inline void rtnl_link_attr(struct rt_event *e, const __u8 *b, __
 		rd_name(e->oifname, b, p, plen);
 }
 
-/* Parses the message at h->buf[0:len] into h->ev. len is what was copied,
- * at most RT_SCRATCH; a longer message is parsed up to that and flagged. */
-__noinline int rtnl_parse_heap(__u32 len)
+/* The pieces below are the parser: rtnl_parse_heap composes them over the
+ * per-CPU heap's copy of one message; the enforcer (enforce.bpf.c) composes
+ * the same pieces over attributes it streams from the skb, so that there is
+ * one reading of each header and attribute. */
+
+/* Parses the netlink and family headers at b[0:len] (len: the bytes of the
+ * message there are, at least the 32 of the largest headers if the message
+ * has them) into e, and sets *hdrlen to the family header's size. Returns
+ * RT_PARSE_OK, RT_PARSE_IGNORED or RT_PARSE_SHORT. */
+static __always_inline int rtnl_parse_head(struct rt_event *e, const __u8 *b, __u32 len, __u32 *hdrlen)
 {
-	struct rt_heap *h = rt_heap();
-	struct rt_event *e;
-	__u32 nlmsg_len, off, hdrlen, i;
-	__u16 type, flags;
-	__u8 *b;
-
-	if (!h)
-		return RT_PARSE_NOHEAP;
-	b = h->buf;
-	e = &h->ev;
-	if (len > RT_SCRATCH)
-		len = RT_SCRATCH;
-	if (len < NLMSG_HDRLEN)
-		return RT_PARSE_SHORT;
-
-	nlmsg_len = rd32(b, 0);
-	type = rd16(b, 4);
-	flags = rd16(b, 6);
-	if (nlmsg_len < NLMSG_HDRLEN)
-		return RT_PARSE_BADLEN;
-	if (nlmsg_len > len)
-		e->flags |= RT_F_TRUNCATED;
-	else
-		len = nlmsg_len;
+	__u16 type = rd16(b, 4), flags = rd16(b, 6);
 
 	e->nlmsg_type = type;
 	e->nlmsg_flags = flags;
@@ -264,8 +249,8 @@ __noinline int rtnl_parse_heap(__u32 len)
 	switch (type) {
 	case RTM_NEWROUTE:
 	case RTM_DELROUTE:
-		hdrlen = 12; /* struct rtmsg */
-		if (len < NLMSG_HDRLEN + hdrlen)
+		*hdrlen = 12; /* struct rtmsg */
+		if (len < NLMSG_HDRLEN + 12)
 			return RT_PARSE_SHORT;
 		e->object = RT_OBJ_ROUTE;
 		e->family = rd8(b, 16);
@@ -279,8 +264,8 @@ __noinline int rtnl_parse_heap(__u32 len)
 		break;
 	case RTM_NEWRULE:
 	case RTM_DELRULE:
-		hdrlen = 12; /* struct fib_rule_hdr */
-		if (len < NLMSG_HDRLEN + hdrlen)
+		*hdrlen = 12; /* struct fib_rule_hdr */
+		if (len < NLMSG_HDRLEN + 12)
 			return RT_PARSE_SHORT;
 		e->object = RT_OBJ_RULE;
 		e->family = rd8(b, 16);
@@ -292,8 +277,8 @@ __noinline int rtnl_parse_heap(__u32 len)
 		break;
 	case RTM_NEWNEXTHOP:
 	case RTM_DELNEXTHOP:
-		hdrlen = 8; /* struct nhmsg */
-		if (len < NLMSG_HDRLEN + hdrlen)
+		*hdrlen = 8; /* struct nhmsg */
+		if (len < NLMSG_HDRLEN + 8)
 			return RT_PARSE_SHORT;
 		e->object = RT_OBJ_NEXTHOP;
 		e->family = rd8(b, 16);
@@ -301,8 +286,8 @@ __noinline int rtnl_parse_heap(__u32 len)
 		e->protocol = rd8(b, 18);
 		break;
 	case RTM_DELADDR:
-		hdrlen = 8; /* struct ifaddrmsg */
-		if (len < NLMSG_HDRLEN + hdrlen)
+		*hdrlen = 8; /* struct ifaddrmsg */
+		if (len < NLMSG_HDRLEN + 8)
 			return RT_PARSE_SHORT;
 		e->object = RT_OBJ_ADDR;
 		e->family = rd8(b, 16);
@@ -313,8 +298,8 @@ __noinline int rtnl_parse_heap(__u32 len)
 	case RTM_NEWLINK:
 	case RTM_SETLINK:
 	case RTM_DELLINK:
-		hdrlen = 16; /* struct ifinfomsg */
-		if (len < NLMSG_HDRLEN + hdrlen)
+		*hdrlen = 16; /* struct ifinfomsg */
+		if (len < NLMSG_HDRLEN + 16)
 			return RT_PARSE_SHORT;
 		e->object = RT_OBJ_LINK;
 		e->family = rd8(b, 16);
@@ -332,6 +317,73 @@ __noinline int rtnl_parse_heap(__u32 len)
 		e->op = (flags & NLM_F_REPLACE) ? RT_OP_REPLACE : RT_OP_ADD;
 	else
 		e->op = RT_OP_DELETE;
+	return RT_PARSE_OK;
+}
+
+/* One attribute of e's object, its payload at b[p:p+plen]. */
+static __always_inline void rtnl_parse_attr(struct rt_event *e, const __u8 *b, __u16 type, __u32 p, __u32 plen)
+{
+	switch (e->object) {
+	case RT_OBJ_ROUTE:
+		rtnl_route_attr(e, b, type, p, plen);
+		break;
+	case RT_OBJ_RULE:
+		rtnl_rule_attr(e, b, type, p, plen);
+		break;
+	case RT_OBJ_NEXTHOP:
+		rtnl_nexthop_attr(e, b, type, p, plen);
+		break;
+	case RT_OBJ_ADDR:
+		rtnl_addr_attr(e, b, type, p, plen);
+		break;
+	case RT_OBJ_LINK:
+		rtnl_link_attr(e, b, type, p, plen);
+		break;
+	}
+}
+
+/* After the last attribute: what only the whole message decides. */
+static __always_inline void rtnl_parse_finish(struct rt_event *e)
+{
+	if (e->object == RT_OBJ_ADDR) {
+		if (!e->gw_family && e->src_len)
+			__builtin_memcpy(e->dst, e->src, sizeof(e->dst));
+		__builtin_memset(e->src, 0, sizeof(e->src));
+		e->src_len = 0;
+		e->gw_family = 0;
+	}
+}
+
+/* Parses the message at h->buf[0:len] into h->ev. len is what was copied,
+ * at most RT_SCRATCH; a longer message is parsed up to that and flagged. */
+__noinline int rtnl_parse_heap(__u32 len)
+{
+	struct rt_heap *h = rt_heap();
+	struct rt_event *e;
+	__u32 nlmsg_len, off, hdrlen = 0, i;
+	__u8 *b;
+	int ret;
+
+	if (!h)
+		return RT_PARSE_NOHEAP;
+	b = h->buf;
+	e = &h->ev;
+	if (len > RT_SCRATCH)
+		len = RT_SCRATCH;
+	if (len < NLMSG_HDRLEN)
+		return RT_PARSE_SHORT;
+
+	nlmsg_len = rd32(b, 0);
+	if (nlmsg_len < NLMSG_HDRLEN)
+		return RT_PARSE_BADLEN;
+	if (nlmsg_len > len)
+		e->flags |= RT_F_TRUNCATED;
+	else
+		len = nlmsg_len;
+
+	ret = rtnl_parse_head(e, b, len, &hdrlen);
+	if (ret != RT_PARSE_OK)
+		return ret;
 
 	off = NLMSG_HDRLEN + hdrlen;
 	for (i = 0; i < RT_MAX_ATTRS; i++) {
@@ -351,37 +403,108 @@ __noinline int rtnl_parse_heap(__u32 len)
 		}
 		p = off + 4;
 		plen = alen - 4;
-		switch (e->object) {
-		case RT_OBJ_ROUTE:
-			rtnl_route_attr(e, b, atype, p, plen);
-			break;
-		case RT_OBJ_RULE:
-			rtnl_rule_attr(e, b, atype, p, plen);
-			break;
-		case RT_OBJ_NEXTHOP:
-			rtnl_nexthop_attr(e, b, atype, p, plen);
-			break;
-		case RT_OBJ_ADDR:
-			rtnl_addr_attr(e, b, atype, p, plen);
-			break;
-		case RT_OBJ_LINK:
-			rtnl_link_attr(e, b, atype, p, plen);
-			break;
-		}
+		rtnl_parse_attr(e, b, atype, p, plen);
 		off += (alen + 3) & ~3U;
 	}
 	/* Attributes beyond what one pass reads: say the request was not read
-	 * whole, so that no decision (the enforcer's above all) rests on it. */
+	 * whole, so that no decision rests on it (the enforcer does not use
+	 * this pass: it streams every attribute). */
 	if (i == RT_MAX_ATTRS && off + 4 <= len)
 		e->flags |= RT_F_TRUNCATED;
-	if (e->object == RT_OBJ_ADDR) {
-		if (!e->gw_family && e->src_len)
-			__builtin_memcpy(e->dst, e->src, sizeof(e->dst));
-		__builtin_memset(e->src, 0, sizeof(e->src));
-		e->src_len = 0;
-		e->gw_family = 0;
-	}
+	rtnl_parse_finish(e);
 	return RT_PARSE_OK;
+}
+
+/* --- the legacy route ioctls (net-tools `route`): SIOCADDRT, SIOCDELRT --- */
+
+#define SIOCADDRT 0x890B
+#define SIOCDELRT 0x890C
+
+struct rtentry_user {
+	unsigned long rt_pad1;
+	struct sockaddr rt_dst;
+	struct sockaddr rt_gateway;
+	struct sockaddr rt_genmask;
+	unsigned short rt_flags;
+	short rt_pad2;
+	__u32 pad_a; /* the ABI's own alignment, spelled out */
+	unsigned long rt_pad3;
+	void *rt_pad4;
+	short rt_metric;
+	__u16 pad_b[3];
+	char *rt_dev;
+	unsigned long rt_mtu;
+	unsigned long rt_window;
+	unsigned short rt_irtt;
+	__u16 pad_c[3];
+};
+
+struct in6_rtmsg_user {
+	struct in6_addr rtmsg_dst;
+	struct in6_addr rtmsg_src;
+	struct in6_addr rtmsg_gateway;
+	__u32 rtmsg_type;
+	__u16 rtmsg_dst_len;
+	__u16 rtmsg_src_len;
+	__u32 rtmsg_metric;
+	__u32 pad1; /* the ABI's own alignment, spelled out */
+	unsigned long rtmsg_info;
+	__u32 rtmsg_flags;
+	int rtmsg_ifindex;
+};
+
+/* Fills the route fields of e from the ioctl's argument, arg in user memory:
+ * a struct in6_rtmsg on an AF_INET6 socket, a struct rtentry on any other
+ * (inet, and packet sockets, which hand route ioctls to inet). Returns
+ * nonzero when the argument cannot be read. */
+static __always_inline int rtnl_parse_route_ioctl(struct rt_event *e, __u16 sock_family, const void *arg)
+{
+	e->object = RT_OBJ_ROUTE;
+	e->table = 254; /* RT_TABLE_MAIN: the ioctl cannot name another */
+	if (sock_family == AF_INET6) {
+		struct in6_rtmsg_user r;
+
+		if (bpf_probe_read_user(&r, sizeof(r), arg))
+			return -1;
+		e->family = AF_INET6;
+		__builtin_memcpy(e->dst, &r.rtmsg_dst, 16);
+		__builtin_memcpy(e->gw, &r.rtmsg_gateway, 16);
+		e->dst_len = r.rtmsg_dst_len;
+		e->priority = r.rtmsg_metric;
+		e->oif = r.rtmsg_ifindex;
+		if (r.rtmsg_flags & 0x2 /* RTF_GATEWAY */)
+			e->gw_family = AF_INET6;
+	} else {
+		struct rtentry_user r;
+		struct sockaddr_in *dst, *gw, *mask;
+		__u32 m;
+		int i;
+
+		if (bpf_probe_read_user(&r, sizeof(r), arg))
+			return -1;
+		e->family = AF_INET;
+		dst = (struct sockaddr_in *)&r.rt_dst;
+		gw = (struct sockaddr_in *)&r.rt_gateway;
+		mask = (struct sockaddr_in *)&r.rt_genmask;
+		__builtin_memcpy(e->dst, &dst->sin_addr, 4);
+		if (r.rt_flags & 0x2 /* RTF_GATEWAY */) {
+			__builtin_memcpy(e->gw, &gw->sin_addr, 4);
+			e->gw_family = AF_INET;
+		}
+		m = bpf_ntohl(mask->sin_addr.s_addr);
+		if (r.rt_flags & 0x4 /* RTF_HOST */)
+			m = 0xffffffff;
+		for (i = 0; i < 32; i++) {
+			if (!(m & (0x80000000U >> i)))
+				break;
+			e->dst_len++;
+		}
+		/* route(8) passes metric+1, the kernel stores metric-1 */
+		e->priority = r.rt_metric > 0 ? r.rt_metric - 1 : 0;
+		if (r.rt_dev)
+			bpf_probe_read_user_str(e->oifname, sizeof(e->oifname), r.rt_dev);
+	}
+	return 0;
 }
 
 #endif
