@@ -90,7 +90,7 @@ func newLSMRig(t *testing.T) *lsmRig {
 	ctx, cancel := context.WithCancel(context.Background())
 	r.cancel = cancel
 	go func() {
-		_ = r.e.Run(ctx, ruleNames(lsmPolicy(0)), func(ev *event.Event) {
+		_ = r.e.Run(ctx, Names(ruleNames(lsmPolicy(0))), func(ev *event.Event) {
 			r.mu.Lock()
 			r.events = append(r.events, *ev)
 			r.mu.Unlock()

@@ -320,7 +320,7 @@ func TestVerdictRecord(t *testing.T) {
 	got := make(chan *event.Event, 4)
 	done := make(chan error, 1)
 	go func() {
-		done <- runRing(ctx, h.objs.Events, ruleNames(p), func(ev *event.Event) { got <- ev }, t2log{t})
+		done <- runRing(ctx, h.objs.Events, Names(ruleNames(p)), func(ev *event.Event) { got <- ev }, t2log{t})
 	}()
 	msg := delRoute(inet, 24, "10.244.1.0", tmain).Attr(unix.RTA_OIF, nltest.U32(3)).Bytes()
 	if r := h.run(t, testNetns, batch(3, msg)); !r.Refused {

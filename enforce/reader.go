@@ -64,8 +64,24 @@ type Verdict struct {
 	Rule, Reason, MsgIndex, Generation uint32
 }
 
+// RuleNamer names rule id rule of the policy of a generation: the
+// Protect entry's String. A reload changes what an id means, and a verdict
+// read after it may still be of the policy before.
+type RuleNamer func(generation, rule uint32) string
+
+// Names is the RuleNamer of one policy for every generation: rules[i]
+// names rule id i.
+func Names(rules []string) RuleNamer {
+	return func(_, rule uint32) string {
+		if int(rule) < len(rules) {
+			return rules[rule]
+		}
+		return ""
+	}
+}
+
 // decodeVerdict decodes one enf_verdict record; rules names rule ids.
-func decodeVerdict(d *tracer.Decoder, raw []byte, rules []string, ev *event.Event) (Verdict, error) {
+func decodeVerdict(d *tracer.Decoder, raw []byte, rules RuleNamer, ev *event.Event) (Verdict, error) {
 	if len(raw) < verdictSize {
 		return Verdict{}, fmt.Errorf("verdict record of %d bytes, want %d", len(raw), verdictSize)
 	}
@@ -80,19 +96,17 @@ func decodeVerdict(d *tracer.Decoder, raw []byte, rules []string, ev *event.Even
 		Generation: binary.NativeEndian.Uint32(raw[off+12:]),
 	}
 	ev.Enforcement = event.Enforcement{Verdict: event.VerdictBlocked, Reason: ReasonText(v.Reason)}
-	if int(v.Rule) < len(rules) {
-		ev.Enforcement.Rule = rules[v.Rule]
-	}
+	ev.Enforcement.Rule = rules(v.Generation, v.Rule)
 	return v, nil
 }
 
 // Run reads the verdicts until ctx is done, emitting one blocked event per
-// refused request. rules[i] names rule id i (the policy's Protect[i]).
-func (e *Enforcer) Run(ctx context.Context, rules []string, emit func(*event.Event)) error {
+// refused request, its rule named by rules.
+func (e *Enforcer) Run(ctx context.Context, rules RuleNamer, emit func(*event.Event)) error {
 	return runRing(ctx, e.objs.Events, rules, emit, e.log)
 }
 
-func runRing(ctx context.Context, events *ebpf.Map, rules []string, emit func(*event.Event), log interface {
+func runRing(ctx context.Context, events *ebpf.Map, rules RuleNamer, emit func(*event.Event), log interface {
 	Warn(string, ...any)
 }) error {
 	rd, err := ringbuf.NewReader(events)

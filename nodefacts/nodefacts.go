@@ -248,7 +248,8 @@ func (r *Resolver) allowedCgroups(p *policy.Policy) ([]uint64, error) {
 		var proc *event.Process
 		if r.opts.Process != nil {
 			proc = r.opts.Process(rel)
-		} else {
+		}
+		if proc == nil {
 			info := enrich.ParseCgroup(rel)
 			proc = &event.Process{Cgroup: rel, CgroupHierarchy: "cgroup2", Unit: info.Unit, ContainerID: info.ContainerID}
 		}

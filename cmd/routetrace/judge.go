@@ -14,6 +14,7 @@ import (
 	"syscall"
 	"time"
 
+	"github.com/routetrace/routetrace/enrich"
 	"github.com/routetrace/routetrace/event"
 	"github.com/routetrace/routetrace/policy"
 )
@@ -34,6 +35,10 @@ type judgeStage struct {
 	// (block mode updates the kernel's maps); an error keeps the old
 	// policy in force everywhere.
 	reloaded func(p *policy.Policy) error
+	// enricher is the run's enricher once it exists (nil with
+	// --enrich=false): block mode asks it which cgroups are an allowed
+	// pod's.
+	enricher atomic.Pointer[enrich.Enricher]
 	// lowLatency asks the tracer to read a deletion at once (repair).
 	lowLatency bool
 	// closers run after the tracer has stopped, last first.

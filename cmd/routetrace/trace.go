@@ -204,6 +204,9 @@ func runTraceWith(c *cli.Context, judge *judgeStage) error {
 		defer cancel()
 	}
 	if judge != nil {
+		if enr != nil {
+			judge.enricher.Store(enr)
+		}
 		go judge.watch(ctx)
 		if judge.start != nil {
 			if err := judge.start(ctx, emit); err != nil {
