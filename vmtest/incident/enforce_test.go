@@ -54,6 +54,7 @@ const (
 	delT100       = `{"op":"delete","object":"route","family":"inet","table":100,"errno":0,"origin":"netlink","netns":4026531840,"dst":"10.244.2.0/24","protocol_num":4,"type":"unicast","metric":0,"oif":3,` + ndActorJSON + `%s}`
 	delBird       = `{"op":"delete","object":"route","family":"inet","table":254,"errno":0,"origin":"netlink","netns":4026531840,"dst":"10.244.1.0/24","protocol_num":12,"type":"unicast","metric":0,"oif":3,` + ndActorJSON + `%s}`
 	flushBird     = `{"op":"delete","object":"route","family":"inet","table":254,"errno":0,"origin":"kernel","path":"fib_inetaddr_event","netns":4026531840,"dst":"10.244.1.0/24","protocol_num":12,"type":"unicast","metric":0,"oif":3,"actor":{"pid":0,"tid":0,"comm":"kernel","kernel":true},"cause":{"object":"address","op":"delete","ifindex":3,"prefix":"198.18.0.1/24",` + ndActorJSON + `}%s}`
+	flushT100     = `{"op":"delete","object":"route","family":"inet","table":100,"errno":0,"origin":"kernel","path":"fib_inetaddr_event","netns":4026531840,"dst":"10.244.2.0/24","protocol_num":4,"type":"unicast","metric":0,"oif":3,"actor":{"pid":0,"tid":0,"comm":"kernel","kernel":true},"cause":{"object":"address","op":"delete","ifindex":3,"prefix":"192.0.2.1/24",` + ndActorJSON + `}%s}`
 	delV6         = `{"op":"delete","object":"route","family":"inet6","table":254,"errno":0,"origin":"netlink","netns":4026531840,"dst":"fd00:244::/64","protocol_num":12,"type":"blackhole","metric":1024,"oif":1,` + ndActorJSON + `%s}`
 	delFree       = `{"op":"delete","object":"route","family":"inet6","table":254,"errno":0,"origin":"netlink","netns":4026531840,"dst":"2001:db8:244::/64","protocol_num":4,"type":"unicast","metric":1024,"oif":3,` + ndActorJSON + `%s}`
 	delRule2      = `{"op":"delete","object":"rule","family":"inet","table":101,"errno":0,"origin":"netlink","netns":4026531840,"priority":1536,"src":"10.244.0.5/32",` + ndActorJSON + `%s}`
@@ -161,6 +162,9 @@ func TestCheckEnforce(t *testing.T) {
 			"table=100 type=1 dst=10.244.2.0/24 metric=0 oif=3: protected, gone", [3]int{4, 1, 0}},
 		{"block: a verdict on unprotected state", modeBlock, kept,
 			replace(blocked, 4, judged(delFree, "would-block", 4, "", -1)), "verdict would-block on a change that is not a removal of protected state", [3]int{4, 2, 0}},
+		{"block: the kernel flushes a refused route (6.1: nd0 without an IPv4 address for a moment)", modeBlock,
+			enforceSnap(t, false, []string{encCali}, []string{encV6}, []string{encRule, encRuleOut}),
+			append(slices.Clone(blocked), judged(flushT100, "would-block", 1, reasonKernel, -1)), "", [3]int{4, 2, 0}},
 		{"audit", modeAudit, removed, audit, "", [3]int{0, 4, 0}},
 		{"audit: a target survived", modeAudit, enforceSnap(t, false, []string{encCali}, nil, []string{encRule, encRuleOut}), audit,
 			"audit refused nothing, yet networkd's target survived", [3]int{0, 4, 0}},
@@ -170,6 +174,11 @@ func TestCheckEnforce(t *testing.T) {
 		{"repair, no re-add reported", modeRepair, kept, repairedOnly, "", [3]int{0, 1, 4}},
 		{"repair: reported repaired, gone", modeRepair, enforceSnap(t, false, []string{encCali}, []string{encV6}, []string{encRule, encRuleOut}), repairedOnly,
 			"table=100 type=1 dst=10.244.2.0/24 metric=0 oif=3: reported adds and deletes do not add up", [3]int{0, 1, 4}},
+		{"repair: a kernel removal repaired", modeRepair, kept,
+			append(slices.Clone(repairedOnly), judged(flushT100, "repaired", 1, "", 3000)), "", [3]int{0, 1, 5}},
+		{"repair: a kernel removal not repaired", modeRepair, enforceSnap(t, false, []string{encCali}, []string{encV6}, []string{encRule, encRuleOut}),
+			append(slices.Clone(repairedOnly), judged(flushT100, "would-block", 1, "repair failed: network is unreachable", -1)),
+			"table=100 type=1 dst=10.244.2.0/24 metric=0 oif=3: protected, gone after the restart", [3]int{0, 2, 4}},
 		{"repair: no time missing", modeRepair, kept, replace(repaired, 0, judged(delT100, "repaired", 1, "", 0)), "missing_us 0, want above 0", [3]int{0, 1, 4}},
 		{"repair: put back different", modeRepair,
 			enforceSnap(t, false, []string{strings.Replace(encT100, `"protocol":"4"`, `"protocol":"3"`, 1), encCali}, []string{encV6}, []string{encRule, encRuleOut}),
