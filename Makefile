@@ -149,8 +149,8 @@ vmbench:
 # reload-noforeign is left out of the default run: like reload it removes
 # nothing, and each variant costs a networkd restart under TCG. The enforce
 # variants (issue 9) are the same restart judged by a policy: audit, block
-# (three restarts: refused, refused with routetrace killed, released) and
-# repair.
+# (refused; once per boot two more restarts: refused with routetrace
+# killed, then released) and repair.
 INCIDENT_SCENARIOS ?= restart,reload,reconfigure,restart-noforeign,reconfigure-noforeign,enforce-audit,enforce-block,enforce-repair
 
 # The systemd-networkd incident (issue 3): a debootstrap'd bookworm booted
