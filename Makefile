@@ -147,8 +147,11 @@ vmbench:
 		--summary-md $(CACHE)/vmbench-summary.md --quiet
 
 # reload-noforeign is left out of the default run: like reload it removes
-# nothing, and each variant costs a networkd restart under TCG.
-INCIDENT_SCENARIOS ?= restart,reload,reconfigure,restart-noforeign,reconfigure-noforeign
+# nothing, and each variant costs a networkd restart under TCG. The enforce
+# variants (issue 9) are the same restart judged by a policy: audit, block
+# (refused; once per boot two more restarts: refused with routetrace
+# killed, then released) and repair.
+INCIDENT_SCENARIOS ?= restart,reload,reconfigure,restart-noforeign,reconfigure-noforeign,enforce-audit,enforce-block,enforce-repair
 
 # The systemd-networkd incident (issue 3): a debootstrap'd bookworm booted
 # with systemd under each kernel; every tier and variant in one boot per

@@ -173,6 +173,30 @@ func checkHistory(v *verdict, bin, dir, stateDir, traceOut string) {
 	}
 }
 
+// checkHistoryVerdict: `routetrace history --verdict V --output json` must
+// print exactly trace's lines with that verdict, in trace's order.
+func checkHistoryVerdict(v *verdict, bin, dir, stateDir string, evs []*rtEvent, verdictName string) {
+	var want bytes.Buffer
+	for _, ev := range evs {
+		if ev.Verdict == verdictName {
+			want.WriteString(ev.line + "\n")
+		}
+	}
+	if want.Len() == 0 {
+		v.failf("trace reported no %s change: history --verdict %s is not put to the test", verdictName, verdictName)
+		return
+	}
+	got, err := runTool(bin, dir, "history-"+verdictName+".json", "history", "--state-dir", stateDir, "--output", "json", "--verdict", verdictName)
+	if err != nil {
+		v.failf("%v", err)
+		return
+	}
+	if !bytes.Equal(got, want.Bytes()) {
+		v.failf("history --verdict %s differs from trace's %s lines (history-%s.json vs events.json in %s): %s",
+			verdictName, verdictName, verdictName, dir, firstDifference(want.Bytes(), got))
+	}
+}
+
 // withoutSummary is trace's JSON output without its last line, which must
 // be the summary.
 func withoutSummary(out []byte) ([]byte, bool) {

@@ -26,6 +26,12 @@
 //     ManageForeignRoutingPolicyRules=no) for what it removed. One why
 //     answer per kind of removal is printed as text to the log.
 //
+// The enforce variants (enforce.go) make the same restart with routetrace
+// judging every change by a policy that protects the CNI state: audit
+// (would-block, nothing refused), block (networkd refused, the state kept,
+// the enforcement outliving a SIGKILLed routetrace until --release) and
+// repair (the state put back, identical).
+//
 // Results go to stdout, which the unit sends to the serial console, as
 // INCIDENT-RESULT lines the host parses.
 package main
@@ -76,8 +82,11 @@ func main() {
 			case len(v.failures) > 0:
 				status = "fail"
 			}
-			fmt.Printf("INCIDENT-RESULT tier=%s scenario=%s status=%s removed=%d reported=%d kernel=%d took=%.1fs reason=%s\n",
-				tier, sc.name, status, v.removed, v.reported, v.kernel, time.Since(t0).Seconds(), oneLine(v.reason()))
+			med, worst := v.missing()
+			fmt.Printf("INCIDENT-RESULT tier=%s scenario=%s status=%s removed=%d reported=%d kernel=%d "+
+				"blocked=%d would_block=%d repaired=%d missing_med_us=%d missing_max_us=%d took=%.1fs reason=%s\n",
+				tier, sc.name, status, v.removed, v.reported, v.kernel,
+				v.blocked, v.wouldBlock, v.repaired, med, worst, time.Since(t0).Seconds(), oneLine(v.reason()))
 		}
 	}
 	fmt.Printf("INCIDENT-DONE took=%.1fs\n", time.Since(start).Seconds())

@@ -6,6 +6,7 @@ import (
 	"os"
 	"os/exec"
 	"path/filepath"
+	"slices"
 	"strconv"
 	"strings"
 	"syscall"
@@ -28,15 +29,21 @@ type scenario struct {
 	name    string
 	foreign bool     // ManageForeignRoutes / ManageForeignRoutingPolicyRules at their default, yes
 	action  []string // the command that makes networkd act
+	enforce string   // the enforce mode routetrace runs in (enforce.go); "": it only traces
 }
 
+var restartNetworkd = []string{"systemctl", "restart", "systemd-networkd"}
+
 var scenarios = []scenario{
-	{"restart", true, []string{"systemctl", "restart", "systemd-networkd"}},
-	{"reload", true, []string{"networkctl", "reload"}},
-	{"reconfigure", true, []string{"networkctl", "reconfigure", managedLink}},
-	{"restart-noforeign", false, []string{"systemctl", "restart", "systemd-networkd"}},
-	{"reload-noforeign", false, []string{"networkctl", "reload"}},
-	{"reconfigure-noforeign", false, []string{"networkctl", "reconfigure", managedLink}},
+	{"restart", true, restartNetworkd, ""},
+	{"reload", true, []string{"networkctl", "reload"}, ""},
+	{"reconfigure", true, []string{"networkctl", "reconfigure", managedLink}, ""},
+	{"restart-noforeign", false, restartNetworkd, ""},
+	{"reload-noforeign", false, []string{"networkctl", "reload"}, ""},
+	{"reconfigure-noforeign", false, []string{"networkctl", "reconfigure", managedLink}, ""},
+	{"enforce-audit", true, restartNetworkd, modeAudit},
+	{"enforce-block", true, restartNetworkd, modeBlock},
+	{"enforce-repair", true, restartNetworkd, modeRepair},
 }
 
 func allScenarioNames() []string {
@@ -119,6 +126,7 @@ type guest struct {
 	netns      uint64
 	conf       string          // networkd.conf as networkd last read it
 	whyShown   map[string]bool // kinds of removal whose why answer is in the log
+	outlivedOn string          // the tier enforce-block checked the pinned enforcement on
 }
 
 func (g *guest) prepare() error {
@@ -155,9 +163,20 @@ func (g *guest) run(tier string, sc scenario) *verdict {
 			return v
 		}
 	}
+	var pol *enforcePolicyFile
+	if sc.enforce != "" {
+		var err error
+		if pol, err = writePolicy(dir, sc.enforce); err != nil {
+			v.failf("%v", err)
+			return v
+		}
+		// Block mode's enforcement outlives routetrace: whatever happens
+		// here, the next variant must find none.
+		defer g.release(dir, "release-cleanup")
+	}
 
 	phase.mark("reset and install")
-	tr, err := startTracer(g.routetrace, tier, dir)
+	tr, err := startTracer(g.routetrace, tier, dir, tracerCommand(sc, pol))
 	if err != nil {
 		v.failf("starting routetrace --attach %s: %v", tier, err)
 		return v
@@ -192,6 +211,9 @@ func (g *guest) run(tier string, sc scenario) *verdict {
 		v.failf("%v", err)
 		return v
 	}
+	if sc.enforce == modeBlock {
+		networkdHealth(v, "refused", start)
+	}
 	// Events are read from the ring buffer in batches: give the last ones
 	// time to reach the output before stopping.
 	time.Sleep(time.Second)
@@ -210,21 +232,47 @@ func (g *guest) run(tier string, sc scenario) *verdict {
 			break
 		}
 	}
-	check(v, evs, before, after, nd, g.netns)
-	if sc.name == "restart" && v.removed == 0 {
-		v.failf("a restart with default settings removed nothing: the incident was not reproduced")
+	check(v, withoutBlocked(evs), before, after, nd, g.netns)
+	tallyVerdicts(v, evs)
+	switch {
+	case sc.enforce != "":
+		checkEnforce(v, sc.enforce, pol, evs, before, after, nd, g.netns)
+	case sc.name == "restart":
+		if v.removed == 0 {
+			v.failf("a restart with default settings removed nothing: the incident was not reproduced")
+		}
+		checkTargets(v, evs, before, g.netns)
 	}
 	phase.mark("check")
 	// The same run from its journal, after the fact.
 	checkHistory(v, g.routetrace, dir, tr.state, tr.out)
+	if sc.enforce != "" {
+		checkHistoryVerdict(v, g.routetrace, dir, tr.state, evs,
+			map[string]string{modeAudit: verdictWouldBlock, modeBlock: verdictBlocked, modeRepair: verdictRepaired}[sc.enforce])
+	}
 	whyText := ""
 	tgt := whyTarget(evs, before, after, nd, g.netns)
-	if tgt != nil {
+	switch {
+	case sc.enforce != "":
+		// why is the tracing variants' check; here the journal's
+		// verdicts are, above.
+	case tgt != nil:
 		whyText = g.checkWhyRun(v, dir, tr.state, tgt, evs, nd)
-	} else if v.reported > 0 {
+	case v.reported > 0:
 		v.notes = append(v.notes, "networkd removed no route (only rules): routetrace why not asked")
 	}
 	phase.mark("history and why")
+	// The kernel's enforcement is the same whichever tier routetrace
+	// traces with: its survival and release cost two networkd restarts,
+	// so they are checked once per boot, on the first tier that gets here.
+	switch {
+	case sc.enforce != modeBlock:
+	case g.outlivedOn == "":
+		g.checkBlockOutlives(v, tier, dir, sc, pol, after, &phase)
+		g.outlivedOn = tier
+	default:
+		v.notes = append(v.notes, "enforcement after SIGKILL and --release: checked on tier "+g.outlivedOn)
+	}
 
 	logBlock(fmt.Sprintf("%s %s: networkd pid %d cgroup %d; %d events; %s", tier, sc.name, nd.pid, nd.cgroup, len(evs), phase), "")
 	for _, k := range sortedKeys(before.objects()) {
@@ -238,9 +286,10 @@ func (g *guest) run(tier string, sc scenario) *verdict {
 	for _, f := range v.failures {
 		fmt.Printf("INCIDENT-LOG   FAIL: %s\n", f)
 	}
-	// The evidence, pass or fail: every removal routetrace reported.
+	// The evidence, pass or fail: every removal routetrace reported and
+	// every verdict it gave.
 	for _, ev := range evs {
-		if ev.Op == "delete" || ev.Op == "flush" {
+		if ev.Op == "delete" || ev.Op == "flush" || ev.Verdict != "" {
 			fmt.Printf("INCIDENT-LOG   event: %s\n", ev.line)
 		}
 	}
@@ -249,6 +298,137 @@ func (g *guest) run(tier string, sc scenario) *verdict {
 		logBlock(fmt.Sprintf("%s %s: routetrace why %s (what an SRE sees)", tier, sc.name, arg), whyText)
 	}
 	return v
+}
+
+// tracerCommand is routetrace's subcommand for the scenario, with its
+// policy: trace alone, trace --policy for audit (the documented way to
+// audit), enforce for block and repair.
+func tracerCommand(sc scenario, pol *enforcePolicyFile) []string {
+	switch sc.enforce {
+	case "":
+		return []string{"trace"}
+	case modeAudit:
+		return []string{"trace", "--policy", pol.path}
+	}
+	return []string{"enforce", "--policy", pol.path, "--mode", sc.enforce}
+}
+
+// checkBlockOutlives: block mode's enforcement stays in the kernel when
+// routetrace dies. A new enforce run adopts it and is killed with SIGKILL;
+// networkd restarts again and must still be refused, with no routetrace
+// running to report it, so the proof is the protected state, unchanged.
+// Then `routetrace enforce --release` removes the enforcement and a third
+// restart removes what networkd targets. after is the state the first
+// restart left.
+func (g *guest) checkBlockOutlives(v *verdict, tier, dir string, sc scenario, pol *enforcePolicyFile, after *snapshot, phase *phases) {
+	killDir := filepath.Join(dir, "killed")
+	if err := os.MkdirAll(killDir, 0o755); err != nil {
+		v.failf("creating %s: %v", killDir, err)
+		return
+	}
+	tr, err := startTracer(g.routetrace, tier, killDir, tracerCommand(sc, pol))
+	if err != nil {
+		v.failf("starting routetrace enforce again (adopting the pinned enforcement): %v", err)
+		return
+	}
+	if err := tr.kill(); err != nil {
+		v.failf("%v", err)
+		return
+	}
+	phase.mark("enforce start and SIGKILL")
+	start := time.Now()
+	if err := g.restartNetworkd(); err != nil {
+		v.failf("second restart, routetrace killed: %v", err)
+		return
+	}
+	afterKill, err := takeSnapshot()
+	if err != nil {
+		v.failf("snapshot after the second restart: %v", err)
+		return
+	}
+	protectedSame(v, "second restart, routetrace killed with SIGKILL (enforcement pinned)", after, afterKill)
+	networkdHealth(v, "refused again, routetrace killed", start)
+	phase.mark("second restart")
+
+	if out, err := runTool(g.routetrace, dir, "release", "enforce", "--release"); err != nil {
+		v.failf("%v", err)
+		return
+	} else {
+		v.notes = append(v.notes, "enforce --release: "+oneLine(string(out)))
+	}
+	if err := g.restartNetworkd(); err != nil {
+		v.failf("third restart, enforcement released: %v", err)
+		return
+	}
+	released, err := takeSnapshot()
+	if err != nil {
+		v.failf("snapshot after the third restart: %v", err)
+		return
+	}
+	_, targets, err := protectedTargets(afterKill)
+	if err != nil {
+		v.failf("reading the snapshot after the second restart: %v", err)
+		return
+	}
+	for _, k := range sortedKeys(targets) {
+		if _, ok := released.objects()[k]; ok {
+			v.failf("third restart, enforcement released: networkd's target %s survived (is the enforcement still in the kernel?)", k)
+		}
+	}
+	if len(targets) == 0 {
+		v.failf("third restart: nothing protected left for networkd to remove, the release was not put to the test")
+	}
+	phase.mark("release and third restart")
+}
+
+// restartNetworkd restarts networkd outside any traced window and waits
+// for it to settle.
+func (g *guest) restartNetworkd() error {
+	start := time.Now()
+	if out, err := exec.Command(restartNetworkd[0], restartNetworkd[1:]...).CombinedOutput(); err != nil {
+		return fmt.Errorf("%s: %v: %s", strings.Join(restartNetworkd, " "), err, out)
+	}
+	return g.settle(start, 90*time.Second)
+}
+
+// release removes pinned enforcement, if any. As cleanup it may find
+// none; that is not an error here, and its output is in dir.
+func (g *guest) release(dir, name string) {
+	runTool(g.routetrace, dir, name, "enforce", "--release")
+}
+
+// networkdHealth: networkd refused still runs and configures its own link.
+// Its log since the restart goes into the notes: what it says of the
+// EPERMs.
+func networkdHealth(v *verdict, what string, since time.Time) {
+	out, _ := exec.Command("systemctl", "is-active", "systemd-networkd").Output()
+	if s := strings.TrimSpace(string(out)); s != "active" {
+		v.failf("%s: systemctl is-active systemd-networkd says %q, want active", what, s)
+	}
+	if st := linkState(); st != "configured" {
+		v.failf("%s: networkd's own link %s is %q, want configured", what, managedLink, st)
+	}
+	log, err := exec.Command("journalctl", "-u", "systemd-networkd", "--since", fmt.Sprintf("@%d", since.Unix()), "-o", "cat", "--no-pager").CombinedOutput()
+	if err != nil {
+		v.notes = append(v.notes, fmt.Sprintf("journalctl -u systemd-networkd: %v", err))
+	}
+	lines := strings.Split(strings.TrimSpace(string(log)), "\n")
+	if len(lines) > 60 {
+		lines = append(lines[:60], fmt.Sprintf("(%d more lines)", len(lines)-60))
+	}
+	for _, l := range lines {
+		v.notes = append(v.notes, fmt.Sprintf("networkd (%s): %s", what, l))
+	}
+}
+
+// linkState is networkd's setup state of its link: configured, failed,
+// configuring...
+func linkState() string {
+	out, _ := exec.Command("networkctl", "list", "--no-legend", "--no-pager", managedLink).Output()
+	if f := strings.Fields(string(out)); len(f) >= 5 {
+		return f[4]
+	}
+	return strings.TrimSpace(string(out))
 }
 
 // checkWhyRun asks `routetrace why` about tgt, a route networkd removed,
@@ -318,13 +498,12 @@ func (g *guest) reset(sc scenario) error {
 func (g *guest) settle(since time.Time, limit time.Duration) error {
 	deadline := time.Now().Add(limit)
 	for {
-		out, _ := exec.Command("networkctl", "list", "--no-legend", "--no-pager", managedLink).Output()
-		f := strings.Fields(string(out))
-		if len(f) >= 5 && f[4] == "configured" {
+		st := linkState()
+		if st == "configured" {
 			break
 		}
 		if time.Now().After(deadline) {
-			return fmt.Errorf("%s not configured after %s: networkctl says %q", managedLink, limit, strings.TrimSpace(string(out)))
+			return fmt.Errorf("%s not configured after %s: networkctl says %q", managedLink, limit, st)
 		}
 		time.Sleep(300 * time.Millisecond)
 	}
@@ -406,9 +585,10 @@ type tracer struct {
 	state string
 }
 
-// startTracer runs routetrace with its output in dir and waits for its
-// ready file: only then are the probes attached.
-func startTracer(bin, tier, dir string) (*tracer, error) {
+// startTracer runs routetrace's command (trace, or enforce with its
+// policy) with its output in dir and waits for its ready file: only then
+// are the probes attached (and the enforcement in force).
+func startTracer(bin, tier, dir string, command []string) (*tracer, error) {
 	t := &tracer{out: filepath.Join(dir, "events.json"), err: filepath.Join(dir, "routetrace.stderr"), state: filepath.Join(dir, "state")}
 	ready := filepath.Join(dir, "ready")
 	stdout, err := os.Create(t.out)
@@ -419,7 +599,8 @@ func startTracer(bin, tier, dir string) (*tracer, error) {
 	if err != nil {
 		return nil, err
 	}
-	t.cmd = exec.Command(bin, "trace", "--output", "json", "--attach", tier, "--ready-file", ready, "--state-dir", t.state)
+	args := append(slices.Clone(command), "--output", "json", "--attach", tier, "--ready-file", ready, "--state-dir", t.state)
+	t.cmd = exec.Command(bin, args...)
 	t.cmd.Stdout, t.cmd.Stderr = stdout, stderr
 	if err := t.cmd.Start(); err != nil {
 		return nil, err
@@ -465,6 +646,15 @@ func (t *tracer) stop() error {
 		<-t.wait
 		return errors.New("routetrace did not exit within 60s of SIGINT")
 	}
+}
+
+// kill ends routetrace as a crash would: SIGKILL, no cleanup.
+func (t *tracer) kill() error {
+	if err := t.cmd.Process.Kill(); err != nil {
+		return fmt.Errorf("killing routetrace: %w", err)
+	}
+	<-t.wait
+	return nil
 }
 
 func logBlock(title, body string) {

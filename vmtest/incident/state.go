@@ -49,7 +49,7 @@ func ipJSON(args ...string) ([]json.RawMessage, error) {
 	return objs, nil
 }
 
-// ipRoute is one object of `ip -N -j route show table all`: -N makes table,
+// ipRoute is one object of `ip -d -N -j route show table all`: -N makes table,
 // protocol and type numbers, as routetrace's *_num fields and our keys use.
 type ipRoute struct {
 	Type     string `json:"type"`
@@ -101,7 +101,9 @@ func takeSnapshot() (*snapshot, error) {
 	}
 	for _, fam := range []string{"inet", "inet6"} {
 		flag := map[string]string{"inet": "-4", "inet6": "-6"}[fam]
-		routes, err := ipJSON(flag, "-N", "route", "show", "table", "all")
+		// -d: every attribute ip knows, so that a route or rule put back
+		// (enforce-repair) compares equal only when it is identical.
+		routes, err := ipJSON(flag, "-d", "-N", "route", "show", "table", "all")
 		if err != nil {
 			return nil, err
 		}
@@ -116,7 +118,7 @@ func takeSnapshot() (*snapshot, error) {
 			}
 			s.routes[k] = string(raw)
 		}
-		rules, err := ipJSON(flag, "-N", "rule", "show")
+		rules, err := ipJSON(flag, "-d", "-N", "rule", "show")
 		if err != nil {
 			return nil, err
 		}
