@@ -192,7 +192,7 @@ func (r *Repairer) Deleted(ev *event.Event) {
 		return
 	}
 	gone := r.store.GoneAt(k) // before its repair: for the routes that went with a nexthop
-	acked, err := r.store.Reinstall(k)
+	acked, err := r.reinstall(k)
 	if errors.Is(err, unix.EEXIST) {
 		// One request can delete an object in several notifications (an
 		// IPv6 multipath route, hop by hop), each reported: the repair of
@@ -227,6 +227,34 @@ func (r *Repairer) Deleted(ev *event.Event) {
 	if ev.Object == event.ObjectNexthop {
 		r.dependents(ev, k.ID, gone)
 	}
+}
+
+// Transient refusals are retried for this long: a daemon that removes a
+// protected route while it re-adds its own address (networkd's restart)
+// leaves the route's gateway unreachable for tens of milliseconds.
+const transientRetry = 500 * time.Millisecond
+
+// reinstall puts k back, retrying while the kernel's refusal is one that
+// passes by itself (the gateway not reachable yet). The tracer's events
+// wait meanwhile: rare, and bounded by transientRetry.
+func (r *Repairer) reinstall(k routestate.Key) (time.Time, error) {
+	deadline := time.Now().Add(transientRetry)
+	wait := 10 * time.Millisecond
+	for {
+		acked, err := r.store.Reinstall(k)
+		if err == nil || !transient(err) || time.Now().Add(wait).After(deadline) {
+			return acked, err
+		}
+		time.Sleep(wait)
+		wait *= 2
+	}
+}
+
+// transient reports a refusal that a moment may cure: no route to the
+// gateway (ENETUNREACH), or "Nexthop has invalid gateway" (EINVAL), both
+// while the address that makes it reachable is being re-added.
+func transient(err error) bool {
+	return errors.Is(err, unix.ENETUNREACH) || errors.Is(err, unix.EINVAL) && strings.Contains(err.Error(), "invalid gateway")
 }
 
 // dependents re-installs the routes the kernel removed with nexthop id

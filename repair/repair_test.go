@@ -511,3 +511,33 @@ func TestOwnNamespaceOnly(t *testing.T) {
 		t.Errorf("another namespace: %d objects kept, want none", n)
 	}
 }
+
+// A repair the kernel refuses for a moment (the gateway unreachable while
+// the address that reaches it is re-added, as networkd's restart does) is
+// retried, and succeeds once the address is back.
+func TestTransientRefusalRetried(t *testing.T) {
+	testnet.RequireRoot(t)
+	ns := testnet.New(t)
+	ns.IP("addr", "add", "198.18.0.2/24", "dev", "v0")
+	ns.IP("route", "add", "198.51.100.0/24", "via", "198.18.0.1", "dev", "v0", "proto", "static")
+	h := start(t, ns, Options{Keep: protected}, wouldBlock)
+	// The route goes, and in the same breath the address that reaches its
+	// gateway (one ip -batch: microseconds apart, before the repair), which
+	// comes back 60 ms later.
+	batch := filepath.Join(t.TempDir(), "batch")
+	if err := os.WriteFile(batch, []byte("route del 198.51.100.0/24\naddr del 198.18.0.2/24 dev v0\n"), 0o644); err != nil {
+		t.Fatal(err)
+	}
+	ns.IP("-batch", batch)
+	go func() {
+		time.Sleep(60 * time.Millisecond)
+		ns.IP("addr", "add", "198.18.0.2/24", "dev", "v0")
+	}()
+	ev := h.next("the deletion", deleteOf("198.51.100.0/24"))
+	if ev.Enforcement.Verdict != event.VerdictRepaired {
+		t.Fatalf("enforcement %+v, want repaired", ev.Enforcement)
+	}
+	if _, out, _ := ns.TryIP("route", "show", "198.51.100.0/24"); !strings.Contains(out, "198.51.100.0/24 via 198.18.0.1 dev v0 proto static") {
+		t.Errorf("route after the repair: %q", out)
+	}
+}
