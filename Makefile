@@ -151,7 +151,7 @@ vmbench:
 # variants (issue 9) are the same restart judged by a policy: audit, block
 # (refused; once per boot two more restarts: refused with routetrace
 # killed, then released) and repair.
-INCIDENT_SCENARIOS ?= restart,reload,reconfigure,restart-noforeign,reconfigure-noforeign,enforce-audit,enforce-block,enforce-repair
+INCIDENT_SCENARIOS ?= restart,reload,reconfigure,restart-noforeign,reconfigure-noforeign,enforce-audit,enforce-repair
 
 # The systemd-networkd incident (issue 3): a debootstrap'd bookworm booted
 # with systemd under each kernel; every tier and variant in one boot per
