@@ -106,7 +106,7 @@ func New(opts Options) (*Resolver, error) {
 		opts.Logger = slog.Default()
 	}
 	if opts.CgroupRoot == "" {
-		root, err := cgroup2Mount("/proc/self/mountinfo")
+		root, err := Cgroup2Mount()
 		if err != nil {
 			return nil, err
 		}
@@ -300,8 +300,10 @@ func allowedExes(p *policy.Policy, log *slog.Logger) []Exe {
 	return out
 }
 
-// cgroup2Mount finds where the unified hierarchy is mounted: /sys/fs/cgroup
+// Cgroup2Mount finds where the unified hierarchy is mounted: /sys/fs/cgroup
 // on a pure v2 host, /sys/fs/cgroup/unified on a hybrid one.
+func Cgroup2Mount() (string, error) { return cgroup2Mount("/proc/self/mountinfo") }
+
 func cgroup2Mount(mountinfo string) (string, error) {
 	b, err := os.ReadFile(mountinfo)
 	if err != nil {
