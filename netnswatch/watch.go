@@ -178,6 +178,13 @@ func New(opts Options) (*Watcher, error) {
 	return w, nil
 }
 
+// NetnsPath resolves one --netns entry (a name in /run/netns or a path)
+// to the path of a network namespace, or says what is wrong with it.
+func NetnsPath(arg string) (string, error) {
+	o, err := checkOnly(arg)
+	return o.path, err
+}
+
 // checkOnly resolves one --netns entry and checks that it opens a network
 // namespace.
 func checkOnly(arg string) (onlyPath, error) {

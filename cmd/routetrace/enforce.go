@@ -3,10 +3,10 @@ package main
 import (
 	"fmt"
 	"os"
-	"strings"
 
 	"github.com/urfave/cli/v2"
 
+	"github.com/routetrace/routetrace/netnswatch"
 	"github.com/routetrace/routetrace/policy"
 	"github.com/routetrace/routetrace/rtnl"
 )
@@ -113,12 +113,9 @@ func enforcedNamespaces(netns []string) ([]string, error) {
 	}
 	var paths []string
 	for _, arg := range splitAll(netns) {
-		path := arg
-		if !strings.ContainsRune(arg, '/') {
-			path = "/run/netns/" + arg
-		}
-		if _, err := os.Stat(path); err != nil {
-			return nil, fmt.Errorf("--netns %s: %w (name one from `ip netns list` or give a path like /proc/PID/ns/net)", arg, err)
+		path, err := netnswatch.NetnsPath(arg)
+		if err != nil {
+			return nil, err
 		}
 		paths = append(paths, path)
 	}

@@ -45,7 +45,6 @@ type blockState struct {
 	// back the old policy's facts after it.
 	policy    atomic.Pointer[policy.Policy]
 	resolvers []*nodefacts.Resolver
-	refresh   []chan struct{}
 
 	mu     sync.Mutex
 	facts  map[uint32]nodefacts.Facts // by namespace
@@ -87,7 +86,6 @@ func setupBlock(c *cli.Context, j *judgeStage) error {
 			return fmt.Errorf("resolving the policy's names in %s: %w", path, err)
 		}
 		b.resolvers = append(b.resolvers, r)
-		b.refresh = append(b.refresh, make(chan struct{}, 1))
 	}
 	var inodes []uint32
 	for ino := range j.namespaces {
@@ -149,9 +147,9 @@ func setupBlock(c *cli.Context, j *judgeStage) error {
 		}()
 		// Each resolver's first publish is now, with the enricher to name
 		// the pods of the cgroups.
-		for i, r := range b.resolvers {
+		for _, r := range b.resolvers {
 			go func() {
-				err := r.Run(ctx, 2*time.Second, b.refresh[i], func(f nodefacts.Facts) {
+				err := r.Run(ctx, 2*time.Second, nil, func(f nodefacts.Facts) {
 					if err := b.update(f); err != nil {
 						slog.Error("updating the enforcer's facts (the previous ones stay in force)", "netns", f.Netns, "err", err)
 					}
