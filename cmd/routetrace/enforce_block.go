@@ -161,6 +161,14 @@ func setupBlock(c *cli.Context, j *judgeStage) error {
 		}
 		return nil
 	}
+	j.kernelSummary = func() string {
+		st, err := e.Stats()
+		if err != nil {
+			return fmt.Sprintf("; kernel counters unreadable: %v", err)
+		}
+		return fmt.Sprintf("; in the kernel: %d requests judged, %d refused (%d fail-closed), %d refusals lost (ring full)",
+			st.Checked, st.Blocked, st.FailClosed, st.Lost)
+	}
 	// Closing leaves the pinned programs attached: the kernel goes on
 	// refusing with the policy in force (enforce --release ends it).
 	j.closers = append(j.closers, func() {

@@ -41,6 +41,9 @@ type judgeStage struct {
 	enricher atomic.Pointer[enrich.Enricher]
 	// lowLatency asks the tracer to read a deletion at once (repair).
 	lowLatency bool
+	// kernelSummary adds block mode's own counters to the summary: what
+	// the kernel judged and refused, and the refusals its ring lost.
+	kernelSummary func() string
 	// closers run after the tracer has stopped, last first.
 	closers []func()
 	// start runs once the tracer is attached, with the pipeline's entry
@@ -118,6 +121,9 @@ func (j *judgeStage) summary() string {
 	var b strings.Builder
 	fmt.Fprintf(&b, "enforce: mode %s, policy %s: %d blocked, %d would-block, %d repaired", j.mode, j.path,
 		j.verdicts[event.VerdictBlocked].Load(), j.verdicts[event.VerdictWouldBlock].Load(), j.verdicts[event.VerdictRepaired].Load())
+	if j.kernelSummary != nil {
+		b.WriteString(j.kernelSummary())
+	}
 	j.mu.Lock()
 	defer j.mu.Unlock()
 	if n := len(j.missing); n > 0 {
