@@ -1,6 +1,7 @@
 package event
 
 import (
+	"bytes"
 	"encoding/binary"
 	"errors"
 	"fmt"
@@ -407,7 +408,15 @@ func (d *decoder) name(n *Name) {
 		d.fail("name longer than 15 bytes")
 		return
 	}
-	copy(n[:], d.take(l))
+	v := d.take(l)
+	// The encoder writes a name up to its first NUL, so a NUL inside
+	// one is damage; copying it would decode to a name that encodes
+	// differently (the fuzzer found one).
+	if bytes.IndexByte(v, 0) >= 0 {
+		d.fail("name holds a NUL byte")
+		return
+	}
+	copy(n[:], v)
 }
 
 func (d *decoder) addr() netip.Addr {

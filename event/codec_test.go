@@ -4,6 +4,7 @@ import (
 	"bytes"
 	"net/netip"
 	"reflect"
+	"strings"
 	"testing"
 	"time"
 )
@@ -82,6 +83,19 @@ func TestCodecRefuses(t *testing.T) {
 	}
 	if err := DecodeBinary(append(b, 0), &ev); err == nil {
 		t.Fatal("a trailing byte was accepted")
+	}
+	// A name with a NUL inside decodes to a name that encodes
+	// differently; the fuzzer found it, and the decoder refuses it.
+	named := &Event{}
+	copy(named.Actor.Comm[:], "qzx")
+	nul := AppendBinary(nil, named)
+	at := bytes.Index(nul, []byte("\x03qzx"))
+	if at < 0 {
+		t.Fatal("the comm is not in the encoding as length and bytes")
+	}
+	nul[at+2] = 0
+	if err := DecodeBinary(nul, &ev); err == nil || !strings.Contains(err.Error(), "NUL") {
+		t.Fatalf("a comm holding a NUL: %v", err)
 	}
 	bad := append([]byte{}, b...)
 	bad[0] = 3
