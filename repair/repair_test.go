@@ -12,6 +12,7 @@ import (
 
 	"github.com/routetrace/routetrace/event"
 	"github.com/routetrace/routetrace/internal/testnet"
+	"github.com/routetrace/routetrace/internal/tiertest"
 	"github.com/routetrace/routetrace/policy"
 	"github.com/routetrace/routetrace/rtnl"
 )
@@ -50,6 +51,7 @@ func wouldBlock(ev *event.Event) bool {
 }
 
 func TestRepairExactAttributes(t *testing.T) {
+	tiertest.TierIndependent(t)
 	testnet.RequireRoot(t)
 	ns := testnet.New(t)
 	ns.IP("nexthop", "add", "id", "10", "via", "192.0.2.5", "dev", "v0")
@@ -182,6 +184,7 @@ func allowedIP(t *testing.T) string {
 }
 
 func TestUnprotectedAndAllowedNotRepaired(t *testing.T) {
+	tiertest.TierIndependent(t)
 	testnet.RequireRoot(t)
 	ns := testnet.New(t)
 	ns.IP("route", "add", "192.0.2.128/25", "via", "192.0.2.9", "table", "200") // not protected
@@ -215,6 +218,7 @@ func TestUnprotectedAndAllowedNotRepaired(t *testing.T) {
 }
 
 func TestBackoff(t *testing.T) {
+	tiertest.TierIndependent(t)
 	testnet.RequireRoot(t)
 	ns := testnet.New(t)
 	ns.IP("route", "add", "10.244.1.5/32", "dev", "v0", "table", "100")
@@ -252,6 +256,7 @@ func TestBackoff(t *testing.T) {
 }
 
 func TestNoSnapshot(t *testing.T) {
+	tiertest.TierIndependent(t)
 	testnet.RequireRoot(t)
 	ns := testnet.New(t)
 	ns.IP("route", "add", "10.244.7.0/24", "dev", "v0", "table", "100")
@@ -266,6 +271,7 @@ func TestNoSnapshot(t *testing.T) {
 }
 
 func TestDeviceGone(t *testing.T) {
+	tiertest.TierIndependent(t)
 	testnet.RequireRoot(t)
 	ns := testnet.New(t)
 	ns.IP("route", "add", "10.9.0.0/16", "via", "10.8.0.1", "dev", "v1", "onlink")
@@ -284,6 +290,7 @@ func TestDeviceGone(t *testing.T) {
 // here an address removal flushed a route through a gateway in its subnet
 // without a notification, and the address came back before the repair.
 func TestFlushRepairedFromDiff(t *testing.T) {
+	tiertest.TierIndependent(t)
 	testnet.RequireRoot(t)
 	ns := testnet.New(t)
 	ns.IP("route", "add", "198.51.100.0/24", "via", "192.0.2.2", "dev", "v0", "metric", "7")
@@ -326,6 +333,7 @@ func TestFlushRepairedFromDiff(t *testing.T) {
 // is followed, one created later too (at the watcher's next scan), and
 // forgotten when it goes.
 func TestFollowsNamespacesAsTheyCome(t *testing.T) {
+	tiertest.TierIndependent(t)
 	testnet.RequireRoot(t)
 	r, err := New(Options{Keep: protected})
 	if err != nil {
@@ -367,6 +375,7 @@ func waitFor(t *testing.T, what string, cond func() bool) {
 // tier 3 finds by a dump): the nexthop's repair brings them back, and the
 // route's own event, the kernel's removal, says it was repaired.
 func TestNexthopAndItsRoutes(t *testing.T) {
+	tiertest.TierIndependent(t)
 	testnet.RequireRoot(t)
 	ns := testnet.New(t)
 	ns.IP("nexthop", "add", "id", "10", "via", "192.0.2.5", "dev", "v0")
@@ -445,6 +454,7 @@ func TestNexthopAndItsRoutes(t *testing.T) {
 // policy: interface and protocol protection are decided from the object's
 // own attributes, as the snapshot records them.
 func TestWithThePolicy(t *testing.T) {
+	tiertest.TierIndependent(t)
 	testnet.RequireRoot(t)
 	pol, err := policy.Parse("policy.yaml", []byte(`mode: repair
 protect:
@@ -492,6 +502,7 @@ allow:
 // TestOwnNamespaceOnly: enforce's default scope, routetrace's own
 // namespace, follows no other.
 func TestOwnNamespaceOnly(t *testing.T) {
+	tiertest.TierIndependent(t)
 	testnet.RequireRoot(t)
 	ns := testnet.New(t)
 	ns.IP("route", "add", "198.51.100.0/24", "via", "192.0.2.2")
@@ -516,6 +527,7 @@ func TestOwnNamespaceOnly(t *testing.T) {
 // the address that reaches it is re-added, as networkd's restart does) is
 // retried, and succeeds once the address is back.
 func TestTransientRefusalRetried(t *testing.T) {
+	tiertest.TierIndependent(t)
 	testnet.RequireRoot(t)
 	ns := testnet.New(t)
 	ns.IP("addr", "add", "198.18.0.2/24", "dev", "v0")

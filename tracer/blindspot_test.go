@@ -187,6 +187,7 @@ func describe(evs []event.Event) []string {
 // errno and actor. Before, the capture stopped at 64 messages and 32 acks
 // per read, and the rest vanished while the summary said "0 lost".
 func TestBatchOfFailuresAllReported(t *testing.T) {
+	skipForcedFIBTier(t)
 	ns := testnet.New(t)
 	s := startTracer(t, ns)
 	if !s.tr.Tier3() {

@@ -12,6 +12,7 @@ import (
 
 	"github.com/routetrace/routetrace/event"
 	"github.com/routetrace/routetrace/internal/testnet"
+	"github.com/routetrace/routetrace/internal/tiertest"
 	"github.com/routetrace/routetrace/rtnl"
 )
 
@@ -19,6 +20,7 @@ import (
 // those created while tracing (pods), and the ones destroyed are let go.
 // Before, tier 3 heard only its own namespace and those named with --netns.
 func TestFollowsEveryNamespace(t *testing.T) {
+	tiertest.TierIndependent(t)
 	testnet.RequireRoot(t)
 	n := 200
 	if os.Getenv("ROUTETRACE_VMTEST") != "" {

@@ -16,6 +16,7 @@ import (
 
 	"github.com/routetrace/routetrace/event"
 	"github.com/routetrace/routetrace/internal/nltest"
+	"github.com/routetrace/routetrace/internal/tiertest"
 	"github.com/routetrace/routetrace/rtnl"
 )
 
@@ -505,6 +506,7 @@ func eventDiff(got, want any) string {
 }
 
 func TestBPFParser(t *testing.T) {
+	tiertest.TierIndependent(t)
 	p := loadBPFParser(t)
 	for _, tc := range bpfParserCases() {
 		t.Run(tc.name, func(t *testing.T) {
@@ -549,6 +551,7 @@ func asRecord(tb testing.TB, ev *parsertestRtEvent) *record {
 // Portid to the socket it captured on, Go takes nlmsg_pid; the per-case
 // goDiff notes.
 func TestBPFParserAgreesWithGo(t *testing.T) {
+	tiertest.TierIndependent(t)
 	p := loadBPFParser(t)
 	c := &clock{}
 	for _, tc := range bpfParserCases() {

@@ -11,12 +11,14 @@ import (
 	"time"
 
 	"github.com/routetrace/routetrace/internal/jaegertest"
+	"github.com/routetrace/routetrace/internal/tiertest"
 )
 
 // bench-export against a real Jaeger: what it reports sent is what Jaeger
 // holds, span for span. ROUTETRACE_BENCH_EXPORT_N sets the size (the
 // README's numbers: 100000).
 func TestBenchExport(t *testing.T) {
+	tiertest.TierIndependent(t)
 	n := 20000
 	if s := os.Getenv("ROUTETRACE_BENCH_EXPORT_N"); s != "" {
 		n, _ = strconv.Atoi(s)

@@ -17,6 +17,7 @@ import (
 	"github.com/routetrace/routetrace/enforce"
 	"github.com/routetrace/routetrace/event"
 	"github.com/routetrace/routetrace/internal/testnet"
+	"github.com/routetrace/routetrace/internal/tiertest"
 	"github.com/routetrace/routetrace/policy"
 )
 
@@ -44,6 +45,7 @@ func writePolicy(t *testing.T, text string) string {
 // (and journaled so), the owner's is not judged, and neither are an
 // unprotected change nor a failed one.
 func TestTracePolicyAudit(t *testing.T) {
+	tiertest.TierIndependent(t)
 	testnet.RequireRoot(t)
 	ns := testnet.New(t)
 	path := writePolicy(t, auditPolicy)
@@ -88,6 +90,7 @@ func TestTracePolicyAudit(t *testing.T) {
 }
 
 func TestEnforceRefusesBadPolicy(t *testing.T) {
+	tiertest.TierIndependent(t)
 	bad := writePolicy(t, "mode: block\nprotect:\n  - prefix: 10.244.0.0/33\n  - protcol: bird\nallow:\n  - comm: a-name-longer-than-fifteen\n")
 	tests := []struct {
 		args []string
@@ -196,6 +199,7 @@ func TestFlagUsageHasNoBackquotes(t *testing.T) {
 // process the policy does not allow is back at once, with its attributes,
 // and the deletion says repaired; the owner's deletion stays deleted.
 func TestEnforceRepair(t *testing.T) {
+	tiertest.TierIndependent(t)
 	testnet.RequireRoot(t)
 	ns := testnet.New(t)
 	path := writePolicy(t, strings.Replace(auditPolicy, "mode: audit", "mode: repair", 1))
@@ -252,6 +256,7 @@ func TestEnforceRepair(t *testing.T) {
 // --dry-run checks a policy against the namespace: each entry with what it
 // matches now. --policy auto --dry-run prints a policy built from it.
 func TestEnforceDryRun(t *testing.T) {
+	tiertest.TierIndependent(t)
 	testnet.RequireRoot(t)
 	ns := testnet.New(t)
 	ns.IP("link", "add", "cali1a2b3c4d", "type", "veth", "peer", "name", "c1")
@@ -333,6 +338,7 @@ func routePresent(t *testing.T, ns *testnet.Netns, dst string) bool {
 // with no gap; the enforcement outlives a kill -9 of routetrace, a new
 // routetrace adopts it, and --release ends it.
 func TestEnforceBlock(t *testing.T) {
+	tiertest.TierIndependent(t)
 	requireBlock(t)
 	ns := testnet.New(t)
 	path := writePolicy(t, strings.Replace(auditPolicy, "mode: audit", "mode: block", 1))

@@ -12,6 +12,7 @@ import (
 	"time"
 
 	"github.com/routetrace/routetrace/internal/testnet"
+	"github.com/routetrace/routetrace/internal/tiertest"
 )
 
 // deepestCgroup is the cgroup path the kernel side picks for a process in
@@ -47,6 +48,7 @@ func deepestCgroup(t *testing.T) (path, hierarchy string) {
 // Every change names its process by command line, executable and cgroup,
 // read by the kernel: ip has exited long before the tracer prints.
 func TestTraceJSONEnriched(t *testing.T) {
+	tiertest.TierIndependent(t)
 	testnet.RequireRoot(t)
 	ns := testnet.New(t)
 	p := startTrace(t, ns, "--output", "json")
@@ -88,6 +90,7 @@ func TestTraceJSONEnriched(t *testing.T) {
 // --unit keeps the changes of one systemd unit; a process outside any unit
 // matches none, and a malformed glob is refused with the flag's name.
 func TestTraceUnitFilter(t *testing.T) {
+	tiertest.TierIndependent(t)
 	testnet.RequireRoot(t)
 	ns := testnet.New(t)
 	p := startTrace(t, ns, "--output", "json", "--unit", "no-such.service")
@@ -106,6 +109,7 @@ func TestTraceUnitFilter(t *testing.T) {
 
 // The tracer with 10,000 pods in its cache stays within 64 MiB of RSS.
 func TestTraceMemoryWithTenThousandPods(t *testing.T) {
+	tiertest.TierIndependent(t)
 	testnet.RequireRoot(t)
 	ns := testnet.New(t)
 	p := startTrace(t, ns, "--output", "json", "--synthetic-pods", "10000")

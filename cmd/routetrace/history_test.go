@@ -13,6 +13,7 @@ import (
 	"time"
 
 	"github.com/routetrace/routetrace/internal/testnet"
+	"github.com/routetrace/routetrace/internal/tiertest"
 )
 
 // history runs `routetrace history args...` and returns stdout and stderr.
@@ -43,6 +44,7 @@ func eventLines(out string) []string {
 // them; --since and --until cut by the events' times; a damaged record is
 // skipped and reported, the rest printed.
 func TestHistoryMatchesTrace(t *testing.T) {
+	tiertest.TierIndependent(t)
 	testnet.RequireRoot(t)
 	ns := testnet.New(t)
 	state := t.TempDir()
@@ -132,6 +134,7 @@ func TestHistoryMatchesTrace(t *testing.T) {
 
 // TestHistoryErrors: a missing journal names what writes it and the flag.
 func TestHistoryErrors(t *testing.T) {
+	tiertest.TierIndependent(t)
 	var stderr bytes.Buffer
 	cmd := exec.Command(binary, "history", "--state-dir", filepath.Join(t.TempDir(), "nothing"))
 	cmd.Stderr = &stderr

@@ -28,6 +28,7 @@ import (
 	"time"
 
 	"github.com/cilium/ebpf/btf"
+	"golang.org/x/sys/unix"
 
 	"github.com/routetrace/routetrace/internal/testnet"
 	"github.com/routetrace/routetrace/internal/tiertest"
@@ -565,6 +566,7 @@ const lossRoutes = 100000
 // A run that lost records ends with exit status 3, names the counters that
 // are not zero, and its JSON summary carries the same counts.
 func TestTraceLossExitStatus(t *testing.T) {
+	tiertest.TierIndependent(t)
 	testnet.RequireRoot(t)
 	ns := testnet.New(t)
 	batch := filepath.Join(t.TempDir(), "add")
@@ -703,6 +705,7 @@ func (c change) inLocalClock(clock string) bool {
 }
 
 func TestTraceFilters(t *testing.T) {
+	tiertest.TierIndependent(t)
 	testnet.RequireRoot(t)
 	tests := []struct {
 		name string
@@ -807,6 +810,7 @@ func run(t *testing.T, timeout time.Duration, args ...string) result {
 }
 
 func TestFlagErrors(t *testing.T) {
+	tiertest.TierIndependent(t)
 	tests := []struct {
 		args []string
 		want []string // in stderr: the flag, the value, what is accepted
@@ -849,6 +853,7 @@ func TestFlagErrors(t *testing.T) {
 }
 
 func TestProbe(t *testing.T) {
+	tiertest.TierIndependent(t)
 	testnet.RequireRoot(t)
 	r := run(t, runTimeout, "probe")
 	if r.code != 0 {
@@ -912,6 +917,54 @@ func TestProbe(t *testing.T) {
 	if t.Failed() {
 		t.Logf("stdout:\n%s", r.stdout)
 	}
+	checkProbeJSON(t, tiers, lines)
+}
+
+// checkProbeJSON: --output json says what the table says (vmtest builds
+// the README's kernel table from it), row by row.
+func checkProbeJSON(t *testing.T, tiers map[string]string, textLines []string) {
+	t.Helper()
+	r := run(t, runTimeout, "probe", "--output", "json")
+	if r.code != 0 {
+		t.Fatalf("probe --output json: exit status %d, want 0\nstderr:\n%s", r.code, r.stderr)
+	}
+	var got probeJSON
+	if err := json.Unmarshal([]byte(r.stdout), &got); err != nil {
+		t.Fatalf("probe --output json is not JSON: %v\n%s", err, r.stdout)
+	}
+	var uts unix.Utsname
+	if err := unix.Uname(&uts); err != nil {
+		t.Fatal(err)
+	}
+	if release := unix.ByteSliceToString(uts.Release[:]); got.Kernel != release || !got.CanTrace {
+		t.Errorf("kernel %q, can_trace %v; want %q, true", got.Kernel, got.CanTrace, release)
+	}
+	if len(got.Hooks) == 0 {
+		t.Fatal("no hooks")
+	}
+	for _, h := range got.Hooks {
+		want := tiers[h.Fn]
+		if want == "-" {
+			want = ""
+		}
+		if h.Tier != want {
+			t.Errorf("hook %s: JSON tier %q, table %q", h.Fn, h.Tier, tiers[h.Fn])
+		}
+	}
+	if !slices.Contains(textLines, "  --capture auto uses the "+got.Capture+" capture") {
+		t.Errorf("JSON capture %q is not the table's", got.Capture)
+	}
+	block := "  block             available (BPF LSM: lsm/netlink_send and lsm/file_ioctl refuse protected changes)"
+	if got.Enforce["block"] != "" {
+		block = "  block             UNAVAILABLE: " + got.Enforce["block"]
+	}
+	if _, ok := got.Enforce["audit"]; !ok || !slices.Contains(textLines, block) {
+		t.Errorf("enforce %v: no audit, or block is not the table's %q", got.Enforce, block)
+	}
+	bad := run(t, runTimeout, "probe", "--output", "yaml")
+	if bad.code != 2 || !strings.Contains(bad.stderr, `--output "yaml": want text or json`) {
+		t.Errorf("probe --output yaml: exit %d, stderr %q; want 2 naming the choices", bad.code, bad.stderr)
+	}
 }
 
 // kernelHasTracepoint says whether the kernel's BTF declares the BTF
@@ -928,6 +981,7 @@ func kernelHasTracepoint(t *testing.T, name string) bool {
 }
 
 func TestHelp(t *testing.T) {
+	tiertest.TierIndependent(t)
 	for _, cmd := range []string{"trace", "probe", "bench"} {
 		t.Run(cmd, func(t *testing.T) {
 			r := run(t, 10*time.Second, cmd, "--help")
@@ -970,6 +1024,7 @@ func runBenchCmd(t *testing.T, args ...string) result {
 }
 
 func TestBenchJSON(t *testing.T) {
+	tiertest.TierIndependent(t)
 	testnet.RequireRoot(t)
 	r := runBenchCmd(t, "bench", "--n", "2000", "--rounds", "1", "--dd-count", "20000", "--udp-count", "20000", "--output", "json")
 	t.Logf("bench: %s", strings.TrimSpace(r.stdout)) // the ratios, for vmtest's logs
@@ -1028,6 +1083,7 @@ func jsonFloat(v any) (float64, error) {
 // The bench's workload that deletes routes one request at a time reports
 // the process that made them, and fails on what the kernel refused.
 func TestBenchClient(t *testing.T) {
+	tiertest.TierIndependent(t)
 	testnet.RequireRoot(t)
 	ns := testnet.New(t)
 	client := func(op string, n int) (childReport, string) {
@@ -1061,6 +1117,7 @@ func TestBenchClient(t *testing.T) {
 }
 
 func TestVersion(t *testing.T) {
+	tiertest.TierIndependent(t)
 	r := run(t, 10*time.Second, "version")
 	if r.code != 0 {
 		t.Fatalf("exit status %d; stderr:\n%s", r.code, r.stderr)

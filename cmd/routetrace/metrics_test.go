@@ -9,6 +9,7 @@ import (
 	"testing"
 
 	"github.com/routetrace/routetrace/internal/testnet"
+	"github.com/routetrace/routetrace/internal/tiertest"
 )
 
 func freePort(t *testing.T) string {
@@ -35,6 +36,7 @@ func scrape(t *testing.T, addr string) string {
 // actor, errno and origin, with the loss counters and the journal's size
 // beside them, while the tracer runs.
 func TestTraceMetrics(t *testing.T) {
+	tiertest.TierIndependent(t)
 	testnet.RequireRoot(t)
 	ns := testnet.New(t)
 	addr := freePort(t)

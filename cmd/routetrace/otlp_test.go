@@ -15,6 +15,7 @@ import (
 
 	"github.com/routetrace/routetrace/internal/jaegertest"
 	"github.com/routetrace/routetrace/internal/testnet"
+	"github.com/routetrace/routetrace/internal/tiertest"
 )
 
 // otlpArgs sends to j over protocol, without TLS.
@@ -39,6 +40,7 @@ func spanIndex(spans []jaegertest.Span) map[string]jaegertest.Span {
 // the kernel removed when an address went under a span for that address
 // deletion — with exact attributes, over gRPC and over HTTP.
 func TestOTLPSpansInJaeger(t *testing.T) {
+	tiertest.TierIndependent(t)
 	testnet.RequireRoot(t)
 	for _, protocol := range []string{"grpc", "http"} {
 		t.Run(protocol, func(t *testing.T) {
@@ -210,6 +212,7 @@ func countChanges(spans []jaegertest.Span) map[string]int {
 // second run routetrace is also killed (SIGKILL) while Jaeger is down and
 // started again on the same state directory.
 func TestOTLPOutage(t *testing.T) {
+	tiertest.TierIndependent(t)
 	testnet.RequireRoot(t)
 	for _, kill := range []bool{false, true} {
 		t.Run(map[bool]string{false: "backend-down", true: "backend-down-and-kill-9"}[kill], func(t *testing.T) {
@@ -282,6 +285,7 @@ func TestOTLPOutage(t *testing.T) {
 // or without the journal and export; the exporter's and journal's own
 // bound is TestBenchExport's.
 func TestTraceExportLargeBurst(t *testing.T) {
+	tiertest.TierIndependent(t)
 	testnet.RequireRoot(t)
 	j := jaegertest.Start(t, jaegertest.Options{})
 	ns := testnet.New(t)

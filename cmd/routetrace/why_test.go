@@ -11,6 +11,7 @@ import (
 	"time"
 
 	"github.com/routetrace/routetrace/event"
+	"github.com/routetrace/routetrace/internal/tiertest"
 	"github.com/routetrace/routetrace/journal"
 )
 
@@ -52,6 +53,7 @@ func why(args ...string) (stdout, stderr string, err error) {
 // after (routetrace why 10.244.1.7 --since 6h), which is how people type
 // them; urfave/cli alone stops reading flags at the first argument.
 func TestWhyFlagsAfterAddress(t *testing.T) {
+	tiertest.TierIndependent(t)
 	state := whyJournal(t)
 	for _, args := range [][]string{
 		{"--state-dir", state, "--output", "json", "10.244.1.7"},

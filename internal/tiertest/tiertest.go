@@ -36,3 +36,33 @@ func Refused(t testing.TB, tier string, refusal any) {
 	}
 	t.Skipf("--attach=%s refused on this kernel (vmtest runs it where it is expected to work): %v", tier, refusal)
 }
+
+// OnceEnv names the attach tier under which a vmtest boot runs the tests
+// that do not depend on the tier (the CLI's flags, history, enforcement,
+// repair...). vmtest boots once per kernel and runs every test binary once
+// per tier; running those tests under each tier would triple the time spent
+// on what only one run can fail. Unset (the host, or a run of one tier),
+// every test runs.
+const OnceEnv = "ROUTETRACE_VMTEST_ONCE_TIER"
+
+// AttachEnv is the tier a test run forces (the tests' own convention,
+// read by every package's attachMode).
+const AttachEnv = "ROUTETRACE_ATTACH"
+
+// TierIndependent marks t as not depending on the attach tier: in a vmtest
+// boot it runs only under OnceEnv's tier and skips, before it starts
+// anything, under the others. Call it first.
+func TierIndependent(t testing.TB) {
+	t.Helper()
+	once := os.Getenv(OnceEnv)
+	if once == "" {
+		return
+	}
+	if tier := os.Getenv(AttachEnv); tier != once {
+		t.Skipf("%s: runs once per kernel, under --attach=%s", IndependentReason, once)
+	}
+}
+
+// IndependentReason starts the skip message of TierIndependent, so that
+// vmtest's summary can count these skips instead of listing each.
+const IndependentReason = "tier-independent"

@@ -55,3 +55,30 @@ func TestRefused(t *testing.T) {
 		})
 	}
 }
+
+func TestTierIndependent(t *testing.T) {
+	for _, tc := range []struct {
+		once, attach string
+		skip         bool
+	}{
+		{once: "", attach: "fentry", skip: false}, // the host: everything runs
+		{once: "", attach: "", skip: false},
+		{once: "tracepoint", attach: "tracepoint", skip: false},
+		{once: "tracepoint", attach: "fentry", skip: true},
+		{once: "tracepoint", attach: "", skip: true}, // auto is not the once tier
+	} {
+		t.Run(fmt.Sprintf("once=%q/attach=%q", tc.once, tc.attach), func(t *testing.T) {
+			t.Setenv(OnceEnv, tc.once)
+			t.Setenv(AttachEnv, tc.attach)
+			r := &recorder{}
+			TierIndependent(r)
+			want := ""
+			if tc.skip {
+				want = "tier-independent: runs once per kernel, under --attach=" + tc.once
+			}
+			if r.skip != want || r.fatal != "" {
+				t.Fatalf("skip %q, fatal %q; want skip %q", r.skip, r.fatal, want)
+			}
+		})
+	}
+}
