@@ -66,10 +66,13 @@ func TestSkipNotes(t *testing.T) {
 		{"TestBPFParserAgreesWithGo/33rd_attribute", "intended"},
 		{"TestRecordLayoutMatchesBTF/nlcapture_arm64", "no source tree in the VM"},
 		{"TestRoute", "needs net-tools' route command"},
+		{"TestHelp", "tier-independent: runs once per kernel, under --attach=tracepoint"},
+		{"TestProbe", "tier-independent: runs once per kernel, under --attach=tracepoint"},
 	}}}}
 	var b strings.Builder
 	writeNotes(&b, []*kernelResult{r}, "- ")
 	want := "\n- 6.1 fentry tracer.test TestRoute skipped: needs net-tools' route command\n" +
+		"- 6.1 fentry tracer.test 2 tests skipped: tier-independent: runs once per kernel, under --attach=tracepoint\n" +
 		"- 6.1 fentry tracer.test subtests skipped: TestRecordLayoutMatchesBTF 2, TestBPFParserAgreesWithGo 1\n"
 	if b.String() != want {
 		t.Errorf("got\n%q\nwant\n%q", b.String(), want)

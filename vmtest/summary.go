@@ -124,7 +124,15 @@ func writeNotes(w io.Writer, results []*kernelResult, bullet string) {
 			// console log): counted per test, so no skip goes unseen.
 			var parents []string
 			subtests := map[string]int{}
+			once, onceReason := 0, ""
 			for _, s := range run.skips {
+				// Tests that do not depend on the tier skip under all
+				// tiers but one (tiertest.TierIndependent): a count.
+				if strings.HasPrefix(s.reason, tierIndependentReason) {
+					once++
+					onceReason = s.reason
+					continue
+				}
 				if parent, _, ok := strings.Cut(s.test, "/"); ok {
 					if subtests[parent] == 0 {
 						parents = append(parents, parent)
@@ -133,6 +141,9 @@ func writeNotes(w io.Writer, results []*kernelResult, bullet string) {
 					continue
 				}
 				lines = append(lines, fmt.Sprintf("%s%s %s %s %s skipped: %s", bullet, name, run.tier, run.binary, s.test, orDash(s.reason)))
+			}
+			if once > 0 {
+				lines = append(lines, fmt.Sprintf("%s%s %s %s %d tests skipped: %s", bullet, name, run.tier, run.binary, once, onceReason))
 			}
 			if len(parents) > 0 {
 				var counts []string
@@ -148,6 +159,10 @@ func writeNotes(w io.Writer, results []*kernelResult, bullet string) {
 		fmt.Fprintln(w, strings.Join(lines, "\n"))
 	}
 }
+
+// tierIndependentReason starts the skip reason of internal/tiertest's
+// TierIndependent (vmtest does not import the project's test helpers).
+const tierIndependentReason = "tier-independent:"
 
 func upper(ss []string) []string {
 	out := make([]string, len(ss))

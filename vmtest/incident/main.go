@@ -40,6 +40,7 @@ import (
 	"flag"
 	"fmt"
 	"os"
+	"slices"
 	"strings"
 	"syscall"
 	"time"
@@ -49,6 +50,7 @@ func main() {
 	var (
 		tiers     = flag.String("tiers", "fentry,kprobe,tracepoint", "comma-separated attach tiers to run each variant with")
 		scenarios = flag.String("scenarios", strings.Join(allScenarioNames(), ","), "comma-separated variants")
+		everyTier = flag.String("every-tier", "restart", "comma-separated variants run under every tier; the others run once, under tracepoint (or the last of --tiers): how the tracer attaches is what differs between tiers, and restart is the incident itself, while the judging, reloads and the noforeign settings do not depend on it")
 		rt        = flag.String("routetrace", "/usr/local/bin/routetrace", "routetrace binary")
 		work      = flag.String("workdir", "/var/tmp/incident", "directory for routetrace output and snapshots")
 		poweroff  = flag.Bool("poweroff", false, "power the machine off when done (the VM's unit sets it)")
@@ -66,12 +68,20 @@ func main() {
 		fmt.Printf("INCIDENT-ERROR preparing: %v\n", err)
 		exit(1, *poweroff)
 	}
-	for _, tier := range splitList(*tiers) {
+	tierList := splitList(*tiers)
+	once := onceTier(tierList)
+	every := splitList(*everyTier)
+	for _, tier := range tierList {
 		for _, name := range splitList(*scenarios) {
 			sc, ok := scenarioByName(name)
 			if !ok {
 				fmt.Printf("INCIDENT-ERROR unknown scenario %q\n", name)
 				exit(1, *poweroff)
+			}
+			if tier != once && !slices.Contains(every, name) {
+				fmt.Printf("INCIDENT-RESULT tier=%s scenario=%s status=once once_tier=%s reason=runs once per kernel, under %s\n",
+					tier, name, once, once)
+				continue
 			}
 			t0 := time.Now()
 			v := env.run(tier, sc)
@@ -107,6 +117,15 @@ func exit(code int, poweroff bool) {
 		}
 	}
 	os.Exit(code)
+}
+
+// onceTier is where the variants that run once per kernel run: tracepoint
+// where it is among the tiers (its tracer starts fastest), else the last.
+func onceTier(tiers []string) string {
+	if slices.Contains(tiers, "tracepoint") || len(tiers) == 0 {
+		return "tracepoint"
+	}
+	return tiers[len(tiers)-1]
 }
 
 func splitList(s string) []string {
