@@ -29,9 +29,23 @@ func probeCommand() *cli.Command {
 			&cli.StringFlag{Name: "cri-socket", Usage: "the CRI socket to check (default: the runtimes' default paths; 'none' skips it)"},
 			&cli.StringFlag{Name: "kubeconfig", Usage: "check the Kubernetes API with this kubeconfig, or 'in-cluster'"},
 			&cli.StringFlag{Name: "node-name", EnvVars: []string{"NODE_NAME"}, Usage: "this node's name in Kubernetes (default: the host name)"},
+			&cli.StringFlag{Name: "output", Value: "text", Usage: "text, or json: the kernel's part (hooks and their tiers, tier 3's capture, enforce modes) for programs"},
 		},
 		Action: func(c *cli.Context) error {
 			r := tracer.Probe(slog.Default())
+			switch c.String("output") {
+			case "text":
+			case "json":
+				if err := writeProbeJSON(c.App.Writer, r); err != nil {
+					return fmt.Errorf("writing the probe as JSON: %w", err)
+				}
+				if !r.CanTrace() {
+					return cli.Exit("", 1)
+				}
+				return nil
+			default:
+				return cli.Exit(fmt.Sprintf("--output %q: want text or json", c.String("output")), 2)
+			}
 			printReport(c.App.Writer, r)
 			printEnrichReport(c.App.Writer, enrich.Probe(c.Context, enrich.Options{
 				CRISocket: c.String("cri-socket"), Kubeconfig: c.String("kubeconfig"),
@@ -161,16 +175,20 @@ func printEnforceReport(w io.Writer, r *tracer.Report) {
 	fmt.Fprintf(w, "  audit             available wherever trace runs (changes are judged, none refused)\n")
 	block := blockSupported()
 	fmt.Fprintf(w, "  block             %s\n", status(block, "available (BPF LSM: lsm/netlink_send and lsm/file_ioctl refuse protected changes)"))
-	repair := errors.New("needs CAP_NET_ADMIN to put routes back (run as root)")
-	if !slices.Contains(r.MissingCaps, "CAP_NET_ADMIN") {
-		repair = nil
-	}
+	repair := repairSupported(r)
 	fmt.Fprintf(w, "  repair            %s\n", status(repair, "available (removed protected state is put back from a snapshot)"))
 	auto := "block"
 	if block != nil {
 		auto = "repair"
 	}
 	fmt.Fprintf(w, "  mode auto picks   %s\n", auto)
+}
+
+func repairSupported(r *tracer.Report) error {
+	if slices.Contains(r.MissingCaps, "CAP_NET_ADMIN") {
+		return errors.New("needs CAP_NET_ADMIN to put routes back (run as root)")
+	}
+	return nil
 }
 
 func tier3Needed(hooks []tracer.HookStatus) bool {
