@@ -435,9 +435,16 @@ func (t *Tracer) Close() error {
 		if t.watcher != nil {
 			t.watcher.Close()
 		}
+		// Hooks detach concurrently: each detach waits for the
+		// kernel's grace period (a trampoline's RCU tasks wait, a
+		// kprobe's synchronize_rcu), and those waits overlap. Measured
+		// under TCG on 6.1: 2.3 s one after another for the fentry tier.
+		// A hook's own programs still detach in order (attached.close).
+		var wg sync.WaitGroup
 		for _, a := range t.attached {
-			a.close()
+			wg.Go(a.close)
 		}
+		wg.Wait()
 		for _, o := range t.objs {
 			o.close()
 		}

@@ -149,6 +149,11 @@ func (h *harness) runIncident(ctx context.Context, o *options) (bool, error) {
 
 	ok := writeIncidentSummary(os.Stdout, results, tiers)
 	fmt.Printf("\ntotal %s; console logs: %s\n", time.Since(start).Round(time.Second), h.runDir)
+	if o.summaryJSON != "" {
+		if err := writeJSONFile(o.summaryJSON, incidentReport(results, a)); err != nil {
+			return ok, err
+		}
+	}
 	if o.summaryMD != "" {
 		f, err := os.Create(o.summaryMD)
 		if err != nil {

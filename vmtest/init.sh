@@ -142,6 +142,12 @@ for tier in $VMTEST_TIERS; do
 		run_one "$tier" "$bin" "$@"
 	done
 done
+# What the kernel offers, as routetrace's probe finds it: which tier each
+# hook gets, why better ones were refused, tier 3's capture, enforce modes.
+# The README's kernel table is built from these lines (one JSON line).
+if [ -z "$VMTEST_BENCH" ] && command -v routetrace >/dev/null; then
+	echo "VMTEST-PROBE json=$(routetrace probe --output json 2>/dev/null | tr -d '\n')"
+fi
 echo "VMTEST-DONE uptime=$(cut -d' ' -f1 /proc/uptime)"
 # -f: there is no init system to ask. If poweroff fails, reboot still ends
 # QEMU because it runs with -no-reboot.

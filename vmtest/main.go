@@ -61,6 +61,7 @@ type options struct {
 	modules     string
 	kernelArgs  string
 	summaryMD   string
+	summaryJSON string
 	scenario    string
 	routetrace  string
 	incidentBin string
@@ -113,6 +114,7 @@ func parseFlags(args []string) (*options, error) {
 	fs.StringVar(&o.modules, "modules", "veth,dummy", "comma-separated kernel modules to load in the guest, with their dependencies")
 	fs.StringVar(&o.kernelArgs, "kernel-args", "", "extra kernel command line arguments")
 	fs.StringVar(&o.summaryMD, "summary-md", "", "also write the summary table as Markdown to this `path`")
+	fs.StringVar(&o.summaryJSON, "summary-json", "", "also write the results as JSON to this `path` (go run ./vmtest table renders them into the README)")
 	fs.StringVar(&o.scenario, "scenario", "", "instead of test binaries, run a scenario: networkd (the systemd-networkd incident, see incident.go)")
 	fs.StringVar(&o.routetrace, "routetrace", "", "networkd scenario and --bench: the routetrace `binary` (CGO_ENABLED=0 go build ./cmd/routetrace)")
 	fs.StringVar(&o.incidentBin, "incident-binary", "", "networkd scenario: the guest program (CGO_ENABLED=0 go build ./vmtest/incident)")
@@ -140,6 +142,13 @@ func parseFlags(args []string) (*options, error) {
 }
 
 func main() {
+	if len(os.Args) > 1 && os.Args[1] == "table" {
+		if err := runTable(os.Args[2:]); err != nil {
+			fmt.Fprintln(os.Stderr, "vmtest table:", err)
+			os.Exit(2)
+		}
+		return
+	}
 	o, err := parseFlags(os.Args[1:])
 	if err != nil {
 		os.Exit(2)

@@ -36,6 +36,7 @@ type kernelResult struct {
 	lsm      string
 	panic    string // first "Kernel panic" line, to say why a guest stopped
 	runs     []*testRun
+	probe    string // routetrace probe --output json in the guest (init.sh), raw
 }
 
 // consoleParser follows the guest console line by line. Markers are
@@ -97,6 +98,8 @@ func (p *consoleParser) marker(s string) {
 		if r := p.find(f); r != nil {
 			r.bench = f["json"]
 		}
+	case "VMTEST-PROBE":
+		p.res.probe = f["json"]
 	case "VMTEST-WARN":
 		slog.Warn("guest: " + rest)
 	case "VMTEST-DONE":

@@ -143,6 +143,11 @@ func run(ctx context.Context, o *options) (bool, error) {
 		writeBenchSummary(os.Stdout, results, h.tiers)
 	}
 	fmt.Printf("\nconsole logs: %s\n", h.runDir)
+	if o.summaryJSON != "" && !h.spec.bench {
+		if err := writeJSONFile(o.summaryJSON, testsReport(results, h.tiers, h.binNames, h.arch)); err != nil {
+			return ok, err
+		}
+	}
 	if o.summaryMD != "" {
 		f, err := os.Create(o.summaryMD)
 		if err != nil {
