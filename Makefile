@@ -13,7 +13,7 @@ APT_PKGS := clang-19 llvm-19 libbpf-dev bpftool iproute2 net-tools \
             qemu-system-x86 busybox-static xz-utils git ca-certificates \
             debootstrap e2fsprogs containerd runc containernetworking-plugins
 
-.PHONY: help build install trace generate check-generate vmlinux deps jaeger test test-host vmtest vmbench incident bench fuzz clean
+.PHONY: help build install trace generate check-generate vmlinux deps jaeger test test-host vmtest vmbench vmtest-enforce vm incident kernel-table bench fuzz clean
 
 help:
 	@echo "make install        build routetrace and install it to $(PREFIX)/bin (no clang needed)"
@@ -21,8 +21,11 @@ help:
 	@echo "make test           every test: stale-object check, vet, host tests, vmtest, the networkd incident"
 	@echo "make test-host      unit and host end-to-end tests only"
 	@echo "make vmtest         the privileged tests inside VMs, every kernel in vmtest/kernels.txt, every tier"
+	@echo "make vmtest-enforce the BPF LSM enforcer's tests inside VMs, once per kernel"
+	@echo "make vm             vmtest, vmtest-enforce and incident side by side, sharing the cores"
 	@echo "make incident       the systemd-networkd incident in a Debian VM with systemd, every kernel, every tier"
 	@echo "make bench          tracer on/off benchmark (100k routes)"
+	@echo "make kernel-table   write the README's kernel table from the last make test's results"
 	@echo "make vmbench        tiers 1-2 cost in each VM kernel: BPF time per program run vs the kernel's time per change"
 	@echo "make generate       rebuild the BPF objects from bpf/*.c (needs clang-19)"
 	@echo "make jaeger         build the Jaeger the OTLP export tests run, into $(CACHE)/bin (once)"
@@ -79,7 +82,13 @@ $(JAEGER):
 	cd tools/jaeger && $(GO) build -p 1 -o $@.tmp github.com/jaegertracing/jaeger/cmd/jaeger
 	mv $@.tmp $@
 
-test: deps check-generate test-host vmtest incident
+test: deps check-generate test-host vm
+
+# The three VM runs side by side: each boots its kernels as soon as one of
+# the machine's guest slots (one per core, shared by every vmtest process)
+# is free, so no core idles while another run still has kernels to boot.
+vm:
+	$(MAKE) -j3 vmtest vmtest-enforce incident
 
 # The Jaeger tests run the binary built above and fail, not skip, without it.
 test-host: export ROUTETRACE_JAEGER := $(JAEGER)
@@ -117,16 +126,19 @@ vmtest:
 		--extra-file /usr/sbin/route:/usr/sbin/route --extra-file /usr/sbin/ifconfig:/usr/sbin/ifconfig \
 		--extra-file $(CACHE)/bin/routetrace:/usr/local/bin/routetrace \
 		--env ROUTETRACE_BINARY=/usr/local/bin/routetrace \
-		--parallel 2 --timeout 30m --summary-md $(CACHE)/vmtest-summary.md --quiet
-	# The BPF LSM enforcer: once per kernel (it does not depend on the
-	# tracer's attach tier), its benchmark included (enforce-cost: ...).
-	# ioctl32: a 32-bit route ioctl, for the compat path.
+		--parallel 8 --timeout 40m --summary-md $(CACHE)/vmtest-summary.md --summary-json $(CACHE)/vmtest-summary.json --quiet
+
+# The BPF LSM enforcer: once per kernel (it does not depend on the
+# tracer's attach tier), its benchmark included (enforce-cost: ...).
+# ioctl32: a 32-bit route ioctl, for the compat path.
+vmtest-enforce:
+	mkdir -p $(CACHE)/bin
 	CGO_ENABLED=0 $(GO) test -c -o $(CACHE)/bin/enforce.test ./enforce
 	CGO_ENABLED=0 GOARCH=386 $(GO) build -o $(CACHE)/bin/ioctl32 ./enforce/testdata/ioctl32
 	$(GO) run ./vmtest --test-binary $(CACHE)/bin/enforce.test --tiers auto --expect-tiers none \
 		--extra-file /usr/sbin/route:/usr/sbin/route --extra-file $(CACHE)/bin/ioctl32:/usr/local/bin/ioctl32 \
 		--env ROUTETRACE_IOCTL32=/usr/local/bin/ioctl32 --test-args "-test.v" \
-		--parallel 1 --timeout 40m --summary-md $(CACHE)/vmtest-enforce-summary.md
+		--parallel 8 --timeout 40m --summary-md $(CACHE)/vmtest-enforce-summary.md --summary-json $(CACHE)/vmtest-enforce-summary.json
 
 # Tiers 1-2 cost (not part of make test: minutes per kernel under TCG):
 # routetrace bench per kernel and tier, the kernels one after another.
@@ -152,6 +164,10 @@ vmbench:
 # repair; enforce-block is left out because networkd v252 marks its link
 # failed when its removals are refused (README, Incident scenario).
 INCIDENT_SCENARIOS ?= restart,reload,reconfigure,restart-noforeign,reconfigure-noforeign,enforce-audit,enforce-repair
+# restart, the incident itself, runs on every kernel and tier; the variants
+# test routetrace and networkd rather than the kernel's hooks, so they run
+# on one kernel, under one tier (tracepoint; the guest's --every-tier).
+INCIDENT_VARIANTS_KERNEL ?= 6.12
 
 # The systemd-networkd incident (issue 3): a debootstrap'd bookworm booted
 # with systemd under each kernel; every tier and variant in one boot per
@@ -163,9 +179,16 @@ incident:
 	CGO_ENABLED=0 $(GO) build -o $(CACHE)/bin/incident/routetrace-incident ./vmtest/incident
 	$(GO) run ./vmtest --scenario networkd \
 		--routetrace $(CACHE)/bin/incident/routetrace --incident-binary $(CACHE)/bin/incident/routetrace-incident \
-		--tiers fentry,kprobe,tracepoint --parallel 2 --timeout 30m \
-		--scenarios $(INCIDENT_SCENARIOS) \
-		--summary-md $(CACHE)/incident-summary.md --quiet
+		--tiers fentry,kprobe,tracepoint --parallel 8 --timeout 40m \
+		--scenarios $(INCIDENT_SCENARIOS) --variants-kernel $(INCIDENT_VARIANTS_KERNEL) \
+		--summary-md $(CACHE)/incident-summary.md --summary-json $(CACHE)/incident-summary.json --quiet
+
+# The README's kernel table, from the last make test's three runs (vmtest,
+# the enforcer, the incident): which tiers passed on which kernel, which
+# tier each hook got and why a better one was refused.
+kernel-table:
+	$(GO) run ./vmtest table --readme README.md $(CACHE)/vmtest-summary.json \
+		$(CACHE)/vmtest-enforce-summary.json $(CACHE)/incident-summary.json
 
 bench: build
 	./bin/routetrace bench --n 100000 --rounds 3

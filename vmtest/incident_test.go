@@ -26,3 +26,20 @@ func TestIncidentCell(t *testing.T) {
 		}
 	}
 }
+
+// A kernel that ran restart alone (--variants-kernel) shows where its
+// variants ran, and only once the guest finished.
+func TestIncidentCellVariantsElsewhere(t *testing.T) {
+	r := &incidentKernel{variantsOn: "6.12"}
+	if got := incidentCell(r, "fentry", "reload"); got != "-" {
+		t.Errorf("unfinished guest: cell %q, want -", got)
+	}
+	r.done = true
+	if got := incidentCell(r, "fentry", "reload"); got != "variants: see 6.12" {
+		t.Errorf("cell %q, want variants: see 6.12", got)
+	}
+	if got := incidentCell(r, "fentry", "restart"); got != "-" {
+		t.Errorf("restart without a result: cell %q, want -", got)
+	}
+}
+

@@ -44,33 +44,35 @@ import (
 )
 
 type options struct {
-	kernelsFile string
-	kernel      string
-	binaries    listFlag
-	testArgs    string
-	env         listFlag
-	tiers       string
-	expectTiers string
-	timeout     time.Duration
-	accel       string
-	icount      int
-	cpus        int
-	memory      int
-	extraFiles  listFlag
-	arch        string
-	modules     string
-	kernelArgs  string
-	summaryMD   string
-	summaryJSON string
-	scenario    string
-	routetrace  string
-	incidentBin string
-	scenarios   string
-	parallel    int
-	bench       bool
-	benchArgs   string
-	quiet       bool
-	debug       bool
+	kernelsFile    string
+	kernel         string
+	binaries       listFlag
+	testArgs       string
+	env            listFlag
+	tiers          string
+	expectTiers    string
+	timeout        time.Duration
+	accel          string
+	icount         int
+	cpus           int
+	memory         int
+	extraFiles     listFlag
+	arch           string
+	modules        string
+	kernelArgs     string
+	summaryMD      string
+	summaryJSON    string
+	guestSlots     int
+	variantsKernel string
+	scenario       string
+	routetrace     string
+	incidentBin    string
+	scenarios      string
+	parallel       int
+	bench          bool
+	benchArgs      string
+	quiet          bool
+	debug          bool
 }
 
 // listFlag is a repeatable flag; with split set it also accepts
@@ -118,10 +120,12 @@ func parseFlags(args []string) (*options, error) {
 	fs.StringVar(&o.scenario, "scenario", "", "instead of test binaries, run a scenario: networkd (the systemd-networkd incident, see incident.go)")
 	fs.StringVar(&o.routetrace, "routetrace", "", "networkd scenario and --bench: the routetrace `binary` (CGO_ENABLED=0 go build ./cmd/routetrace)")
 	fs.StringVar(&o.incidentBin, "incident-binary", "", "networkd scenario: the guest program (CGO_ENABLED=0 go build ./vmtest/incident)")
+	fs.StringVar(&o.variantsKernel, "variants-kernel", "", "networkd scenario: run the variants of --scenarios only on this kernel list entry (e.g. 6.12); the others run restart alone (default: every kernel runs them all)")
 	fs.StringVar(&o.scenarios, "scenarios", "", "networkd scenario: comma-separated variants (default all: restart, reload, reconfigure, each also -noforeign)")
 	fs.BoolVar(&o.bench, "bench", false, "instead of test binaries, run 'routetrace bench' once per tier (needs --routetrace; with --cpus 2 it adds --pin: the tracer on CPU 1, the workload on CPU 0)")
 	fs.StringVar(&o.benchArgs, "bench-args", "--n 10000 --rounds 3", "--bench: further arguments for routetrace bench, shell-quoted")
-	fs.IntVar(&o.parallel, "parallel", 1, "kernels booted at once (each QEMU TCG guest keeps one host core busy)")
+	fs.IntVar(&o.parallel, "parallel", 1, "kernels booted at once by this run (each QEMU TCG guest keeps one host core busy)")
+	fs.IntVar(&o.guestSlots, "guest-slots", runtime.NumCPU(), "guests running at once on this machine, across every vmtest process (lock files in the cache)")
 	fs.BoolVar(&o.quiet, "quiet", false, "do not stream guest consoles; they are always in the run's log files")
 	fs.BoolVar(&o.debug, "debug", false, "debug logging, including QEMU command lines")
 	fs.Usage = func() {

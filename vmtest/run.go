@@ -117,7 +117,7 @@ func run(ctx context.Context, o *options) (bool, error) {
 	slog.Info("run started", "kernels", entries, "tiers", h.tiers, "binaries", h.binNames, "logs", h.runDir)
 
 	all := make([]*kernelResult, len(entries))
-	forEachKernel(len(entries), o.parallel, func(i int) {
+	forEachKernel(ctx, h.slots(), entries, o.parallel, func(i int) {
 		if ctx.Err() == nil {
 			all[i] = h.runKernel(ctx, entries[i])
 		}
@@ -235,18 +235,23 @@ func benchSpec(o *options, spec *runSpec) (*runSpec, error) {
 	return spec, nil
 }
 
-// forEachKernel calls fn(0..n-1), at most parallel at a time. Each TCG
-// guest keeps one host core busy: --parallel 2 on two cores halves the
-// wall time.
-func forEachKernel(n, parallel int, fn func(i int)) {
+// forEachKernel calls fn(0..n-1), at most parallel at a time, each once it
+// holds one of the machine's guest slots (slots.go). Each TCG guest keeps
+// one host core busy.
+func forEachKernel(ctx context.Context, slots guestSlots, labels []string, parallel int, fn func(i int)) {
 	sem := make(chan struct{}, max(1, parallel))
 	var wg sync.WaitGroup
-	for i := range n {
+	for i := range labels {
 		wg.Add(1)
 		go func() {
 			defer wg.Done()
 			sem <- struct{}{}
 			defer func() { <-sem }()
+			slot, err := slots.acquire(ctx, labels[i])
+			if err != nil {
+				return // ctx ended: the caller reports the kernel as not run
+			}
+			defer slot.Close()
 			fn(i)
 		}()
 	}
