@@ -140,14 +140,24 @@ func parseKernelLine(line string) (kernelEntry, error) {
 }
 
 // selectKernels picks the kernels of a run: the listed ones of arch ("":
-// every arch listed), or the one --kernel names. A listed series or
-// package selects its line (and its tiers); anything else is tried as
-// given, offering every tier, so a new kernel can be tried before it is
-// listed.
+// every arch listed), or the one --kernel names, of arch or else the
+// host's (6.1 is listed for amd64 and arm64; --kernel means one kernel). A
+// listed series or package selects its line (and its tiers); anything
+// else is tried as given, offering every tier, so a new kernel can be
+// tried before it is listed.
 func selectKernels(list []kernelEntry, kernel, arch string) ([]kernelEntry, error) {
 	if arch != "" {
 		if _, err := lookupArch(arch); err != nil {
 			return nil, fmt.Errorf("--arch: %w", err)
+		}
+	}
+	if kernel != "" && arch == "" {
+		arch = runtime.GOARCH
+		// A package names its arch: --kernel <arm64 package> needs no --arch.
+		for _, e := range list {
+			if e.pkg == kernel {
+				arch = e.arch
+			}
 		}
 	}
 	var out []kernelEntry
@@ -166,9 +176,6 @@ func selectKernels(list []kernelEntry, kernel, arch string) ([]kernelEntry, erro
 		return nil, fmt.Errorf("the kernel list names no %s kernel", arch)
 	case kernel == "":
 		return nil, errors.New("the kernel list names no kernels")
-	}
-	if arch == "" {
-		arch = runtime.GOARCH
 	}
 	e := kernelEntry{arch: arch, tiers: allTiers, where: "--kernel"}
 	switch {

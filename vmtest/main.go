@@ -102,7 +102,7 @@ func parseFlags(args []string) (*options, error) {
 	o := &options{binaries: listFlag{split: true}}
 	fs := flag.NewFlagSet("vmtest", flag.ContinueOnError)
 	fs.StringVar(&o.kernelsFile, "kernels", "vmtest/kernels.txt", "`file` listing kernels, one \"<series> <arch> <package> [tiers=...]\" per line")
-	fs.StringVar(&o.kernel, "kernel", "", "run only this kernel: a series (6.1) or package `name`; a listed one keeps its line's tiers, an unlisted series is the newest package apt knows")
+	fs.StringVar(&o.kernel, "kernel", "", "run only this kernel: a series (6.1, of --arch or the host's) or package `name`; a listed one keeps its line's tiers, an unlisted series is the newest package apt knows")
 	fs.Var(&o.binaries, "test-binary", "Go test binary built with CGO_ENABLED=0 go test -c (repeatable or comma-separated)")
 	fs.StringVar(&o.testArgs, "test-args", "", "arguments for every test binary, shell-quoted, e.g. \"-test.run 'TestA|TestB'\"")
 	fs.Var(&o.env, "env", "`K=V` exported for the tests in the guest (repeatable)")
