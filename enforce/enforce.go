@@ -80,6 +80,8 @@ import (
 	"github.com/cilium/ebpf/btf"
 	"github.com/cilium/ebpf/link"
 	"golang.org/x/sys/unix"
+
+	"github.com/routetrace/routetrace/internal/bpffeat"
 )
 
 // PinDir is where Attach pins the enforcer's links and maps.
@@ -153,6 +155,9 @@ func (o *objects) close() {
 // in force). Nothing is attached yet.
 func Load(opts Options) (*Enforcer, error) {
 	opts.defaults()
+	if err := needBPFLoop(); err != nil {
+		return nil, err
+	}
 	spec, err := loadEnforce()
 	if err != nil {
 		return nil, fmt.Errorf("reading the enforce object: %w", err)
@@ -358,6 +363,9 @@ func probe() error {
 	if !lsmActive(cur) {
 		return fmt.Errorf("BPF LSM not active: boot with lsm=%s,bpf (current: %s)", cur, cur)
 	}
+	if err := needBPFLoop(); err != nil {
+		return err
+	}
 	spec, err := loadEnforce()
 	if err != nil {
 		return fmt.Errorf("reading the enforce object: %w", err)
@@ -373,6 +381,16 @@ func probe() error {
 			return probeError("attaching", err)
 		}
 		_ = l.Close()
+	}
+	return nil
+}
+
+// needBPFLoop refuses the enforcer by name where it cannot load: it walks
+// requests, attributes and nexthops with bpf_loop. A probe that could not
+// run (no privileges) is left to the load, which says why.
+func needBPFLoop() error {
+	if err := bpffeat.BPFLoop(); errors.Is(err, bpffeat.ErrNoBPFLoop) {
+		return fmt.Errorf("enforce: not offered: %w", err)
 	}
 	return nil
 }

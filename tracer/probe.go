@@ -1,6 +1,7 @@
 package tracer
 
 import (
+	"errors"
 	"fmt"
 	"log/slog"
 	"os"
@@ -14,6 +15,7 @@ import (
 	"golang.org/x/sys/unix"
 
 	"github.com/routetrace/routetrace/event"
+	"github.com/routetrace/routetrace/internal/bpffeat"
 )
 
 // Report is what `routetrace probe` shows: the environment, and per hook
@@ -123,6 +125,11 @@ func Probe(log *slog.Logger) *Report {
 		r.Hooks = append(r.Hooks, st)
 	}
 
+	r.IoctlOrigins = probeOrigins(self, cache)
+	if err := bpffeat.BPFLoop(); errors.Is(err, bpffeat.ErrNoBPFLoop) {
+		r.Tracepoints, r.SocketCapture = err, err
+		return r
+	}
 	ncSpec, err := loadNlcapture()
 	if err != nil {
 		r.Tracepoints, r.SocketCapture = err, err
@@ -144,7 +151,6 @@ func Probe(log *slog.Logger) *Report {
 	}
 	r.SocketCapture = try(socketProgs)
 	r.Tracepoints = try(slices.Concat(ioctlProgs, syscallProgs))
-	r.IoctlOrigins = probeOrigins(self, cache)
 	return r
 }
 

@@ -21,6 +21,7 @@ import (
 	"github.com/cilium/ebpf/rlimit"
 
 	"github.com/routetrace/routetrace/event"
+	"github.com/routetrace/routetrace/internal/bpffeat"
 	"github.com/routetrace/routetrace/netnswatch"
 	"github.com/routetrace/routetrace/rtnl"
 	"github.com/routetrace/routetrace/tier3"
@@ -350,6 +351,12 @@ func sharedMaps(fib *object) map[string]*ebpf.Map {
 // startTier3 attaches the request capture and opens the notification
 // listeners for the objects no FIB hook covers.
 func (t *Tracer) startTier3(self uint32, fib *object, cache *btf.Cache) error {
+	// Both captures walk messages with bpf_loop: without it the object
+	// cannot load, and the refusal should say so rather than the
+	// verifier's words.
+	if err := bpffeat.BPFLoop(); errors.Is(err, bpffeat.ErrNoBPFLoop) {
+		return fmt.Errorf("tier 3 (tracepoint): not offered: %w", err)
+	}
 	spec, err := loadNlcapture()
 	if err != nil {
 		return fmt.Errorf("reading the nlcapture BPF object: %w", err)

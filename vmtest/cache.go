@@ -5,6 +5,7 @@ import (
 	"log/slog"
 	"os"
 	"path/filepath"
+	"runtime"
 	"sort"
 	"strings"
 )
@@ -15,7 +16,10 @@ const debVersionFile = ".routetrace-deb-version"
 
 // cache is ~/.cache/routetrace/vmtest: kernel packages are tens of MB each
 // and the repository must stay free of them.
-type cache struct{ root string }
+type cache struct {
+	root string
+	apt  *apt // every download goes through it
+}
 
 func openCache() (*cache, error) {
 	base := os.Getenv("XDG_CACHE_HOME")
@@ -32,6 +36,10 @@ func openCache() (*cache, error) {
 			return nil, fmt.Errorf("creating cache directory: %w", err)
 		}
 	}
+	var err error
+	if c.apt, err = openApt(c); err != nil {
+		return nil, err
+	}
 	return c, nil
 }
 
@@ -39,41 +47,23 @@ func (c *cache) path(elem ...string) string {
 	return filepath.Join(append([]string{c.root}, elem...)...)
 }
 
-// download fetches a .deb with apt-get into the cache, reusing an earlier
-// download. apt-get download names the file <pkg>_<version>_<arch>.deb.
+// download fetches a .deb through vmtest's own apt (apt.go). aptName is
+// pkg, or pkg:arch for a foreign architecture.
 func (c *cache) download(aptName, pkg string) (string, error) {
-	dir := c.path("debs")
-	if deb := findDeb(dir, pkg); deb != "" {
-		return deb, nil
+	arch := runtime.GOARCH
+	if _, a, ok := strings.Cut(aptName, ":"); ok {
+		arch = a
 	}
-	if _, err := needTool("apt-get", "apt"); err != nil {
-		return "", err
-	}
-	slog.Info("downloading package", "package", aptName)
-	if _, err := runTool(dir, "apt-get", "download", aptName); err != nil {
-		return "", fmt.Errorf("downloading %s: %w", aptName, err)
-	}
-	deb := findDeb(dir, pkg)
-	if deb == "" {
-		return "", fmt.Errorf("downloading %s: apt-get left no %s_*.deb in %s", aptName, pkg, dir)
-	}
-	return deb, nil
-}
-
-func findDeb(dir, pkg string) string {
-	matches, _ := filepath.Glob(filepath.Join(dir, pkg+"_*.deb"))
-	for _, m := range matches {
-		// Partial downloads from an interrupted apt-get stay in partial/,
-		// so anything here is complete.
-		if !strings.HasSuffix(m, ".partial") {
-			return m
-		}
-	}
-	return ""
+	return c.apt.download(pkg, arch)
 }
 
 // unpack extracts a .deb into dest atomically.
-func (c *cache) unpack(deb, dest string) error {
+func (c *cache) unpack(deb, dest string) error { return c.unpackAll([]string{deb}, dest) }
+
+// unpackAll extracts debs into one tree atomically; the version recorded is
+// the first one's.
+func (c *cache) unpackAll(debs []string, dest string) error {
+	deb := debs[0]
 	if _, err := needTool("dpkg-deb", "dpkg"); err != nil {
 		return err
 	}
@@ -82,8 +72,10 @@ func (c *cache) unpack(deb, dest string) error {
 		return fmt.Errorf("unpacking %s: %w", deb, err)
 	}
 	defer os.RemoveAll(tmp)
-	if _, err := runTool("", "dpkg-deb", "-x", deb, tmp); err != nil {
-		return fmt.Errorf("unpacking %s: %w", deb, err)
+	for _, d := range debs {
+		if _, err := runTool("", "dpkg-deb", "-x", d, tmp); err != nil {
+			return fmt.Errorf("unpacking %s: %w", d, err)
+		}
 	}
 	version, err := runTool("", "dpkg-deb", "-f", deb, "Version")
 	if err != nil {

@@ -86,6 +86,7 @@ type incidentResult struct {
 
 type incidentKernel struct {
 	label    string
+	entry    kernelEntry
 	k        *kernel
 	results  []incidentResult
 	booted   time.Duration // until the scenario program started
@@ -99,7 +100,7 @@ type incidentKernel struct {
 	variantsOn string
 }
 
-func (h *harness) runIncident(ctx context.Context, o *options) (bool, error) {
+func (h *harness) runIncident(ctx context.Context, o *options, entries []kernelEntry) (bool, error) {
 	start := time.Now()
 	a := h.arch
 	if !a.native() {
@@ -118,18 +119,12 @@ func (h *harness) runIncident(ctx context.Context, o *options) (bool, error) {
 	if err != nil {
 		return false, err
 	}
-	entries := []string{o.kernel}
-	if o.kernel == "" {
-		if entries, err = readKernelList(o.kernelsFile); err != nil {
-			return false, err
-		}
-	}
 	if h.runDir, err = os.MkdirTemp(h.cache.path("runs"), time.Now().Format("20060102-150405-")); err != nil {
 		return false, fmt.Errorf("creating run directory: %w", err)
 	}
 	if h.accel == "" {
 		// The probe needs a kernel; the first one will do.
-		pkg, err := resolveKernel(entries[0], a, h.cache)
+		pkg, err := resolveKernel(entries[0], h.cache)
 		if err != nil {
 			return false, err
 		}
@@ -140,24 +135,30 @@ func (h *harness) runIncident(ctx context.Context, o *options) (bool, error) {
 		h.accel = h.chooseAccel(ctx, vm{arch: a, qemu: h.qemu, cpus: o.cpus, memory: o.memory,
 			kernel: k.image, cmdline: kernelCmdline(a, "")})
 	}
-	args := fmt.Sprintf("--tiers=%s", strings.Join(tiers, ","))
-	if o.scenarios != "" {
-		args += " --scenarios=" + o.scenarios
+	var labels []string
+	for _, e := range entries {
+		labels = append(labels, e.label())
 	}
-	slog.Info("incident run started", "kernels", entries, "tiers", tiers, "accel", h.accel, "image", img, "logs", h.runDir)
+	slog.Info("incident run started", "kernels", labels, "tiers", tiers, "accel", h.accel, "image", img, "logs", h.runDir)
 
 	results := make([]*incidentKernel, len(entries))
-	forEachKernel(ctx, h.slots(), entries, o.parallel, func(i int) {
-		kargs := args
-		if o.variantsKernel != "" && entries[i] != o.variantsKernel {
+	forEachKernel(ctx, h.slots(), labels, o.parallel, func(i int) {
+		// Only the tiers the kernel offers (kernels.txt).
+		kt := strings.Join(kernelTiers(tiers, entries[i]), ",")
+		args := "--tiers=" + kt
+		if o.scenarios != "" {
+			args += " --scenarios=" + o.scenarios
+		}
+		variantsElsewhere := o.variantsKernel != "" && entries[i].series != o.variantsKernel
+		if variantsElsewhere {
 			// The incident itself on every kernel and tier; its
 			// variants (reloads, noforeign, enforcement) test
 			// routetrace and networkd, not the kernel's hooks, and
 			// each costs a networkd restart under TCG.
-			kargs = fmt.Sprintf("--tiers=%s --scenarios=restart", strings.Join(tiers, ","))
+			args = "--tiers=" + kt + " --scenarios=restart"
 		}
-		results[i] = h.incidentKernel(ctx, entries[i], img, kargs)
-		if kargs != args {
+		results[i] = h.incidentKernel(ctx, entries[i], img, args)
+		if variantsElsewhere {
 			results[i].variantsOn = o.variantsKernel
 		}
 	})
@@ -165,7 +166,7 @@ func (h *harness) runIncident(ctx context.Context, o *options) (bool, error) {
 	// waiting for a guest slot): it shows as an error row.
 	for i, r := range results {
 		if r == nil {
-			results[i] = &incidentKernel{label: entries[i], err: errors.New("not run: interrupted before it could boot")}
+			results[i] = &incidentKernel{label: entries[i].label(), err: errors.New("not run: interrupted before it could boot")}
 		}
 	}
 
@@ -189,11 +190,11 @@ func (h *harness) runIncident(ctx context.Context, o *options) (bool, error) {
 	return ok, nil
 }
 
-func (h *harness) incidentKernel(ctx context.Context, entry, img, guestArgs string) *incidentKernel {
+func (h *harness) incidentKernel(ctx context.Context, e kernelEntry, img, guestArgs string) *incidentKernel {
 	start := time.Now()
-	r := &incidentKernel{label: entry}
+	r := &incidentKernel{label: e.label(), entry: e}
 	defer func() { r.total = time.Since(start) }()
-	pkg, err := resolveKernel(entry, h.arch, h.cache)
+	pkg, err := resolveKernel(e, h.cache)
 	if err != nil {
 		r.err = err
 		return r
@@ -320,7 +321,7 @@ func writeIncidentSummary(w io.Writer, results []*incidentKernel, tiers []string
 	fmt.Fprintf(tw, "KERNEL\tTIER\t%s\n", strings.Join(upper(scen), "\t"))
 	for _, row := range incidentRows(results, tiers, scen) {
 		for _, c := range row[2:] {
-			ok = ok && (strings.HasPrefix(c, "pass") || strings.HasPrefix(c, "once") || strings.HasPrefix(c, "variants"))
+			ok = ok && (strings.HasPrefix(c, "pass") || strings.HasPrefix(c, "once") || strings.HasPrefix(c, "variants") || c == notOffered)
 		}
 		fmt.Fprintln(tw, strings.Join(row, "\t"))
 	}
@@ -363,6 +364,10 @@ func incidentRows(results []*incidentKernel, tiers, scen []string) [][]string {
 		for _, t := range tiers {
 			row := []string{name, t}
 			for _, s := range scen {
+				if !r.entry.offers(t) {
+					row = append(row, notOffered)
+					continue
+				}
 				row = append(row, incidentCell(r, t, s))
 			}
 			rows = append(rows, row)

@@ -11,22 +11,27 @@
 //
 // Each binary runs in the guest as `X -test.v -test.count=1 <--test-args>`
 // with ROUTETRACE_ATTACH=<tier> set (tier "auto" leaves it unset) and
-// ROUTETRACE_VMTEST=<the tiers the kernel must give> (--expect-tiers, all
-// three by default): a test whose forced tier is refused then fails instead
-// of skipping (internal/tiertest). The guest is a busybox initramfs with
+// ROUTETRACE_VMTEST=<the tiers the kernel must give> (the kernel list's
+// tiers=, all three by default; --expect-tiers narrows it): a test whose
+// forced tier is refused then fails instead of skipping (internal/tiertest).
+// A tier the kernel list says a kernel lacks is not run there, and the
+// summary shows it as not offered. The guest is a busybox initramfs with
 // iproute2's ip, bpffs, tracefs, debugfs, securityfs, cgroup2, /run/netns
 // and the modules named by --modules; BPF LSM is enabled on the command
 // line. Use --extra-file to add programs such as the routetrace binary.
 //
 // Kernels, packages, initramfs images and per-run console logs live under
 // $XDG_CACHE_HOME/routetrace/vmtest (default ~/.cache/routetrace/vmtest).
+// Packages come through vmtest's own apt configuration there (apt/, see
+// apt.go): the Debian suites from bullseye to sid, amd64 and arm64, from the
+// mirror the host's apt sources name; the host's apt state is never changed.
 // Host tools needed: qemu-system-x86 (or qemu-system-arm), busybox-static,
 // iproute2, xz-utils; the harness names the package when one is missing.
 //
-// Adding a kernel: add a line to vmtest/kernels.txt, either a series such
-// as "6.6", which picks the newest linux-image-6.6.*-cloud-<arch>-unsigned
-// package apt knows, or an exact package name to pin it. Try it alone with
-// --kernel 6.6 first.
+// Adding a kernel: try it alone with --kernel 6.6 (the newest
+// linux-image-6.6.*-cloud-<arch>[-unsigned] package apt knows), then add a
+// line "6.6 amd64 <that exact package>" to vmtest/kernels.txt, with
+// tiers=... and a comment saying why if it cannot give every tier.
 package main
 
 import (
@@ -99,20 +104,20 @@ func (l *listFlag) Set(s string) error {
 func parseFlags(args []string) (*options, error) {
 	o := &options{binaries: listFlag{split: true}}
 	fs := flag.NewFlagSet("vmtest", flag.ContinueOnError)
-	fs.StringVar(&o.kernelsFile, "kernels", "vmtest/kernels.txt", "`file` listing kernels, one series (6.1) or package name per line")
-	fs.StringVar(&o.kernel, "kernel", "", "run only this kernel (series or package `name`), listed or not")
+	fs.StringVar(&o.kernelsFile, "kernels", "vmtest/kernels.txt", "`file` listing kernels, one \"<series> <arch> <package> [tiers=...]\" per line")
+	fs.StringVar(&o.kernel, "kernel", "", "run only this kernel: a series (6.1, of --arch or the host's) or package `name`; a listed one keeps its line's tiers, an unlisted series is the newest package apt knows")
 	fs.Var(&o.binaries, "test-binary", "Go test binary built with CGO_ENABLED=0 go test -c (repeatable or comma-separated)")
 	fs.StringVar(&o.testArgs, "test-args", "", "arguments for every test binary, shell-quoted, e.g. \"-test.run 'TestA|TestB'\"")
 	fs.Var(&o.env, "env", "`K=V` exported for the tests in the guest (repeatable)")
 	fs.StringVar(&o.tiers, "tiers", "auto", "comma-separated attach tiers; each binary runs once per tier with ROUTETRACE_ATTACH set (auto: unset)")
-	fs.StringVar(&o.expectTiers, "expect-tiers", "fentry,kprobe,tracepoint", "comma-separated tiers every kernel of the run must give: a test forcing one of them fails, not skips, when it is refused (ROUTETRACE_VMTEST in the guest); \"none\" expects none")
+	fs.StringVar(&o.expectTiers, "expect-tiers", "", "comma-separated tiers every kernel of the run must give: a test forcing one of them fails, not skips, when it is refused (ROUTETRACE_VMTEST in the guest); \"none\" expects none (default: each kernel's tiers= in the kernel list, all three unless it says otherwise)")
 	fs.DurationVar(&o.timeout, "timeout", 10*time.Minute, "per-kernel limit for boot plus all tests; QEMU is killed after it")
 	fs.StringVar(&o.accel, "accel", "auto", "auto (KVM if a probe boot works, else TCG), kvm or tcg")
 	fs.IntVar(&o.icount, "icount", -1, "TCG with QEMU's -icount shift=`N`: guest time counts instructions (2^N ns each) instead of following the host's clock, so timings do not depend on the host's load; one host thread runs all vCPUs (-1: off)")
 	fs.IntVar(&o.cpus, "cpus", 1, "guest vCPUs (one boots most reliably under TCG)")
 	fs.IntVar(&o.memory, "memory", 1024, "guest memory in MiB; the initramfs lives in it")
 	fs.Var(&o.extraFiles, "extra-file", "`SRC:DST` host file to copy into the guest (repeatable)")
-	fs.StringVar(&o.arch, "arch", runtime.GOARCH, "guest architecture: amd64 or arm64")
+	fs.StringVar(&o.arch, "arch", "", "run only the listed kernels of this guest architecture, amd64 or arm64 (default: every architecture in the kernel list; an unlisted --kernel: the host's)")
 	fs.StringVar(&o.modules, "modules", "veth,dummy", "comma-separated kernel modules to load in the guest, with their dependencies")
 	fs.StringVar(&o.kernelArgs, "kernel-args", "", "extra kernel command line arguments")
 	fs.StringVar(&o.summaryMD, "summary-md", "", "also write the summary table as Markdown to this `path`")

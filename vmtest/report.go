@@ -56,10 +56,10 @@ func writeJSONFile(path string, v any) error {
 	return nil
 }
 
-func testsReport(results []*kernelResult, tiers, binaries []string, a *arch) runReport {
+func testsReport(results []*kernelResult, tiers, binaries []string) runReport {
 	rep := runReport{Kind: "tests"}
 	for _, r := range results {
-		kr := kernelReport{Arch: a.name, Tiers: map[string]tierReport{}}
+		kr := kernelReport{Arch: r.entry.arch, Tiers: map[string]tierReport{}}
 		fillKernel(&kr, r.k, r.label, r.err)
 		for i, c := range summarize(r, tiers, binaries) {
 			kr.Tiers[tiers[i]] = tierReport{Status: c.status, Passed: c.pass, Failed: c.fail, Skipped: c.skip}

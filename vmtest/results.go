@@ -26,6 +26,7 @@ type skip struct{ test, reason string }
 type kernelResult struct {
 	k        *kernel
 	label    string // list entry, for rows when the kernel could not even be fetched
+	entry    kernelEntry
 	accel    string
 	logPath  string
 	err      error // harness or VM failure: fetch, build, timeout, crash

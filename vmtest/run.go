@@ -7,6 +7,7 @@ import (
 	"log/slog"
 	"os"
 	"path/filepath"
+	"slices"
 	"strings"
 	"sync"
 	"time"
@@ -31,13 +32,185 @@ type harness struct {
 // run returns whether every kernel booted and no test failed; err is for
 // problems that stop the whole run, such as a missing tool.
 func run(ctx context.Context, o *options) (bool, error) {
-	a, err := lookupArch(o.arch)
+	if o.cpus < 1 || o.memory < 256 {
+		return false, fmt.Errorf("--cpus must be >= 1 and --memory >= 256")
+	}
+	list, err := readKernelList(o.kernelsFile)
 	if err != nil {
 		return false, err
 	}
-	h := &harness{opts: o, arch: a}
-	if h.qemu, err = needTool(a.qemu, a.qemuPkg); err != nil {
+	entries, err := selectKernels(list, o.kernel, o.arch)
+	if err != nil {
 		return false, err
+	}
+	c, err := openCache()
+	if err != nil {
+		return false, err
+	}
+	var tiers []string
+	for _, t := range strings.Split(o.tiers, ",") {
+		if t = strings.TrimSpace(t); t != "" {
+			tiers = append(tiers, t)
+		}
+	}
+	c.pruneRuns(keepRuns)
+	if o.scenario != "" {
+		if o.scenario != "networkd" {
+			return false, fmt.Errorf("--scenario %q: the only scenario is networkd", o.scenario)
+		}
+		// One run per architecture: each needs its own emulator and root
+		// filesystem.
+		ok := true
+		for _, g := range byArch(entries) {
+			h, err := newHarness(o, g.arch, c)
+			if err != nil {
+				return false, err
+			}
+			h.tiers = tiers
+			gok, err := h.runIncident(ctx, o, g.entries)
+			if err != nil {
+				return false, err
+			}
+			ok = ok && gok
+		}
+		return ok, nil
+	}
+	if len(tiers) == 0 {
+		tiers = []string{"auto"}
+	}
+	// MkdirTemp, not a bare timestamp: two runs may start in the same second.
+	runDir, err := os.MkdirTemp(c.path("runs"), time.Now().Format("20060102-150405-"))
+	if err != nil {
+		return false, fmt.Errorf("creating run directory: %w", err)
+	}
+	// Every architecture's harness is set up before any boot, so a test
+	// binary built for the wrong one fails the run at once, not after the
+	// first architecture's kernels.
+	groups := byArch(entries)
+	hs := make([]*harness, len(groups))
+	for i, g := range groups {
+		if hs[i], err = newHarness(o, g.arch, c); err != nil {
+			return false, err
+		}
+		h := hs[i]
+		h.runDir, h.tiers = runDir, tiers
+		if h.spec, err = buildSpec(o, h.arch); err != nil {
+			return false, err
+		}
+		h.spec.tiers = h.tiers
+		for _, b := range h.spec.binaries {
+			h.binNames = append(h.binNames, filepath.Base(b))
+		}
+		if h.spec.bench {
+			h.binNames = []string{benchName}
+		}
+		h.overlay = filepath.Join(runDir, "overlay-"+h.arch.name+".cpio")
+		if err := overlayImage(h.spec, h.overlay); err != nil {
+			return false, fmt.Errorf("%s guests: %w", h.arch.name, err)
+		}
+		// The overlay holds copies of the test binaries; logs are what a
+		// later look at the run needs.
+		defer os.Remove(h.overlay)
+	}
+	var labels []string
+	for _, e := range entries {
+		labels = append(labels, e.label())
+	}
+	slog.Info("run started", "kernels", labels, "tiers", tiers, "binaries", hs[0].binNames, "logs", runDir)
+
+	// The architectures' kernels boot side by side: the guest slots, not
+	// the groups, bound how many run at once.
+	all := make([][]*kernelResult, len(groups))
+	var wg sync.WaitGroup
+	for i, g := range groups {
+		h := hs[i]
+		all[i] = make([]*kernelResult, len(g.entries))
+		var glabels []string
+		for _, e := range g.entries {
+			glabels = append(glabels, e.label())
+		}
+		wg.Go(func() {
+			forEachKernel(ctx, h.slots(), glabels, o.parallel, func(j int) {
+				if ctx.Err() == nil {
+					all[i][j] = h.runKernel(ctx, g.entries[j])
+				}
+			})
+		})
+	}
+	wg.Wait()
+	var results []*kernelResult
+	for _, rs := range all {
+		for _, r := range rs {
+			if r != nil {
+				results = append(results, r)
+			}
+		}
+	}
+	binNames := hs[0].binNames
+
+	ok := len(results) == len(entries)
+	for _, r := range results {
+		if r.err != nil {
+			ok = false
+		}
+		for _, c := range summarize(r, tiers, binNames) {
+			ok = ok && c.ok()
+		}
+	}
+	writeSummary(os.Stdout, results, tiers, binNames)
+	if hs[0].spec.bench {
+		writeBenchSummary(os.Stdout, results, tiers)
+	}
+	fmt.Printf("\nconsole logs: %s\n", runDir)
+	if o.summaryJSON != "" && !hs[0].spec.bench {
+		if err := writeJSONFile(o.summaryJSON, testsReport(results, tiers, binNames)); err != nil {
+			return ok, err
+		}
+	}
+	if o.summaryMD != "" {
+		f, err := os.Create(o.summaryMD)
+		if err != nil {
+			return ok, fmt.Errorf("writing markdown summary: %w", err)
+		}
+		if hs[0].spec.bench {
+			writeBenchMarkdown(f, results, tiers)
+		} else {
+			writeMarkdown(f, results, tiers, binNames)
+		}
+		if err := f.Close(); err != nil {
+			return ok, fmt.Errorf("writing markdown summary: %w", err)
+		}
+	}
+	return ok, nil
+}
+
+// archGroup is the kernels of one architecture, in list order.
+type archGroup struct {
+	arch    *arch
+	entries []kernelEntry
+}
+
+func byArch(entries []kernelEntry) []archGroup {
+	var groups []archGroup
+	for _, e := range entries {
+		i := slices.IndexFunc(groups, func(g archGroup) bool { return g.arch.name == e.arch })
+		if i < 0 {
+			// selectKernels and the list parser only pass known arches.
+			a, _ := lookupArch(e.arch)
+			groups = append(groups, archGroup{arch: a})
+			i = len(groups) - 1
+		}
+		groups[i].entries = append(groups[i].entries, e)
+	}
+	return groups
+}
+
+// newHarness finds the emulator and guest userland of one architecture.
+func newHarness(o *options, a *arch, c *cache) (*harness, error) {
+	h := &harness{opts: o, arch: a, cache: c}
+	var err error
+	if h.qemu, err = needTool(a.qemu, a.qemuPkg); err != nil {
+		return nil, err
 	}
 	switch o.accel {
 	case "auto":
@@ -47,122 +220,47 @@ func run(ctx context.Context, o *options) (bool, error) {
 	case "kvm", "tcg":
 		h.accel = o.accel
 	default:
-		return false, fmt.Errorf("--accel %q: want auto, kvm or tcg", o.accel)
+		return nil, fmt.Errorf("--accel %q: want auto, kvm or tcg", o.accel)
 	}
 	if o.icount >= 0 {
 		if h.accel == "kvm" {
-			return false, fmt.Errorf("--icount needs TCG, not --accel kvm")
+			return nil, fmt.Errorf("--icount needs TCG, not --accel kvm")
 		}
 		h.accel = "tcg"
 	}
-	if o.cpus < 1 || o.memory < 256 {
-		return false, fmt.Errorf("--cpus must be >= 1 and --memory >= 256")
+	if h.user, err = findUserland(a, c); err != nil {
+		return nil, err
 	}
+	return h, nil
+}
 
-	entries := []string{o.kernel}
-	if o.kernel == "" {
-		if entries, err = readKernelList(o.kernelsFile); err != nil {
-			return false, err
+// kernelTiers are the tiers a run gives one kernel: those asked for that
+// the kernel offers, in the run's order ("auto" is always offered).
+func kernelTiers(run []string, e kernelEntry) []string {
+	var out []string
+	for _, t := range run {
+		if e.offers(t) {
+			out = append(out, t)
 		}
 	}
-	if h.cache, err = openCache(); err != nil {
-		return false, err
-	}
-	if h.user, err = findUserland(a, h.cache); err != nil {
-		return false, err
-	}
-	if o.scenario != "" {
-		for _, t := range strings.Split(o.tiers, ",") {
-			if t = strings.TrimSpace(t); t != "" {
-				h.tiers = append(h.tiers, t)
-			}
-		}
-		if o.scenario != "networkd" {
-			return false, fmt.Errorf("--scenario %q: the only scenario is networkd", o.scenario)
-		}
-		h.cache.pruneRuns(keepRuns)
-		return h.runIncident(ctx, o)
-	}
-	if h.spec, err = buildSpec(o, a); err != nil {
-		return false, err
-	}
-	for _, t := range strings.Split(o.tiers, ",") {
-		if t = strings.TrimSpace(t); t != "" {
-			h.tiers = append(h.tiers, t)
-		}
-	}
-	if len(h.tiers) == 0 {
-		h.tiers = []string{"auto"}
-	}
-	h.spec.tiers = h.tiers
-	for _, b := range h.spec.binaries {
-		h.binNames = append(h.binNames, filepath.Base(b))
-	}
-	if h.spec.bench {
-		h.binNames = []string{benchName}
-	}
+	return out
+}
 
-	h.cache.pruneRuns(keepRuns)
-	// MkdirTemp, not a bare timestamp: two runs may start in the same second.
-	if h.runDir, err = os.MkdirTemp(h.cache.path("runs"), time.Now().Format("20060102-150405-")); err != nil {
-		return false, fmt.Errorf("creating run directory: %w", err)
+// kernelExpect is ROUTETRACE_VMTEST for one kernel: the tiers it offers,
+// unless --expect-tiers narrowed them for the run (the enforcer's run
+// expects none). A tier the kernel does not offer is never expected, so a
+// test forcing it skips with the kernel's refusal.
+func kernelExpect(spec *runSpec, e kernelEntry) []string {
+	if !spec.narrowed {
+		return e.tiers
 	}
-	h.overlay = filepath.Join(h.runDir, "overlay.cpio")
-	if err := overlayImage(h.spec, h.overlay); err != nil {
-		return false, err
-	}
-	// The overlay holds copies of the test binaries; logs are what a later
-	// look at the run needs.
-	defer os.Remove(h.overlay)
-	slog.Info("run started", "kernels", entries, "tiers", h.tiers, "binaries", h.binNames, "logs", h.runDir)
-
-	all := make([]*kernelResult, len(entries))
-	forEachKernel(ctx, h.slots(), entries, o.parallel, func(i int) {
-		if ctx.Err() == nil {
-			all[i] = h.runKernel(ctx, entries[i])
-		}
-	})
-	var results []*kernelResult
-	for _, r := range all {
-		if r != nil {
-			results = append(results, r)
+	var out []string
+	for _, t := range spec.expect {
+		if e.offers(t) {
+			out = append(out, t)
 		}
 	}
-
-	ok := len(results) == len(entries)
-	for _, r := range results {
-		if r.err != nil {
-			ok = false
-		}
-		for _, c := range summarize(r, h.tiers, h.binNames) {
-			ok = ok && c.ok()
-		}
-	}
-	writeSummary(os.Stdout, results, h.tiers, h.binNames)
-	if h.spec.bench {
-		writeBenchSummary(os.Stdout, results, h.tiers)
-	}
-	fmt.Printf("\nconsole logs: %s\n", h.runDir)
-	if o.summaryJSON != "" && !h.spec.bench {
-		if err := writeJSONFile(o.summaryJSON, testsReport(results, h.tiers, h.binNames, h.arch)); err != nil {
-			return ok, err
-		}
-	}
-	if o.summaryMD != "" {
-		f, err := os.Create(o.summaryMD)
-		if err != nil {
-			return ok, fmt.Errorf("writing markdown summary: %w", err)
-		}
-		if h.spec.bench {
-			writeBenchMarkdown(f, results, h.tiers)
-		} else {
-			writeMarkdown(f, results, h.tiers, h.binNames)
-		}
-		if err := f.Close(); err != nil {
-			return ok, fmt.Errorf("writing markdown summary: %w", err)
-		}
-	}
-	return ok, nil
+	return out
 }
 
 func buildSpec(o *options, a *arch) (*runSpec, error) {
@@ -192,6 +290,7 @@ func buildSpec(o *options, a *arch) (*runSpec, error) {
 		return nil, fmt.Errorf("--test-args: %w", err)
 	}
 	spec.testArgs = args
+	spec.narrowed = o.expectTiers != ""
 	for _, t := range strings.Split(o.expectTiers, ",") {
 		switch t = strings.TrimSpace(t); t {
 		case "", "none":
@@ -261,10 +360,10 @@ func forEachKernel(ctx context.Context, slots guestSlots, labels []string, paral
 // prepareKernel fetches a kernel and builds its initrd. Kernels run in
 // parallel (--parallel) but are prepared one at a time: apt and the cache
 // are not shared safely, and KVM is probed once.
-func (h *harness) prepareKernel(ctx context.Context, entry string, r *kernelResult) (vm, string, error) {
+func (h *harness) prepareKernel(ctx context.Context, e kernelEntry, r *kernelResult) (vm, string, error) {
 	h.prepMu.Lock()
 	defer h.prepMu.Unlock()
-	pkg, err := resolveKernel(entry, h.arch, h.cache)
+	pkg, err := resolveKernel(e, h.cache)
 	if err != nil {
 		return vm{}, "", err
 	}
@@ -276,8 +375,16 @@ func (h *harness) prepareKernel(ctx context.Context, entry string, r *kernelResu
 	if err != nil {
 		return vm{}, "", err
 	}
+	// This kernel's configuration: the run's tiers it offers.
+	spec := *h.spec
+	spec.tiers, spec.expect = kernelTiers(h.tiers, e), kernelExpect(h.spec, e)
+	cfg := filepath.Join(h.runDir, k.release+".config.cpio")
+	if err := configImage(&spec, cfg); err != nil {
+		return vm{}, "", err
+	}
+	defer os.Remove(cfg)
 	initrd := filepath.Join(h.runDir, k.release+".initrd")
-	if err := concatFiles(initrd, base, h.overlay); err != nil {
+	if err := concatFiles(initrd, base, h.overlay, cfg); err != nil {
 		return vm{}, "", err
 	}
 	v := vm{
@@ -300,12 +407,12 @@ func (h *harness) prepareKernel(ctx context.Context, entry string, r *kernelResu
 // runKernel fetches, boots and tests one kernel. Its failures end up in the
 // result rather than stopping the run, so one broken kernel still leaves a
 // table for the others.
-func (h *harness) runKernel(ctx context.Context, entry string) *kernelResult {
+func (h *harness) runKernel(ctx context.Context, e kernelEntry) *kernelResult {
 	start := time.Now()
-	r := &kernelResult{label: entry}
+	r := &kernelResult{label: e.label(), entry: e}
 	defer func() { r.total = time.Since(start) }()
 
-	v, initrd, err := h.prepareKernel(ctx, entry, r)
+	v, initrd, err := h.prepareKernel(ctx, e, r)
 	if err != nil {
 		r.err = err
 		return r

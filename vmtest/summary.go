@@ -10,15 +10,22 @@ import (
 
 // cell is the outcome of all test binaries for one (kernel, tier).
 type cell struct {
-	status           string // PASS, FAIL, SKIP, ERROR (no result: the VM died or timed out)
+	status           string // PASS, FAIL, SKIP, ERROR (no result: the VM died or timed out), or notOffered
 	pass, fail, skip int
 }
 
+// notOffered is a tier the kernel list says the kernel lacks: not run, and
+// neither a skip (nothing was tried) nor a failure (nothing was expected).
+const notOffered = "not offered (reason in kernels.txt)"
+
 func (c cell) String() string {
+	if c.status == notOffered {
+		return c.status
+	}
 	return fmt.Sprintf("%s %d/%d/%d", c.status, c.pass, c.fail, c.skip)
 }
 
-func (c cell) ok() bool { return c.status == "PASS" || c.status == "SKIP" }
+func (c cell) ok() bool { return c.status == "PASS" || c.status == "SKIP" || c.status == notOffered }
 
 // summarize folds the runs of one kernel into a cell per tier. A binary
 // that never reported counts as ERROR, so a crash cannot pass as a skip.
@@ -35,6 +42,10 @@ func summarize(r *kernelResult, tiers, binaries []string) []cell {
 	}
 	for i, tier := range tiers {
 		c := &cells[i]
+		if r.entry.tiers != nil && !r.entry.offers(tier) {
+			c.status = notOffered
+			continue
+		}
 		anyPass, anyFail, missing := false, false, false
 		for _, bin := range binaries {
 			var run *testRun
@@ -104,6 +115,10 @@ func writeMarkdown(w io.Writer, results []*kernelResult, tiers, binaries []strin
 		name, pkg := kernelName(r)
 		fmt.Fprintf(w, "| %s | `%s` |", name, pkg)
 		for _, c := range summarize(r, tiers, binaries) {
+			if c.status == notOffered {
+				fmt.Fprintf(w, " %s |", c.status)
+				continue
+			}
 			fmt.Fprintf(w, " %s (%d passed, %d failed, %d skipped) |", c.status, c.pass, c.fail, c.skip)
 		}
 		fmt.Fprintln(w)

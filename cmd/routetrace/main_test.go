@@ -30,6 +30,7 @@ import (
 	"github.com/cilium/ebpf/btf"
 	"golang.org/x/sys/unix"
 
+	"github.com/routetrace/routetrace/internal/bpffeat"
 	"github.com/routetrace/routetrace/internal/testnet"
 	"github.com/routetrace/routetrace/internal/tiertest"
 )
@@ -881,6 +882,27 @@ func TestProbe(t *testing.T) {
 		}
 	}
 	lines := strings.Split(r.stdout, "\n")
+	// A kernel without bpf_loop (5.10) can run neither tier 3 nor the
+	// enforcer: probe names the missing helper on each line (it showed the
+	// verifier's "number of funcs in func_info doesn't match" before).
+	const noLoop = "not offered: the kernel lacks the bpf_loop helper (Linux 5.17)"
+	loopLines := []string{
+		"  socket capture    " + noLoop,
+		"  syscall capture   " + noLoop,
+		"  tier 3 (tracepoint): " + noLoop,
+		"  block             " + noLoop,
+	}
+	if errors.Is(bpffeat.BPFLoop(), bpffeat.ErrNoBPFLoop) {
+		for _, l := range loopLines {
+			if !slices.Contains(lines, l) {
+				t.Errorf("no line %q:\n%s", l, r.stdout)
+			}
+		}
+		return
+	}
+	if strings.Contains(r.stdout, noLoop) {
+		t.Errorf("bpf_loop is here, yet probe says %q:\n%s", noLoop, r.stdout)
+	}
 	for _, l := range []string{
 		"tier 3 (request capture + rtnetlink notifications):",
 		"  syscall capture   available (syscall tracepoints)",

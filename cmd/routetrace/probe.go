@@ -14,6 +14,7 @@ import (
 
 	"github.com/routetrace/routetrace/enrich"
 	"github.com/routetrace/routetrace/event"
+	"github.com/routetrace/routetrace/internal/bpffeat"
 	"github.com/routetrace/routetrace/tracer"
 )
 
@@ -106,6 +107,10 @@ func printReport(w io.Writer, r *tracer.Report) {
 	fmt.Fprintf(w, "\ntier 3 (request capture + rtnetlink notifications):\n")
 	fmt.Fprintf(w, "  socket capture    %s\n", status(r.SocketCapture, "available (tp_btf consume_skb, skb_copy_datagram_iovec)"))
 	fmt.Fprintf(w, "  syscall capture   %s\n", status(r.Tracepoints, "available (syscall tracepoints)"))
+	if errors.Is(r.Tracepoints, bpffeat.ErrNoBPFLoop) {
+		fmt.Fprintf(w, "  tier 3 (tracepoint): %s\n", status(r.Tracepoints, ""))
+		return
+	}
 	if r.SocketCapture != nil && r.Tracepoints != nil {
 		fmt.Fprintln(w, "  tier 3 cannot run here")
 		return
@@ -203,6 +208,10 @@ func tier3Needed(hooks []tracer.HookStatus) bool {
 func status(err error, ok string) string {
 	if err == nil {
 		return ok
+	}
+	// What the kernel lacks is not a failure to look into: say so.
+	if errors.Is(err, bpffeat.ErrNoBPFLoop) {
+		return "not offered: " + bpffeat.ErrNoBPFLoop.Error()
 	}
 	return "UNAVAILABLE: " + shortErr(err)
 }
