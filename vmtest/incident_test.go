@@ -42,4 +42,3 @@ func TestIncidentCellVariantsElsewhere(t *testing.T) {
 		t.Errorf("restart without a result: cell %q, want -", got)
 	}
 }
-
