@@ -220,6 +220,9 @@ func testsCell(k *kernelReport, tier string) string {
 	if !ok {
 		return "not run"
 	}
+	if t.Passed+t.Failed+t.Skipped == 0 {
+		return t.Status // "not offered (...)": no test ran
+	}
 	return fmt.Sprintf("%s %d/%d/%d", t.Status, t.Passed, t.Failed, t.Skipped)
 }
 
