@@ -10,6 +10,7 @@ import (
 	"os"
 	"path/filepath"
 	"runtime"
+	"slices"
 	"sort"
 	"strconv"
 	"strings"
@@ -113,7 +114,7 @@ func (h *harness) runIncident(ctx context.Context, o *options, entries []kernelE
 	}
 	tiers := h.tiers
 	if len(tiers) == 1 && tiers[0] == "auto" {
-		tiers = []string{"fentry", "kprobe", "tracepoint"}
+		tiers = slices.Clone(allTiers)
 	}
 	img, err := rootfsImage(h.cache, networkdRecipe, networkdFiles())
 	if err != nil {

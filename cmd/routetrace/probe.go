@@ -90,12 +90,9 @@ func printReport(w io.Writer, r *tracer.Report) {
 	tw := tabwriter.NewWriter(w, 0, 4, 2, ' ', 0)
 	fmt.Fprintln(tw, "HOOK\tTIER\tCARRIES\tREFUSED")
 	for _, h := range r.Hooks {
-		tier := h.Tier.String()
-		if h.Tier == event.AttachUnknown {
+		tier := hookTier(h)
+		if tier == "" {
 			tier = "-"
-			if h.Essential {
-				tier = "tracepoint"
-			}
 		}
 		var refused []string
 		for _, rf := range h.Refused {
@@ -187,6 +184,18 @@ func printEnforceReport(w io.Writer, r *tracer.Report) {
 		auto = "repair"
 	}
 	fmt.Fprintf(w, "  mode auto picks   %s\n", auto)
+}
+
+// hookTier is the tier a hook got: its own, tracepoint for an essential
+// hook tier 3 covers, "" for an optional one nothing covers here.
+func hookTier(h tracer.HookStatus) string {
+	switch {
+	case h.Tier != event.AttachUnknown:
+		return h.Tier.String()
+	case h.Essential:
+		return "tracepoint"
+	}
+	return ""
 }
 
 func repairSupported(r *tracer.Report) error {

@@ -4,7 +4,6 @@ import (
 	"encoding/json"
 	"io"
 
-	"github.com/routetrace/routetrace/event"
 	"github.com/routetrace/routetrace/tracer"
 )
 
@@ -53,13 +52,7 @@ func writeProbeJSON(w io.Writer, r *tracer.Report) error {
 		out.CaptureRefused = shortErr(r.SocketCapture)
 	}
 	for _, h := range r.Hooks {
-		hj := probeHookJSON{Fn: h.Fn, What: h.What, Essential: h.Essential}
-		switch {
-		case h.Tier != event.AttachUnknown:
-			hj.Tier = h.Tier.String()
-		case h.Essential:
-			hj.Tier = "tracepoint"
-		}
+		hj := probeHookJSON{Fn: h.Fn, What: h.What, Essential: h.Essential, Tier: hookTier(h)}
 		for _, rf := range h.Refused {
 			hj.Refused = append(hj.Refused, probeRefusalJSON{Tier: rf.Tier.String(), Reason: shortErr(rf.Err)})
 		}
