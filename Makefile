@@ -10,7 +10,7 @@ LDFLAGS  := -X main.version=$(VERSION)
 
 # Debian packages the build, the tests and vmtest need.
 APT_PKGS := clang-19 llvm-19 libbpf-dev bpftool iproute2 net-tools \
-            qemu-system-x86 busybox-static xz-utils git ca-certificates \
+            qemu-system-x86 qemu-system-arm busybox-static xz-utils git ca-certificates \
             debootstrap e2fsprogs containerd runc containernetworking-plugins
 
 .PHONY: help build install trace generate check-generate vmlinux deps jaeger test test-host vmtest vmbench vmtest-enforce vm incident kernel-table bench fuzz clean
@@ -112,31 +112,42 @@ test-host: jaeger
 	$(GO) test -count=1 -run '^$$' -fuzz FuzzDecodeEvent -fuzztime 300000x ./event
 	$(GO) test -count=1 -run '^$$' -fuzz FuzzParse -fuzztime 100000x ./policy
 
+# Guest binaries per architecture, in $(CACHE)/bin/<arch>/: vmtest replaces
+# {arch} in their paths with each kernel's, so one run boots amd64 and arm64
+# kernels. GUEST_ARCHES lists the architectures to build for.
+GUEST_ARCHES ?= amd64 arm64
+
 # The tracer's tests, the CLI's against a static routetrace binary (the
 # guest has no Go toolchain) and repair's, once per tier in every kernel.
+# The guests bring their own route and ifconfig (vmtest's userland).
 vmtest:
-	mkdir -p $(CACHE)/bin
-	CGO_ENABLED=0 $(GO) test -c -o $(CACHE)/bin/tracer.test ./tracer
-	CGO_ENABLED=0 $(GO) test -c -o $(CACHE)/bin/routetrace.test ./cmd/routetrace
-	CGO_ENABLED=0 $(GO) test -c -o $(CACHE)/bin/repair.test ./repair
-	CGO_ENABLED=0 $(GO) build -ldflags "$(LDFLAGS)" -o $(CACHE)/bin/routetrace ./cmd/routetrace
-	$(GO) run ./vmtest --test-binary $(CACHE)/bin/tracer.test --test-binary $(CACHE)/bin/routetrace.test \
-		--test-binary $(CACHE)/bin/repair.test \
+	for a in $(GUEST_ARCHES); do \
+		mkdir -p $(CACHE)/bin/$$a && \
+		CGO_ENABLED=0 GOARCH=$$a $(GO) test -c -o $(CACHE)/bin/$$a/tracer.test ./tracer && \
+		CGO_ENABLED=0 GOARCH=$$a $(GO) test -c -o $(CACHE)/bin/$$a/routetrace.test ./cmd/routetrace && \
+		CGO_ENABLED=0 GOARCH=$$a $(GO) test -c -o $(CACHE)/bin/$$a/repair.test ./repair && \
+		CGO_ENABLED=0 GOARCH=$$a $(GO) build -ldflags "$(LDFLAGS)" -o $(CACHE)/bin/$$a/routetrace ./cmd/routetrace || exit 1; \
+	done
+	$(GO) run ./vmtest --test-binary '$(CACHE)/bin/{arch}/tracer.test' --test-binary '$(CACHE)/bin/{arch}/routetrace.test' \
+		--test-binary '$(CACHE)/bin/{arch}/repair.test' \
 		--tiers fentry,kprobe,tracepoint \
-		--extra-file /usr/sbin/route:/usr/sbin/route --extra-file /usr/sbin/ifconfig:/usr/sbin/ifconfig \
-		--extra-file $(CACHE)/bin/routetrace:/usr/local/bin/routetrace \
+		--extra-file '$(CACHE)/bin/{arch}/routetrace:/usr/local/bin/routetrace' \
 		--env ROUTETRACE_BINARY=/usr/local/bin/routetrace \
 		--parallel 8 --timeout 40m --summary-md $(CACHE)/vmtest-summary.md --summary-json $(CACHE)/vmtest-summary.json --quiet
 
 # The BPF LSM enforcer: once per kernel (it does not depend on the
 # tracer's attach tier), its benchmark included (enforce-cost: ...).
-# ioctl32: a 32-bit route ioctl, for the compat path.
+# ioctl32: a 32-bit route ioctl, for the compat path (i386 on amd64,
+# 32-bit ARM on arm64).
 vmtest-enforce:
-	mkdir -p $(CACHE)/bin
-	CGO_ENABLED=0 $(GO) test -c -o $(CACHE)/bin/enforce.test ./enforce
-	CGO_ENABLED=0 GOARCH=386 $(GO) build -o $(CACHE)/bin/ioctl32 ./enforce/testdata/ioctl32
-	$(GO) run ./vmtest --test-binary $(CACHE)/bin/enforce.test --tiers auto --expect-tiers none \
-		--extra-file /usr/sbin/route:/usr/sbin/route --extra-file $(CACHE)/bin/ioctl32:/usr/local/bin/ioctl32 \
+	for a in $(GUEST_ARCHES); do \
+		case $$a in amd64) c=GOARCH=386;; arm64) c="GOARCH=arm GOARM=7";; esac; \
+		mkdir -p $(CACHE)/bin/$$a && \
+		CGO_ENABLED=0 GOARCH=$$a $(GO) test -c -o $(CACHE)/bin/$$a/enforce.test ./enforce && \
+		env CGO_ENABLED=0 $$c $(GO) build -o $(CACHE)/bin/$$a/ioctl32 ./enforce/testdata/ioctl32 || exit 1; \
+	done
+	$(GO) run ./vmtest --test-binary '$(CACHE)/bin/{arch}/enforce.test' --tiers auto --expect-tiers none \
+		--extra-file '$(CACHE)/bin/{arch}/ioctl32:/usr/local/bin/ioctl32' \
 		--env ROUTETRACE_IOCTL32=/usr/local/bin/ioctl32 --test-args "-test.v" \
 		--parallel 8 --timeout 40m --summary-md $(CACHE)/vmtest-enforce-summary.md --summary-json $(CACHE)/vmtest-enforce-summary.json
 
@@ -174,11 +185,13 @@ INCIDENT_VARIANTS_KERNEL ?= 6.12
 # kernel, the kernels in parallel. Needs debootstrap and e2fsprogs.
 # Its own bin directory, so it can run beside make vmtest.
 incident:
-	mkdir -p $(CACHE)/bin/incident
-	CGO_ENABLED=0 $(GO) build -ldflags "$(LDFLAGS)" -o $(CACHE)/bin/incident/routetrace ./cmd/routetrace
-	CGO_ENABLED=0 $(GO) build -o $(CACHE)/bin/incident/routetrace-incident ./vmtest/incident
+	for a in $(GUEST_ARCHES); do \
+		mkdir -p $(CACHE)/bin/incident/$$a && \
+		CGO_ENABLED=0 GOARCH=$$a $(GO) build -ldflags "$(LDFLAGS)" -o $(CACHE)/bin/incident/$$a/routetrace ./cmd/routetrace && \
+		CGO_ENABLED=0 GOARCH=$$a $(GO) build -o $(CACHE)/bin/incident/$$a/routetrace-incident ./vmtest/incident || exit 1; \
+	done
 	$(GO) run ./vmtest --scenario networkd \
-		--routetrace $(CACHE)/bin/incident/routetrace --incident-binary $(CACHE)/bin/incident/routetrace-incident \
+		--routetrace '$(CACHE)/bin/incident/{arch}/routetrace' --incident-binary '$(CACHE)/bin/incident/{arch}/routetrace-incident' \
 		--tiers fentry,kprobe,tracepoint --parallel 8 --timeout 40m \
 		--scenarios $(INCIDENT_SCENARIOS) --variants-kernel $(INCIDENT_VARIANTS_KERNEL) \
 		--summary-md $(CACHE)/incident-summary.md --summary-json $(CACHE)/incident-summary.json --quiet

@@ -375,8 +375,14 @@ func probe() error {
 		return probeError("loading", err)
 	}
 	defer objs.close()
-	for _, p := range []*ebpf.Program{objs.NetlinkSend, objs.FileIoctl} {
-		l, err := link.AttachLSM(link.LSMOptions{Program: p})
+	for _, p := range []struct {
+		name string
+		prog *ebpf.Program
+	}{{"lsm/netlink_send", objs.NetlinkSend}, {"lsm/file_ioctl", objs.FileIoctl}} {
+		l, err := link.AttachLSM(link.LSMOptions{Program: p.prog})
+		if errors.Is(err, link.ErrNotSupported) {
+			return &NoTrampolineError{Prog: p.name, Err: err}
+		}
 		if err != nil {
 			return probeError("attaching", err)
 		}
@@ -393,6 +399,32 @@ func needBPFLoop() error {
 		return fmt.Errorf("enforce: not offered: %w", err)
 	}
 	return nil
+}
+
+// ErrNoTrampoline matches a NoTrampolineError.
+var ErrNoTrampoline = errors.New("no BPF trampoline for LSM programs")
+
+// NoTrampolineError is an LSM program that loaded but whose attach the
+// kernel refused with ENOTSUPP (524): BPF LSM programs run from a BPF
+// trampoline on the LSM hook's function, made with ftrace direct calls,
+// which some architectures lack in some kernels (arm64 before 6.4). The
+// tracer's fentry tier is refused there for the same reason. Found by
+// attaching, never by looking at the architecture or version.
+//
+// It has no Unwrap, so that probe's line, which keeps the innermost cause,
+// shows this explanation; Is still matches the attach error.
+type NoTrampolineError struct {
+	Prog string // the program whose attach failed
+	Err  error
+}
+
+func (e *NoTrampolineError) Error() string {
+	return "LSM program refused: the kernel cannot attach BPF LSM programs (no BPF trampoline on this architecture: " +
+		"attaching " + e.Prog + " failed with ENOTSUPP (524), ftrace direct calls are missing); enforce mode auto repairs instead"
+}
+
+func (e *NoTrampolineError) Is(target error) bool {
+	return target == ErrNoTrampoline || errors.Is(e.Err, target)
 }
 
 func lsmActive(list string) bool {

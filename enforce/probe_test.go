@@ -6,9 +6,25 @@ import (
 	"strings"
 	"testing"
 
+	"github.com/cilium/ebpf/link"
+
 	"github.com/routetrace/routetrace/internal/bpffeat"
 	"github.com/routetrace/routetrace/internal/tiertest"
 )
+
+// noTrampoline says whether the kernel cannot make BPF trampolines for
+// kernel functions, from an fentry attach of the test's own on the
+// function the enforcer's netlink program hooks. There no BPF LSM program
+// can attach, and Probe must name that cause.
+func noTrampoline(tb testing.TB) bool {
+	tb.Helper()
+	err := tiertest.FentryAttach("bpf_lsm_netlink_send")
+	return errors.Is(err, link.ErrNotSupported)
+}
+
+// wantNoTrampoline is Probe's refusal on such a kernel.
+const wantNoTrampoline = "LSM program refused: the kernel cannot attach BPF LSM programs (no BPF trampoline on this architecture: " +
+	"attaching lsm/netlink_send failed with ENOTSUPP (524), ftrace direct calls are missing); enforce mode auto repairs instead"
 
 // requireLSM skips where BPF LSM programs are refused, with the reason, and
 // fails inside vmtest, whose kernels boot with lsm=...,bpf.
@@ -22,6 +38,11 @@ func requireLSM(tb testing.TB) {
 		// TestProbeNamesTheCause checks that it says so by name.
 		if errors.Is(err, bpffeat.ErrNoBPFLoop) {
 			tb.Skipf("%v", err)
+		}
+		// A kernel without trampolines cannot run the enforcer at all:
+		// TestProbeNamesTheCause asserts the refusal there.
+		if errors.Is(err, ErrNoTrampoline) && noTrampoline(tb) {
+			tb.Skipf("BPF LSM programs cannot attach on this kernel, which has no BPF trampoline (fentry is refused too): %v", err)
 		}
 		if os.Getenv(tiertest.Env) != "" {
 			tb.Fatalf("BPF LSM must work in vmtest: %v", err)
@@ -58,6 +79,13 @@ func TestProbeNamesTheCause(t *testing.T) {
 		if _, lerr := Load(Options{}); lerr == nil || lerr.Error() != err.Error() {
 			t.Fatalf("Load() = %v on a kernel without bpf_loop, want %q", lerr, err)
 		}
+	case noTrampoline(t):
+		// Checked before the vmtest rule below: no kernel configuration
+		// gives BPF LSM here, and the refusal must say why.
+		if err == nil || err.Error() != wantNoTrampoline || !errors.Is(err, ErrNoTrampoline) || !errors.Is(err, link.ErrNotSupported) {
+			t.Fatalf("Probe() = %v on a kernel whose fentry attach is refused with ENOTSUPP, want %q", err, wantNoTrampoline)
+		}
+		t.Logf("refused here, as expected of a kernel without BPF trampolines: %v", err)
 	case err != nil:
 		if !strings.HasPrefix(err.Error(), "LSM program refused: ") {
 			t.Fatalf("Probe() = %v, want an error naming the refused LSM program", err)

@@ -58,9 +58,40 @@ func probeTier(tier event.Attach) error {
 		l, err = link.Kprobe(probeFn, prog, nil)
 	}
 	if err != nil {
+		if tier == event.AttachFentry && errors.Is(err, link.ErrNotSupported) {
+			return &NoTrampolineError{Attach: "fentry programs", Err: err}
+		}
 		return fmt.Errorf("attaching a trivial %s program to %s: %w", tier, probeFn, err)
 	}
 	return l.Close()
+}
+
+// ErrNoTrampoline matches a NoTrampolineError.
+var ErrNoTrampoline = errors.New("no BPF trampoline for kernel functions")
+
+// NoTrampolineError is an attach to a kernel function that the kernel
+// refused with ENOTSUPP (524): the program loaded, so the kernel knows the
+// program type and the function, but it cannot make the BPF trampoline that
+// calls the program from the function. It does so through ftrace direct
+// calls, which some architectures lack in some kernels (arm64 before 6.4
+// has no CONFIG_DYNAMIC_FTRACE_WITH_DIRECT_CALLS). Probes find it by
+// attaching, never by looking at the architecture or version.
+//
+// It has no Unwrap, so that probe's table, which keeps the innermost
+// cause, shows this explanation rather than "not supported"; Is still
+// matches the attach error.
+type NoTrampolineError struct {
+	Attach string // what cannot be attached: "fentry programs"
+	Err    error  // the attach error
+}
+
+func (e *NoTrampolineError) Error() string {
+	return "the kernel cannot attach " + e.Attach + " to kernel functions (no BPF trampoline on this architecture: " +
+		"the attach failed with ENOTSUPP (524), ftrace direct calls are missing)"
+}
+
+func (e *NoTrampolineError) Is(target error) bool {
+	return target == ErrNoTrampoline || errors.Is(e.Err, target)
 }
 
 func kprobesBuiltIn() bool {

@@ -12,6 +12,8 @@ import (
 	"strings"
 	"sync"
 	"time"
+
+	"golang.org/x/sys/unix"
 )
 
 // apt is vmtest's own apt configuration, under the cache's apt/ directory.
@@ -60,6 +62,11 @@ func openApt(c *cache) (*apt, error) {
 			return nil, fmt.Errorf("creating vmtest's apt directory: %w", err)
 		}
 	}
+	unlock, err := p.lock()
+	if err != nil {
+		return nil, err
+	}
+	defer unlock()
 	// An empty dpkg status: what the host has installed must not change
 	// which packages this configuration offers or how it resolves them.
 	status := filepath.Join(p.dir, "state", "status")
@@ -272,8 +279,11 @@ func (p *apt) ensureLists() error {
 // expression, sorted. With lists older than a wanted package it finds
 // nothing; then it updates once and searches again.
 func (p *apt) search(pattern, arch string) ([]string, error) {
-	p.mu.Lock()
-	defer p.mu.Unlock()
+	unlock, err := p.lock()
+	if err != nil {
+		return nil, err
+	}
+	defer unlock()
 	if err := p.ensureLists(); err != nil {
 		return nil, err
 	}
@@ -311,8 +321,15 @@ func (p *apt) download(pkg, arch string) (string, error) {
 	if deb := findDeb(p.debs, pkg, arch); deb != "" {
 		return deb, nil
 	}
-	p.mu.Lock()
-	defer p.mu.Unlock()
+	unlock, err := p.lock()
+	if err != nil {
+		return "", err
+	}
+	defer unlock()
+	// Another vmtest may have fetched it while this one waited.
+	if deb := findDeb(p.debs, pkg, arch); deb != "" {
+		return deb, nil
+	}
 	if err := p.ensureLists(); err != nil {
 		return "", err
 	}
@@ -351,6 +368,25 @@ func (p *apt) download(pkg, arch string) (string, error) {
 		return "", fmt.Errorf("downloading %s (%s): %w", pkg, arch, err)
 	}
 	return dst, nil
+}
+
+// lock serializes vmtest's apt within this process and across the vmtest
+// processes make vm runs side by side: apt-get refuses a second update of
+// the same lists ("Could not get lock"), and two downloads of one package
+// would race for its name.
+func (p *apt) lock() (unlock func(), err error) {
+	p.mu.Lock()
+	f, err := os.OpenFile(filepath.Join(p.dir, "vmtest.lock"), os.O_CREATE|os.O_RDWR, 0o644)
+	if err != nil {
+		p.mu.Unlock()
+		return nil, fmt.Errorf("locking vmtest's apt: %w", err)
+	}
+	if err := unix.Flock(int(f.Fd()), unix.LOCK_EX); err != nil {
+		f.Close()
+		p.mu.Unlock()
+		return nil, fmt.Errorf("locking vmtest's apt: %w", err)
+	}
+	return func() { f.Close(); p.mu.Unlock() }, nil
 }
 
 // aptNotFound tells apt's "no such package" apart from network and

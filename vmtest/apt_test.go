@@ -5,6 +5,7 @@ import (
 	"path/filepath"
 	"slices"
 	"testing"
+	"time"
 )
 
 func TestAptSourcesFile(t *testing.T) {
@@ -107,4 +108,39 @@ func TestFindDebArch(t *testing.T) {
 			t.Errorf("findDeb(%s, %s) = %q, want %q", tc.pkg, tc.arch, got, tc.want)
 		}
 	}
+}
+
+// Two vmtest processes (two opens of one apt directory) take turns: apt-get
+// refuses a second update of the same lists while one runs.
+func TestAptLockAcrossOpens(t *testing.T) {
+	c := &cache{root: t.TempDir()}
+	first, err := openApt(c)
+	if err != nil {
+		t.Fatal(err)
+	}
+	second, err := openApt(c)
+	if err != nil {
+		t.Fatal(err)
+	}
+	unlock, err := first.lock()
+	if err != nil {
+		t.Fatal(err)
+	}
+	got := make(chan struct{})
+	go func() {
+		unlockSecond, err := second.lock()
+		if err != nil {
+			t.Error(err)
+		} else {
+			unlockSecond()
+		}
+		close(got)
+	}()
+	select {
+	case <-got:
+		t.Fatal("the second open took the lock while the first held it")
+	case <-time.After(200 * time.Millisecond):
+	}
+	unlock()
+	<-got
 }

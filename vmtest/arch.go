@@ -46,6 +46,9 @@ var arches = map[string]*arch{
 		console:    "ttyAMA0",
 		triplet:    "aarch64-linux-gnu",
 		elfMachine: elf.EM_AARCH64,
+		// static 32-bit ARM binaries run too (Debian's arm64 kernels
+		// have CONFIG_COMPAT): the enforcer's compat ioctl test
+		compatMachine: elf.EM_ARM,
 	},
 }
 

@@ -21,7 +21,7 @@ func TestExpectedTiers(t *testing.T) {
 		{"kprobe, tracepoint", "export ROUTETRACE_VMTEST='kprobe,tracepoint'\n"},
 		{"none", "export ROUTETRACE_VMTEST='none'\n"},
 	} {
-		spec, err := buildSpec(&options{expectTiers: tc.flag}, a)
+		spec, err := buildSpec(&options{expectTiers: tc.flag}, a, hostSysroot())
 		if err != nil {
 			t.Fatalf("--expect-tiers %q: %v", tc.flag, err)
 		}
@@ -38,7 +38,7 @@ func TestExpectedTiers(t *testing.T) {
 			t.Errorf("--expect-tiers %q: the guest configuration does not hold %q", tc.flag, tc.want)
 		}
 	}
-	if _, err := buildSpec(&options{expectTiers: "fentry,fexit"}, a); err == nil || !strings.Contains(err.Error(), `unknown tier "fexit"`) {
+	if _, err := buildSpec(&options{expectTiers: "fentry,fexit"}, a, hostSysroot()); err == nil || !strings.Contains(err.Error(), `unknown tier "fexit"`) {
 		t.Errorf("--expect-tiers fentry,fexit: got %v, want an unknown-tier error", err)
 	}
 }

@@ -9,7 +9,6 @@ import (
 	"log/slog"
 	"os"
 	"path/filepath"
-	"runtime"
 	"slices"
 	"sort"
 	"strconv"
@@ -45,7 +44,7 @@ ExecStart=/usr/local/bin/routetrace-incident --poweroff $INCIDENT_ARGS
 # the VM off when done and its last lines must already be out.
 StandardOutput=tty
 StandardError=tty
-TTYPath=/dev/ttyS0
+TTYPath=/dev/%s
 TimeoutStartSec=infinity
 FailureAction=poweroff-force
 
@@ -57,20 +56,20 @@ WantedBy=multi-user.target
 // networkd enabled with one dummy link nd0 under its default settings plus
 // two addresses and a route of its own, the scenario unit, and nothing on
 // the console or the timers that could compete with it.
-func networkdFiles() []rootfsFile {
+func networkdFiles(a *arch) []rootfsFile {
 	files := []rootfsFile{
 		{path: "/etc/hostname", data: "incident\n", mode: 0o644},
 		{path: "/etc/hosts", data: "127.0.0.1 localhost incident\n::1 localhost\n", mode: 0o644},
 		{path: "/etc/systemd/network/10-nd0.netdev", data: "[NetDev]\nName=nd0\nKind=dummy\n", mode: 0o644},
 		{path: "/etc/systemd/network/10-nd0.network", mode: 0o644, data: "[Match]\nName=nd0\n\n[Network]\n" +
 			"Address=192.0.2.1/24\nAddress=2001:db8:1::1/64\n\n[Route]\nDestination=198.51.100.0/24\nGateway=192.0.2.254\n"},
-		{path: "/etc/systemd/system/routetrace-incident.service", data: incidentUnit, mode: 0o644},
+		{path: "/etc/systemd/system/routetrace-incident.service", data: fmt.Sprintf(incidentUnit, a.console), mode: 0o644},
 		{path: "/etc/systemd/system/multi-user.target.wants/routetrace-incident.service", target: "/etc/systemd/system/routetrace-incident.service"},
 		{path: "/etc/systemd/system/multi-user.target.wants/systemd-networkd.service", target: "/lib/systemd/system/systemd-networkd.service"},
 		{path: "/etc/systemd/system/sockets.target.wants/systemd-networkd.socket", target: "/lib/systemd/system/systemd-networkd.socket"},
 	}
 	for _, u := range []string{
-		"getty.target", "serial-getty@ttyS0.service", "systemd-firstboot.service", "e2scrub_reap.service",
+		"getty.target", "serial-getty@" + a.console + ".service", "systemd-firstboot.service", "e2scrub_reap.service",
 		"apt-daily.timer", "apt-daily-upgrade.timer", "dpkg-db-backup.timer", "e2scrub_all.timer",
 		"fstrim.timer", "systemd-tmpfiles-clean.timer", "systemd-networkd-wait-online.service",
 	} {
@@ -104,24 +103,22 @@ type incidentKernel struct {
 func (h *harness) runIncident(ctx context.Context, o *options, entries []kernelEntry) (bool, error) {
 	start := time.Now()
 	a := h.arch
-	if !a.native() {
-		return false, fmt.Errorf("--scenario networkd builds its root filesystem with the host's debootstrap: run it on %s", runtime.GOARCH)
-	}
-	for _, p := range []struct{ flag, path string }{{"--routetrace", o.routetrace}, {"--incident-binary", o.incidentBin}} {
+	for _, p := range []struct{ flag, path string }{{"--routetrace", forArch(o.routetrace, a)}, {"--incident-binary", forArch(o.incidentBin, a)}} {
 		if p.path == "" || !fileExists(p.path) {
-			return false, fmt.Errorf("%s %q: build it with CGO_ENABLED=0 go build (see make incident)", p.flag, p.path)
+			return false, fmt.Errorf("%s %q: build it with CGO_ENABLED=0 GOARCH=%s go build (see make incident)", p.flag, p.path, a.name)
 		}
 	}
 	tiers := h.tiers
 	if len(tiers) == 1 && tiers[0] == "auto" {
 		tiers = slices.Clone(allTiers)
 	}
-	img, err := rootfsImage(h.cache, networkdRecipe, networkdFiles())
-	if err != nil {
-		return false, err
-	}
+	var err error
 	if h.runDir, err = os.MkdirTemp(h.cache.path("runs"), time.Now().Format("20060102-150405-")); err != nil {
 		return false, fmt.Errorf("creating run directory: %w", err)
+	}
+	img, err := h.networkdImage(ctx, entries[0])
+	if err != nil {
+		return false, err
 	}
 	if h.accel == "" {
 		// The probe needs a kernel; the first one will do.
@@ -278,7 +275,7 @@ func incidentInitramfs(k *kernel, a *arch, u *userland, c *cache, o *options, gu
 	for _, d := range []string{"proc", "sys", "dev", "newroot", "bin", "sbin", "usr/bin", "usr/sbin"} {
 		im.dir(d)
 	}
-	if err := addELF(im, "bin/busybox", u.busybox, a); err != nil {
+	if err := addELF(im, "bin/busybox", u.busybox, a, u.root); err != nil {
 		return err
 	}
 	im.symlink("bin/sh", "busybox")
@@ -295,13 +292,13 @@ func incidentInitramfs(k *kernel, a *arch, u *userland, c *cache, o *options, gu
 	}
 	im.data("incident/modules", []byte(order.String()), 0o644)
 	files := []struct{ src, dst string }{
-		{o.routetrace, "/usr/local/bin/routetrace"},
-		{o.incidentBin, "/usr/local/bin/routetrace-incident"},
+		{forArch(o.routetrace, a), "/usr/local/bin/routetrace"},
+		{forArch(o.incidentBin, a), "/usr/local/bin/routetrace-incident"},
 	}
 	var list strings.Builder
 	for i, f := range files {
 		p := fmt.Sprintf("incident/files.d/%d", i)
-		if err := addELF(im, p, f.src, a); err != nil {
+		if err := addELF(im, p, f.src, a, u.root); err != nil {
 			return err
 		}
 		fmt.Fprintf(&list, "/%s %s 755\n", p, f.dst)

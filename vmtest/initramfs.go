@@ -23,59 +23,43 @@ var initScript []byte
 // userland is the guest's handful of programs: busybox for mounts, awk and
 // the like; iproute2's ip because busybox's ip applet has no netns; dash as
 // /bin/sh because Debian's busybox ash runs its own applets before searching
-// PATH, so `sh -c "ip ..."` in a test would get busybox's ip.
+// PATH, so `sh -c "ip ..."` in a test would get busybox's ip; net-tools'
+// route and ifconfig, which the tests run as the ioctl-based tools users
+// still have (busybox's applets would be other programs by the same name).
 type userland struct {
-	busybox string
-	ip      string
-	shell   string
+	busybox  string
+	ip       string
+	shell    string
+	route    string
+	ifconfig string
+	ipConfig string   // a tree holding etc/iproute2 and usr/share/iproute2
+	root     *sysroot // where the programs' shared libraries are found
 }
 
-// findUserland takes busybox and ip from the host when the guest runs the
+// findUserland takes the programs from the host when the guest runs the
 // host's architecture, and from Debian packages of the guest architecture
-// otherwise.
+// otherwise (foreignUserland).
 func findUserland(a *arch, c *cache) (*userland, error) {
-	if a.native() {
-		bb, err := needTool("busybox", "busybox-static")
-		if err != nil {
-			return nil, err
-		}
-		ip := firstExisting("/usr/sbin/ip", "/usr/bin/ip", "/sbin/ip", "/bin/ip")
-		if ip == "" {
-			return nil, fmt.Errorf("ip not found: install it with `apt-get install iproute2`")
-		}
-		sh := firstExisting("/usr/bin/dash", "/bin/dash")
-		if sh == "" {
-			return nil, fmt.Errorf("dash not found: install it with `apt-get install dash`")
-		}
-		return &userland{busybox: bb, ip: ip, shell: sh}, nil
+	if !a.native() {
+		return foreignUserland(a, c)
 	}
-	// A foreign guest needs foreign binaries; their shared libraries must
-	// be installed as multiarch packages (see addELF).
-	u := &userland{}
+	bb, err := needTool("busybox", "busybox-static")
+	if err != nil {
+		return nil, err
+	}
+	u := &userland{busybox: bb, ipConfig: "/", root: hostSysroot()}
 	for _, p := range []struct {
-		pkg  string
-		dst  *string
-		name string
-	}{{"busybox-static", &u.busybox, "busybox"}, {"iproute2", &u.ip, "ip"}, {"dash", &u.shell, "dash"}} {
-		tree := c.path("userland", a.name, p.pkg)
-		if !fileExists(tree) {
-			deb, err := c.download(a.aptName(p.pkg), p.pkg)
-			if err != nil {
-				return nil, fmt.Errorf("%w (foreign guests need `dpkg --add-architecture %s && apt-get update`)", err, a.name)
-			}
-			if err := os.MkdirAll(filepath.Dir(tree), 0o755); err != nil {
-				return nil, fmt.Errorf("caching %s: %w", p.pkg, err)
-			}
-			if err := c.unpack(deb, tree); err != nil {
-				return nil, err
-			}
-		}
-		var cands []string
-		for _, d := range []string{"bin", "sbin", "usr/bin", "usr/sbin"} {
-			cands = append(cands, filepath.Join(tree, d, p.name))
-		}
-		if *p.dst = firstExisting(cands...); *p.dst == "" {
-			return nil, fmt.Errorf("package %s:%s has no %s binary", p.pkg, a.name, p.name)
+		dst       *string
+		pkg       string
+		locations []string
+	}{
+		{&u.ip, "iproute2", []string{"/usr/sbin/ip", "/usr/bin/ip", "/sbin/ip", "/bin/ip"}},
+		{&u.shell, "dash", []string{"/usr/bin/dash", "/bin/dash"}},
+		{&u.route, "net-tools", []string{"/usr/sbin/route", "/sbin/route"}},
+		{&u.ifconfig, "net-tools", []string{"/usr/sbin/ifconfig", "/sbin/ifconfig"}},
+	} {
+		if *p.dst = firstExisting(p.locations...); *p.dst == "" {
+			return nil, fmt.Errorf("%s not found: install it with `apt-get install %s`", filepath.Base(p.locations[0]), p.pkg)
 		}
 	}
 	return u, nil
@@ -99,27 +83,26 @@ func baseImage(k *kernel, a *arch, u *userland, c *cache, moduleNames []string) 
 	for _, d := range []string{"proc", "sys", "dev", "run", "tmp", "root", "etc", "sbin", "usr/bin", "usr/sbin", "usr/local/bin", "vmtest/bin"} {
 		im.dir(d)
 	}
-	if err := addELF(im, "bin/busybox", u.busybox, a); err != nil {
-		return "", err
-	}
-	if err := addELF(im, "bin/sh", u.shell, a); err != nil {
-		return "", err
-	}
-	if err := addELF(im, "usr/sbin/ip", u.ip, a); err != nil {
-		return "", err
+	for _, p := range []struct{ dst, src string }{
+		{"bin/busybox", u.busybox}, {"bin/sh", u.shell}, {"usr/sbin/ip", u.ip},
+		{"usr/sbin/route", u.route}, {"usr/sbin/ifconfig", u.ifconfig},
+	} {
+		if err := addELF(im, p.dst, p.src, a, u.root); err != nil {
+			return "", err
+		}
 	}
 	// ip reads table and protocol names from here; without them it prints
 	// numbers, which tests comparing against `ip route` output would trip on.
 	// Newer iproute2 keeps the defaults in /usr/share and overrides in /etc.
-	if a.native() {
-		for _, dir := range []string{"/etc/iproute2", "/usr/share/iproute2"} {
-			filepath.WalkDir(dir, func(p string, d fs.DirEntry, err error) error {
-				if err == nil && d.Type().IsRegular() {
-					im.file(p, p, 0o644)
-				}
-				return nil
-			})
-		}
+	for _, dir := range []string{"etc/iproute2", "usr/share/iproute2"} {
+		root := filepath.Join(u.ipConfig, dir)
+		filepath.WalkDir(root, func(p string, d fs.DirEntry, err error) error {
+			if err == nil && d.Type().IsRegular() {
+				rel, _ := filepath.Rel(u.ipConfig, p)
+				im.file(rel, p, 0o644)
+			}
+			return nil
+		})
 	}
 	im.data("etc/passwd", []byte("root:x:0:0:root:/root:/bin/sh\nnobody:x:65534:65534:nobody:/nonexistent:/bin/false\n"), 0o644)
 	im.data("etc/group", []byte("root:x:0:\nnogroup:x:65534:\n"), 0o644)
@@ -169,6 +152,7 @@ type runSpec struct {
 	env      []string          // K=V exported for the tests
 	extra    map[string]string // guest path -> host path
 	arch     *arch
+	root     *sysroot // libraries of dynamic extra files
 }
 
 // onceTier is the tier under which a boot runs the tier-independent tests
@@ -202,7 +186,7 @@ func overlayImage(spec *runSpec, dst string) error {
 			return fmt.Errorf("test binaries %s and %s share the name %s; rename one with go test -c -o", prev, b, name)
 		}
 		seen[name] = b
-		if err := addELF(im, "vmtest/bin/"+name, b, spec.arch); err != nil {
+		if err := addELF(im, "vmtest/bin/"+name, b, spec.arch, spec.root); err != nil {
 			return err
 		}
 	}
@@ -218,7 +202,7 @@ func overlayImage(spec *runSpec, dst string) error {
 	}
 	sort.Strings(guests)
 	for _, g := range guests {
-		if err := addELF(im, g, spec.extra[g], spec.arch); err != nil {
+		if err := addELF(im, g, spec.extra[g], spec.arch, spec.root); err != nil {
 			return err
 		}
 	}
@@ -228,10 +212,11 @@ func overlayImage(spec *runSpec, dst string) error {
 func shellQuote(s string) string { return "'" + strings.ReplaceAll(s, "'", `'\''`) + "'" }
 
 // addELF adds a host file and, if it is a dynamic ELF, its interpreter and
-// shared libraries at the paths they have on the host. Libraries are found
-// by walking DT_NEEDED rather than with ldd, because ldd executes the
-// binary's loader and so cannot inspect a foreign-architecture binary.
-func addELF(im image, dst, src string, a *arch) error {
+// shared libraries, taken from root at the paths the guest's loader looks
+// for them. Libraries are found by walking DT_NEEDED rather than with ldd,
+// because ldd executes the binary's loader and so cannot inspect a
+// foreign-architecture binary.
+func addELF(im image, dst, src string, a *arch, root *sysroot) error {
 	st, err := os.Stat(src)
 	if err != nil {
 		return fmt.Errorf("adding %s to initramfs: %w", src, err)
@@ -247,7 +232,7 @@ func addELF(im image, dst, src string, a *arch) error {
 	}
 	defer f.Close()
 	if f.Machine != a.elfMachine && (a.compatMachine == 0 || f.Machine != a.compatMachine) {
-		return fmt.Errorf("%s is built for %s, the guest is %s", src, f.Machine, a.name)
+		return fmt.Errorf("%s is built for %s, but the %s guest runs %s: build it with GOARCH=%s (a {arch} in the path is replaced by the guest's)", src, f.Machine, a.name, a.elfMachine, a.name)
 	}
 	for _, p := range f.Progs {
 		if p.Type != elf.PT_INTERP {
@@ -258,39 +243,29 @@ func addELF(im image, dst, src string, a *arch) error {
 			return fmt.Errorf("reading interpreter of %s: %w", src, err)
 		}
 		interp := strings.TrimRight(string(raw), "\x00")
-		if !fileExists(interp) {
-			return fmt.Errorf("%s needs %s, missing on this host: install libc6:%s", src, interp, a.name)
+		host := root.find(interp)
+		if host == "" {
+			return fmt.Errorf("%s needs %s, which is missing: install libc6:%s", src, interp, a.name)
 		}
-		im.file(interp, interp, 0o755)
+		im.file(interp, host, 0o755)
 	}
 	needed, err := f.DynString(elf.DT_NEEDED)
 	if err != nil {
 		return nil // no dynamic section: static binary
 	}
 	for _, lib := range needed {
-		host := findLib(lib, a)
+		guest, host := root.findLib(lib, a)
 		if host == "" {
 			return fmt.Errorf("%s needs %s, not found in the %s library directories: install the package that ships it (for %s)", src, lib, a.triplet, a.name)
 		}
-		if _, done := im[clean(host)]; done {
+		if _, done := im[clean(guest)]; done {
 			continue
 		}
-		if err := addELF(im, host, host, a); err != nil {
+		if err := addELF(im, guest, host, a, root); err != nil {
 			return err
 		}
 	}
 	return nil
-}
-
-// findLib searches the directories the Debian loader searches by default;
-// the guest has no ld.so.cache, so a library outside them would not load.
-func findLib(name string, a *arch) string {
-	for _, d := range []string{"/lib/" + a.triplet, "/usr/lib/" + a.triplet, "/lib", "/usr/lib"} {
-		if p := filepath.Join(d, name); fileExists(p) {
-			return p
-		}
-	}
-	return ""
 }
 
 // guestConfig is vmtest/config.sh, which init sources: the tiers to run,

@@ -134,7 +134,7 @@ func probeKVM(ctx context.Context, base vm, probeInitrd string) error {
 func probeImage(a *arch, u *userland, dst string) error {
 	im := image{}
 	im.chardev("dev/console", 5, 1)
-	if err := addELF(im, "bin/busybox", u.busybox, a); err != nil {
+	if err := addELF(im, "bin/busybox", u.busybox, a, u.root); err != nil {
 		return err
 	}
 	im.symlink("bin/sh", "busybox")

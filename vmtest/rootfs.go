@@ -56,8 +56,8 @@ type rootfsFile struct {
 // building the tree with debootstrap and the image with mkfs.ext4 -d only
 // when no cached one matches. The image is never written to: QEMU opens it
 // with snapshot=on.
-func rootfsImage(c *cache, r rootfsRecipe, files []rootfsFile) (string, error) {
-	tree, err := rootfsTree(c, r)
+func rootfsImage(c *cache, r rootfsRecipe, files []rootfsFile, secondStage func(stage string) error) (string, error) {
+	tree, err := rootfsTree(c, r, secondStage)
 	if err != nil {
 		return "", err
 	}
@@ -133,8 +133,10 @@ func (f rootfsFile) write(root string) error {
 
 // rootfsTree runs debootstrap unless the cache has the recipe's tree. It
 // builds beside the final name and renames, so an interrupted build is never
-// mistaken for a finished one.
-func rootfsTree(c *cache, r rootfsRecipe) (string, error) {
+// mistaken for a finished one. With secondStage set (a foreign
+// architecture, whose programs the host cannot run) debootstrap only
+// unpacks (--foreign) and secondStage configures the tree.
+func rootfsTree(c *cache, r rootfsRecipe, secondStage func(stage string) error) (string, error) {
 	tree := c.path("rootfs", fmt.Sprintf("%s-%s-%s-%s", r.Suite, r.Variant, r.Arch, r.hash()))
 	if fileExists(tree) {
 		return tree, nil
@@ -160,13 +162,23 @@ func rootfsTree(c *cache, r rootfsRecipe) (string, error) {
 		return "", fmt.Errorf("creating debootstrap log: %w", err)
 	}
 	defer logf.Close()
-	args := []string{"--variant=" + r.Variant, "--arch=" + r.Arch, "--include=" + strings.Join(r.Include, ","), r.Suite, stage, mirror}
+	args := []string{"--variant=" + r.Variant, "--arch=" + r.Arch, "--include=" + strings.Join(r.Include, ",")}
+	if secondStage != nil {
+		args = append(args, "--foreign")
+	}
+	args = append(args, r.Suite, stage, mirror)
 	slog.Info("building root filesystem with debootstrap (minutes)", "suite", r.Suite, "mirror", mirror, "log", logPath)
 	start := time.Now()
 	cmd := exec.Command("debootstrap", args...)
 	cmd.Stdout, cmd.Stderr = logf, logf
 	if err := cmd.Run(); err != nil {
 		return "", fmt.Errorf("debootstrap %s: %w (log: %s)", strings.Join(args, " "), err, logPath)
+	}
+	if secondStage != nil {
+		slog.Info("debootstrap second stage in a guest (minutes under TCG)", "arch", r.Arch)
+		if err := secondStage(stage); err != nil {
+			return "", fmt.Errorf("debootstrap second stage for %s: %w", r.Arch, err)
+		}
 	}
 	// Downloaded packages are a third of the tree and never used again.
 	debs, _ := filepath.Glob(filepath.Join(stage, "var/cache/apt/archives/*.deb"))

@@ -94,7 +94,7 @@ func run(ctx context.Context, o *options) (bool, error) {
 		}
 		h := hs[i]
 		h.runDir, h.tiers = runDir, tiers
-		if h.spec, err = buildSpec(o, h.arch); err != nil {
+		if h.spec, err = buildSpec(o, h.arch, h.user.root); err != nil {
 			return false, err
 		}
 		h.spec.tiers = h.tiers
@@ -263,9 +263,18 @@ func kernelExpect(spec *runSpec, e kernelEntry) []string {
 	return out
 }
 
-func buildSpec(o *options, a *arch) (*runSpec, error) {
-	spec := &runSpec{env: o.env.vals, extra: map[string]string{}, arch: a}
+// archPlaceholder in a path flag stands for the guest's architecture, so
+// one run finds each kernel's binaries: --test-binary bin/{arch}/x.test.
+const archPlaceholder = "{arch}"
+
+func forArch(p string, a *arch) string { return strings.ReplaceAll(p, archPlaceholder, a.name) }
+
+// buildSpec reads the test flags for guests of architecture a, replacing
+// {arch} in the paths of binaries and extra files.
+func buildSpec(o *options, a *arch, root *sysroot) (*runSpec, error) {
+	spec := &runSpec{env: o.env.vals, extra: map[string]string{}, arch: a, root: root}
 	for _, b := range o.binaries.vals {
+		b = forArch(b, a)
 		abs, err := filepath.Abs(b)
 		if err != nil {
 			return nil, fmt.Errorf("test binary %s: %w", b, err)
@@ -280,6 +289,7 @@ func buildSpec(o *options, a *arch) (*runSpec, error) {
 		if !ok || src == "" || !strings.HasPrefix(dst, "/") {
 			return nil, fmt.Errorf("--extra-file %q: want SRC:/absolute/guest/path", e)
 		}
+		src = forArch(src, a)
 		if !fileExists(src) {
 			return nil, fmt.Errorf("--extra-file %s: no such file", src)
 		}
@@ -301,7 +311,7 @@ func buildSpec(o *options, a *arch) (*runSpec, error) {
 		}
 	}
 	if o.bench {
-		return benchSpec(o, spec)
+		return benchSpec(o, spec, a)
 	}
 	return spec, nil
 }
@@ -312,11 +322,12 @@ const benchName = "bench"
 // benchSpec makes a run of `routetrace bench --pin` per tier (without
 // --pin on one vCPU): the guest runs it with the arguments as its test
 // arguments (see init.sh).
-func benchSpec(o *options, spec *runSpec) (*runSpec, error) {
+func benchSpec(o *options, spec *runSpec, a *arch) (*runSpec, error) {
+	routetrace := forArch(o.routetrace, a)
 	switch {
 	case len(spec.binaries) > 0 || o.testArgs != "":
 		return nil, fmt.Errorf("--bench runs routetrace bench, not test binaries: drop --test-binary and --test-args")
-	case o.routetrace == "" || !fileExists(o.routetrace):
+	case routetrace == "" || !fileExists(routetrace):
 		return nil, fmt.Errorf("--bench needs --routetrace, a routetrace binary (CGO_ENABLED=0 go build ./cmd/routetrace)")
 	}
 	args, err := splitArgs(o.benchArgs)
@@ -330,7 +341,7 @@ func benchSpec(o *options, spec *runSpec) (*runSpec, error) {
 	if o.cpus >= 2 {
 		spec.testArgs = append([]string{"--pin"}, spec.testArgs...)
 	}
-	spec.extra["/usr/local/bin/routetrace"] = o.routetrace
+	spec.extra["/usr/local/bin/routetrace"] = routetrace
 	return spec, nil
 }
 

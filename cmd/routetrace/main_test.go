@@ -28,6 +28,7 @@ import (
 	"time"
 
 	"github.com/cilium/ebpf/btf"
+	"github.com/cilium/ebpf/link"
 	"golang.org/x/sys/unix"
 
 	"github.com/routetrace/routetrace/internal/bpffeat"
@@ -65,6 +66,7 @@ const (
 	readyTimeout = 30 * time.Second
 	stopTimeout  = 30 * time.Second
 	runTimeout   = 2 * time.Minute
+	probeTimeout = 6 * time.Minute
 )
 
 // traceProc is a running `routetrace trace`.
@@ -856,7 +858,10 @@ func TestFlagErrors(t *testing.T) {
 func TestProbe(t *testing.T) {
 	tiertest.TierIndependent(t)
 	testnet.RequireRoot(t)
-	r := run(t, runTimeout, "probe")
+	// probe loads and verifies every hook's program once per tier: 3
+	// minutes in an arm64 guest under TCG (Debian's 6.1, every hook on
+	// kprobe after fentry is refused), seconds elsewhere.
+	r := run(t, probeTimeout, "probe")
 	if r.code != 0 {
 		t.Fatalf("exit status %d, want 0\nstdout:\n%s\nstderr:\n%s", r.code, r.stdout, r.stderr)
 	}
@@ -935,6 +940,27 @@ func TestProbe(t *testing.T) {
 		if named == unnamed || named != kernelHasTracepoint(t, "sk_data_ready") {
 			t.Errorf("ioctls named: line %v, unnamed: line %v; want exactly one, named where the kernel has sk_data_ready", named, unnamed)
 		}
+	}
+	// A kernel that cannot make BPF trampolines for kernel functions (an
+	// fentry attach of the test's own is refused with ENOTSUPP) refuses the
+	// fentry tier and BPF LSM programs alike: probe must say so on every
+	// hook's fentry refusal and on block mode's line, and nowhere else.
+	noTrampoline := errors.Is(tiertest.FentryAttach("fib_table_lookup"), link.ErrNotSupported)
+	const fentryWhy = "fentry: the kernel cannot attach fentry programs to kernel functions (no BPF trampoline on this architecture: " +
+		"the attach failed with ENOTSUPP (524), ftrace direct calls are missing)"
+	const blockWhy = "  block             UNAVAILABLE: LSM program refused: the kernel cannot attach BPF LSM programs (no BPF trampoline on this architecture: " +
+		"attaching lsm/netlink_send failed with ENOTSUPP (524), ftrace direct calls are missing); enforce mode auto repairs instead"
+	for _, hook := range []string{"fib_table_insert", "fib_table_delete", "fib6_add", "fib6_del"} {
+		i := slices.IndexFunc(lines, func(l string) bool { return strings.HasPrefix(l, hook+" ") })
+		if i < 0 {
+			continue // reported above
+		}
+		if got := strings.Contains(lines[i], fentryWhy); got != noTrampoline {
+			t.Errorf("kernel without BPF trampolines: %v, but %s's row names that cause: %v:\n%s", noTrampoline, hook, got, lines[i])
+		}
+	}
+	if got := slices.Contains(lines, blockWhy); got != noTrampoline {
+		t.Errorf("kernel without BPF trampolines: %v, but block mode's line names that cause: %v", noTrampoline, got)
 	}
 	if t.Failed() {
 		t.Logf("stdout:\n%s", r.stdout)
