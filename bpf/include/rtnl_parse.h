@@ -354,6 +354,24 @@ static __always_inline void rtnl_parse_finish(struct rt_event *e)
 	}
 }
 
+/* One attribute of the heap's message into the heap's event. A global
+ * function, so the verifier checks the attribute switch once, on its own,
+ * instead of once per iteration of rtnl_parse_heap's loop over every path
+ * through the switch. Measured: a rule or nexthop hook verified 200,550
+ * instructions, now 26,014; tier 3's sendmsg capture 245,029, now 70,493;
+ * under arm64 TCG such a hook took 9.5 s to load, now 1.2 s. Scalar arguments
+ * only (the heap is looked up again), as 5.10 allows no pointers here; every
+ * read is masked, so any p and plen are safe. */
+__noinline int rtnl_parse_heap_attr(__u32 type, __u32 p, __u32 plen)
+{
+	struct rt_heap *h = rt_heap();
+
+	if (!h)
+		return RT_PARSE_NOHEAP;
+	rtnl_parse_attr(&h->ev, h->buf, type, p, plen);
+	return RT_PARSE_OK;
+}
+
 /* Parses the message at h->buf[0:len] into h->ev. len is what was copied,
  * at most RT_SCRATCH; a longer message is parsed up to that and flagged. */
 __noinline int rtnl_parse_heap(__u32 len)
@@ -403,7 +421,7 @@ __noinline int rtnl_parse_heap(__u32 len)
 		}
 		p = off + 4;
 		plen = alen - 4;
-		rtnl_parse_attr(e, b, atype, p, plen);
+		rtnl_parse_heap_attr(atype, p, plen);
 		off += (alen + 3) & ~3U;
 	}
 	/* Attributes beyond what one pass reads: say the request was not read
