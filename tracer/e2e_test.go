@@ -604,6 +604,7 @@ func threadComm(t *testing.T, tid uint32) string {
 // reason (vmtest runs them where they load). Tier 3 on a kernel without
 // bpf_loop is refused by name, and that refusal is what is checked there.
 func TestForcedTiers(t *testing.T) {
+	tiertest.TierIndependent(t) // it forces each tier itself
 	for _, tier := range []string{"fentry", "kprobe", "tracepoint"} {
 		t.Run(tier, func(t *testing.T) {
 			t.Setenv("ROUTETRACE_ATTACH", tier)
