@@ -105,6 +105,13 @@ func (h *harness) secondStage(ctx context.Context, e kernelEntry, stage string) 
 		return fmt.Errorf("creating second-stage log: %w", err)
 	}
 	defer logf.Close()
+	// A guest like any other: it takes a guest slot, or it would run a
+	// third TCG guest beside make vm's two.
+	slot, err := h.slots().acquire(ctx, "second-stage-"+a.name)
+	if err != nil {
+		return err
+	}
+	defer slot.Close()
 	start := time.Now()
 	slog.Info("booting second-stage guest", "kernel", k.version, "arch", a.name, "log", logPath)
 	vctx, cancel := context.WithTimeoutCause(ctx, 60*time.Minute, fmt.Errorf("second stage timed out after 60m"))
