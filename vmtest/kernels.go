@@ -27,19 +27,27 @@ func (k *kernel) modulesDir() string { return k.modules }
 
 // kernelEntry is one line of vmtest/kernels.txt:
 //
-//	<series> <arch> <exact package> [tiers=a,b]  # the Debian release; why a tier is missing
+//	<series> <arch> <exact package> [tiers=a,b] [independent=<series>/<arch>]  # the Debian release; why a tier is missing
 //
 // The package is pinned so that a run says exactly which build it tested
 // and a Debian point release cannot change the results unseen; the series
 // lets --kernel 6.1 select the line, and tiers= says what the kernel can
 // give, so a tier it lacks is "not offered" rather than a failure.
+// independent= sends the tier-independent tests (the CLI's flags, history,
+// enforcement, repair: user space over netlink) to the same series built for
+// another architecture: under arm64 TCG they would cost a quarter of an
+// hour to test what the amd64 boot of that kernel already tests.
 type kernelEntry struct {
 	series string   // e.g. 6.1
 	arch   string   // Debian architecture, e.g. amd64
 	pkg    string   // exact package; "" for an unlisted --kernel series, which apt resolves
 	tiers  []string // tiers it offers, in allTiers order; all unless its line says otherwise
-	note   string   // the line's comment
-	where  string   // file:line, for errors
+	// independentOn: "<series>/<arch>" of the entry that runs this one's
+	// tier-independent tests (independent=), the same kernel series built
+	// for another architecture; "" runs them here.
+	independentOn string
+	note          string // the line's comment
+	where         string // file:line, for errors
 }
 
 func (e kernelEntry) offers(tier string) bool {
@@ -86,13 +94,22 @@ func readKernelList(path string) ([]kernelEntry, error) {
 	if err := sc.Err(); err != nil {
 		return nil, fmt.Errorf("reading kernel list %s: %w", path, err)
 	}
+	for _, e := range entries {
+		if e.independentOn == "" {
+			continue
+		}
+		series, arch, _ := strings.Cut(e.independentOn, "/")
+		if _, ok := seen[series+" "+arch]; !ok {
+			return nil, fmt.Errorf("%s: independent=%s: no %s kernel of series %s is listed to run them", e.where, e.independentOn, arch, series)
+		}
+	}
 	if len(entries) == 0 {
 		return nil, fmt.Errorf("kernel list %s names no kernels", path)
 	}
 	return entries, nil
 }
 
-const kernelLineForm = "want <series> <arch> <linux-image-* package> [tiers=fentry,kprobe,tracepoint]"
+const kernelLineForm = "want <series> <arch> <linux-image-* package> [tiers=fentry,kprobe,tracepoint] [independent=<series>/<arch>]"
 
 func parseKernelLine(line string) (kernelEntry, error) {
 	fs := strings.Fields(line)
@@ -115,6 +132,14 @@ func parseKernelLine(line string) (kernelEntry, error) {
 	}
 	for _, opt := range fs[3:] {
 		k, v, ok := strings.Cut(opt, "=")
+		if ok && k == "independent" {
+			series, arch, _ := strings.Cut(v, "/")
+			if series != e.series || arch == "" || arch == e.arch {
+				return e, fmt.Errorf("independent=%s: want %s/<another arch>, the same kernel series built for another architecture", v, e.series)
+			}
+			e.independentOn = v
+			continue
+		}
 		if !ok || k != "tiers" {
 			return e, fmt.Errorf("unknown field %q: %s", opt, kernelLineForm)
 		}

@@ -30,8 +30,9 @@ func TestReadKernelList(t *testing.T) {
 	os.WriteFile(p, []byte("# comment\n"+
 		"5.10 amd64 linux-image-5.10.0-32-cloud-amd64-unsigned  # bullseye\n"+
 		"\n"+
-		"6.1 arm64 linux-image-6.1.0-56-cloud-arm64-unsigned tiers=tracepoint,kprobe # no fentry\n"+
-		"7.2 amd64 linux-image-7.2.13+deb14-cloud-amd64\n"), 0o644)
+		"6.1 arm64 linux-image-6.1.0-56-cloud-arm64-unsigned tiers=tracepoint,kprobe independent=6.1/amd64 # no fentry\n"+
+		"7.2 amd64 linux-image-7.2.13+deb14-cloud-amd64\n"+
+		"6.1 amd64 linux-image-6.1.0-56-cloud-amd64-unsigned\n"), 0o644)
 	got, err := readKernelList(p)
 	if err != nil {
 		t.Fatal(err)
@@ -39,8 +40,10 @@ func TestReadKernelList(t *testing.T) {
 	want := []kernelEntry{
 		{series: "5.10", arch: "amd64", pkg: "linux-image-5.10.0-32-cloud-amd64-unsigned", tiers: allTiers, note: "bullseye", where: p + ":2"},
 		// tiers in allTiers order, whatever the line's
-		{series: "6.1", arch: "arm64", pkg: "linux-image-6.1.0-56-cloud-arm64-unsigned", tiers: []string{"kprobe", "tracepoint"}, note: "no fentry", where: p + ":4"},
+		{series: "6.1", arch: "arm64", pkg: "linux-image-6.1.0-56-cloud-arm64-unsigned", tiers: []string{"kprobe", "tracepoint"},
+			independentOn: "6.1/amd64", note: "no fentry", where: p + ":4"},
 		{series: "7.2", arch: "amd64", pkg: "linux-image-7.2.13+deb14-cloud-amd64", tiers: allTiers, where: p + ":5"},
+		{series: "6.1", arch: "amd64", pkg: "linux-image-6.1.0-56-cloud-amd64-unsigned", tiers: allTiers, where: p + ":6"},
 	}
 	if !reflect.DeepEqual(got, want) {
 		t.Errorf("got %+v\nwant %+v", got, want)
@@ -50,7 +53,7 @@ func TestReadKernelList(t *testing.T) {
 // TestReadKernelListErrors: every refusal names the file and line.
 func TestReadKernelListErrors(t *testing.T) {
 	for _, tc := range []struct{ list, want string }{
-		{"6.1\n", `:1: "6.1": want <series> <arch> <linux-image-* package> [tiers=fentry,kprobe,tracepoint]`},
+		{"6.1\n", `:1: "6.1": want <series> <arch> <linux-image-* package> [tiers=fentry,kprobe,tracepoint] [independent=<series>/<arch>]`},
 		{"# c\n6.1 amd64\n", `:2: "6.1 amd64": want <series>`},
 		{"6 amd64 linux-image-6.1.0-56-cloud-amd64-unsigned\n", `:1: series "6": want major.minor such as 6.1`},
 		{"6.1 riscv64 linux-image-6.1.0-56-cloud-riscv64-unsigned\n", `:1: unsupported architecture "riscv64" (want amd64 or arm64)`},
@@ -62,6 +65,10 @@ func TestReadKernelListErrors(t *testing.T) {
 		{"6.1 amd64 linux-image-6.1.0-56-cloud-amd64-unsigned arch=arm64\n", `:1: unknown field "arch=arm64": want <series>`},
 		{"6.1 amd64 linux-image-6.1.0-55-cloud-amd64-unsigned\n6.1 amd64 linux-image-6.1.0-56-cloud-amd64-unsigned\n", `:2: series 6.1 for amd64 is already listed at `},
 		{"# only comments\n", `names no kernels`},
+		{"6.1 arm64 linux-image-6.1.0-56-cloud-arm64-unsigned independent=6.12/amd64\n", `:1: independent=6.12/amd64: want 6.1/<another arch>, the same kernel series built for another architecture`},
+		{"6.1 arm64 linux-image-6.1.0-56-cloud-arm64-unsigned independent=6.1/arm64\n", `:1: independent=6.1/arm64: want 6.1/<another arch>`},
+		{"6.1 arm64 linux-image-6.1.0-56-cloud-arm64-unsigned independent=6.1\n", `:1: independent=6.1: want 6.1/<another arch>`},
+		{"6.1 arm64 linux-image-6.1.0-56-cloud-arm64-unsigned independent=6.1/amd64\n", `:1: independent=6.1/amd64: no amd64 kernel of series 6.1 is listed to run them`},
 	} {
 		p := filepath.Join(t.TempDir(), "kernels.txt")
 		os.WriteFile(p, []byte(tc.list), 0o644)
@@ -214,5 +221,24 @@ func TestSplitArgs(t *testing.T) {
 	}
 	if _, err := splitArgs(`'open`); err == nil {
 		t.Error("unterminated quote accepted")
+	}
+}
+
+// A kernel whose tier-independent tests run elsewhere says where, and runs
+// none of them under any tier (no once tier).
+func TestGuestConfigIndependentOn(t *testing.T) {
+	for _, tc := range []struct {
+		on, want, notWant string
+	}{
+		{on: "", want: "export ROUTETRACE_VMTEST_ONCE_TIER='tracepoint'\n", notWant: "INDEPENDENT_ON"},
+		{on: "6.1/amd64", want: "export ROUTETRACE_VMTEST_INDEPENDENT_ON='6.1/amd64'\n", notWant: "ONCE_TIER"},
+	} {
+		cfg, err := guestConfig(&runSpec{tiers: []string{"kprobe", "tracepoint"}, independentOn: tc.on})
+		if err != nil {
+			t.Fatal(err)
+		}
+		if !strings.Contains(string(cfg), tc.want) || strings.Contains(string(cfg), tc.notWant) {
+			t.Errorf("independentOn %q: config\n%s\nwant %q and no %s", tc.on, cfg, tc.want, tc.notWant)
+		}
 	}
 }

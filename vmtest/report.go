@@ -198,7 +198,7 @@ func renderTable(w io.Writer, reports []runReport) {
 		fmt.Fprintf(w, " %s | %s |\n", testsCell(r.enforcer, "auto"), incidentCell3(r.incident))
 	}
 	fmt.Fprintln(w)
-	fmt.Fprintln(w, "Cells: passed/failed/skipped tests (most skips are the tier-independent tests, which run once per kernel, under tracepoint). "+
+	fmt.Fprintln(w, "Cells: passed/failed/skipped tests (most skips are the tier-independent tests, which run once per kernel, under tracepoint, or on the amd64 build of the series for arm64: kernels.txt's independent=). "+
 		"The incident: every variant's outcome under each tier (restart runs under every tier, the other variants under tracepoint).")
 	fmt.Fprintln(w)
 	for _, r := range rows {

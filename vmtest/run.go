@@ -389,6 +389,7 @@ func (h *harness) prepareKernel(ctx context.Context, e kernelEntry, r *kernelRes
 	// This kernel's configuration: the run's tiers it offers.
 	spec := *h.spec
 	spec.tiers, spec.expect = kernelTiers(h.tiers, e), kernelExpect(h.spec, e)
+	spec.independentOn = e.independentOn
 	cfg := filepath.Join(h.runDir, k.release+".config.cpio")
 	if err := configImage(&spec, cfg); err != nil {
 		return vm{}, "", err

@@ -45,6 +45,13 @@ func Refused(t testing.TB, tier string, refusal any) {
 // every test runs.
 const OnceEnv = "ROUTETRACE_VMTEST_ONCE_TIER"
 
+// IndependentOnEnv, set in a vmtest boot, names the kernel list entry
+// (<series>/<arch>) that runs the tier-independent tests for this one:
+// they depend neither on the tier nor on the architecture (user space over
+// netlink, cross-compiled from the same Go), and under arm64 TCG they cost
+// more than all the tests of the hooks.
+const IndependentOnEnv = "ROUTETRACE_VMTEST_INDEPENDENT_ON"
+
 // AttachEnv is the tier a test run forces (the tests' own convention,
 // read by every package's attachMode).
 const AttachEnv = "ROUTETRACE_ATTACH"
@@ -54,6 +61,10 @@ const AttachEnv = "ROUTETRACE_ATTACH"
 // anything, under the others. Call it first.
 func TierIndependent(t testing.TB) {
 	t.Helper()
+	if on := os.Getenv(IndependentOnEnv); on != "" {
+		t.Skipf("%s: runs on %s, the same kernel series built for another architecture", IndependentReason, on)
+		return
+	}
 	once := os.Getenv(OnceEnv)
 	if once == "" {
 		return

@@ -58,22 +58,29 @@ func TestRefused(t *testing.T) {
 
 func TestTierIndependent(t *testing.T) {
 	for _, tc := range []struct {
-		once, attach string
-		skip         bool
+		once, attach, on string
+		skip             bool
 	}{
 		{once: "", attach: "fentry", skip: false}, // the host: everything runs
 		{once: "", attach: "", skip: false},
 		{once: "tracepoint", attach: "tracepoint", skip: false},
 		{once: "tracepoint", attach: "fentry", skip: true},
 		{once: "tracepoint", attach: "", skip: true}, // auto is not the once tier
+		// arm64 6.1: amd64 6.1 runs them, under every tier here
+		{on: "6.1/amd64", attach: "kprobe", skip: true},
+		{on: "6.1/amd64", attach: "tracepoint", skip: true},
 	} {
-		t.Run(fmt.Sprintf("once=%q/attach=%q", tc.once, tc.attach), func(t *testing.T) {
+		t.Run(fmt.Sprintf("once=%q/attach=%q/on=%q", tc.once, tc.attach, tc.on), func(t *testing.T) {
 			t.Setenv(OnceEnv, tc.once)
 			t.Setenv(AttachEnv, tc.attach)
+			t.Setenv(IndependentOnEnv, tc.on)
 			r := &recorder{}
 			TierIndependent(r)
 			want := ""
-			if tc.skip {
+			switch {
+			case tc.on != "":
+				want = "tier-independent: runs on " + tc.on + ", the same kernel series built for another architecture"
+			case tc.skip:
 				want = "tier-independent: runs once per kernel, under --attach=" + tc.once
 			}
 			if r.skip != want || r.fatal != "" {
