@@ -109,7 +109,7 @@ func startTracerOpts(t *testing.T, opts Options) *session {
 }
 
 func isRefusal(err error) bool {
-	return errors.Is(err, unix.EPERM) || errors.Is(err, unix.ENOENT) || errors.Is(err, unix.ENOTSUP) ||
+	return errors.Is(err, unix.EPERM) || errors.Is(err, unix.ENOENT) || errors.Is(err, unix.ENOTSUP) || errors.Is(err, ErrNoTrampoline) ||
 		errors.Is(err, unix.EOPNOTSUPP) || strings.Contains(err.Error(), "no kprobes")
 }
 
