@@ -100,12 +100,14 @@ type incidentKernel struct {
 	variantsOn string
 }
 
-func (h *harness) runIncident(ctx context.Context, o *options, entries []kernelEntry) (bool, error) {
-	start := time.Now()
+// runIncident boots the scenario on one architecture's kernels and
+// returns their results; the caller runs every architecture at once and
+// writes one summary (writeIncidentReports).
+func (h *harness) runIncident(ctx context.Context, o *options, entries []kernelEntry) ([]*incidentKernel, error) {
 	a := h.arch
 	for _, p := range []struct{ flag, path string }{{"--routetrace", forArch(o.routetrace, a)}, {"--incident-binary", forArch(o.incidentBin, a)}} {
 		if p.path == "" || !fileExists(p.path) {
-			return false, fmt.Errorf("%s %q: build it with CGO_ENABLED=0 GOARCH=%s go build (see make incident)", p.flag, p.path, a.name)
+			return nil, fmt.Errorf("%s %q: build it with CGO_ENABLED=0 GOARCH=%s go build (see make incident)", p.flag, p.path, a.name)
 		}
 	}
 	tiers := h.tiers
@@ -114,21 +116,21 @@ func (h *harness) runIncident(ctx context.Context, o *options, entries []kernelE
 	}
 	var err error
 	if h.runDir, err = os.MkdirTemp(h.cache.path("runs"), time.Now().Format("20060102-150405-")); err != nil {
-		return false, fmt.Errorf("creating run directory: %w", err)
+		return nil, fmt.Errorf("creating run directory: %w", err)
 	}
 	img, err := h.networkdImage(ctx, entries[0])
 	if err != nil {
-		return false, err
+		return nil, err
 	}
 	if h.accel == "" {
 		// The probe needs a kernel; the first one will do.
 		pkg, err := resolveKernel(entries[0], h.cache)
 		if err != nil {
-			return false, err
+			return nil, err
 		}
 		k, err := fetchKernel(pkg, a, h.cache)
 		if err != nil {
-			return false, err
+			return nil, err
 		}
 		h.accel = h.chooseAccel(ctx, vm{arch: a, qemu: h.qemu, cpus: o.cpus, memory: o.memory,
 			kernel: k.image, cmdline: kernelCmdline(a, "")})
@@ -168,10 +170,16 @@ func (h *harness) runIncident(ctx context.Context, o *options, entries []kernelE
 		}
 	}
 
+	return results, nil
+}
+
+// writeIncidentReports prints the summary of every architecture's kernels
+// and writes --summary-json and --summary-md once, with all of them.
+func writeIncidentReports(o *options, results []*incidentKernel, tiers []string, start time.Time, runDirs []string) (bool, error) {
 	ok := writeIncidentSummary(os.Stdout, results, tiers)
-	fmt.Printf("\ntotal %s; console logs: %s\n", time.Since(start).Round(time.Second), h.runDir)
+	fmt.Printf("\ntotal %s; console logs: %s\n", time.Since(start).Round(time.Second), strings.Join(runDirs, " "))
 	if o.summaryJSON != "" {
-		if err := writeJSONFile(o.summaryJSON, incidentReport(results, a)); err != nil {
+		if err := writeJSONFile(o.summaryJSON, incidentReport(results)); err != nil {
 			return ok, err
 		}
 	}
@@ -354,10 +362,17 @@ func writeIncidentMarkdown(w io.Writer, results []*incidentKernel, tiers []strin
 // per scenario.
 func incidentRows(results []*incidentKernel, tiers, scen []string) [][]string {
 	var rows [][]string
+	arches := map[string]bool{}
+	for _, r := range results {
+		arches[r.entry.arch] = true
+	}
 	for _, r := range results {
 		name := r.label
 		if r.k != nil {
 			name = r.k.version
+		}
+		if len(arches) > 1 { // 6.1 amd64 and 6.1 arm64
+			name += " " + r.entry.arch
 		}
 		for _, t := range tiers {
 			row := []string{name, t}

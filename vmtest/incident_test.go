@@ -1,6 +1,13 @@
 package main
 
-import "testing"
+import (
+	"encoding/json"
+	"os"
+	"path/filepath"
+	"strings"
+	"testing"
+	"time"
+)
 
 // The cells the summary shows for the guest's INCIDENT-RESULT lines.
 func TestIncidentCell(t *testing.T) {
@@ -40,5 +47,43 @@ func TestIncidentCellVariantsElsewhere(t *testing.T) {
 	}
 	if got := incidentCell(r, "fentry", "restart"); got != "-" {
 		t.Errorf("restart without a result: cell %q, want -", got)
+	}
+}
+
+// Every architecture's kernels reach the one summary (each architecture's
+// run used to write --summary-json on its own, the last one winning).
+func TestIncidentReportsAllArches(t *testing.T) {
+	dir := t.TempDir()
+	o := &options{summaryJSON: filepath.Join(dir, "incident.json"), summaryMD: filepath.Join(dir, "incident.md")}
+	amd := &incidentKernel{label: "6.1 amd64", entry: kernelEntry{series: "6.1", arch: "amd64", tiers: allTiers},
+		k: &kernel{version: "6.1.192", pkg: "linux-image-6.1.0-56-cloud-amd64-unsigned"},
+		results: []incidentResult{{tier: "fentry", scenario: "restart", status: "pass"}, {tier: "kprobe", scenario: "restart", status: "pass"}}}
+	arm := &incidentKernel{label: "6.1 arm64", entry: kernelEntry{series: "6.1", arch: "arm64", tiers: []string{"kprobe", "tracepoint"}},
+		k: &kernel{version: "6.1.192", pkg: "linux-image-6.1.0-56-cloud-arm64-unsigned"},
+		results: []incidentResult{{tier: "kprobe", scenario: "restart", status: "pass"}}}
+	ok, err := writeIncidentReports(o, []*incidentKernel{amd, arm}, []string{"fentry", "kprobe"}, time.Now(), []string{"a", "b"})
+	if err != nil {
+		t.Fatal(err)
+	}
+	if !ok {
+		t.Error("not ok, want ok: each kernel passed what it offers")
+	}
+	data, err := os.ReadFile(o.summaryJSON)
+	if err != nil {
+		t.Fatal(err)
+	}
+	var rep runReport
+	if err := json.Unmarshal(data, &rep); err != nil {
+		t.Fatal(err)
+	}
+	if len(rep.Kernels) != 2 || rep.Kernels[0].Arch != "amd64" || rep.Kernels[1].Arch != "arm64" ||
+		rep.Kernels[0].Incident["fentry"]["restart"] != "pass" || rep.Kernels[1].Incident["kprobe"]["restart"] != "pass" {
+		t.Errorf("summary JSON %s: want amd64's fentry and arm64's kprobe restart, both pass", data)
+	}
+	md, _ := os.ReadFile(o.summaryMD)
+	for _, row := range []string{"| 6.1.192 amd64 | fentry | pass", "| 6.1.192 arm64 | fentry | not offered", "| 6.1.192 arm64 | kprobe | pass"} {
+		if !strings.Contains(string(md), row) {
+			t.Errorf("markdown summary lacks %q:\n%s", row, md)
+		}
 	}
 }

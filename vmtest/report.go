@@ -72,10 +72,10 @@ func testsReport(results []*kernelResult, tiers, binaries []string) runReport {
 	return rep
 }
 
-func incidentReport(results []*incidentKernel, a *arch) runReport {
+func incidentReport(results []*incidentKernel) runReport {
 	rep := runReport{Kind: "incident"}
 	for _, r := range results {
-		kr := kernelReport{Arch: a.name, Incident: map[string]map[string]string{}}
+		kr := kernelReport{Arch: r.entry.arch, Incident: map[string]map[string]string{}}
 		fillKernel(&kr, r.k, r.label, r.err)
 		for _, res := range r.results {
 			if kr.Incident[res.tier] == nil {

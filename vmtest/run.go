@@ -2,6 +2,7 @@ package main
 
 import (
 	"context"
+	"errors"
 	"fmt"
 	"io"
 	"log/slog"
@@ -58,22 +59,38 @@ func run(ctx context.Context, o *options) (bool, error) {
 		if o.scenario != "networkd" {
 			return false, fmt.Errorf("--scenario %q: the only scenario is networkd", o.scenario)
 		}
-		// One run per architecture: each needs its own emulator and root
-		// filesystem.
-		ok := true
-		for _, g := range byArch(entries) {
-			h, err := newHarness(o, g.arch, c)
-			if err != nil {
+		// One harness per architecture (each needs its own emulator and
+		// root filesystem), all at once: the guest slots bound how many
+		// guests run. One summary for all.
+		start := time.Now()
+		groups := byArch(entries)
+		hs := make([]*harness, len(groups))
+		for i, g := range groups {
+			if hs[i], err = newHarness(o, g.arch, c); err != nil {
 				return false, err
 			}
-			h.tiers = tiers
-			gok, err := h.runIncident(ctx, o, g.entries)
-			if err != nil {
-				return false, err
-			}
-			ok = ok && gok
+			hs[i].tiers = tiers
 		}
-		return ok, nil
+		all := make([][]*incidentKernel, len(groups))
+		errs := make([]error, len(groups))
+		var wg sync.WaitGroup
+		for i, g := range groups {
+			wg.Go(func() { all[i], errs[i] = hs[i].runIncident(ctx, o, g.entries) })
+		}
+		wg.Wait()
+		if err := errors.Join(errs...); err != nil {
+			return false, err
+		}
+		var results []*incidentKernel
+		var runDirs []string
+		for i := range groups {
+			results = append(results, all[i]...)
+			runDirs = append(runDirs, hs[i].runDir)
+		}
+		if len(tiers) == 1 && tiers[0] == "auto" {
+			tiers = slices.Clone(allTiers)
+		}
+		return writeIncidentReports(o, results, tiers, start, runDirs)
 	}
 	if len(tiers) == 0 {
 		tiers = []string{"auto"}
