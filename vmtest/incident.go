@@ -288,17 +288,9 @@ func incidentInitramfs(k *kernel, a *arch, u *userland, c *cache, o *options, gu
 	}
 	im.symlink("bin/sh", "busybox")
 	im.data("init", incidentInit, 0o755)
-	mods, err := resolveModules(k, c, []string{"virtio_pci", "virtio_blk", "ext4", "veth", "dummy"})
-	if err != nil {
+	if err := addModules(im, k, c, "incident", []string{"virtio_pci", "virtio_blk", "ext4", "veth", "dummy"}); err != nil {
 		return err
 	}
-	var order strings.Builder
-	for _, m := range mods {
-		p := "incident/modules.d/" + m.name + ".ko"
-		im.file(p, m.path, 0o644)
-		fmt.Fprintf(&order, "/%s\n", p)
-	}
-	im.data("incident/modules", []byte(order.String()), 0o644)
 	files := []struct{ src, dst string }{
 		{forArch(o.routetrace, a), "/usr/local/bin/routetrace"},
 		{forArch(o.incidentBin, a), "/usr/local/bin/routetrace-incident"},
@@ -449,4 +441,22 @@ func incidentScenarios(results []*incidentKernel) []string {
 	}
 	sort.Slice(names, func(i, j int) bool { return seen[names[i]] < seen[names[j]] })
 	return names
+}
+
+// addModules puts the named modules and their dependencies into
+// dir/modules.d of an early initramfs, and their load order, one path a
+// line, into dir/modules, which its init script insmods in turn.
+func addModules(im image, k *kernel, c *cache, dir string, names []string) error {
+	mods, err := resolveModules(k, c, names)
+	if err != nil {
+		return err
+	}
+	var order strings.Builder
+	for _, m := range mods {
+		p := dir + "/modules.d/" + m.name + ".ko"
+		im.file(p, m.path, 0o644)
+		fmt.Fprintf(&order, "/%s\n", p)
+	}
+	im.data(dir+"/modules", []byte(order.String()), 0o644)
+	return nil
 }

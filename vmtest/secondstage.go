@@ -72,17 +72,9 @@ func (h *harness) secondStage(ctx context.Context, e kernelEntry, stage string) 
 	}
 	im.symlink("bin/sh", "busybox")
 	im.data("init", secondStageInit, 0o755)
-	mods, err := resolveModules(k, h.cache, []string{"virtio_pci", "virtio_blk", "ext4"})
-	if err != nil {
+	if err := addModules(im, k, h.cache, "secondstage", []string{"virtio_pci", "virtio_blk", "ext4"}); err != nil {
 		return err
 	}
-	var order strings.Builder
-	for _, m := range mods {
-		p := "secondstage/modules.d/" + m.name + ".ko"
-		im.file(p, m.path, 0o644)
-		fmt.Fprintf(&order, "/%s\n", p)
-	}
-	im.data("secondstage/modules", []byte(order.String()), 0o644)
 	initrd := filepath.Join(work, "initrd")
 	if err := im.writeFile(initrd); err != nil {
 		return err
