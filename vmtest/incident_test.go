@@ -56,10 +56,10 @@ func TestIncidentReportsAllArches(t *testing.T) {
 	dir := t.TempDir()
 	o := &options{summaryJSON: filepath.Join(dir, "incident.json"), summaryMD: filepath.Join(dir, "incident.md")}
 	amd := &incidentKernel{label: "6.1 amd64", entry: kernelEntry{series: "6.1", arch: "amd64", tiers: allTiers},
-		k: &kernel{version: "6.1.192", pkg: "linux-image-6.1.0-56-cloud-amd64-unsigned"},
+		k:       &kernel{version: "6.1.192", pkg: "linux-image-6.1.0-56-cloud-amd64-unsigned"},
 		results: []incidentResult{{tier: "fentry", scenario: "restart", status: "pass"}, {tier: "kprobe", scenario: "restart", status: "pass"}}}
 	arm := &incidentKernel{label: "6.1 arm64", entry: kernelEntry{series: "6.1", arch: "arm64", tiers: []string{"kprobe", "tracepoint"}},
-		k: &kernel{version: "6.1.192", pkg: "linux-image-6.1.0-56-cloud-arm64-unsigned"},
+		k:       &kernel{version: "6.1.192", pkg: "linux-image-6.1.0-56-cloud-arm64-unsigned"},
 		results: []incidentResult{{tier: "kprobe", scenario: "restart", status: "pass"}}}
 	ok, err := writeIncidentReports(o, []*incidentKernel{amd, arm}, []string{"fentry", "kprobe"}, time.Now(), []string{"a", "b"})
 	if err != nil {
