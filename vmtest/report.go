@@ -195,7 +195,7 @@ func renderTable(w io.Writer, reports []runReport) {
 		for _, t := range allTiers {
 			fmt.Fprintf(w, " %s |", testsCell(r.tests, t))
 		}
-		fmt.Fprintf(w, " %s | %s |\n", testsCell(r.enforcer, "auto"), incidentCell3(r.incident))
+		fmt.Fprintf(w, " %s | %s |\n", testsCell(r.enforcer, "auto"), incidentCell3(r.incident, r.tests))
 	}
 	fmt.Fprintln(w)
 	fmt.Fprintln(w, "Cells: passed/failed/skipped tests (most skips are the tier-independent tests, which run once per kernel, under tracepoint, or on the amd64 build of the series for arm64: kernels.txt's independent=). "+
@@ -226,7 +226,10 @@ func testsCell(k *kernelReport, tier string) string {
 	return fmt.Sprintf("%s %d/%d/%d", t.Status, t.Passed, t.Failed, t.Skipped)
 }
 
-func incidentCell3(k *kernelReport) string {
+// incidentCell3 is the incident's cell, a part per tier. A tier without a
+// result is "not offered" where the kernel's tests say it lacks the tier
+// (kernels.txt), else "not run".
+func incidentCell3(k, tests *kernelReport) string {
 	if k == nil {
 		return "not run"
 	}
@@ -234,7 +237,11 @@ func incidentCell3(k *kernelReport) string {
 	for _, t := range allTiers {
 		sc, ok := k.Incident[t]
 		if !ok {
-			cells = append(cells, "not run")
+			if tests != nil && strings.HasPrefix(tests.Tiers[t].Status, "not offered") {
+				cells = append(cells, "not offered")
+			} else {
+				cells = append(cells, "not run")
+			}
 			continue
 		}
 		pass, fail, once := 0, 0, 0

@@ -25,7 +25,7 @@ func TestRenderTable(t *testing.T) {
 		{Version: "6.1.192", Package: "linux-image-6.1.0-56-cloud-amd64-unsigned", Arch: "amd64", Probe: probe("fentry", ""),
 			Tiers: map[string]tierReport{"fentry": {"PASS", 10, 0, 3}, "kprobe": {"PASS", 10, 0, 3}, "tracepoint": {"PASS", 13, 0, 0}}},
 		{Version: "6.1.176", Package: "linux-image-6.1.0-50-cloud-arm64-unsigned", Arch: "arm64", Probe: probe("kprobe", "not supported (no BPF trampolines)"),
-			Tiers: map[string]tierReport{"kprobe": {"PASS", 10, 0, 3}, "tracepoint": {"FAIL", 12, 1, 0}}},
+			Tiers: map[string]tierReport{"fentry": {Status: "not offered (reason in kernels.txt)"}, "kprobe": {"PASS", 10, 0, 3}, "tracepoint": {"FAIL", 12, 1, 0}}},
 	}}
 	enforcer := runReport{Kind: "tests", Kernels: []kernelReport{
 		{Version: "6.1.192", Package: "linux-image-6.1.0-56-cloud-amd64-unsigned", Arch: "amd64", Tiers: map[string]tierReport{"auto": {"PASS", 20, 0, 0}}},
@@ -36,13 +36,17 @@ func TestRenderTable(t *testing.T) {
 			"kprobe":     {"restart": "pass", "reload": "once"},
 			"tracepoint": {"restart": "pass", "reload": "fail"},
 		}},
+		// No fentry result: arm64 6.1 does not offer it.
+		{Version: "6.1.176", Package: "linux-image-6.1.0-50-cloud-arm64-unsigned", Arch: "arm64", Incident: map[string]map[string]string{
+			"kprobe": {"restart": "pass"},
+		}},
 	}}
 	var b strings.Builder
 	renderTable(&b, []runReport{tests, enforcer, incident})
 	got := b.String()
 	for _, want := range []string{
 		"| 6.1.192 | amd64 | `linux-image-6.1.0-56-cloud-amd64-unsigned` | PASS 10/0/3 | PASS 10/0/3 | PASS 13/0/0 | PASS 20/0/0 | 1 pass / 1 pass / 1 pass, **1 fail** |\n",
-		"| 6.1.176 | arm64 | `linux-image-6.1.0-50-cloud-arm64-unsigned` | not run | PASS 10/0/3 | FAIL 12/1/0 | not run | not run |\n",
+		"| 6.1.176 | arm64 | `linux-image-6.1.0-50-cloud-arm64-unsigned` | not offered (reason in kernels.txt) | PASS 10/0/3 | FAIL 12/1/0 | not run | not offered / 1 pass / not run |\n",
 		"- **6.1.192 amd64**: every hook: fentry; tier 3 capture: socket; enforce: audit, block, repair\n",
 		"- **6.1.176 arm64**: every hook: kprobe; fentry refused: not supported (no BPF trampolines) (fib_table_delete); tier 3 capture: socket; enforce: audit, block, repair\n",
 	} {
