@@ -50,7 +50,7 @@
 // Two complete policies, sets 0 and 1, in the same maps: every key holds
 // its set, enf_current names the set in force. Apply writes the other set
 // (config last), flips enf_current with one write, waits an RCU grace
-// period (membarrier), and clears the old set. The dynamic facts change in
+// period (an update of an array of maps), and clears the old set. The dynamic facts change in
 // the set in force in the order that is never more permissive than the old
 // or the new facts (protection added before removed, allowances removed
 // before added). See bpf/include/policy.h for each map.
@@ -302,6 +302,9 @@ func (e *Enforcer) Close() error {
 	}
 	if e.compat != nil {
 		_ = e.compat.Close()
+	}
+	if e.Maps != nil {
+		e.Maps.close()
 	}
 	e.objs.close()
 	return nil

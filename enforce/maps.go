@@ -120,6 +120,9 @@ type Maps struct {
 	// setters only stage their facts, and the set in force (an adopted
 	// pinned policy, or none) is left alone: Apply writes them all.
 	applied bool
+	// grace, once made: an array of maps whose update waits for an RCU
+	// grace period (waitReaders), and the inner map it is updated with.
+	grace, graceInner *ebpf.Map
 }
 
 func newMaps(m *policyMaps, log *slog.Logger) (*Maps, error) {
@@ -206,18 +209,53 @@ func (m *Maps) Apply(c *Compiled) error {
 	return nil
 }
 
-// MEMBARRIER_CMD_GLOBAL, missing from x/sys/unix.
-const membarrierCmdGlobal = 1
-
 // waitReaders returns once every BPF program that may have read the old
-// enf_current has returned: the programs run under RCU, and
-// membarrier(MEMBARRIER_CMD_GLOBAL) waits for an RCU grace period.
+// enf_current has returned. The programs run under RCU, and the kernel
+// promises that an update of an array of maps returns after a grace period
+// (maybe_wait_bpf_programs: "userspace, when we return to it, knows that
+// all programs that could be running use the new map value"). It used
+// membarrier(MEMBARRIER_CMD_GLOBAL), which skips the grace period on a
+// machine with one CPU: on 7.2 (lazy preemption, so preemptible RCU
+// readers) a program preempted while judging a request with the old set
+// read it after Apply had cleared it, and a protected delete passed
+// (TestLSMEnforce, a one-CPU guest).
 func (m *Maps) waitReaders() {
-	if _, _, errno := unix.Syscall(unix.SYS_MEMBARRIER, membarrierCmdGlobal, 0, 0); errno != 0 {
-		// nohz_full kernels refuse it: a program judges one request in
-		// microseconds to milliseconds, so a second is ample.
-		m.log.Debug("membarrier refused, waiting a second instead", "error", errno)
+	if err := m.waitGrace(); err != nil {
+		// A program judges one request in microseconds to milliseconds.
+		m.log.Warn("cannot wait for an RCU grace period; waiting a second instead", "error", err)
 		time.Sleep(time.Second)
+	}
+}
+
+func (m *Maps) waitGrace() error {
+	if m.grace == nil {
+		inner := &ebpf.MapSpec{Name: "enf_grace_inner", Type: ebpf.Array, KeySize: 4, ValueSize: 4, MaxEntries: 1}
+		in, err := ebpf.NewMap(inner)
+		if err != nil {
+			return fmt.Errorf("creating the grace-period map's inner map: %w", err)
+		}
+		outer, err := ebpf.NewMap(&ebpf.MapSpec{Name: "enf_grace", Type: ebpf.ArrayOfMaps, KeySize: 4, ValueSize: 4, MaxEntries: 1, InnerMap: inner})
+		if err != nil {
+			in.Close()
+			return fmt.Errorf("creating the grace-period map: %w", err)
+		}
+		m.grace, m.graceInner = outer, in
+	}
+	if err := m.grace.Update(uint32(0), m.graceInner, ebpf.UpdateAny); err != nil {
+		return fmt.Errorf("updating the grace-period map: %w", err)
+	}
+	return nil
+}
+
+// close frees what the Maps made for themselves (not the policy maps,
+// which the enforcer's objects own).
+func (m *Maps) close() {
+	m.mu.Lock()
+	defer m.mu.Unlock()
+	if m.grace != nil {
+		m.grace.Close()
+		m.graceInner.Close()
+		m.grace, m.graceInner = nil, nil
 	}
 }
 
