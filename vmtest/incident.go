@@ -9,7 +9,6 @@ import (
 	"log/slog"
 	"os"
 	"path/filepath"
-	"slices"
 	"sort"
 	"strconv"
 	"strings"
@@ -110,10 +109,7 @@ func (h *harness) runIncident(ctx context.Context, o *options, entries []kernelE
 			return nil, fmt.Errorf("%s %q: build it with CGO_ENABLED=0 GOARCH=%s go build (see make incident)", p.flag, p.path, a.name)
 		}
 	}
-	tiers := h.tiers
-	if len(tiers) == 1 && tiers[0] == "auto" {
-		tiers = slices.Clone(allTiers)
-	}
+	tiers := h.tiers // "auto" is every tier (run)
 	var err error
 	if h.runDir, err = os.MkdirTemp(h.cache.path("runs"), time.Now().Format("20060102-150405-")); err != nil {
 		return nil, fmt.Errorf("creating run directory: %w", err)

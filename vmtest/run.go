@@ -63,6 +63,9 @@ func run(ctx context.Context, o *options) (bool, error) {
 		// root filesystem), all at once: the guest slots bound how many
 		// guests run. One summary for all.
 		start := time.Now()
+		if len(tiers) == 1 && tiers[0] == "auto" {
+			tiers = slices.Clone(allTiers)
+		}
 		groups := byArch(entries)
 		hs := make([]*harness, len(groups))
 		for i, g := range groups {
@@ -86,9 +89,6 @@ func run(ctx context.Context, o *options) (bool, error) {
 		for i := range groups {
 			results = append(results, all[i]...)
 			runDirs = append(runDirs, hs[i].runDir)
-		}
-		if len(tiers) == 1 && tiers[0] == "auto" {
-			tiers = slices.Clone(allTiers)
 		}
 		return writeIncidentReports(o, results, tiers, start, runDirs)
 	}
