@@ -106,7 +106,7 @@ func TestRemovalsWithoutRequest(t *testing.T) {
 				args = append(args, "src", tc.src)
 			}
 			ns.IP(args...)
-			s := startTracer(t, ns)
+			s := hookSession(t, ns)
 			tc.act(t, ns, other)
 			// A removal the kernel makes by itself, with no request to
 			// wait for, is compared twice: now and a second later.

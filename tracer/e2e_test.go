@@ -47,7 +47,8 @@ func captureMode() string {
 }
 
 // session is a running tracer collecting copies of the events it reports,
-// and the process records it delivered.
+// and the process records it delivered. A view (see hookSession) is one
+// test's part of a tracer the tests share: stop fills its events and procs.
 type session struct {
 	t      *testing.T
 	tr     *Tracer
@@ -56,6 +57,9 @@ type session struct {
 	mu     sync.Mutex
 	events []event.Event
 	procs  []procSeen
+
+	view           *sharedTracer // the shared tracer this is a view of
+	from, procFrom int           // the shared session's counts at the view's start
 }
 
 // procSeen is a process record, and how many events had been emitted
@@ -77,8 +81,31 @@ func startTracer(t *testing.T, namespaces ...*testnet.Netns) *session {
 func startTracerOpts(t *testing.T, opts Options) *session {
 	t.Helper()
 	testnet.RequireRoot(t)
-	mode := opts.Attach
-	s := &session{t: t, done: make(chan error, 1)}
+	closeShared() // two tracers on the same hooks would double their cost
+	s, err := runSession(opts, nil)
+	if err != nil {
+		failStart(t, opts.Attach, err)
+	}
+	s.t = t
+	t.Cleanup(func() { s.stop(); s.tr.Close() })
+	return s
+}
+
+// failStart ends a test whose tracer did not start: a skip where the
+// forced tier is refused by the kernel (vmtest checks those against
+// kernels.txt), a failure otherwise.
+func failStart(t *testing.T, mode string, err error) {
+	t.Helper()
+	if (mode == "fentry" || mode == "kprobe") && isRefusal(err) {
+		tiertest.Refused(t, mode, err)
+	}
+	t.Fatalf("starting the tracer: %v", err)
+}
+
+// runSession starts a tracer and its Run (with flushed, if not nil, as
+// Tracer.flushed); the caller sets s.t.
+func runSession(opts Options, flushed func(n uint32)) (*session, error) {
+	s := &session{done: make(chan error, 1)}
 	onProcess := opts.OnProcess
 	opts.OnProcess = func(p *Process) {
 		s.mu.Lock()
@@ -90,11 +117,9 @@ func startTracerOpts(t *testing.T, opts Options) *session {
 	}
 	tr, err := New(opts)
 	if err != nil {
-		if (mode == "fentry" || mode == "kprobe") && isRefusal(err) {
-			tiertest.Refused(t, mode, err)
-		}
-		t.Fatalf("starting the tracer: %v", err)
+		return nil, err
 	}
+	tr.flushed = flushed
 	ctx, cancel := context.WithCancel(context.Background())
 	s.tr, s.cancel = tr, cancel
 	go func() {
@@ -104,8 +129,7 @@ func startTracerOpts(t *testing.T, opts Options) *session {
 			s.mu.Unlock()
 		})
 	}()
-	t.Cleanup(func() { s.stop(); tr.Close() })
-	return s
+	return s, nil
 }
 
 func isRefusal(err error) bool {
@@ -132,7 +156,9 @@ func netlinkIn(t *testing.T, ns *testnet.Netns) *netlink.Handle {
 
 // stop ends tracing and returns the events reported in ns.
 func (s *session) stop() []event.Event {
-	if s.cancel != nil {
+	if s.view != nil {
+		s.endView()
+	} else if s.cancel != nil {
 		s.cancel()
 		if err := <-s.done; err != nil {
 			s.t.Errorf("Run: %v", err)
@@ -269,7 +295,7 @@ func (s *session) checkExactly(evs []event.Event, ns *testnet.Netns, wants ...wa
 
 func TestIPv4Routes(t *testing.T) {
 	ns := newNetns(t)
-	s := startTracer(t, ns)
+	s := hookSession(t, ns)
 
 	add := ns.IP("route", "add", "198.51.100.0/24", "via", "192.0.2.2", "dev", "v0", "proto", "static", "metric", "77", "table", "100")
 	repl := ns.IP("route", "replace", "198.51.100.0/24", "via", "192.0.2.3", "dev", "v0", "proto", "static", "metric", "77", "table", "100")
@@ -294,7 +320,7 @@ func TestIPv4Routes(t *testing.T) {
 
 func TestIPv6Routes(t *testing.T) {
 	ns := newNetns(t)
-	s := startTracer(t, ns)
+	s := hookSession(t, ns)
 
 	add := ns.IP("-6", "route", "add", "2001:db8:1::/64", "via", "2001:db8::2", "dev", "v0", "proto", "static", "metric", "1024", "table", "100")
 	del := ns.IP("-6", "route", "del", "2001:db8:1::/64", "via", "2001:db8::2", "dev", "v0", "table", "100")
@@ -317,7 +343,7 @@ func TestIPv6Routes(t *testing.T) {
 
 func TestRules(t *testing.T) {
 	ns := newNetns(t)
-	s := startTracer(t, ns)
+	s := hookSession(t, ns)
 
 	add := ns.IP("rule", "add", "pref", "512", "from", "10.244.1.5", "iif", "v0", "lookup", "100")
 	add6 := ns.IP("-6", "rule", "add", "pref", "600", "from", "2001:db8::5", "lookup", "1000")
@@ -339,7 +365,7 @@ func TestRules(t *testing.T) {
 
 func TestNexthops(t *testing.T) {
 	ns := newNetns(t)
-	s := startTracer(t, ns)
+	s := hookSession(t, ns)
 
 	add := ns.IP("nexthop", "add", "id", "5", "via", "192.0.2.2", "dev", "v0")
 	repl := ns.IP("nexthop", "replace", "id", "5", "via", "192.0.2.3", "dev", "v0")
@@ -366,7 +392,7 @@ func TestNexthops(t *testing.T) {
 // thread, with vishvananda/netlink: the actor is this thread.
 func TestNetlinkLibrary(t *testing.T) {
 	ns := newNetns(t)
-	s := startTracer(t, ns)
+	s := hookSession(t, ns)
 	nl := netlinkIn(t, ns)
 	route := &netlink.Route{
 		Dst:       &net.IPNet{IP: net.IPv4(203, 0, 113, 0).To4(), Mask: net.CIDRMask(24, 32)},
@@ -412,7 +438,7 @@ func TestFlush(t *testing.T) {
 	f := writeTemp(t, batch.String())
 	ns.IP("-batch", f)
 
-	s := startTracer(t, ns)
+	s := hookSession(t, ns)
 	flush := ns.IP("route", "flush", "table", "100")
 	evs := byRequester(in(s.stop(), ns))
 
@@ -440,7 +466,7 @@ func TestIoctl(t *testing.T) {
 	}
 	ns := newNetns(t)
 	// The socket capture attributes ioctls only when asked to (Ioctl).
-	s := startTracerOpts(t, Options{Attach: attachMode(), Capture: captureMode(), Ioctl: true, Netns: []string{ns.Name}, TraceSelf: true})
+	s := hookSessionOpts(t, Options{Attach: attachMode(), Capture: captureMode(), Ioctl: true, Netns: []string{ns.Name}, TraceSelf: true})
 
 	add, out, err := ns.Exec("route", "add", "-net", "198.51.100.0", "netmask", "255.255.255.0", "gw", "192.0.2.2", "metric", "5")
 	if err != nil {
@@ -476,7 +502,7 @@ func TestIoctl(t *testing.T) {
 // TestOtherNetns: each change carries the namespace it happened in.
 func TestOtherNetns(t *testing.T) {
 	a, b := newNetns(t), newNetns(t)
-	s := startTracer(t, a, b)
+	s := hookSession(t, a, b)
 	pa := a.IP("route", "add", "198.51.100.0/24", "dev", "v0", "table", "7")
 	pb := b.IP("route", "add", "198.51.100.0/24", "dev", "v0", "table", "8")
 	all := s.stop()
@@ -495,7 +521,7 @@ func TestLinkDownRemovesRoutes(t *testing.T) {
 	ns := newNetns(t)
 	ns.IP("-6", "route", "add", "2001:db8:2::/64", "dev", "v0", "proto", "static", "metric", "300")
 	ns.IP("route", "add", "198.51.100.0/24", "via", "192.0.2.2", "dev", "v0", "proto", "static", "metric", "30")
-	s := startTracer(t, ns)
+	s := hookSession(t, ns)
 	down := ns.IP("link", "set", "v0", "down")
 	evs := in(s.stop(), ns)
 
@@ -537,7 +563,7 @@ func TestLinkDownRemovesRoutes(t *testing.T) {
 func TestAddressRemovalFlushesIPv4Routes(t *testing.T) {
 	ns := newNetns(t)
 	ns.IP("route", "add", "198.51.100.0/24", "via", "192.0.2.2", "dev", "v0", "proto", "static", "table", "100")
-	s := startTracer(t, ns)
+	s := hookSession(t, ns)
 	// Tiers 1-2 see the flush itself; tier 3 finds the route missing
 	// from a dump taken after the address deletion. The deletion comes
 	// once the tracer polls slowly, and the tracer stops right after it:
@@ -648,7 +674,7 @@ func TestNexthopDeleteRemovesRoutes(t *testing.T) {
 	ns := newNetns(t)
 	ns.IP("-6", "nexthop", "add", "id", "7", "via", "2001:db8::2", "dev", "v0")
 	ns.IP("-6", "route", "add", "2001:db8:7::/64", "nhid", "7", "proto", "static")
-	s := startTracer(t, ns)
+	s := hookSession(t, ns)
 	del := ns.IP("nexthop", "del", "id", "7")
 	evs := in(s.stop(), ns)
 

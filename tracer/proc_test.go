@@ -95,7 +95,7 @@ func TestShortLivedActorNamed(t *testing.T) {
 	if err != nil {
 		t.Fatal(err)
 	}
-	s := startTracer(t, ns)
+	s := hookSession(t, ns)
 
 	argv := []string{ip, "-n", ns.Name, "route", "del", "198.51.100.0/24", "table", "7"}
 	cmd := exec.Command("sh", "-c", fmt.Sprintf("echo $$ > %s/cgroup.procs && exec %s", dir, strings.Join(argv, " ")))
@@ -190,7 +190,7 @@ func TestShortLivedActorNamed(t *testing.T) {
 // tier 3 the link's notifications do.
 func TestDevFromKernel(t *testing.T) {
 	ns := newNetns(t)
-	s := startTracer(t, ns)
+	s := hookSession(t, ns)
 	batch := writeTemp(t, strings.Join([]string{
 		"link add v2 type veth peer name v3",
 		"link set v3 up",

@@ -173,6 +173,14 @@ type Tracer struct {
 	stats     Stats
 	capture   string           // tier 3's capture: CaptureSocket or CaptureSyscalls, "" without tier 3
 	stopping  atomic.Bool      // Run is draining: readRing stops once the ring is empty
+	// stopAt is when Run's ctx ended (CLOCK_MONOTONIC, Run's goroutine
+	// only); 0 while tracing. See handleRecord.
+	stopAt int64
+	// flushed, set by tests before Run: called on Run's goroutine with a
+	// ring flush's number (wakeRing) once every record written before
+	// that flush has been handled. A test sharing one tracer uses it to
+	// tell its changes from those made before it started.
+	flushed func(n uint32)
 	listeners *tier3.Listeners // tier 3's notification sockets, nil without tier 3
 	origins   bool             // ioctls behind notifications are named (origin.go)
 	// flushAsked numbers the reader's flushes (wakeRing); readRing stamps
@@ -567,6 +575,7 @@ func (t *Tracer) Run(ctx context.Context, emit func(*event.Event)) error {
 		select {
 		case <-done:
 			done = nil
+			t.stopAt = monoNow()
 			drainTimer = time.After(drainWait)
 			if j != nil {
 				// A flush already made is still compared, from dumps taken
@@ -608,6 +617,9 @@ func (t *Tracer) Run(ctx context.Context, emit func(*event.Event)) error {
 			} else if r.Kind == kindRingFlushed {
 				if stopFlush != 0 && r.Seq >= uint32(stopFlush) {
 					ringSynced = true
+				}
+				if t.flushed != nil {
+					t.flushed(r.Seq)
 				}
 			} else {
 				t.handleRecord(r, &ev, j, out)
@@ -691,13 +703,25 @@ func (t *Tracer) handleRecord(r *record, ev *event.Event, j *tier3.Joiner, out f
 			ev.Count = r.Count - r.Reserved
 		}
 		out(ev)
-	case kindRequest:
+	case kindRequest, kindAck:
+		if t.stopAt != 0 && int64(r.TsNs) > t.stopAt {
+			// Made after the stop: outside the trace. Its notification
+			// may come after the sockets were read to their end, and
+			// the request would wait in vain (counted unconfirmed). A
+			// record written before the stop is safe: the socket capture
+			// writes it when the kernel frees the request, after the
+			// notification was queued, and the sockets are read to their
+			// end drainWait after the stop.
+			return
+		}
+		if r.Kind == kindAck {
+			if j != nil {
+				j.Ack(ev, r.Flags, r.NlmsgType, r.NlmsgFlags, monoNow())
+			}
+			return
+		}
 		if j != nil {
 			j.Request(ev, r.Flags, monoNow())
-		}
-	case kindAck:
-		if j != nil {
-			j.Ack(ev, r.Flags, r.NlmsgType, r.NlmsgFlags, monoNow())
 		}
 	case kindOrigin:
 		if j != nil {

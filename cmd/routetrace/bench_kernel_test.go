@@ -120,7 +120,7 @@ func TestOnWorkloadCPU(t *testing.T) {
 // that ran on every deleted route, and ratios consistent with the times.
 func TestBenchKernelCost(t *testing.T) {
 	testnet.RequireRoot(t)
-	const n = 500
+	const n = 200 // enough for per-route times; each route costs TCG time
 	// Only the modes the kernel cost needs: no tracer, and the traced
 	// round with BPF statistics. Enrichment and the journal are user
 	// space (TestBenchJSON runs them); under TCG each mode costs ~30 s.
