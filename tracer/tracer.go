@@ -157,22 +157,22 @@ type Refusal struct {
 
 // Tracer is a loaded and attached set of programs.
 type Tracer struct {
-	opts      Options
-	log       *slog.Logger
-	hooks     []HookStatus
-	tier3     tier3.Coverage
-	objs      []*object
-	attached  []*attached
-	reader    *ringbuf.Reader
-	lostMap   *ebpf.Map
-	watcher   *netnswatch.Watcher
-	nsPaths   map[uint32]string // the traced namespaces' paths by inode, to look up link names
-	namesAt   map[uint32]int64  // when each one's names were last listed (monotonic ns)
-	names     map[nameKey]event.Name
-	clock     clock
-	stats     Stats
-	capture   string           // tier 3's capture: CaptureSocket or CaptureSyscalls, "" without tier 3
-	stopping  atomic.Bool      // Run is draining: readRing stops once the ring is empty
+	opts     Options
+	log      *slog.Logger
+	hooks    []HookStatus
+	tier3    tier3.Coverage
+	objs     []*object
+	attached []*attached
+	reader   *ringbuf.Reader
+	lostMap  *ebpf.Map
+	watcher  *netnswatch.Watcher
+	nsPaths  map[uint32]string // the traced namespaces' paths by inode, to look up link names
+	namesAt  map[uint32]int64  // when each one's names were last listed (monotonic ns)
+	names    map[nameKey]event.Name
+	clock    clock
+	stats    Stats
+	capture  string      // tier 3's capture: CaptureSocket or CaptureSyscalls, "" without tier 3
+	stopping atomic.Bool // Run is draining: readRing stops once the ring is empty
 	// stopAt is when Run's ctx ended (CLOCK_MONOTONIC, Run's goroutine
 	// only); 0 while tracing. See handleRecord.
 	stopAt int64
@@ -180,7 +180,7 @@ type Tracer struct {
 	// ring flush's number (wakeRing) once every record written before
 	// that flush has been handled. A test sharing one tracer uses it to
 	// tell its changes from those made before it started.
-	flushed func(n uint32)
+	flushed   func(n uint32)
 	listeners *tier3.Listeners // tier 3's notification sockets, nil without tier 3
 	origins   bool             // ioctls behind notifications are named (origin.go)
 	// flushAsked numbers the reader's flushes (wakeRing); readRing stamps
