@@ -71,11 +71,17 @@ type procSeen struct {
 
 func startTracer(t *testing.T, namespaces ...*testnet.Netns) *session {
 	t.Helper()
+	return startTracerOpts(t, testOptions(namespaces))
+}
+
+// testOptions traces namespaces (and the test's own process) in the
+// tier and capture the run asks for.
+func testOptions(namespaces []*testnet.Netns) Options {
 	var paths []string
 	for _, n := range namespaces {
 		paths = append(paths, n.Name)
 	}
-	return startTracerOpts(t, Options{Attach: attachMode(), Capture: captureMode(), Netns: paths, TraceSelf: true})
+	return Options{Attach: attachMode(), Capture: captureMode(), Netns: paths, TraceSelf: true}
 }
 
 func startTracerOpts(t *testing.T, opts Options) *session {

@@ -35,11 +35,7 @@ var (
 // events (with in): under a forced FIB tier, a view of the shared tracer.
 func hookSession(t *testing.T, namespaces ...*testnet.Netns) *session {
 	t.Helper()
-	var paths []string
-	for _, n := range namespaces {
-		paths = append(paths, n.Name)
-	}
-	return hookSessionOpts(t, Options{Attach: attachMode(), Capture: captureMode(), Netns: paths, TraceSelf: true})
+	return hookSessionOpts(t, testOptions(namespaces))
 }
 
 // hookSessionOpts is startTracerOpts for such a test. Only the attach mode
