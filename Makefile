@@ -122,6 +122,7 @@ test-host: jaeger
 	$(GO) test -count=1 -run '^$$' -fuzz FuzzDecodeRecord -fuzztime 200000x ./journal
 	$(GO) test -count=1 -run '^$$' -fuzz FuzzDecodeEvent -fuzztime 300000x ./event
 	$(GO) test -count=1 -run '^$$' -fuzz FuzzParse -fuzztime 100000x ./policy
+	$(GO) test -count=1 -run '^$$' -fuzz FuzzConfig -fuzztime 20000x ./networkd
 
 # Guest binaries per architecture, in $(CACHE)/bin/<arch>/: vmtest replaces
 # {arch} in their paths with each kernel's, so one run boots amd64 and arm64

@@ -15,6 +15,7 @@ import (
 	"github.com/routetrace/routetrace/enrich"
 	"github.com/routetrace/routetrace/event"
 	"github.com/routetrace/routetrace/internal/bpffeat"
+	"github.com/routetrace/routetrace/networkd"
 	"github.com/routetrace/routetrace/tracer"
 )
 
@@ -23,7 +24,10 @@ func probeCommand() *cli.Command {
 		Name:  "probe",
 		Usage: "show which attach tier each kernel hook gets here, and why better ones were refused",
 		Description: "Loads and attaches every hook with every tier (fentry, then kprobe), detaches again and\n" +
-			"prints a table, plus BTF, bpffs/tracefs/securityfs, BPF LSM, lockdown and capability status.\n" +
+			"prints a table, plus BTF, bpffs/tracefs/securityfs, BPF LSM, lockdown and capability status,\n" +
+			"where names come from (cgroups, CNI, pods), the enforce modes, and whether systemd-networkd\n" +
+			"removes the CNI's routes and rules when it restarts (ManageForeignRoutes=), with the drop-in\n" +
+			"that stops it (--only networkd prints that check alone).\n" +
 			"Exit status 0 means `routetrace trace` can run here; 1 means it cannot (the table says why).\n\n" +
 			"Example:\n  sudo routetrace probe",
 		Flags: []cli.Flag{
@@ -31,8 +35,18 @@ func probeCommand() *cli.Command {
 			&cli.StringFlag{Name: "kubeconfig", Usage: "check the Kubernetes API with this kubeconfig, or 'in-cluster'"},
 			&cli.StringFlag{Name: "node-name", EnvVars: []string{"NODE_NAME"}, Usage: "this node's name in Kubernetes (default: the host name)"},
 			&cli.StringFlag{Name: "output", Value: "text", Usage: "text, or json: the kernel's part (hooks and their tiers, tier 3's capture, enforce modes) for programs"},
+			&cli.StringFlag{Name: "only", Usage: "print only the systemd-networkd check (--only networkd): no BPF is loaded, so it takes no privileges and no time"},
 		},
 		Action: func(c *cli.Context) error {
+			switch c.String("only") {
+			case "":
+			case "networkd":
+				links, linksErr := cniLinks()
+				printNetworkdReport(c.App.Writer, networkd.Inspect(networkd.Options{}), links, linksErr)
+				return nil
+			default:
+				return cli.Exit(fmt.Sprintf("--only %q: the one section printed alone is networkd", c.String("only")), 2)
+			}
 			r := tracer.Probe(slog.Default())
 			switch c.String("output") {
 			case "text":
@@ -53,6 +67,8 @@ func probeCommand() *cli.Command {
 				NodeName: c.String("node-name"), Logger: slog.Default(),
 			}))
 			printEnforceReport(c.App.Writer, r)
+			links, linksErr := cniLinks()
+			printNetworkdReport(c.App.Writer, networkd.Inspect(networkd.Options{}), links, linksErr)
 			if !r.CanTrace() {
 				return cli.Exit("tracing cannot run on this host (see above)", 1)
 			}

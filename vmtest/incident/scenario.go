@@ -3,6 +3,7 @@ package main
 import (
 	"errors"
 	"fmt"
+	"io/fs"
 	"os"
 	"os/exec"
 	"path/filepath"
@@ -11,6 +12,8 @@ import (
 	"strings"
 	"syscall"
 	"time"
+
+	networkdconf "github.com/routetrace/routetrace/networkd"
 )
 
 // The link systemd-networkd manages, configured by the image's
@@ -124,7 +127,8 @@ type guest struct {
 	routetrace string
 	work       string
 	netns      uint64
-	conf       string          // networkd.conf as networkd last read it
+	conf       string          // the drop-in networkd last read ("": none)
+	confSet    bool            // conf is known: reset wrote it
 	whyShown   map[string]bool // kinds of removal whose why answer is in the log
 	outlivedOn string          // the tier enforce-block checked the pinned enforcement on
 }
@@ -163,6 +167,7 @@ func (g *guest) run(tier string, sc scenario) *verdict {
 			return v
 		}
 	}
+	g.checkProbe(v, sc)
 	var pol *enforcePolicyFile
 	if sc.enforce != "" {
 		var err error
@@ -468,12 +473,14 @@ func (g *guest) checkWhyRun(v *verdict, dir, stateDir string, tgt *rtEvent, evs 
 	return string(txt)
 }
 
-// reset brings the node back to networkd's own configuration under the
-// scenario's networkd.conf. The restart it needs is not traced.
+// reset brings the node back to networkd's own configuration, with the
+// scenario's settings: the defaults, or the drop-in `routetrace probe`
+// prints as the fix (so the noforeign variants prove that advice). The
+// restart it needs is not traced.
 func (g *guest) reset(sc scenario) error {
-	conf := "[Network]\n"
+	conf := "" // no drop-in
 	if !sc.foreign {
-		conf += "ManageForeignRoutes=no\nManageForeignRoutingPolicyRules=no\n"
+		conf = networkdconf.DropIn
 	}
 	for _, args := range cniTeardown {
 		exec.Command("ip", args...).Run()
@@ -481,16 +488,66 @@ func (g *guest) reset(sc scenario) error {
 	// networkd reads networkd.conf only when it starts. Restarting it costs
 	// ten seconds under TCG, so only a changed configuration does; the
 	// previous scenario's action left it running and settled otherwise.
-	if conf != g.conf {
-		if err := os.WriteFile(networkdConf, []byte(conf), 0o644); err != nil {
+	if conf != g.conf || !g.confSet {
+		if err := os.WriteFile(networkdConf, []byte("[Network]\n"), 0o644); err != nil {
 			return fmt.Errorf("writing %s: %w", networkdConf, err)
+		}
+		if err := writeDropIn(conf); err != nil {
+			return err
 		}
 		if out, err := exec.Command("systemctl", "restart", "systemd-networkd").CombinedOutput(); err != nil {
 			return fmt.Errorf("restarting networkd: %v: %s", err, out)
 		}
-		g.conf = conf
+		g.conf, g.confSet = conf, true
 	}
 	return g.settle(time.Now(), 90*time.Second)
+}
+
+// writeDropIn installs networkd's drop-in with conf, or removes it ("").
+func writeDropIn(conf string) error {
+	if conf == "" {
+		if err := os.Remove(networkdconf.DropInPath); err != nil && !errors.Is(err, fs.ErrNotExist) {
+			return fmt.Errorf("removing %s: %w", networkdconf.DropInPath, err)
+		}
+		return nil
+	}
+	if err := os.MkdirAll(filepath.Dir(networkdconf.DropInPath), 0o755); err != nil {
+		return fmt.Errorf("creating %s: %w", filepath.Dir(networkdconf.DropInPath), err)
+	}
+	if err := os.WriteFile(networkdconf.DropInPath, []byte(conf), 0o644); err != nil {
+		return fmt.Errorf("writing %s: %w", networkdconf.DropInPath, err)
+	}
+	return nil
+}
+
+// checkProbe: with the CNI's state installed, `routetrace probe --only
+// networkd` must say whether the scenario's networkd removes it, as the
+// scenario then shows, and name the CNI's link.
+func (g *guest) checkProbe(v *verdict, sc scenario) {
+	out, err := exec.Command(g.routetrace, "probe", "--only", "networkd").CombinedOutput()
+	var want []string
+	if sc.foreign {
+		want = []string{
+			"  ManageForeignRoutes               yes (the default)",
+			"  ManageForeignRoutingPolicyRules   yes (the default)",
+			"  AFFECTED: a restart of systemd-networkd (an upgrade restarts it) removes the routes and rules",
+			"  the CNI installed for " + unmanagedLink + " (calico)",
+			"  fix: write " + networkdconf.DropInPath + ":",
+		}
+	} else {
+		want = []string{
+			"  ManageForeignRoutes               no (" + networkdconf.DropInPath + ":2)",
+			"  ManageForeignRoutingPolicyRules   no (" + networkdconf.DropInPath + ":3)",
+			"  foreign routes and rules are kept: a restart does not remove the CNI's",
+		}
+	}
+	lines := strings.Split(string(out), "\n")
+	for _, w := range want {
+		if err != nil || !slices.Contains(lines, w) {
+			v.failf("routetrace probe --only networkd (err %v) has no line %q:\n%s", err, w, out)
+			return
+		}
+	}
 }
 
 // settle waits until networkd reports the managed link configured and
