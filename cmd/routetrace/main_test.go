@@ -1179,7 +1179,15 @@ func TestVersion(t *testing.T) {
 	if !strings.HasPrefix(r.stdout, "routetrace ") || !strings.HasSuffix(r.stdout, "\n") {
 		t.Errorf("got %q, want \"routetrace VERSION (...)\\n\"", r.stdout)
 	}
-	if want := fmt.Sprintf(", %s/%s)\n", runtime.GOOS, runtime.GOARCH); !strings.Contains(r.stdout, want) {
-		t.Errorf("got %q, want it to name %s", r.stdout, want)
+	lines := strings.Split(strings.TrimSuffix(r.stdout, "\n"), "\n")
+	if want := fmt.Sprintf(", %s/%s)", runtime.GOOS, runtime.GOARCH); len(lines) != 3 || !strings.HasSuffix(lines[0], want) {
+		t.Fatalf("got %q, want three lines, the first naming %s", r.stdout, want)
+	}
+	if !strings.HasPrefix(lines[1], "commit      ") {
+		t.Errorf("second line %q, want the commit", lines[1])
+	}
+	// The binary's BPF objects are this test's: built from the same tree.
+	if want := "bpf objects sha256:" + bpfObjectsHash(); lines[2] != want || len(want) != len("bpf objects sha256:")+64 {
+		t.Errorf("third line %q, want %q", lines[2], want)
 	}
 }
