@@ -126,6 +126,12 @@ type Joiner struct {
 	// requests are not captured, and their notifications not reported.
 	own func(netns, portid uint32) bool
 
+	// ringGate: orphans settle only once the ring buffer was read past
+	// their deadline (RingReadAt), not only once the deadline passed.
+	// ringReadAt is the latest such time (CLOCK_MONOTONIC ns).
+	ringGate   bool
+	ringReadAt int64
+
 	// IPv4 route caches of the namespaces listened to (see routes4.go).
 	routes  map[uint32]*netnsRoutes
 	dump    func(netns, seq uint32) error
@@ -522,14 +528,42 @@ func (j *Joiner) merge(note, req *event.Event) {
 	j.emit(out)
 }
 
+// maxRingLag bounds how long past its deadline an orphan waits for the
+// ring buffer to be read (see WaitForRing): a reader that never catches up
+// must not hold every kernel-made change back.
+const maxRingLagNs = int64(2e9)
+
+// WaitForRing makes an orphan wait, past its deadline, until the ring
+// buffer has been read up to that deadline (RingReadAt). Its request or
+// origin record (who made the ioctl) is in the ring buffer, written before
+// the notification reached the listener; a ring buffer reader that lags
+// the sockets, woken late or starved of CPU, would otherwise see the
+// change settled as the kernel's own, with no actor. Past maxRingLag it
+// settles anyway.
+func (j *Joiner) WaitForRing() { j.ringGate = true }
+
+// RingReadAt says every ring buffer record written before at (monotonic
+// ns) has been handed to the joiner.
+func (j *Joiner) RingReadAt(at int64) { j.ringReadAt = max(j.ringReadAt, at) }
+
+// OrphansDue reports whether a notification's wait for its request ended
+// by now: the caller then has the ring buffer read (see WaitForRing).
+func (j *Joiner) OrphansDue(now int64) bool {
+	return len(j.orphans) > 0 && j.orphans[0].deadline <= now && j.ringReadAt < j.orphans[0].deadline
+}
+
 // Expire reports orphans whose request never came and drops stale
 // requests. With force, everything still waiting is settled now.
 func (j *Joiner) Expire(now int64, force bool) {
 	j.startDumps(now)
 	j.expireOrigins(now)
 	j.expireParked(now, force, 0)
+	settleBy := now
+	if j.ringGate {
+		settleBy = min(now, max(j.ringReadAt, now-maxRingLagNs))
+	}
 	n := 0
-	for n < len(j.orphans) && (force || j.orphans[n].deadline <= now) {
+	for n < len(j.orphans) && (force || j.orphans[n].deadline <= settleBy) {
 		o := &j.orphans[n]
 		if !o.done {
 			// A later notification with the same key may own the index.

@@ -122,3 +122,47 @@ func TestOriginHashBounds(t *testing.T) {
 		t.Errorf("hash of one word %#x, want %#x", got, want)
 	}
 }
+
+// The ring buffer reader lags the sockets (woken late, or starved of CPU):
+// the ORIGIN record of `ifconfig v0 down`'s notification is read after
+// the notification's wait ended. With WaitForRing the orphan waits until
+// the ring buffer has been read past its deadline, and is the ioctl's;
+// before, it was settled at its deadline as the kernel's own (vmtest's
+// TestRemovalsWithoutRequest/link_set_down_by_ioctl failed so on 7.2).
+func TestJoinOrphanWaitsForRing(t *testing.T) {
+	jd := newJoined()
+	jd.j.WaitForRing()
+	n := notification(0, 0, event.OpDelete, "198.51.100.0/24")
+	jd.j.notification(&n, 0xabcd, 0)
+	deadline := orphanWaitNs
+	if !jd.j.OrphansDue(deadline) {
+		t.Fatal("the orphan is not due at its deadline")
+	}
+	jd.j.Expire(deadline+1, false) // the ring was not read past the deadline yet
+	if len(jd.out) != 0 {
+		t.Fatalf("settled before the ring buffer was read: %+v", jd.out[0])
+	}
+	o := event.Event{Netns: 7, Actor: ifconfigActor()}
+	jd.j.Origin(&o, 0xabcd, deadline+2) // the lagging reader's record
+	jd.j.RingReadAt(deadline + 2)
+	if jd.j.OrphansDue(deadline + 3) {
+		t.Error("still due once the ring buffer was read past the deadline")
+	}
+	jd.j.Expire(deadline+3, false)
+	if len(jd.out) != 1 || jd.out[0].Origin != event.OriginIoctl || jd.out[0].Actor.Tgid != 400 {
+		t.Fatalf("got %+v; want the removal by ifconfig's ioctl", jd.out)
+	}
+
+	// A reader that never catches up holds an orphan back maxRingLag at most.
+	jd = newJoined()
+	jd.j.WaitForRing()
+	jd.j.notification(&n, 0x1234, 0)
+	jd.j.Expire(deadline+maxRingLagNs-1, false)
+	if len(jd.out) != 0 {
+		t.Fatal("settled before maxRingLag with the ring unread")
+	}
+	jd.j.Expire(deadline+maxRingLagNs, false)
+	if len(jd.out) != 1 || !jd.out[0].Actor.Kernel {
+		t.Fatalf("got %+v; want the kernel's removal once maxRingLag passed", jd.out)
+	}
+}

@@ -521,6 +521,7 @@ func (t *Tracer) Run(ctx context.Context, emit func(*event.Event)) error {
 			t.names[nameKey{netns, ifindex}] = name
 		})
 		j.ListenedBy(t.listeners.Has)
+		j.WaitForRing()
 		if !t.opts.TraceSelf {
 			j.IgnoreOwn(rtnl.Own)
 		}
@@ -566,6 +567,9 @@ func (t *Tracer) Run(ctx context.Context, emit func(*event.Event)) error {
 	// have both been read up to the moment ctx ended.
 	var ringSynced, listenersSynced, finalDumps bool
 	var stopFlush uint64 // the flush asked for at the stop
+	// The flush asked for orphans past their deadline, and when.
+	var orphanFlush uint64
+	var orphanFlushAt int64
 	var lastWake time.Time
 	for recs != nil || notes != nil {
 		if j != nil && ringSynced && listenersSynced && !finalDumps {
@@ -618,6 +622,13 @@ func (t *Tracer) Run(ctx context.Context, emit func(*event.Event)) error {
 				if stopFlush != 0 && r.Seq >= uint32(stopFlush) {
 					ringSynced = true
 				}
+				if orphanFlush != 0 && r.Seq >= uint32(orphanFlush) {
+					// Read up to when it was asked: the orphans due
+					// then are settled now, with their records read.
+					orphanFlush = 0
+					j.RingReadAt(orphanFlushAt)
+					j.Expire(monoNow(), false)
+				}
 				if t.flushed != nil {
 					t.flushed(r.Seq)
 				}
@@ -655,6 +666,11 @@ func (t *Tracer) Run(ctx context.Context, emit func(*event.Event)) error {
 		case <-tick.C:
 			next := busyTick
 			if j != nil {
+				if now := monoNow(); orphanFlush == 0 && j.OrphansDue(now) {
+					// Orphans wait for the ring buffer to be read past
+					// their deadline (Joiner.WaitForRing): ask for it.
+					orphanFlush, orphanFlushAt = t.wakeRing(), now
+				}
 				j.Expire(monoNow(), false)
 				if j.Idle() {
 					next, tickIdle = idleTick, true
