@@ -20,7 +20,7 @@ help:
 	@echo "make install        build routetrace and install it to $(PREFIX)/bin (no clang needed)"
 	@echo "make release        static binaries for amd64 and arm64 with SHA256SUMS, into dist/"
 	@echo "make trace          build and run 'routetrace trace' (as root)"
-	@echo "make test           every test: stale-object check, vet, host tests, vmtest, the networkd incident"
+	@echo "make test           every test: stale-object check, then host tests (vet, Go tests, fuzzing) beside vmtest, the enforcer and the networkd incident"
 	@echo "make test-host      unit and host end-to-end tests only"
 	@echo "make vmtest         the privileged tests inside VMs, every kernel in vmtest/kernels.txt, every tier"
 	@echo "make vmtest-enforce the BPF LSM enforcer's tests inside VMs, once per kernel"
