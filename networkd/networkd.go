@@ -82,10 +82,10 @@ func Inspect(o Options) *Report {
 	if o.Version == nil {
 		o.Version = networkctlVersion
 	}
-	if o.Procs == nil {
-		o.Procs = func() ([]Process, error) { return processes(filepath.Join(rootOf(o.Root), "proc")) }
-	}
 	root := rootOf(o.Root)
+	if o.Procs == nil {
+		o.Procs = func() ([]Process, error) { return processes(filepath.Join(root, "proc")) }
+	}
 	r := &Report{
 		Routes: Setting{Name: "ManageForeignRoutes", On: true, Since: RoutesSince},
 		Rules:  Setting{Name: "ManageForeignRoutingPolicyRules", On: true, Since: RulesSince},

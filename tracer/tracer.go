@@ -666,12 +666,13 @@ func (t *Tracer) Run(ctx context.Context, emit func(*event.Event)) error {
 		case <-tick.C:
 			next := busyTick
 			if j != nil {
-				if now := monoNow(); orphanFlush == 0 && j.OrphansDue(now) {
+				now := monoNow()
+				if orphanFlush == 0 && j.OrphansDue(now) {
 					// Orphans wait for the ring buffer to be read past
 					// their deadline (Joiner.WaitForRing): ask for it.
 					orphanFlush, orphanFlushAt = t.wakeRing(), now
 				}
-				j.Expire(monoNow(), false)
+				j.Expire(now, false)
 				if j.Idle() {
 					next, tickIdle = idleTick, true
 				}
@@ -719,31 +720,29 @@ func (t *Tracer) handleRecord(r *record, ev *event.Event, j *tier3.Joiner, out f
 			ev.Count = r.Count - r.Reserved
 		}
 		out(ev)
-	case kindRequest, kindAck:
-		if t.stopAt != 0 && int64(r.TsNs) > t.stopAt {
-			// Made after the stop: outside the trace. Its notification
-			// may come after the sockets were read to their end, and
-			// the request would wait in vain (counted unconfirmed). A
-			// record written before the stop is safe: the socket capture
-			// writes it when the kernel frees the request, after the
-			// notification was queued, and the sockets are read to their
-			// end drainWait after the stop.
-			return
-		}
-		if r.Kind == kindAck {
-			if j != nil {
-				j.Ack(ev, r.Flags, r.NlmsgType, r.NlmsgFlags, monoNow())
-			}
-			return
-		}
-		if j != nil {
+	case kindRequest:
+		if j != nil && !t.afterStop(r) {
 			j.Request(ev, r.Flags, monoNow())
+		}
+	case kindAck:
+		if j != nil && !t.afterStop(r) {
+			j.Ack(ev, r.Flags, r.NlmsgType, r.NlmsgFlags, monoNow())
 		}
 	case kindOrigin:
 		if j != nil {
 			j.Origin(ev, r.Count, monoNow())
 		}
 	}
+}
+
+// afterStop reports a request or ack made after Run's ctx ended: outside
+// the trace. Its notification may come after the sockets were read to
+// their end, and the request would wait in vain (counted unconfirmed). A
+// record written before the stop is safe: the socket capture writes it
+// when the kernel frees the request, after the notification was queued,
+// and the sockets are read to their end drainWait after the stop.
+func (t *Tracer) afterStop(r *record) bool {
+	return t.stopAt != 0 && int64(r.TsNs) > t.stopAt
 }
 
 // ringPoll is how often the ring buffer is read when the kernel does not

@@ -15,7 +15,6 @@ import (
 	"github.com/routetrace/routetrace/enrich"
 	"github.com/routetrace/routetrace/event"
 	"github.com/routetrace/routetrace/internal/bpffeat"
-	"github.com/routetrace/routetrace/networkd"
 	"github.com/routetrace/routetrace/tracer"
 )
 
@@ -41,8 +40,7 @@ func probeCommand() *cli.Command {
 			switch c.String("only") {
 			case "":
 			case "networkd":
-				links, linksErr := cniLinks()
-				printNetworkdReport(c.App.Writer, networkd.Inspect(networkd.Options{}), links, linksErr)
+				printNetworkdCheck(c.App.Writer)
 				return nil
 			default:
 				return cli.Exit(fmt.Sprintf("--only %q: the one section printed alone is networkd", c.String("only")), 2)
@@ -67,8 +65,7 @@ func probeCommand() *cli.Command {
 				NodeName: c.String("node-name"), Logger: slog.Default(),
 			}))
 			printEnforceReport(c.App.Writer, r)
-			links, linksErr := cniLinks()
-			printNetworkdReport(c.App.Writer, networkd.Inspect(networkd.Options{}), links, linksErr)
+			printNetworkdCheck(c.App.Writer)
 			if !r.CanTrace() {
 				return cli.Exit("tracing cannot run on this host (see above)", 1)
 			}

@@ -29,6 +29,13 @@ func cniLinks() ([]string, error) {
 	return out, nil
 }
 
+// printNetworkdCheck inspects this node's networkd and CNI links, and
+// prints the verdict (printNetworkdReport).
+func printNetworkdCheck(w io.Writer) {
+	links, err := cniLinks()
+	printNetworkdReport(w, networkd.Inspect(networkd.Options{}), links, err)
+}
+
 // printNetworkdReport says whether systemd-networkd here removes what it
 // did not configure when it starts (a restart, an upgrade), and the
 // drop-in that stops it.

@@ -35,14 +35,10 @@ func shortVersion() string {
 	v := version
 	if v == "" {
 		v = "devel"
-		bi, ok := debug.ReadBuildInfo()
-		if !ok {
-			bi = &debug.BuildInfo{}
-		}
-		if bi.Main.Version != "" && bi.Main.Version != "(devel)" {
+		if bi, ok := debug.ReadBuildInfo(); ok && bi.Main.Version != "" && bi.Main.Version != "(devel)" {
 			v = bi.Main.Version
 		}
-		if rev, _ := commit(bi); len(rev) >= 12 {
+		if rev, _ := commit(); len(rev) >= 12 {
 			v += "+" + rev[:12]
 		}
 	}
@@ -50,11 +46,16 @@ func shortVersion() string {
 }
 
 // commit is the VCS revision the binary was built from, and whether the
-// tree had changes not committed.
-func commit(bi *debug.BuildInfo) (rev string, modified bool) {
+// tree had changes not committed: buildCommit, else Go's VCS stamp ("" if
+// neither).
+func commit() (rev string, modified bool) {
 	if buildCommit != "" {
 		rev, dirty := strings.CutSuffix(buildCommit, "-modified")
 		return rev, dirty
+	}
+	bi, ok := debug.ReadBuildInfo()
+	if !ok {
+		return "", false
 	}
 	for _, s := range bi.Settings {
 		switch s.Key {
@@ -92,13 +93,9 @@ func versionCommand() *cli.Command {
 		Action: func(c *cli.Context) error {
 			w := c.App.Writer
 			fmt.Fprintln(w, versionString())
-			rev, modified := "unknown (built outside a git checkout, or with -buildvcs=false and no -X main.buildCommit)", false
-			bi, _ := debug.ReadBuildInfo()
-			if bi == nil {
-				bi = &debug.BuildInfo{}
-			}
-			if r, m := commit(bi); r != "" {
-				rev, modified = r, m
+			rev, modified := commit()
+			if rev == "" {
+				rev, modified = "unknown (built outside a git checkout, or with -buildvcs=false and no -X main.buildCommit)", false
 			}
 			if modified {
 				rev += " (modified)"
