@@ -17,6 +17,7 @@ import (
 	"github.com/routetrace/routetrace/enrich"
 	"github.com/routetrace/routetrace/event"
 	"github.com/routetrace/routetrace/exporter"
+	"github.com/routetrace/routetrace/internal/sdnotify"
 	"github.com/routetrace/routetrace/policy"
 	"github.com/routetrace/routetrace/tracer"
 )
@@ -219,8 +220,10 @@ func runTraceWith(c *cli.Context, judge *judgeStage) error {
 			return fmt.Errorf("writing --ready-file: %w", err)
 		}
 	}
+	notifySystemd("READY=1\nSTATUS=" + readyStatus(t))
 
 	err = t.Run(ctx, emit)
+	notifySystemd("STOPPING=1\nSTATUS=stopping: sending what the journal holds")
 	if stage != nil {
 		stage.Close() // the events held for a pod listing
 	}
@@ -272,6 +275,25 @@ func (e lostError) Error() string {
 }
 
 func (e lostError) ExitCode() int { return exitLost }
+
+// notifySystemd tells systemd (Type=notify, routetrace.service) how the
+// run is doing; outside systemd it does nothing. A failure is logged, not
+// fatal: systemd then times the start out and says so itself.
+func notifySystemd(state string) {
+	if _, err := sdnotify.Notify(state); err != nil {
+		slog.Warn("systemd notification failed", "err", err)
+	}
+}
+
+// readyStatus is the one line `systemctl status routetrace` shows.
+func readyStatus(t *tracer.Tracer) string {
+	counts := map[event.Attach]int{}
+	for _, h := range t.Hooks() {
+		counts[h.Tier]++
+	}
+	return fmt.Sprintf("tracing: %d fentry, %d kprobe hooks; tier 3 %v, capture %s",
+		counts[event.AttachFentry], counts[event.AttachKprobe], t.Tier3(), t.Capture())
+}
 
 func logTiers(t *tracer.Tracer) {
 	counts := map[event.Attach]int{}

@@ -50,6 +50,12 @@ func runWhy(c *cli.Context) error {
 	if err != nil {
 		return err
 	}
+	// --help after the address (routetrace why 10.244.1.7 --help): the
+	// help, as before it, not an answer.
+	if c.Bool("help") {
+		cli.HelpPrinter(c.App.Writer, cli.CommandHelpTemplate, c.Command)
+		return nil
+	}
 	if len(args) != 1 {
 		return fmt.Errorf("why needs one ADDRESS or PREFIX (like 10.244.1.7 or 10.244.1.0/24), got %d arguments; see routetrace why --help", len(args))
 	}

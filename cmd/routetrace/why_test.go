@@ -104,3 +104,15 @@ func TestWhyFlagsAfterAddress(t *testing.T) {
 		}
 	}
 }
+
+// TestWhyHelpAfterAddress: `why ADDRESS --help` prints the help, as `why
+// --help` does, instead of answering (it read the journal before).
+func TestWhyHelpAfterAddress(t *testing.T) {
+	tiertest.TierIndependent(t)
+	for _, args := range [][]string{{"10.244.1.7", "--help"}, {"10.244.1.7", "-h"}, {"--help"}} {
+		out, stderr, err := why(append(args, "--state-dir", t.TempDir())...)
+		if err != nil || !strings.HasPrefix(out, "NAME:\n   routetrace why - ") {
+			t.Errorf("why %s: %v, stdout %q, stderr %q; want the help", strings.Join(args, " "), err, out, stderr)
+		}
+	}
+}

@@ -47,6 +47,8 @@ var scenarios = []scenario{
 	{"enforce-audit", true, restartNetworkd, modeAudit},
 	{"enforce-block", true, restartNetworkd, modeBlock},
 	{"enforce-repair", true, restartNetworkd, modeRepair},
+	// routetrace run by its systemd unit (service.go)
+	{serviceScenario, true, restartNetworkd, ""},
 }
 
 func allScenarioNames() []string {
@@ -148,6 +150,9 @@ func (g *guest) prepare() error {
 
 // run makes one scenario on one tier and checks routetrace's report.
 func (g *guest) run(tier string, sc scenario) *verdict {
+	if sc.name == serviceScenario {
+		return g.runService(tier, sc)
+	}
 	v := &verdict{}
 	var phase phases
 	phase.mark("")
