@@ -379,7 +379,11 @@ func forEachKernel(ctx context.Context, slots guestSlots, labels []string, paral
 				return // ctx ended: the caller reports the kernel as not run
 			}
 			defer slot.Close()
+			start := time.Now()
 			fn(i)
+			if ctx.Err() == nil {
+				slots.record(labels[i], time.Since(start))
+			}
 		}()
 	}
 	wg.Wait()

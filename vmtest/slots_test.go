@@ -34,3 +34,52 @@ func TestGuestSlots(t *testing.T) {
 	}
 	c.Close()
 }
+
+// TestGuestSlotsLongestFirst: with one slot taken and two guests waiting,
+// the freed slot goes to the one that ran longest last time, whichever
+// asked first; a guest never timed counts as the longest.
+func TestGuestSlotsLongestFirst(t *testing.T) {
+	dir := t.TempDir()
+	s := guestSlots{dir: dir, n: 1, job: "tests"}
+	s.record("short", 10*time.Second)
+	s.record("long", 5*time.Minute)
+	if got := s.expected("long"); got != 5*time.Minute {
+		t.Fatalf("expected(long) = %v, want 5m (durations.json not read back)", got)
+	}
+	if got := s.expected("new"); got != unknownDuration {
+		t.Fatalf("expected(new) = %v, want unknownDuration", got)
+	}
+	ctx := context.Background()
+	for _, pair := range [][2]string{{"short", "long"}, {"long", "short"}, {"long", "new"}} {
+		held, err := s.acquire(ctx, "holder")
+		if err != nil {
+			t.Fatal(err)
+		}
+		order := make(chan string, 2)
+		for i, who := range pair {
+			go func() {
+				f, err := s.acquire(ctx, who)
+				if err != nil {
+					order <- "error: " + err.Error()
+					return
+				}
+				order <- who
+				time.Sleep(200 * time.Millisecond)
+				f.Close()
+			}()
+			if i == 0 {
+				time.Sleep(300 * time.Millisecond) // pair[0] asks first
+			}
+		}
+		time.Sleep(1500 * time.Millisecond) // both waiting, announced
+		held.Close()
+		first, second := <-order, <-order
+		want := "long"
+		if pair[1] == "new" {
+			want = "new"
+		}
+		if first != want {
+			t.Errorf("waiting %v: the slot went to %s first, then %s; want %s first", pair, first, second, want)
+		}
+	}
+}
