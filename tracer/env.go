@@ -61,6 +61,15 @@ func MissingCaps() []string {
 	return missing
 }
 
+// CanEnterNetns reports whether this process holds CAP_SYS_ADMIN, which
+// setns(2) needs: tier 3 and enrichment open each network namespace's
+// rtnetlink listener from inside it, so without it only routetrace's own
+// namespace is heard.
+func CanEnterNetns() bool {
+	caps, err := effectiveCaps()
+	return err == nil && caps&(1<<capSysAdmin) != 0
+}
+
 func checkPrivileges() error {
 	missing := MissingCaps()
 	if len(missing) == 0 {

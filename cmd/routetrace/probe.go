@@ -95,6 +95,8 @@ func printReport(w io.Writer, r *tracer.Report) {
 	}
 	if len(r.MissingCaps) > 0 {
 		fmt.Fprintf(w, "privileges  MISSING %s (run as root)\n", strings.Join(r.MissingCaps, ", "))
+	} else if !tracer.CanEnterNetns() {
+		fmt.Fprintf(w, "privileges  ok for this network namespace; other namespaces (pods) also need CAP_SYS_ADMIN: their listeners are opened from inside them (setns)\n")
 	} else {
 		fmt.Fprintf(w, "privileges  ok\n")
 	}
