@@ -252,30 +252,50 @@ func TestGuideCommandsParse(t *testing.T) {
 }
 
 // routetraceCommands finds the routetrace invocations in a block's lines
-// (joined at trailing backslashes): the words after "routetrace" up to a
-// pipe, redirect, ';', '&' or comment, quotes removed. Words with shell
-// expansions keep them: they are flag values, which --help does not read.
+// (joined at trailing backslashes): the word routetrace where a command
+// starts (first, or after sudo, VAR=value, --, &&, ||, ;, | or ( ), and
+// the words after it up to a pipe, redirect, ';', '&' or comment, quotes
+// removed; not "kubectl -n routetrace" or "install ... routetrace DEST".
+// Words with shell expansions keep them: they are flag values, which
+// --help does not read.
 func routetraceCommands(lines []string) [][]string {
 	var out [][]string
 	joined := strings.ReplaceAll(strings.Join(lines, "\n"), "\\\n", " ")
 	for _, l := range strings.Split(joined, "\n") {
-		words := strings.Fields(l)
-		i := slices.Index(words, "routetrace")
-		if i < 0 || strings.HasPrefix(strings.TrimSpace(l), "#") {
+		if strings.HasPrefix(strings.TrimSpace(l), "#") {
 			continue
 		}
-		var cmd []string
-		for _, w := range words[i+1:] {
-			if strings.ContainsAny(w[:1], "|>&;#<") || strings.HasPrefix(w, "2>") {
-				break
+		words := strings.Fields(l)
+		for i, w := range words {
+			if w != "routetrace" || !commandStart(words[:i]) {
+				continue
 			}
-			cmd = append(cmd, strings.Trim(w, `'"`))
-		}
-		if len(cmd) > 0 {
-			out = append(out, cmd)
+			var cmd []string
+			for _, w := range words[i+1:] {
+				if strings.ContainsAny(w[:1], "|>&;#<") || strings.HasPrefix(w, "2>") {
+					break
+				}
+				cmd = append(cmd, strings.Trim(w, `'"`))
+			}
+			if len(cmd) > 0 {
+				out = append(out, cmd)
+			}
 		}
 	}
 	return out
+}
+
+// commandStart reports whether the word after before starts a command.
+func commandStart(before []string) bool {
+	if len(before) == 0 {
+		return true
+	}
+	prev := before[len(before)-1]
+	switch prev {
+	case "sudo", "--", "&&", "||", ";", "|", "(", "then", "do", "exec":
+		return true
+	}
+	return strings.Contains(prev, "=") && !strings.HasPrefix(prev, "-") && commandStart(before[:len(before)-1])
 }
 
 func TestRoutetraceCommands(t *testing.T) {
@@ -286,11 +306,15 @@ func TestRoutetraceCommands(t *testing.T) {
 		"# routetrace not this",
 		"ip route show",
 		"OTEL_X=1 routetrace why '10.244.1.5'",
+		"kubectl -n routetrace rollout status daemonset/routetrace",
+		"sudo install -m 0755 routetrace /usr/local/bin/routetrace",
+		"kubectl -n routetrace exec ds/routetrace -- routetrace history --since 1h",
 	})
 	want := [][]string{
 		{"trace", "--netns", "demo", "--output", "json"},
 		{"history", "--op", "delete", "--dst", "10.244.0.0/16"},
 		{"why", "10.244.1.5"},
+		{"history", "--since", "1h"},
 	}
 	if fmt.Sprint(got) != fmt.Sprint(want) {
 		t.Fatalf("routetraceCommands = %q, want %q", got, want)
