@@ -12,7 +12,8 @@ LDFLAGS  := -X main.version=$(VERSION) -X main.buildCommit=$(COMMIT)
 # Debian packages the build, the tests and vmtest need.
 APT_PKGS := clang-19 llvm-19 libbpf-dev bpftool iproute2 net-tools \
             qemu-system-x86 qemu-system-arm busybox-static xz-utils git ca-certificates \
-            debootstrap e2fsprogs containerd runc containernetworking-plugins
+            debootstrap e2fsprogs containerd runc containernetworking-plugins \
+            buildah podman
 
 .PHONY: help build install release trace generate check-generate vmlinux deps jaeger otelcol otelcol-sources check-otelcol test test-host test-host-in-slot vmtest vmbench vmtest-enforce vm incident kernel-table bench fuzz clean
 
@@ -21,7 +22,7 @@ help:
 	@echo "make release        static binaries for amd64 and arm64 with SHA256SUMS, into dist/"
 	@echo "make trace          build and run 'routetrace trace' (as root)"
 	@echo "make test           every test: stale-object check, then host tests (vet, Go tests, fuzzing) beside vmtest, the enforcer and the networkd incident"
-	@echo "make test-host      unit and host end-to-end tests only"
+	@echo "make test-host      unit and host end-to-end tests only (make test also runs make image-test beside them)"
 	@echo "make vmtest         the privileged tests inside VMs, every kernel in vmtest/kernels.txt, every tier"
 	@echo "make vmtest-enforce the BPF LSM enforcer's tests inside VMs, once per kernel"
 	@echo "make vm             vmtest, vmtest-enforce and incident side by side, sharing the cores"
@@ -33,6 +34,9 @@ help:
 	@echo "make jaeger         build the Jaeger the OTLP export tests run, into $(CACHE)/bin (once)"
 	@echo "make otelcol        build the OpenTelemetry Collector the Collector test runs (tools/otelcol), into $(CACHE)/bin (once)"
 	@echo "make deps           install the Debian packages the above need"
+	@echo "make image          build the container image routetrace:<version> (buildah; IMAGE_BUILDER, GO_IMAGE to change)"
+	@echo "make image-base     assemble the image's build-stage base from debootstrap and the host's Go, no pulls"
+	@echo "make image-test     build the image from image-base, then run probe, version and trace in it"
 
 build:
 	$(GO) build -ldflags "$(LDFLAGS)" -o bin/routetrace ./cmd/routetrace
@@ -147,7 +151,7 @@ GUEST_SLOTS := $(CACHE)/vmtest/slots
 # The last slot (slot-<cores-1>): on one core, the guests wait for them.
 test-host-in-slot:
 	mkdir -p $(GUEST_SLOTS)
-	flock $(GUEST_SLOTS)/slot-$$(($$(nproc) - 1)).lock $(MAKE) test-host
+	flock $(GUEST_SLOTS)/slot-$$(($$(nproc) - 1)).lock $(MAKE) test-host image-test
 
 # The three VM runs side by side: each boots its kernels as soon as one of
 # the machine's guest slots (one per core, shared by every vmtest process)
@@ -278,3 +282,51 @@ bench: build
 
 clean:
 	rm -rf bin
+
+# The container image (Dockerfile). buildah by default, as root, with the
+# vfs store and chroot isolation: they need neither overlay mounts nor an
+# OCI runtime, so they work in a container or VM sandbox too (overlay,
+# where it works: IMAGE_STORAGE="--storage-driver overlay", the same for
+# every command, as buildah and podman share the store). For Docker:
+# IMAGE_BUILDER=docker IMAGE_STORAGE= IMAGE_BUILD_FLAGS=.
+# GO_IMAGE is the build stage's base: the public Go image, or, where no
+# registry can be reached, the local one image-base assembles.
+IMAGE             ?= routetrace:$(VERSION)
+IMAGE_BUILDER     ?= buildah
+IMAGE_STORAGE     ?= --storage-driver vfs
+IMAGE_BUILD_FLAGS ?= --isolation chroot --network host --layers=false
+GO_IMAGE_PUBLIC   := docker.io/library/golang:1.26-bookworm
+GO_IMAGE          ?= $(GO_IMAGE_PUBLIC)
+# The local base's tag names its Go and its Debian; bump the last number
+# when .ci/image-base changes what goes in.
+IMAGE_BASE         = localhost/routetrace-build-base:$(shell $(GO) env GOVERSION)-bookworm-1
+# runc, not Debian 12's crun: crun refuses hosts with cgroups in hybrid mode
+# ("cgroups in hybrid mode not supported").
+IMAGE_RUNTIME     ?= podman $(IMAGE_STORAGE) --runtime runc
+
+.PHONY: image image-base image-test
+
+image:
+	@set -e; pull_hint="make image: cannot pull $(GO_IMAGE). Build from a Go 1.26 image you have: make image GO_IMAGE=<image>, or from one assembled here without pulling: make image-base && make image GO_IMAGE=$(IMAGE_BASE)"; \
+	if [ "$(GO_IMAGE)" = "$(GO_IMAGE_PUBLIC)" ] && [ "$(notdir $(firstword $(IMAGE_BUILDER)))" = buildah ]; then \
+		$(IMAGE_BUILDER) $(IMAGE_STORAGE) pull --quiet --retry 1 $(GO_IMAGE) >/dev/null || { echo "$$pull_hint" >&2; exit 1; }; \
+	fi; \
+	goproxy=$$($(GO) env GOPROXY 2>/dev/null || true); \
+	set -x; $(IMAGE_BUILDER) $(IMAGE_STORAGE) build $(IMAGE_BUILD_FLAGS) \
+		--build-arg GO_IMAGE=$(GO_IMAGE) --build-arg VERSION=$(VERSION) --build-arg COMMIT=$(COMMIT) \
+		--build-arg GOPROXY=$$goproxy -t $(IMAGE) . || { \
+		set +x; [ "$(GO_IMAGE)" != "$(GO_IMAGE_PUBLIC)" ] || echo "if it failed pulling: $$pull_hint" >&2; exit 1; }
+
+# Cached: the debootstrap tree in $(CACHE)/image, the image in the store,
+# each built only when missing (a new Go makes a new tag).
+image-base:
+	BUILDAH="buildah $(IMAGE_STORAGE)" CACHE=$(CACHE) GOROOT=$$($(GO) env GOROOT) .ci/image-base $(IMAGE_BASE)
+
+# The image built from the local base, then internal/imagetest runs it:
+# metadata, version, probe (root and non-root) and a trace that must
+# report a route added and deleted in a test namespace.
+image-test: deps image-base
+	$(MAKE) image GO_IMAGE=$(IMAGE_BASE)
+	ROUTETRACE_IMAGE=$(IMAGE) ROUTETRACE_IMAGE_RUNTIME="$(IMAGE_RUNTIME)" \
+		ROUTETRACE_IMAGE_VERSION=$(VERSION) ROUTETRACE_IMAGE_COMMIT=$(COMMIT) \
+		$(GO) test -count=1 -v ./internal/imagetest
