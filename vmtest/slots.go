@@ -37,6 +37,9 @@ type guestSlots struct {
 	// job names the run (e.g. incident-summary): durations are recorded
 	// per job and guest. "": not recorded, no priority.
 	job string
+	// first puts this guest before every other, timed or not: one that
+	// other runs wait for (the arm64 root file system's second stage).
+	first bool
 }
 
 // unknownDuration is the expected duration of a guest never timed.
@@ -152,6 +155,9 @@ func (s guestSlots) durationsFile() string { return filepath.Join(s.dir, "durati
 
 // expected is who's duration in the last run of this job.
 func (s guestSlots) expected(who string) time.Duration {
+	if s.first {
+		return 2 * unknownDuration
+	}
 	if s.job == "" {
 		return 0
 	}

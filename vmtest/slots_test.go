@@ -37,7 +37,8 @@ func TestGuestSlots(t *testing.T) {
 
 // TestGuestSlotsLongestFirst: with one slot taken and two guests waiting,
 // the freed slot goes to the one that ran longest last time, whichever
-// asked first; a guest never timed counts as the longest.
+// asked first; a guest never timed counts as the longest, and one marked
+// first (the second stage) goes before even that.
 func TestGuestSlotsLongestFirst(t *testing.T) {
 	dir := t.TempDir()
 	s := guestSlots{dir: dir, n: 1, job: "tests"}
@@ -50,7 +51,9 @@ func TestGuestSlotsLongestFirst(t *testing.T) {
 		t.Fatalf("expected(new) = %v, want unknownDuration", got)
 	}
 	ctx := context.Background()
-	for _, pair := range [][2]string{{"short", "long"}, {"long", "short"}, {"long", "new"}} {
+	gate := s
+	gate.first = true
+	for _, pair := range [][2]string{{"short", "long"}, {"long", "short"}, {"long", "new"}, {"new", "gate"}} {
 		held, err := s.acquire(ctx, "holder")
 		if err != nil {
 			t.Fatal(err)
@@ -58,7 +61,11 @@ func TestGuestSlotsLongestFirst(t *testing.T) {
 		order := make(chan string, 2)
 		for i, who := range pair {
 			go func() {
-				f, err := s.acquire(ctx, who)
+				slots := s
+				if who == "gate" {
+					slots = gate
+				}
+				f, err := slots.acquire(ctx, who)
 				if err != nil {
 					order <- "error: " + err.Error()
 					return
@@ -75,8 +82,9 @@ func TestGuestSlotsLongestFirst(t *testing.T) {
 		held.Close()
 		first, second := <-order, <-order
 		want := "long"
-		if pair[1] == "new" {
-			want = "new"
+		switch pair[1] {
+		case "new", "gate":
+			want = pair[1]
 		}
 		if first != want {
 			t.Errorf("waiting %v: the slot went to %s first, then %s; want %s first", pair, first, second, want)
