@@ -306,16 +306,23 @@ IMAGE_RUNTIME     ?= podman $(IMAGE_STORAGE) --runtime runc
 
 .PHONY: image image-base image-test
 
+# A rebuild removes the image the tag named before, now untagged (60 MB a
+# build): rmi refuses it while another tag or a container still uses it.
 image:
 	@set -e; pull_hint="make image: cannot pull $(GO_IMAGE). Build from a Go 1.26 image you have: make image GO_IMAGE=<image>, or from one assembled here without pulling: make image-base && make image GO_IMAGE=$(IMAGE_BASE)"; \
 	if [ "$(GO_IMAGE)" = "$(GO_IMAGE_PUBLIC)" ] && [ "$(notdir $(firstword $(IMAGE_BUILDER)))" = buildah ]; then \
 		$(IMAGE_BUILDER) $(IMAGE_STORAGE) pull --quiet --retry 1 $(GO_IMAGE) >/dev/null || { echo "$$pull_hint" >&2; exit 1; }; \
 	fi; \
 	goproxy=$$($(GO) env GOPROXY 2>/dev/null || true); \
+	old=$$($(IMAGE_BUILDER) $(IMAGE_STORAGE) images -q --no-trunc $(IMAGE) 2>/dev/null || true); \
 	set -x; $(IMAGE_BUILDER) $(IMAGE_STORAGE) build $(IMAGE_BUILD_FLAGS) \
 		--build-arg GO_IMAGE=$(GO_IMAGE) --build-arg VERSION=$(VERSION) --build-arg COMMIT=$(COMMIT) \
 		--build-arg GOPROXY=$$goproxy -t $(IMAGE) . || { \
-		set +x; [ "$(GO_IMAGE)" != "$(GO_IMAGE_PUBLIC)" ] || echo "if it failed pulling: $$pull_hint" >&2; exit 1; }
+		set +x; [ "$(GO_IMAGE)" != "$(GO_IMAGE_PUBLIC)" ] || echo "if it failed pulling: $$pull_hint" >&2; exit 1; }; \
+	set +x; \
+	if [ -n "$$old" ] && [ "$$old" != "$$($(IMAGE_BUILDER) $(IMAGE_STORAGE) images -q --no-trunc $(IMAGE))" ]; then \
+		$(IMAGE_BUILDER) $(IMAGE_STORAGE) rmi $$old >/dev/null 2>&1 || true; \
+	fi
 
 # Cached: the debootstrap tree in $(CACHE)/image, the image in the store,
 # each built only when missing (a new Go makes a new tag).
