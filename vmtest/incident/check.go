@@ -176,6 +176,16 @@ func (v *verdict) missing() (median, worst uint64) {
 	return m[len(m)/2], m[len(m)-1]
 }
 
+// log prints the notes and failures to the console log.
+func (v *verdict) log() {
+	for _, n := range v.notes {
+		fmt.Printf("INCIDENT-LOG   note: %s\n", n)
+	}
+	for _, f := range v.failures {
+		fmt.Printf("INCIDENT-LOG   FAIL: %s\n", f)
+	}
+}
+
 func (v *verdict) failf(format string, args ...any) {
 	v.failures = append(v.failures, fmt.Sprintf(format, args...))
 }

@@ -156,23 +156,10 @@ func (g *guest) run(tier string, sc scenario) *verdict {
 	v := &verdict{}
 	var phase phases
 	phase.mark("")
-	dir := filepath.Join(g.work, tier+"-"+sc.name)
-	os.RemoveAll(dir)
-	if err := os.MkdirAll(dir, 0o755); err != nil {
-		v.failf("creating %s: %v", dir, err)
+	dir, ok := g.prepareScenario(v, tier, sc)
+	if !ok {
 		return v
 	}
-	if err := g.reset(sc); err != nil {
-		v.failf("resetting: %v", err)
-		return v
-	}
-	for _, args := range cniState {
-		if out, err := exec.Command("ip", args...).CombinedOutput(); err != nil {
-			v.failf("installing CNI state: ip %s: %v: %s", strings.Join(args, " "), err, out)
-			return v
-		}
-	}
-	g.checkProbe(v, sc)
 	var pol *enforcePolicyFile
 	if sc.enforce != "" {
 		var err error
@@ -290,12 +277,7 @@ func (g *guest) run(tier string, sc scenario) *verdict {
 			fmt.Printf("INCIDENT-LOG   removed: %s %s\n", k, before.objects()[k])
 		}
 	}
-	for _, n := range v.notes {
-		fmt.Printf("INCIDENT-LOG   note: %s\n", n)
-	}
-	for _, f := range v.failures {
-		fmt.Printf("INCIDENT-LOG   FAIL: %s\n", f)
-	}
+	v.log()
 	// The evidence, pass or fail: every removal routetrace reported and
 	// every verdict it gave.
 	for _, ev := range evs {
@@ -308,6 +290,31 @@ func (g *guest) run(tier string, sc scenario) *verdict {
 		logBlock(fmt.Sprintf("%s %s: routetrace why %s (what an SRE sees)", tier, sc.name, arg), whyText)
 	}
 	return v
+}
+
+// prepareScenario gives the scenario a fresh directory under the work
+// directory, resets networkd to the scenario's settings, installs the CNI
+// state and checks probe's verdict on it; ok is false when the scenario
+// cannot go on (v says why).
+func (g *guest) prepareScenario(v *verdict, tier string, sc scenario) (dir string, ok bool) {
+	dir = filepath.Join(g.work, tier+"-"+sc.name)
+	os.RemoveAll(dir)
+	if err := os.MkdirAll(dir, 0o755); err != nil {
+		v.failf("creating %s: %v", dir, err)
+		return "", false
+	}
+	if err := g.reset(sc); err != nil {
+		v.failf("resetting: %v", err)
+		return "", false
+	}
+	for _, args := range cniState {
+		if out, err := exec.Command("ip", args...).CombinedOutput(); err != nil {
+			v.failf("installing CNI state: ip %s: %v: %s", strings.Join(args, " "), err, out)
+			return "", false
+		}
+	}
+	g.checkProbe(v, sc)
+	return dir, true
 }
 
 // tracerCommand is routetrace's subcommand for the scenario, with its

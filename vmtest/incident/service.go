@@ -30,23 +30,10 @@ func (g *guest) runService(tier string, sc scenario) *verdict {
 	v := &verdict{}
 	var phase phases
 	phase.mark("")
-	dir := filepath.Join(g.work, tier+"-"+sc.name)
-	os.RemoveAll(dir)
-	if err := os.MkdirAll(dir, 0o755); err != nil {
-		v.failf("creating %s: %v", dir, err)
+	dir, ok := g.prepareScenario(v, tier, sc)
+	if !ok {
 		return v
 	}
-	if err := g.reset(sc); err != nil {
-		v.failf("resetting: %v", err)
-		return v
-	}
-	for _, args := range cniState {
-		if out, err := exec.Command("ip", args...).CombinedOutput(); err != nil {
-			v.failf("installing CNI state: ip %s: %v: %s", strings.Join(args, " "), err, out)
-			return v
-		}
-	}
-	g.checkProbe(v, sc)
 	// The journal holds this run alone.
 	if err := os.RemoveAll(serviceState); err != nil {
 		v.failf("clearing %s: %v", serviceState, err)
@@ -135,12 +122,7 @@ func (g *guest) runService(tier string, sc scenario) *verdict {
 	phase.mark("routetrace stop")
 	logBlock(fmt.Sprintf("%s %s: networkd pid %d cgroup %d; %d events in history; %s", tier, sc.name, nd.pid, nd.cgroup, len(evs), phase), "")
 	logBlock("journalctl -u "+systemd.UnitName+" (last lines)", unitLog())
-	for _, n := range v.notes {
-		fmt.Printf("INCIDENT-LOG   note: %s\n", n)
-	}
-	for _, f := range v.failures {
-		fmt.Printf("INCIDENT-LOG   FAIL: %s\n", f)
-	}
+	v.log()
 	return v
 }
 
