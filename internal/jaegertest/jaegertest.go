@@ -10,19 +10,17 @@
 package jaegertest
 
 import (
-	"bytes"
 	"errors"
 	"fmt"
 	"net"
 	"net/http"
 	"os"
-	"os/exec"
 	"path/filepath"
-	"strings"
-	"sync"
 	"syscall"
 	"testing"
 	"time"
+
+	"github.com/routetrace/routetrace/internal/servicetest"
 )
 
 // Version is the Jaeger release the harness is written against; the
@@ -66,19 +64,13 @@ type Jaeger struct {
 	StartTime time.Duration
 
 	t          testing.TB
-	bin        string
 	dir        string // the test's temporary directory: config, log, storage
 	configPath string
-	logPath    string
-	healthURL  string
 	opts       Options
 	ports      ports
 	client     *http.Client
-
-	mu     sync.Mutex
-	cmd    *exec.Cmd
-	exited chan struct{} // closed when cmd has been waited for
-	starts int
+	proc       servicetest.Process
+	starts     int
 }
 
 // ports are those Jaeger listens on, all on 127.0.0.1.
@@ -117,7 +109,6 @@ func Start(t testing.TB, opts Options) *Jaeger {
 	}
 	j := &Jaeger{
 		t:    t,
-		bin:  bin,
 		dir:  t.TempDir(), // removed after the cleanup below has stopped Jaeger
 		opts: opts,
 		// No client-wide timeout: a 10k-span trace takes a while to
@@ -125,7 +116,7 @@ func Start(t testing.TB, opts Options) *Jaeger {
 		client: &http.Client{},
 	}
 	j.configPath = filepath.Join(j.dir, "config.yaml")
-	j.logPath = filepath.Join(j.dir, "jaeger.log")
+	j.proc = servicetest.Process{Name: "jaeger", Bin: bin, Dir: j.dir, LogPath: filepath.Join(j.dir, "jaeger.log"), Logf: t.Logf}
 	t.Cleanup(j.cleanup)
 
 	for attempt := 1; ; attempt++ {
@@ -141,7 +132,7 @@ func Start(t testing.TB, opts Options) *Jaeger {
 		}
 		// Ports are picked free and then closed, so another process can
 		// take one before Jaeger binds it: pick again.
-		if attempt < portAttempts && errors.Is(err, errPortTaken) {
+		if attempt < portAttempts && errors.Is(err, servicetest.ErrPortTaken) {
 			t.Logf("jaeger: a port was taken before Jaeger bound it, picking others: %v", err)
 			continue
 		}
@@ -164,10 +155,7 @@ func (j *Jaeger) storageName() string {
 // outage. It fails t when Jaeger is still running or does not come up.
 func (j *Jaeger) Restart(t testing.TB) {
 	t.Helper()
-	j.mu.Lock()
-	running := j.cmd != nil
-	j.mu.Unlock()
-	if running {
+	if j.proc.Running() {
 		t.Fatal("jaeger: Restart while Jaeger runs: call Stop or Kill first")
 	}
 	if err := j.start(); err != nil {
@@ -183,31 +171,12 @@ func (j *Jaeger) Stop() { j.stop(syscall.SIGTERM) }
 // Kill ends Jaeger with SIGKILL, as a crash or an OOM kill would.
 func (j *Jaeger) Kill() { j.stop(syscall.SIGKILL) }
 
-func (j *Jaeger) stop(sig syscall.Signal) {
-	j.mu.Lock()
-	cmd, exited := j.cmd, j.exited
-	j.cmd = nil
-	j.mu.Unlock()
-	if cmd == nil {
-		return
-	}
-	// The whole process group: Jaeger starts no children, but a group
-	// signal leaves nothing behind if a future version does.
-	syscall.Kill(-cmd.Process.Pid, sig)
-	select {
-	case <-exited:
-		return
-	case <-time.After(stopWait):
-	}
-	j.t.Logf("jaeger: pid %d still running %v after %v, killing it", cmd.Process.Pid, stopWait, sig)
-	syscall.Kill(-cmd.Process.Pid, syscall.SIGKILL)
-	<-exited
-}
+func (j *Jaeger) stop(sig syscall.Signal) { j.proc.Stop(sig, stopWait) }
 
 func (j *Jaeger) cleanup() {
 	j.Stop()
 	if j.t.Failed() {
-		j.t.Logf("%s", j.logTail(200))
+		j.t.Logf("%s", j.proc.LogTail(200))
 	}
 }
 
@@ -234,7 +203,7 @@ func (j *Jaeger) pickPorts() error {
 	j.OTLPGRPC = fmt.Sprintf("127.0.0.1:%d", j.ports.otlpGRPC)
 	j.OTLPHTTP = fmt.Sprintf("127.0.0.1:%d", j.ports.otlpHTTP)
 	j.QueryURL = fmt.Sprintf("http://127.0.0.1:%d", j.ports.queryHTTP)
-	j.healthURL = fmt.Sprintf("http://127.0.0.1:%d/status", j.ports.healthHTTP)
+	j.proc.HealthURL = fmt.Sprintf("http://127.0.0.1:%d/status", j.ports.healthHTTP)
 	return nil
 }
 
@@ -328,95 +297,14 @@ exporters:
 	return nil
 }
 
-var errPortTaken = errors.New("address already in use")
-
 // start runs the binary and waits until /status answers 200 while the
-// process started here is alive: a stale Jaeger on the same port would
-// answer for one that died at startup.
+// process started here is alive.
 func (j *Jaeger) start() error {
-	logf, err := os.OpenFile(j.logPath, os.O_CREATE|os.O_WRONLY|os.O_APPEND, 0o644)
-	if err != nil {
-		return fmt.Errorf("opening Jaeger's log: %w", err)
-	}
-	defer logf.Close()
 	j.starts++
-	fmt.Fprintf(logf, "==== jaegertest: start %d at %s ====\n", j.starts, time.Now().Format(time.RFC3339Nano))
-	logStart, _ := logf.Seek(0, 1)
-
-	cmd := exec.Command(j.bin, "--config=file:"+j.configPath)
-	cmd.Dir = j.dir
-	cmd.Stdout, cmd.Stderr = logf, logf
-	// Its own process group, and killed if the test binary dies.
-	cmd.SysProcAttr = &syscall.SysProcAttr{Setpgid: true, Pdeathsig: syscall.SIGKILL}
-	t0 := time.Now()
-	if err := cmd.Start(); err != nil {
-		return fmt.Errorf("starting %s: %w", j.bin, err)
-	}
-	exited := make(chan struct{})
-	go func() { cmd.Wait(); close(exited) }()
-	j.mu.Lock()
-	j.cmd, j.exited = cmd, exited
-	j.mu.Unlock()
-
-	deadline := time.Now().Add(startWait)
-	for {
-		select {
-		case <-exited:
-			j.mu.Lock()
-			j.cmd = nil
-			j.mu.Unlock()
-			err := fmt.Errorf("jaeger exited at startup (%v)\n%s", cmd.ProcessState, j.logTail(40))
-			if j.logSince(logStart, "address already in use") {
-				return fmt.Errorf("%w: %w", errPortTaken, err)
-			}
-			return err
-		default:
-		}
-		if j.healthy() && alive(exited) {
-			j.StartTime = time.Since(t0)
-			return nil
-		}
-		if time.Now().After(deadline) {
-			j.stop(syscall.SIGKILL)
-			return fmt.Errorf("jaeger not healthy at %s within %v (killed it)\n%s", j.healthURL, startWait, j.logTail(40))
-		}
-		time.Sleep(20 * time.Millisecond)
-	}
-}
-
-func alive(exited chan struct{}) bool {
-	select {
-	case <-exited:
-		return false
-	default:
-		return true
-	}
-}
-
-func (j *Jaeger) healthy() bool {
-	c := http.Client{Timeout: time.Second}
-	resp, err := c.Get(j.healthURL)
+	took, err := j.proc.Start([]string{"--config=file:" + j.configPath}, fmt.Sprintf("jaegertest: start %d", j.starts), startWait)
 	if err != nil {
-		return false
+		return err
 	}
-	resp.Body.Close()
-	return resp.StatusCode == http.StatusOK
-}
-
-// logSince says whether Jaeger's log holds s after offset off.
-func (j *Jaeger) logSince(off int64, s string) bool {
-	b, _ := os.ReadFile(j.logPath)
-	if off > int64(len(b)) {
-		return false
-	}
-	return bytes.Contains(b[off:], []byte(s))
-}
-
-func (j *Jaeger) logTail(n int) string {
-	b, _ := os.ReadFile(j.logPath)
-	lines := strings.Split(strings.TrimSpace(string(b)), "\n")
-	if len(lines) > n {
-		lines = lines[len(lines)-n:]
-	}
-	return "jaeger's log (" + j.logPath + "), last lines:\n" + strings.Join(lines, "\n")
+	j.StartTime = took
+	return nil
 }

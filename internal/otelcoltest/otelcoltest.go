@@ -13,7 +13,6 @@
 package otelcoltest
 
 import (
-	"bytes"
 	"context"
 	"errors"
 	"fmt"
@@ -24,7 +23,6 @@ import (
 	"path/filepath"
 	"slices"
 	"strings"
-	"sync"
 	"syscall"
 	"testing"
 	"time"
@@ -32,6 +30,8 @@ import (
 	dto "github.com/prometheus/client_model/go"
 	"github.com/prometheus/common/expfmt"
 	"github.com/prometheus/common/model"
+
+	"github.com/routetrace/routetrace/internal/servicetest"
 )
 
 // Version is the Collector release the binary is built from (core; contrib
@@ -127,16 +127,10 @@ type Collector struct {
 	// StartTime is how long Start took until the Collector was ready.
 	StartTime time.Duration
 
-	t       testing.TB
-	bin     string
-	dir     string // the test's temporary directory: the log
-	logPath string
-	opts    Options
-	ports   ports
-
-	mu     sync.Mutex
-	cmd    *exec.Cmd
-	exited chan struct{} // closed when cmd has been waited for
+	t     testing.TB
+	opts  Options
+	ports ports
+	proc  servicetest.Process
 }
 
 // ports are those the Collector listens on, all on 127.0.0.1.
@@ -150,13 +144,10 @@ type ports struct {
 // if t failed, when t ends.
 func Start(t testing.TB, opts Options) *Collector {
 	t.Helper()
-	c := &Collector{
-		t:    t,
-		bin:  Require(t),
-		dir:  t.TempDir(), // removed after the cleanup below has stopped it
-		opts: opts,
-	}
-	c.logPath = filepath.Join(c.dir, "otelcol.log")
+	c := &Collector{t: t, opts: opts}
+	dir := t.TempDir() // removed after the cleanup below has stopped it
+	c.proc = servicetest.Process{Name: "the Collector", Bin: Require(t), Dir: dir, Env: []string{"MY_POD_IP=" + podIP},
+		LogPath: filepath.Join(dir, "otelcol.log"), Logf: t.Logf}
 	t.Cleanup(c.cleanup)
 	for attempt := 1; ; attempt++ {
 		if err := c.pickPorts(); err != nil {
@@ -168,7 +159,7 @@ func Start(t testing.TB, opts Options) *Collector {
 		}
 		// Ports are picked free and then closed, so another process can
 		// take one before the Collector binds it: pick again.
-		if attempt < portAttempts && errors.Is(err, errPortTaken) {
+		if attempt < portAttempts && errors.Is(err, servicetest.ErrPortTaken) {
 			t.Logf("otelcol: a port was taken before the Collector bound it, picking others: %v", err)
 			continue
 		}
@@ -195,24 +186,7 @@ func (c *Collector) sets() []string {
 
 // Stop ends the Collector as an operator would: SIGTERM, and SIGKILL if it
 // is still there after 10 s.
-func (c *Collector) Stop() {
-	c.mu.Lock()
-	cmd, exited := c.cmd, c.exited
-	c.cmd = nil
-	c.mu.Unlock()
-	if cmd == nil {
-		return
-	}
-	syscall.Kill(-cmd.Process.Pid, syscall.SIGTERM)
-	select {
-	case <-exited:
-		return
-	case <-time.After(stopWait):
-	}
-	c.t.Logf("otelcol: pid %d still running %v after SIGTERM, killing it", cmd.Process.Pid, stopWait)
-	syscall.Kill(-cmd.Process.Pid, syscall.SIGKILL)
-	<-exited
-}
+func (c *Collector) Stop() { c.proc.Stop(syscall.SIGTERM, stopWait) }
 
 func (c *Collector) cleanup() {
 	c.Stop()
@@ -243,91 +217,24 @@ func (c *Collector) pickPorts() error {
 	c.OTLPGRPC = fmt.Sprintf("%s:%d", podIP, c.ports.otlpGRPC)
 	c.OTLPHTTP = fmt.Sprintf("%s:%d", podIP, c.ports.otlpHTTP)
 	c.HealthURL = fmt.Sprintf("http://%s:%d/", podIP, c.ports.health)
+	c.proc.HealthURL = c.HealthURL
 	c.MetricsURL = fmt.Sprintf("http://%s:%d/metrics", podIP, c.ports.metrics)
 	return nil
 }
 
-var errPortTaken = errors.New("address already in use")
-
 // start runs the binary and waits until health_check answers 200 while
-// the process started here is alive: a stale Collector on the same port
-// would answer for one that died at startup.
+// the process started here is alive.
 func (c *Collector) start() error {
-	logf, err := os.OpenFile(c.logPath, os.O_CREATE|os.O_WRONLY|os.O_APPEND, 0o644)
-	if err != nil {
-		return fmt.Errorf("opening the Collector's log: %w", err)
-	}
-	defer logf.Close()
 	args := []string{"--config=file:" + c.opts.Config}
-	for _, s := range c.sets() {
-		args = append(args, "--set="+s)
+	for _, set := range c.sets() {
+		args = append(args, "--set="+set)
 	}
-	fmt.Fprintf(logf, "==== otelcoltest: %s %s at %s ====\n", c.bin, strings.Join(args, " "), time.Now().Format(time.RFC3339Nano))
-	logStart, _ := logf.Seek(0, 1)
-
-	cmd := exec.Command(c.bin, args...)
-	cmd.Dir = c.dir
-	cmd.Env = append(os.Environ(), "MY_POD_IP="+podIP)
-	cmd.Stdout, cmd.Stderr = logf, logf
-	// Its own process group, and killed if the test binary dies.
-	cmd.SysProcAttr = &syscall.SysProcAttr{Setpgid: true, Pdeathsig: syscall.SIGKILL}
-	t0 := time.Now()
-	if err := cmd.Start(); err != nil {
-		return fmt.Errorf("starting %s: %w", c.bin, err)
-	}
-	exited := make(chan struct{})
-	go func() { cmd.Wait(); close(exited) }()
-	c.mu.Lock()
-	c.cmd, c.exited = cmd, exited
-	c.mu.Unlock()
-
-	deadline := time.Now().Add(startWait)
-	for {
-		select {
-		case <-exited:
-			c.mu.Lock()
-			c.cmd = nil
-			c.mu.Unlock()
-			err := fmt.Errorf("the Collector exited at startup (%v)\n%s", cmd.ProcessState, c.LogTail(40))
-			if c.logSince(logStart, "address already in use") {
-				return fmt.Errorf("%w: %w", errPortTaken, err)
-			}
-			return err
-		default:
-		}
-		if c.healthy() && alive(exited) {
-			c.StartTime = time.Since(t0)
-			return nil
-		}
-		if time.Now().After(deadline) {
-			syscall.Kill(-cmd.Process.Pid, syscall.SIGKILL)
-			<-exited
-			c.mu.Lock()
-			c.cmd = nil
-			c.mu.Unlock()
-			return fmt.Errorf("the Collector not healthy at %s within %v (killed it)\n%s", c.HealthURL, startWait, c.LogTail(40))
-		}
-		time.Sleep(20 * time.Millisecond)
-	}
-}
-
-func alive(exited chan struct{}) bool {
-	select {
-	case <-exited:
-		return false
-	default:
-		return true
-	}
-}
-
-func (c *Collector) healthy() bool {
-	hc := http.Client{Timeout: time.Second}
-	resp, err := hc.Get(c.HealthURL)
+	took, err := c.proc.Start(args, "otelcoltest: "+c.proc.Bin+" "+strings.Join(args, " "), startWait)
 	if err != nil {
-		return false
+		return err
 	}
-	resp.Body.Close()
-	return resp.StatusCode == http.StatusOK
+	c.StartTime = took
+	return nil
 }
 
 // ErrNoMetric is Metric's error for a family the Collector does not serve
@@ -394,25 +301,7 @@ func hasLabels(m *dto.Metric, want map[string]string) bool {
 }
 
 // Log is everything the Collector has logged.
-func (c *Collector) Log() string {
-	b, _ := os.ReadFile(c.logPath)
-	return string(b)
-}
-
-// logSince says whether the Collector's log holds s after offset off.
-func (c *Collector) logSince(off int64, s string) bool {
-	b, _ := os.ReadFile(c.logPath)
-	if off > int64(len(b)) {
-		return false
-	}
-	return bytes.Contains(b[off:], []byte(s))
-}
+func (c *Collector) Log() string { return c.proc.Log() }
 
 // LogTail is the last n lines of the Collector's log, with a heading.
-func (c *Collector) LogTail(n int) string {
-	lines := strings.Split(strings.TrimSpace(c.Log()), "\n")
-	if len(lines) > n {
-		lines = lines[len(lines)-n:]
-	}
-	return "the Collector's log (" + c.logPath + "), last lines:\n" + strings.Join(lines, "\n")
-}
+func (c *Collector) LogTail(n int) string { return c.proc.LogTail(n) }
