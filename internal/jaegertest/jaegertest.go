@@ -10,7 +10,6 @@
 package jaegertest
 
 import (
-	"errors"
 	"fmt"
 	"net"
 	"net/http"
@@ -119,25 +118,12 @@ func Start(t testing.TB, opts Options) *Jaeger {
 	j.proc = servicetest.Process{Name: "jaeger", Bin: bin, Dir: j.dir, LogPath: filepath.Join(j.dir, "jaeger.log"), Logf: t.Logf}
 	t.Cleanup(j.cleanup)
 
-	for attempt := 1; ; attempt++ {
+	servicetest.StartOnFreePorts(t, "jaeger", portAttempts, func() error {
 		if err := j.pickPorts(); err != nil {
-			t.Fatal(err)
+			return err
 		}
-		if err := j.writeConfig(); err != nil {
-			t.Fatal(err)
-		}
-		err := j.start()
-		if err == nil {
-			break
-		}
-		// Ports are picked free and then closed, so another process can
-		// take one before Jaeger binds it: pick again.
-		if attempt < portAttempts && errors.Is(err, servicetest.ErrPortTaken) {
-			t.Logf("jaeger: a port was taken before Jaeger bound it, picking others: %v", err)
-			continue
-		}
-		t.Fatal(err)
-	}
+		return j.writeConfig()
+	}, j.start)
 	t.Logf("jaeger %s: ready in %v, OTLP gRPC %s, OTLP HTTP %s, query %s, storage %s",
 		Version, j.StartTime.Round(time.Millisecond), j.OTLPGRPC, j.OTLPHTTP, j.QueryURL, j.storageName())
 	return j

@@ -149,22 +149,7 @@ func Start(t testing.TB, opts Options) *Collector {
 	c.proc = servicetest.Process{Name: "the Collector", Bin: Require(t), Dir: dir, Env: []string{"MY_POD_IP=" + podIP},
 		LogPath: filepath.Join(dir, "otelcol.log"), Logf: t.Logf}
 	t.Cleanup(c.cleanup)
-	for attempt := 1; ; attempt++ {
-		if err := c.pickPorts(); err != nil {
-			t.Fatal(err)
-		}
-		err := c.start()
-		if err == nil {
-			break
-		}
-		// Ports are picked free and then closed, so another process can
-		// take one before the Collector binds it: pick again.
-		if attempt < portAttempts && errors.Is(err, servicetest.ErrPortTaken) {
-			t.Logf("otelcol: a port was taken before the Collector bound it, picking others: %v", err)
-			continue
-		}
-		t.Fatal(err)
-	}
+	servicetest.StartOnFreePorts(t, "otelcol", portAttempts, c.pickPorts, c.start)
 	t.Logf("otelcol %s: ready in %v, config %s, OTLP gRPC %s, OTLP HTTP %s, exporter %s to %s, metrics %s",
 		Version, c.StartTime.Round(time.Millisecond), opts.Config, c.OTLPGRPC, c.OTLPHTTP, Exporter, opts.Backend, c.MetricsURL)
 	return c

@@ -17,6 +17,7 @@ import (
 	"strings"
 	"sync"
 	"syscall"
+	"testing"
 	"time"
 )
 
@@ -175,4 +176,26 @@ func (p *Process) LogTail(n int) string {
 		lines = lines[len(lines)-n:]
 	}
 	return p.Name + "'s log (" + p.LogPath + "), last lines:\n" + strings.Join(lines, "\n")
+}
+
+// StartOnFreePorts calls pick (choose free ports, write what names them)
+// then start, until start succeeds. Ports are picked free and then closed,
+// so another process can take one before the service binds it: on
+// ErrPortTaken it picks again, up to attempts times. Any other error fails t.
+func StartOnFreePorts(t testing.TB, name string, attempts int, pick, start func() error) {
+	t.Helper()
+	for attempt := 1; ; attempt++ {
+		if err := pick(); err != nil {
+			t.Fatal(err)
+		}
+		err := start()
+		if err == nil {
+			return
+		}
+		if attempt < attempts && errors.Is(err, ErrPortTaken) {
+			t.Logf("%s: a port was taken before it was bound, picking others: %v", name, err)
+			continue
+		}
+		t.Fatal(err)
+	}
 }
