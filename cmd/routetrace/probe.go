@@ -43,12 +43,16 @@ func probeCommand() *cli.Command {
 				printNetworkdCheck(c.App.Writer)
 				return nil
 			default:
-				return cli.Exit(fmt.Sprintf("--only %q: the one section printed alone is networkd", c.String("only")), 2)
+				return cli.Exit(fmt.Sprintf("routetrace: --only %q: the one section printed alone is networkd", c.String("only")), 2)
+			}
+			// A bad --output is refused before anything is loaded: the
+			// probe itself takes seconds (a minute under emulation).
+			output := c.String("output")
+			if output != "text" && output != "json" {
+				return cli.Exit(fmt.Sprintf("routetrace: --output %q: want text or json", output), 2)
 			}
 			r := tracer.Probe(slog.Default())
-			switch c.String("output") {
-			case "text":
-			case "json":
+			if output == "json" {
 				if err := writeProbeJSON(c.App.Writer, r); err != nil {
 					return fmt.Errorf("writing the probe as JSON: %w", err)
 				}
@@ -56,8 +60,6 @@ func probeCommand() *cli.Command {
 					return cli.Exit("", 1)
 				}
 				return nil
-			default:
-				return cli.Exit(fmt.Sprintf("--output %q: want text or json", c.String("output")), 2)
 			}
 			printReport(c.App.Writer, r)
 			printEnrichReport(c.App.Writer, enrich.Probe(c.Context, enrich.Options{
