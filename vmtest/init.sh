@@ -131,6 +131,18 @@ run_bench() { # tier args...
 	echo "VMTEST-RESULT tier=$tier binary=bench status=$st exit=$rc"
 }
 
+# What the kernel offers, as routetrace's probe finds it: which tier each
+# hook gets, why better ones were refused, tier 3's capture, enforce modes.
+# The README's kernel table is built from these lines (one JSON line). The
+# CLI's TestProbe compares its table with this same JSON
+# (ROUTETRACE_PROBE_JSON) instead of probing again: each probe loads every
+# hook's programs, 10-15 s under TCG.
+if [ -z "$VMTEST_BENCH" ] && command -v routetrace >/dev/null; then
+	routetrace probe --output json >/tmp/vmtest-probe.json 2>/dev/null
+	echo "VMTEST-PROBE json=$(tr -d '\n' </tmp/vmtest-probe.json)"
+	export ROUTETRACE_PROBE_JSON=/tmp/vmtest-probe.json
+fi
+
 # BPF run times come from the kernel's sched_clock: say what it runs on.
 [ -n "$VMTEST_BENCH" ] && echo "VMTEST-INFO clocksource=$(cat /sys/devices/system/clocksource/clocksource0/current_clocksource) cpus=$(nproc)"
 for tier in $VMTEST_TIERS; do
@@ -142,12 +154,6 @@ for tier in $VMTEST_TIERS; do
 		run_one "$tier" "$bin" "$@"
 	done
 done
-# What the kernel offers, as routetrace's probe finds it: which tier each
-# hook gets, why better ones were refused, tier 3's capture, enforce modes.
-# The README's kernel table is built from these lines (one JSON line).
-if [ -z "$VMTEST_BENCH" ] && command -v routetrace >/dev/null; then
-	echo "VMTEST-PROBE json=$(routetrace probe --output json 2>/dev/null | tr -d '\n')"
-fi
 echo "VMTEST-DONE uptime=$(cut -d' ' -f1 /proc/uptime)"
 # -f: there is no init system to ask. If poweroff fails, reboot still ends
 # QEMU because it runs with -no-reboot.
