@@ -638,7 +638,11 @@ func TestTraceLossExitStatus(t *testing.T) {
 // textLine matches a line of text output: the time, then the rest.
 var textLine = regexp.MustCompile(`^(\d\d:\d\d:\d\d\.\d{3})  (.*)$`)
 
+// TestTraceText checks the text output's layout; the fields it shows are
+// the ones TestTraceJSON checks under every tier, so it runs once per
+// kernel.
 func TestTraceText(t *testing.T) {
+	tiertest.TierIndependent(t)
 	testnet.RequireRoot(t)
 	ns := testnet.New(t)
 	p := startTrace(t, ns, "--color", "never")
@@ -1093,7 +1097,7 @@ func TestBenchJSON(t *testing.T) {
 	testnet.RequireRoot(t)
 	// Small counts: this checks what bench reports, not the tracer's cost
 	// (make bench measures that); it runs on every kernel, under TCG.
-	const n, syscalls = 500, 5000
+	const n, syscalls = 200, 2000
 	r := runBenchCmd(t, "bench", "--n", strconv.Itoa(n), "--rounds", "1", "--dd-count", strconv.Itoa(syscalls),
 		"--udp-count", strconv.Itoa(syscalls), "--output", "json")
 	t.Logf("bench: %s", strings.TrimSpace(r.stdout)) // the ratios, for vmtest's logs

@@ -8,6 +8,7 @@ import (
 	"time"
 
 	"github.com/routetrace/routetrace/internal/testnet"
+	"github.com/routetrace/routetrace/internal/tiertest"
 )
 
 // TestTraceNotifiesSystemd: under systemd (Type=notify, routetrace.service)
@@ -15,6 +16,7 @@ import (
 // the socket in $NOTIFY_SOCKET. The unit itself is tested with real systemd
 // in the incident VM (vmtest/incident, scenario service).
 func TestTraceNotifiesSystemd(t *testing.T) {
+	tiertest.TierIndependent(t) // the status line accepts any tier
 	testnet.RequireRoot(t)
 	ns := testnet.New(t)
 	path := filepath.Join(t.TempDir(), "notify")
