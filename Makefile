@@ -287,10 +287,13 @@ incident:
 
 # The README's kernel table, from the last make test's three runs (vmtest,
 # the enforcer, the incident): which tiers passed on which kernel, which
-# tier each hook got and why a better one was refused.
+# tier each hook got and why a better one was refused. Also the guests'
+# durations in that run, the order a fresh cache starts from
+# (vmtest/durations.json, see vmtest/slots.go).
 kernel-table:
 	$(GO) run ./vmtest table --readme README.md $(CACHE)/vmtest-summary.json \
 		$(CACHE)/vmtest-enforce-summary.json $(CACHE)/incident-summary.json
+	cp $(GUEST_SLOTS)/durations.json vmtest/durations.json
 
 bench: build
 	./bin/routetrace bench --n 100000 --rounds 3

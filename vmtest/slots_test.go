@@ -2,6 +2,7 @@ package main
 
 import (
 	"context"
+	"encoding/json"
 	"errors"
 	"testing"
 	"time"
@@ -89,5 +90,30 @@ func TestGuestSlotsLongestFirst(t *testing.T) {
 		if first != want {
 			t.Errorf("waiting %v: the slot went to %s first, then %s; want %s first", pair, first, second, want)
 		}
+	}
+}
+
+// A fresh cache orders its guests by the committed seed durations, and
+// the cache's own record of a guest takes their place.
+func TestGuestSlotsSeeded(t *testing.T) {
+	var seed map[string]float64
+	if err := json.Unmarshal(seedDurations, &seed); err != nil {
+		t.Fatalf("vmtest/durations.json: %v", err)
+	}
+	const job, arm64 = "vmtest-summary", "linux-image-6.1.0-56-cloud-arm64-unsigned"
+	want, ok := seed[job+"/"+arm64]
+	if !ok || want <= 0 {
+		t.Fatalf("vmtest/durations.json has no %s/%s (got %v): copy a warm run's <cache>/vmtest/slots/durations.json", job, arm64, want)
+	}
+	s := guestSlots{dir: t.TempDir(), n: 1, job: job}
+	if got := s.expected(arm64); got != time.Duration(want*float64(time.Second)) {
+		t.Errorf("fresh cache: expected(%s) = %v, want the seed's %vs", arm64, got, want)
+	}
+	if got := s.expected("linux-image-9.9-unlisted"); got != unknownDuration {
+		t.Errorf("a guest in neither: %v, want unknownDuration", got)
+	}
+	s.record(arm64, 42*time.Second)
+	if got := s.expected(arm64); got != 42*time.Second {
+		t.Errorf("after a run: expected(%s) = %v, want the recorded 42s", arm64, got)
 	}
 }
