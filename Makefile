@@ -15,7 +15,7 @@ APT_PKGS := clang-19 llvm-19 libbpf-dev bpftool iproute2 net-tools \
             debootstrap e2fsprogs containerd runc containernetworking-plugins \
             buildah podman
 
-.PHONY: help build install release trace generate check-generate vmlinux deps jaeger otelcol otelcol-sources check-otelcol test test-host test-host-in-slot test-vet-fuzz test-go vmtest vmbench vmtest-enforce vm incident kernel-table bench clean
+.PHONY: help build install release trace generate check-generate vmlinux deps jaeger otelcol otelcol-sources check-otelcol test test-host test-host-in-slot test-vet-fuzz test-go vmtest vmtest-binaries vmbench vmtest-enforce vmtest-enforce-binaries vm incident incident-binaries kernel-table bench clean
 
 help:
 	@echo "make install        build routetrace and install it to $(PREFIX)/bin (no clang needed)"
@@ -153,16 +153,24 @@ test: deps check-generate
 
 GUEST_SLOTS := $(CACHE)/vmtest/slots
 # The last slot (slot-<cores-1>): on one core, the guests wait for it.
+# Niced: at the start, before any guest boots, the guests' binaries are
+# what the run waits for (on a fresh machine the Jaeger build would take a
+# core from them for 15 minutes); later it keeps the fuzzers' two workers
+# from slowing the guest beside them.
 test-host-in-slot:
 	mkdir -p $(GUEST_SLOTS)
-	flock $(GUEST_SLOTS)/slot-$$(($$(nproc) - 1)).lock $(MAKE) test-vet-fuzz image-test
+	flock $(GUEST_SLOTS)/slot-$$(($$(nproc) - 1)).lock nice -n 10 $(MAKE) test-vet-fuzz image-test
 	$(MAKE) test-go
 
 # The three VM runs side by side: each boots its kernels as soon as one of
 # the machine's guest slots (one per core, shared by every vmtest process)
 # is free, so no core idles while another run still has kernels to boot.
+# The guests' binaries are built first, one run's after another: built
+# side by side from a cold cache, the packages they share (routetrace's,
+# client-go's) compiled two and three times at once.
 vm:
-	$(MAKE) -j3 vmtest vmtest-enforce incident
+	$(MAKE) -j1 vmtest-binaries vmtest-enforce-binaries incident-binaries
+	$(MAKE) -j3 vmtest vmtest-enforce incident GUEST_BINARIES_BUILT=1
 
 # Every host test: vet and fuzzing, then the Go tests.
 test-host:
@@ -208,7 +216,7 @@ GUEST_ARCHES ?= amd64 arm64
 # The tracer's tests, the CLI's against a static routetrace binary (the
 # guest has no Go toolchain) and repair's, once per tier in every kernel.
 # The guests bring their own route and ifconfig (vmtest's userland).
-vmtest:
+vmtest-binaries:
 	for a in $(GUEST_ARCHES); do \
 		mkdir -p $(CACHE)/bin/$$a && \
 		CGO_ENABLED=0 GOARCH=$$a $(GO) test -c -o $(CACHE)/bin/$$a/tracer.test ./tracer && \
@@ -216,6 +224,9 @@ vmtest:
 		CGO_ENABLED=0 GOARCH=$$a $(GO) test -c -o $(CACHE)/bin/$$a/repair.test ./repair && \
 		CGO_ENABLED=0 GOARCH=$$a $(GO) build -ldflags "$(LDFLAGS)" -o $(CACHE)/bin/$$a/routetrace ./cmd/routetrace || exit 1; \
 	done
+
+# GUEST_BINARIES_BUILT=1 (make vm): the binaries are built already.
+vmtest: $(if $(GUEST_BINARIES_BUILT),,vmtest-binaries)
 	$(GO) run ./vmtest --test-binary '$(CACHE)/bin/{arch}/tracer.test' --test-binary '$(CACHE)/bin/{arch}/routetrace.test' \
 		--test-binary '$(CACHE)/bin/{arch}/repair.test' \
 		--tiers fentry,kprobe,tracepoint \
@@ -227,13 +238,15 @@ vmtest:
 # tracer's attach tier), its benchmark included (enforce-cost: ...).
 # ioctl32: a 32-bit route ioctl, for the compat path (i386 on amd64,
 # 32-bit ARM on arm64).
-vmtest-enforce:
+vmtest-enforce-binaries:
 	for a in $(GUEST_ARCHES); do \
 		case $$a in amd64) c=GOARCH=386;; arm64) c="GOARCH=arm GOARM=7";; esac; \
 		mkdir -p $(CACHE)/bin/$$a && \
 		CGO_ENABLED=0 GOARCH=$$a $(GO) test -c -o $(CACHE)/bin/$$a/enforce.test ./enforce && \
 		env CGO_ENABLED=0 $$c $(GO) build -o $(CACHE)/bin/$$a/ioctl32 ./enforce/testdata/ioctl32 || exit 1; \
 	done
+
+vmtest-enforce: $(if $(GUEST_BINARIES_BUILT),,vmtest-enforce-binaries)
 	$(GO) run ./vmtest --test-binary '$(CACHE)/bin/{arch}/enforce.test' --tiers auto --expect-tiers none \
 		--extra-file '$(CACHE)/bin/{arch}/ioctl32:/usr/local/bin/ioctl32' \
 		--env ROUTETRACE_IOCTL32=/usr/local/bin/ioctl32 --test-args "-test.v" \
@@ -273,12 +286,14 @@ INCIDENT_VARIANTS_KERNEL ?= 6.12
 # with systemd under each kernel; every tier and variant in one boot per
 # kernel, the kernels in parallel. Needs debootstrap and e2fsprogs.
 # Its own bin directory, so it can run beside make vmtest.
-incident:
+incident-binaries:
 	for a in $(GUEST_ARCHES); do \
 		mkdir -p $(CACHE)/bin/incident/$$a && \
 		CGO_ENABLED=0 GOARCH=$$a $(GO) build -ldflags "$(LDFLAGS)" -o $(CACHE)/bin/incident/$$a/routetrace ./cmd/routetrace && \
 		CGO_ENABLED=0 GOARCH=$$a $(GO) build -o $(CACHE)/bin/incident/$$a/routetrace-incident ./vmtest/incident || exit 1; \
 	done
+
+incident: $(if $(GUEST_BINARIES_BUILT),,incident-binaries)
 	$(GO) run ./vmtest --scenario networkd \
 		--routetrace '$(CACHE)/bin/incident/{arch}/routetrace' --incident-binary '$(CACHE)/bin/incident/{arch}/routetrace-incident' \
 		--tiers fentry,kprobe,tracepoint --parallel 8 --timeout 40m \
