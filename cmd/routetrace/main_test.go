@@ -822,32 +822,36 @@ func TestFlagErrors(t *testing.T) {
 	tests := []struct {
 		args []string
 		want []string // in stderr: the flag, the value, what is accepted
+		code int      // the exit status, where the command sets one (0: any but 0)
 	}{
-		{[]string{"trace", "--op", "nosuch"}, []string{`--op "nosuch"`, "add, replace, delete or flush"}},
-		{[]string{"trace", "--object", "link"}, []string{`--object "link"`, "route, rule or nexthop"}},
-		{[]string{"trace", "--family", "inet7"}, []string{`--family "inet7"`, "inet or inet6"}},
-		{[]string{"trace", "--dst", "notacidr"}, []string{`--dst "notacidr"`, "a CIDR like 10.244.0.0/16 or an address"}},
-		{[]string{"trace", "--table", "x"}, []string{`--table "x"`, "a number, main, local or default"}},
-		{[]string{"trace", "--pid", "init"}, []string{`--pid "init"`, "a process id"}},
-		{[]string{"trace", "--output", "xml"}, []string{`--output "xml"`, "text or json"}},
-		{[]string{"trace", "--color", "rainbow"}, []string{`--color "rainbow"`, "auto, always or never"}},
-		{[]string{"trace", "--attach", "bogus"}, []string{`--attach "bogus"`, "auto, fentry, kprobe or tracepoint"}},
-		{[]string{"bench", "--attach", "bogus"}, []string{`--attach "bogus"`, "auto, fentry, kprobe or tracepoint"}},
-		{[]string{"bench", "--n", "0"}, []string{"--n 0", "want 1 to"}},
-		{[]string{"bench", "--cases", "batch,nosuch"}, []string{`--cases "nosuch"`, "batch, flush, client, dd, udp"}},
-		{[]string{"bench", "--udp-count", "0"}, []string{"--udp-count 0", "at least 1"}},
-		{[]string{"bench", "--output", "xml"}, []string{`--output "xml"`, "text or json"}},
-		{[]string{"--log-level", "loud", "version"}, []string{"--log-level", "loud"}},
+		{[]string{"trace", "--op", "nosuch"}, []string{`--op "nosuch"`, "add, replace, delete or flush"}, 0},
+		{[]string{"trace", "--object", "link"}, []string{`--object "link"`, "route, rule or nexthop"}, 0},
+		{[]string{"trace", "--family", "inet7"}, []string{`--family "inet7"`, "inet or inet6"}, 0},
+		{[]string{"trace", "--dst", "notacidr"}, []string{`--dst "notacidr"`, "a CIDR like 10.244.0.0/16 or an address"}, 0},
+		{[]string{"trace", "--table", "x"}, []string{`--table "x"`, "a number, main, local or default"}, 0},
+		{[]string{"trace", "--pid", "init"}, []string{`--pid "init"`, "a process id"}, 0},
+		{[]string{"trace", "--output", "xml"}, []string{`--output "xml"`, "text or json"}, 0},
+		{[]string{"trace", "--color", "rainbow"}, []string{`--color "rainbow"`, "auto, always or never"}, 0},
+		{[]string{"trace", "--attach", "bogus"}, []string{`--attach "bogus"`, "auto, fentry, kprobe or tracepoint"}, 0},
+		{[]string{"bench", "--attach", "bogus"}, []string{`--attach "bogus"`, "auto, fentry, kprobe or tracepoint"}, 0},
+		{[]string{"bench", "--n", "0"}, []string{"--n 0", "want 1 to"}, 0},
+		{[]string{"bench", "--cases", "batch,nosuch"}, []string{`--cases "nosuch"`, "batch, flush, client, dd, udp"}, 0},
+		{[]string{"bench", "--udp-count", "0"}, []string{"--udp-count 0", "at least 1"}, 0},
+		{[]string{"bench", "--output", "xml"}, []string{`--output "xml"`, "text or json"}, 0},
+		{[]string{"--log-level", "loud", "version"}, []string{"--log-level", "loud"}, 0},
 		// Refused before the probe loads anything (it loaded and
 		// detached every hook first: 14 s under TCG).
-		{[]string{"probe", "--output", "yaml"}, []string{`--output "yaml"`, "want text or json"}},
-		{[]string{"probe", "--only", "bpf"}, []string{`--only "bpf"`, "networkd"}},
+		{[]string{"probe", "--output", "yaml"}, []string{`--output "yaml"`, "want text or json"}, 2},
+		{[]string{"probe", "--only", "bpf"}, []string{`--only "bpf"`, "networkd"}, 2},
 	}
 	for _, tt := range tests {
 		t.Run(strings.Join(tt.args, " "), func(t *testing.T) {
 			r := run(t, 10*time.Second, tt.args...)
 			if r.code == 0 {
 				t.Fatalf("exit status 0, want an error; stderr:\n%s", r.stderr)
+			}
+			if tt.code != 0 && r.code != tt.code {
+				t.Errorf("exit status %d, want %d", r.code, tt.code)
 			}
 			for _, w := range tt.want {
 				if !strings.Contains(r.stderr, w) {
