@@ -9,6 +9,14 @@ VERSION  ?= $(shell git describe --tags --always --dirty 2>/dev/null || echo dev
 COMMIT   ?= $(shell git rev-parse HEAD 2>/dev/null)$(shell git diff --quiet HEAD 2>/dev/null || echo -modified)
 LDFLAGS  := -X main.version=$(VERSION) -X main.buildCommit=$(COMMIT)
 
+# Every Go build here without cgo: routetrace has no C, the guests' binaries
+# must be static anyway, and Go's build cache keys on the setting, so with
+# cgo on where a C compiler is installed, the host's tests and vet would
+# compile every package that imports net (nearly all: gRPC, OTel, client-go)
+# a second time. On a fresh machine that is minutes of CPU.
+CGO_ENABLED ?= 0
+export CGO_ENABLED
+
 # Debian packages the build, the tests and vmtest need.
 APT_PKGS := clang-19 llvm-19 libbpf-dev bpftool iproute2 net-tools \
             qemu-system-x86 qemu-system-arm busybox-static xz-utils git ca-certificates \
